@@ -1,0 +1,267 @@
+package pki
+
+import (
+	"bytes"
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/hex"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"math/big"
+	"net"
+	"slices"
+	"time"
+)
+
+const (
+	// CAValidity is how long a CA is valid.
+	CAValidity = 10 * 365 * 24 * time.Hour
+	// CertValidity is how long a leaf certificate is valid.
+	CertValidity = 365 * 24 * time.Hour
+	// RenewBefore is how long before expiry a certificate is reissued.
+	RenewBefore = 30 * 24 * time.Hour
+	// clockSkew back-dates certificates so a peer whose clock is a little
+	// behind still accepts them.
+	clockSkew = 5 * time.Minute
+)
+
+// KeyPair is a certificate and its private key, parsed and PEM-encoded.
+type KeyPair struct {
+	Cert    *x509.Certificate
+	Key     crypto.Signer
+	CertPEM []byte
+	KeyPEM  []byte
+}
+
+// Spec says what a leaf certificate is for.
+type Spec struct {
+	CommonName   string
+	Organization []string
+	DNSNames     []string
+	IPs          []net.IP
+	// Server and Client select the extended key usages.
+	Server bool
+	Client bool
+}
+
+// NewCA creates a self-signed CA valid from now.
+func NewCA(commonName string, now time.Time) (*KeyPair, error) {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return nil, fmt.Errorf("generate CA key: %w", err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber:          serial(),
+		Subject:               pkix.Name{CommonName: commonName},
+		NotBefore:             now.Add(-clockSkew),
+		NotAfter:              now.Add(CAValidity),
+		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageCRLSign | x509.KeyUsageDigitalSignature,
+		BasicConstraintsValid: true,
+		IsCA:                  true,
+		SubjectKeyId:          keyID(&key.PublicKey),
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		return nil, fmt.Errorf("sign CA %q: %w", commonName, err)
+	}
+	return fromDER(der, key)
+}
+
+// Issue signs a new leaf certificate for spec with a fresh key.
+func (ca *KeyPair) Issue(spec Spec, now time.Time) (*KeyPair, error) {
+	if !spec.Server && !spec.Client {
+		return nil, fmt.Errorf("certificate %q: a spec must allow server or client use", spec.CommonName)
+	}
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return nil, fmt.Errorf("generate key for %q: %w", spec.CommonName, err)
+	}
+	var usages []x509.ExtKeyUsage
+	if spec.Server {
+		usages = append(usages, x509.ExtKeyUsageServerAuth)
+	}
+	if spec.Client {
+		usages = append(usages, x509.ExtKeyUsageClientAuth)
+	}
+	notAfter := now.Add(CertValidity)
+	if notAfter.After(ca.Cert.NotAfter) {
+		notAfter = ca.Cert.NotAfter
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber:   serial(),
+		Subject:        pkix.Name{CommonName: spec.CommonName, Organization: spec.Organization},
+		DNSNames:       spec.DNSNames,
+		IPAddresses:    spec.IPs,
+		NotBefore:      now.Add(-clockSkew),
+		NotAfter:       notAfter,
+		KeyUsage:       x509.KeyUsageDigitalSignature,
+		ExtKeyUsage:    usages,
+		AuthorityKeyId: ca.Cert.SubjectKeyId,
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.Cert, &key.PublicKey, ca.Key)
+	if err != nil {
+		return nil, fmt.Errorf("sign certificate %q: %w", spec.CommonName, err)
+	}
+	return fromDER(der, key)
+}
+
+// Matches reports whether kp was issued by ca for exactly spec and stays
+// valid beyond now+RenewBefore; when it does not, the reason says why.
+func (ca *KeyPair) Matches(kp *KeyPair, spec Spec, now time.Time) (bool, string) {
+	c := kp.Cert
+	if err := c.CheckSignatureFrom(ca.Cert); err != nil {
+		return false, "not signed by the current CA"
+	}
+	if now.Add(RenewBefore).After(c.NotAfter) {
+		return false, "expires within " + RenewBefore.String()
+	}
+	if c.Subject.CommonName != spec.CommonName || !sameStrings(c.Subject.Organization, spec.Organization) {
+		return false, "subject changed"
+	}
+	if !sameStrings(c.DNSNames, spec.DNSNames) {
+		return false, "DNS names changed"
+	}
+	var want, have []string
+	for _, ip := range spec.IPs {
+		want = append(want, ip.String())
+	}
+	for _, ip := range c.IPAddresses {
+		have = append(have, ip.String())
+	}
+	if !sameStrings(want, have) {
+		return false, "IP addresses changed"
+	}
+	if spec.Server != slices.Contains(c.ExtKeyUsage, x509.ExtKeyUsageServerAuth) ||
+		spec.Client != slices.Contains(c.ExtKeyUsage, x509.ExtKeyUsageClientAuth) {
+		return false, "key usages changed"
+	}
+	return true, ""
+}
+
+// ParseKeyPair parses PEM-encoded certificate and key and checks that they
+// belong together.
+func ParseKeyPair(certPEM, keyPEM []byte) (*KeyPair, error) {
+	cb, _ := pem.Decode(certPEM)
+	if cb == nil || cb.Type != "CERTIFICATE" {
+		return nil, errors.New("no PEM certificate found")
+	}
+	cert, err := x509.ParseCertificate(cb.Bytes)
+	if err != nil {
+		return nil, fmt.Errorf("parse certificate: %w", err)
+	}
+	key, err := ParsePrivateKey(keyPEM)
+	if err != nil {
+		return nil, err
+	}
+	pub, ok := key.Public().(interface{ Equal(crypto.PublicKey) bool })
+	if !ok || !pub.Equal(cert.PublicKey) {
+		return nil, errors.New("private key does not match the certificate")
+	}
+	return &KeyPair{Cert: cert, Key: key, CertPEM: certPEM, KeyPEM: keyPEM}, nil
+}
+
+// ParsePrivateKey parses a PEM-encoded EC, PKCS#8 or PKCS#1 private key.
+func ParsePrivateKey(keyPEM []byte) (crypto.Signer, error) {
+	kb, _ := pem.Decode(keyPEM)
+	if kb == nil {
+		return nil, errors.New("no PEM private key found")
+	}
+	switch kb.Type {
+	case "EC PRIVATE KEY":
+		return x509.ParseECPrivateKey(kb.Bytes)
+	case "RSA PRIVATE KEY":
+		return x509.ParsePKCS1PrivateKey(kb.Bytes)
+	case "PRIVATE KEY":
+		k, err := x509.ParsePKCS8PrivateKey(kb.Bytes)
+		if err != nil {
+			return nil, fmt.Errorf("parse private key: %w", err)
+		}
+		s, ok := k.(crypto.Signer)
+		if !ok {
+			return nil, errors.New("private key cannot sign")
+		}
+		return s, nil
+	}
+	return nil, fmt.Errorf("unsupported private key type %q", kb.Type)
+}
+
+// NewSigningKey creates the key pair the API server signs service-account
+// tokens with, PEM-encoded: private key and public key.
+func NewSigningKey() (keyPEM, pubPEM []byte, err error) {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return nil, nil, fmt.Errorf("generate signing key: %w", err)
+	}
+	keyPEM, err = encodeKey(key)
+	if err != nil {
+		return nil, nil, err
+	}
+	pubDER, err := x509.MarshalPKIXPublicKey(&key.PublicKey)
+	if err != nil {
+		return nil, nil, err
+	}
+	return keyPEM, pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: pubDER}), nil
+}
+
+// Fingerprint is the hex SHA-256 of the certificate's DER form.
+func (kp *KeyPair) Fingerprint() string {
+	sum := sha256.Sum256(kp.Cert.Raw)
+	return hex.EncodeToString(sum[:])
+}
+
+func fromDER(der []byte, key *ecdsa.PrivateKey) (*KeyPair, error) {
+	cert, err := x509.ParseCertificate(der)
+	if err != nil {
+		return nil, err
+	}
+	keyPEM, err := encodeKey(key)
+	if err != nil {
+		return nil, err
+	}
+	return &KeyPair{
+		Cert:    cert,
+		Key:     key,
+		CertPEM: pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}),
+		KeyPEM:  keyPEM,
+	}, nil
+}
+
+func encodeKey(key *ecdsa.PrivateKey) ([]byte, error) {
+	der, err := x509.MarshalECPrivateKey(key)
+	if err != nil {
+		return nil, fmt.Errorf("encode key: %w", err)
+	}
+	return pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: der}), nil
+}
+
+func serial() *big.Int {
+	n, err := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 127))
+	if err != nil {
+		panic(fmt.Sprintf("crypto/rand failed: %v", err))
+	}
+	return n
+}
+
+func keyID(pub *ecdsa.PublicKey) []byte {
+	der, _ := x509.MarshalPKIXPublicKey(pub)
+	sum := sha256.Sum256(der)
+	return sum[:20]
+}
+
+func sameStrings(a, b []string) bool {
+	a, b = slices.Clone(a), slices.Clone(b)
+	slices.Sort(a)
+	slices.Sort(b)
+	return slices.Equal(a, b)
+}
+
+// Equal reports whether two key pairs hold the same certificate and key.
+func (kp *KeyPair) Equal(other *KeyPair) bool {
+	return other != nil && bytes.Equal(kp.CertPEM, other.CertPEM) && bytes.Equal(kp.KeyPEM, other.KeyPEM)
+}
