@@ -1,0 +1,170 @@
+package cli
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"io"
+	"log"
+	"net"
+	"os"
+	"path/filepath"
+
+	"github.com/spf13/cobra"
+
+	"kubinception.dev/kubinception/internal/components"
+	"kubinception.dev/kubinception/internal/images"
+	"kubinception.dev/kubinception/internal/localcluster"
+	"kubinception.dev/kubinception/internal/supervisor"
+)
+
+func newAdminCommand() *cobra.Command {
+	admin := &cobra.Command{
+		Use:   "admin",
+		Short: "Run the local admin cluster: a single-node Kubernetes and the shared datastore on this machine",
+	}
+	var root string
+	admin.PersistentFlags().StringVar(&root, "root", localcluster.DefaultRoot, "directory holding the admin cluster's state")
+	admin.AddCommand(newAdminUpCommand(&root), newAdminDownCommand(&root), newAdminStatusCommand(&root), newSuperviseCommand(&root))
+	return admin
+}
+
+func newAdminUpCommand(root *string) *cobra.Command {
+	d := localcluster.Defaults()
+	var nodeIP, podCIDR, serviceCIDR, cache string
+	cmd := &cobra.Command{
+		Use:   "up",
+		Short: "Build what is missing and bring the admin cluster and the datastore up (idempotent)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := localcluster.RequireRoot("kubinception admin up"); err != nil {
+				return err
+			}
+			c := d
+			c.Root = *root
+			if c.NodeIP = net.ParseIP(nodeIP).To4(); c.NodeIP == nil {
+				return fmt.Errorf("--node-ip %q is not an IPv4 address", nodeIP)
+			}
+			var err error
+			if _, c.PodCIDR, err = net.ParseCIDR(podCIDR); err != nil {
+				return fmt.Errorf("--pod-cidr %q is not a CIDR such as 10.200.0.0/16", podCIDR)
+			}
+			if _, c.ServiceCIDR, err = net.ParseCIDR(serviceCIDR); err != nil {
+				return fmt.Errorf("--service-cidr %q is not a CIDR such as 10.201.0.0/16", serviceCIDR)
+			}
+			c.Images.KubernetesVersion = c.KubernetesVersion
+			if err := c.Validate(); err != nil {
+				return err
+			}
+			self, tag, err := selfBinary()
+			if err != nil {
+				return err
+			}
+			c.Self, c.Images.KubinceptionTag = self, tag
+			b := &components.Builder{CacheDir: cache, Out: cmd.OutOrStdout()}
+			if c.Binaries, err = b.Build(cmd.Context(), c.KubernetesVersion); err != nil {
+				return err
+			}
+			if err := c.Save(); err != nil {
+				return err
+			}
+			cl := &localcluster.Cluster{Config: c, Out: cmd.OutOrStdout()}
+			return cl.Up(cmd.Context())
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&d.KubernetesVersion, "version", d.KubernetesVersion, "Kubernetes version of the admin node ("+components.SupportedMinorsText()+")")
+	f.StringVar(&d.NodeName, "node-name", d.NodeName, "name of the admin node")
+	f.StringVar(&nodeIP, "node-ip", d.NodeIP.String(), "node address, put on a dummy interface "+localcluster.NodeInterface)
+	f.StringVar(&podCIDR, "pod-cidr", d.PodCIDR.String(), "pod network of the admin node")
+	f.StringVar(&serviceCIDR, "service-cidr", d.ServiceCIDR.String(), "Service addresses of the admin cluster")
+	f.IntVar(&d.Ports.APIServer, "apiserver-port", d.Ports.APIServer, "admin API server port")
+	f.StringVar(&d.Images.Registry, "image-registry", images.LocalRegistry, "registry name the locally built images are imported under")
+	f.StringVar(&cache, "cache", components.DefaultCacheDir(), "directory where builds are cached (env KUBINCEPTION_CACHE)")
+	return cmd
+}
+
+// loadCluster returns the cluster recorded under root, with its binaries
+// when they are built.
+func loadCluster(root string, out io.Writer) (*localcluster.Cluster, error) {
+	c, _, err := localcluster.LoadSaved(root)
+	if err != nil {
+		return nil, err
+	}
+	return &localcluster.Cluster{Config: c, Out: out}, nil
+}
+
+func newAdminDownCommand(root *string) *cobra.Command {
+	var purge bool
+	cmd := &cobra.Command{
+		Use:   "down",
+		Short: "Stop the admin cluster and undo its host changes, keeping its data (unless --purge)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := localcluster.RequireRoot("kubinception admin down"); err != nil {
+				return err
+			}
+			cl, err := loadCluster(*root, cmd.OutOrStdout())
+			if err != nil {
+				return err
+			}
+			return cl.Down(cmd.Context(), purge)
+		},
+	}
+	cmd.Flags().BoolVar(&purge, "purge", false, "also delete all state: PKI, the admin etcd's and the datastore's data")
+	return cmd
+}
+
+func newAdminStatusCommand(root *string) *cobra.Command {
+	return &cobra.Command{
+		Use:   "status",
+		Short: "Say what of the admin cluster and the datastore is running and what is not",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cl, err := loadCluster(*root, cmd.OutOrStdout())
+			if err != nil {
+				return err
+			}
+			if !cl.Status(cmd.Context(), cmd.OutOrStdout()) {
+				return fmt.Errorf("the admin cluster is not healthy")
+			}
+			return nil
+		},
+	}
+}
+
+func newSuperviseCommand(root *string) *cobra.Command {
+	return &cobra.Command{
+		Use:    "supervise",
+		Short:  "Keep containerd and the kubelet running (started by admin up)",
+		Hidden: true,
+		Args:   cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			files := supervisor.Files{RunDir: filepath.Join(*root, "run"), LogDir: filepath.Join(*root, "logs")}
+			logger := log.New(os.Stderr, "", log.LstdFlags)
+			return supervisor.Run(cmd.Context(), files, logger.Printf)
+		},
+	}
+}
+
+// selfBinary is this executable and a tag naming its contents, for the
+// kubinception image.
+func selfBinary() (string, string, error) {
+	self, err := os.Executable()
+	if err != nil {
+		return "", "", err
+	}
+	if self, err = filepath.EvalSymlinks(self); err != nil {
+		return "", "", err
+	}
+	f, err := os.Open(self)
+	if err != nil {
+		return "", "", err
+	}
+	defer f.Close()
+	h := sha256.New()
+	if _, err := io.Copy(h, f); err != nil {
+		return "", "", err
+	}
+	return self, Version + "-" + hex.EncodeToString(h.Sum(nil))[:12], nil
+}

@@ -1,0 +1,40 @@
+// Package cli is the kubinception command line: flags are turned into
+// options here and handed to the packages that do the work.
+package cli
+
+import (
+	"context"
+	"fmt"
+	"os"
+
+	"github.com/spf13/cobra"
+)
+
+// Version is kubinception's version, set at link time.
+var Version = "dev"
+
+// Execute runs the command line and returns the process exit code.
+func Execute(ctx context.Context) int {
+	root := &cobra.Command{
+		Use:           "kubinception",
+		Short:         "Managed Kubernetes: tenant control planes as pods in an admin cluster, state in a shared etcd",
+		SilenceUsage:  true,
+		SilenceErrors: true,
+	}
+	root.AddCommand(newVersionCommand(), newBuildCommand(), newAdminCommand())
+	if err := root.ExecuteContext(ctx); err != nil {
+		fmt.Fprintf(os.Stderr, "error: %v\n", err)
+		return 1
+	}
+	return 0
+}
+
+func newVersionCommand() *cobra.Command {
+	return &cobra.Command{
+		Use:   "version",
+		Short: "Print kubinception's version",
+		Run: func(cmd *cobra.Command, _ []string) {
+			fmt.Fprintln(cmd.OutOrStdout(), Version)
+		},
+	}
+}
