@@ -75,7 +75,7 @@ func newAdminUpCommand(root *string) *cobra.Command {
 	f := cmd.Flags()
 	f.StringVar(&d.KubernetesVersion, "version", d.KubernetesVersion, "Kubernetes version of the admin node ("+components.SupportedMinorsText()+")")
 	f.StringVar(&d.NodeName, "node-name", d.NodeName, "name of the admin node")
-	f.StringVar(&nodeIP, "node-ip", d.NodeIP.String(), "node address, put on a dummy interface "+localcluster.NodeInterface)
+	f.StringVar(&nodeIP, "node-ip", d.NodeIP.String(), "node address, put on an interface of its own, "+localcluster.NodeInterface)
 	f.StringVar(&podCIDR, "pod-cidr", d.PodCIDR.String(), "pod network of the admin node")
 	f.StringVar(&serviceCIDR, "service-cidr", d.ServiceCIDR.String(), "Service addresses of the admin cluster")
 	f.IntVar(&d.Ports.APIServer, "apiserver-port", d.Ports.APIServer, "admin API server port")

@@ -40,7 +40,9 @@ func ensurePKI(c Config, now func() time.Time) error {
 		{"apiserver", ca, pki.Spec{CommonName: "kube-apiserver", Server: true,
 			DNSNames: []string{"kubernetes", "kubernetes.default", "kubernetes.default.svc", svc, "localhost", c.NodeName},
 			IPs:      []net.IP{node, nthHost(c.ServiceCIDR, 1), loopback}}},
-		{"apiserver-kubelet-client", ca, pki.Spec{CommonName: "kube-apiserver-kubelet-client", Organization: []string{"kubeadm:cluster-admins"}, Client: true}},
+		// The API server reaches kubelets (logs, exec) as a member of
+		// system:masters, which needs no RBAC binding of its own.
+		{"apiserver-kubelet-client", ca, pki.Spec{CommonName: "kube-apiserver-kubelet-client", Organization: []string{"system:masters"}, Client: true}},
 		{"kubelet", ca, pki.Spec{CommonName: c.NodeName, DNSNames: []string{c.NodeName, "localhost"}, IPs: []net.IP{node, loopback}, Server: true}},
 		{"etcd-server", etcdCA, pki.Spec{CommonName: c.NodeName, DNSNames: []string{"localhost", c.NodeName}, IPs: []net.IP{loopback}, Server: true, Client: true}},
 		{"apiserver-etcd-client", etcdCA, pki.Spec{CommonName: "kube-apiserver-etcd-client", Client: true}},

@@ -12,8 +12,10 @@ import (
 // Names of host objects the admin cluster creates. Every one carries the
 // "kubi" prefix so teardown and leftover checks can tell ours apart.
 const (
-	// NodeInterface is a dummy interface holding the node address, so the
-	// cluster never borrows an address of the machine's own networks.
+	// NodeInterface is a port-less bridge holding the node address, so the
+	// cluster never borrows an address of the machine's own networks. (A
+	// bridge rather than a dummy interface: kernels without the dummy
+	// driver, such as this VM's, all have bridges.)
 	NodeInterface = "kubi0"
 	// BridgeInterface is the pod network's bridge.
 	BridgeInterface = "kubi-cni0"

@@ -51,6 +51,39 @@ func (c *criClient) removeAllPods(ctx context.Context) (int, error) {
 	return removed, nil
 }
 
+// runningPods returns "NAME/A1/A2..." for every ready sandbox that has a
+// running container, where A1... are the values of the given annotations.
+func (c *criClient) runningPods(ctx context.Context, annotations ...string) (map[string]bool, error) {
+	lctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	sbs, err := c.rt.ListPodSandbox(lctx, &runtimeapi.ListPodSandboxRequest{Filter: &runtimeapi.PodSandboxFilter{
+		State: &runtimeapi.PodSandboxStateValue{State: runtimeapi.PodSandboxState_SANDBOX_READY}}})
+	if err != nil {
+		return nil, err
+	}
+	cts, err := c.rt.ListContainers(lctx, &runtimeapi.ListContainersRequest{Filter: &runtimeapi.ContainerFilter{
+		State: &runtimeapi.ContainerStateValue{State: runtimeapi.ContainerState_CONTAINER_RUNNING}}})
+	if err != nil {
+		return nil, err
+	}
+	withContainer := map[string]bool{}
+	for _, ct := range cts.Containers {
+		withContainer[ct.PodSandboxId] = true
+	}
+	out := map[string]bool{}
+	for _, sb := range sbs.Items {
+		if !withContainer[sb.Id] {
+			continue
+		}
+		key := sb.Metadata.GetName()
+		for _, a := range annotations {
+			key += "/" + sb.Annotations[a]
+		}
+		out[key] = true
+	}
+	return out, nil
+}
+
 // containerSummary lists containers by pod and state, for status and for
 // diagnostics when the cluster does not come up.
 type containerInfo struct {

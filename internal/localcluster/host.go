@@ -133,10 +133,10 @@ func restoreSysctls(c Config) error {
 	return errors.Join(errs...)
 }
 
-// ensureNodeInterface creates the dummy interface holding the node address.
+// ensureNodeInterface creates the interface holding the node address.
 func ensureNodeInterface(ctx context.Context, c Config) error {
 	if _, err := net.InterfaceByName(NodeInterface); err != nil {
-		if out, err := run(ctx, "ip", "link", "add", NodeInterface, "type", "dummy"); err != nil {
+		if out, err := run(ctx, "ip", "link", "add", NodeInterface, "type", "bridge"); err != nil {
 			return fmt.Errorf("create interface %s: %w: %s", NodeInterface, err, out)
 		}
 	}

@@ -12,6 +12,11 @@ import (
 	"sigs.k8s.io/yaml"
 )
 
+// ConfigHashAnnotation records a hash of the certificates and
+// configuration files the static pods read, so that reissuing a
+// certificate changes the manifests and the kubelet restarts the pods.
+const ConfigHashAnnotation = "kubinception.dev/config-hash"
+
 // ImageDigestAnnotation records the digest of a static pod's image, so
 // that a rebuilt image under the same tag changes the manifest and the
 // kubelet restarts the pod.
@@ -29,7 +34,7 @@ func (s staticPod) Marshal() ([]byte, error) { return yaml.Marshal(s.Pod) }
 // staticPods renders every static pod of the admin node: the admin control
 // plane, kube-proxy and the datastore members. digests maps image
 // references to manifest digests.
-func staticPods(c Config, digests map[string]string) []staticPod {
+func staticPods(c Config, digests map[string]string, configHash string) []staticPod {
 	p := c.paths()
 	node := c.NodeIP.String()
 	pki := p.PKI()
@@ -153,6 +158,9 @@ func staticPods(c Config, digests map[string]string) []staticPod {
 		}, []string{dpki, p.DatastoreData(i)}, "20m", false)
 		pod.Labels["kubinception.dev/datastore"] = "default"
 		pods = append(pods, staticPod{File: name + ".yaml", Pod: pod})
+	}
+	for i := range pods {
+		pods[i].Pod.Annotations[ConfigHashAnnotation] = configHash
 	}
 	return pods
 }

@@ -3,6 +3,7 @@ package localcluster
 import (
 	"context"
 	"crypto/rand"
+	"crypto/sha256"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -30,6 +31,9 @@ import (
 // Cluster is the local admin cluster described by Config.
 type Cluster struct {
 	Config Config
+	// expected maps each static pod's mirror-pod name to the config hash
+	// its current manifest carries, once the manifests are written.
+	expected map[string]string
 	// Out receives progress meant for a person.
 	Out io.Writer
 	// Now is the clock; time.Now when nil.
@@ -118,6 +122,7 @@ func (cl *Cluster) Up(ctx context.Context) error {
 		{"containerd and kubelet", func() error { return cl.startDaemons(ctx) }},
 		{"images", func() error { return cl.importImages(ctx) }},
 		{"admin API server", func() error { return cl.waitAPIServer(ctx, 5*time.Minute) }},
+		{"static pods", func() error { return cl.waitStaticPods(ctx, 5*time.Minute) }},
 		{"node Ready", func() error { return cl.waitNodeReady(ctx, 3*time.Minute) }},
 		{"datastore", func() error { return cl.ensureDatastore(ctx, 3*time.Minute) }},
 	}
@@ -248,13 +253,21 @@ func (cl *Cluster) importImages(ctx context.Context) error {
 // writeManifests writes the static pod manifests and removes stray ones.
 func (cl *Cluster) writeManifests(digests map[string]string) error {
 	dir := cl.Config.paths().Manifests()
+	hash, err := hashTree(cl.Config.paths().PKI(), cl.Config.paths().Config())
+	if err != nil {
+		return err
+	}
 	want := map[string]bool{}
-	for _, sp := range staticPods(cl.Config, digests) {
+	for _, sp := range staticPods(cl.Config, digests, hash) {
 		data, err := sp.Marshal()
 		if err != nil {
 			return err
 		}
 		want[sp.File] = true
+		if cl.expected == nil {
+			cl.expected = map[string]string{}
+		}
+		cl.expected[sp.Pod.Name+"-"+cl.Config.NodeName] = sp.Pod.Annotations[ConfigHashAnnotation] + "/" + sp.Pod.Annotations[ImageDigestAnnotation]
 		if err := writeIfChanged(filepath.Join(dir, sp.File), data, 0o644); err != nil {
 			return err
 		}
@@ -266,6 +279,29 @@ func (cl *Cluster) writeManifests(digests map[string]string) error {
 		}
 	}
 	return nil
+}
+
+// hashTree hashes the names and contents of every file under dirs.
+func hashTree(dirs ...string) (string, error) {
+	h := sha256.New()
+	for _, dir := range dirs {
+		err := filepath.WalkDir(dir, func(path string, d os.DirEntry, err error) error {
+			if err != nil || d.IsDir() {
+				return err
+			}
+			data, err := os.ReadFile(path)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(h, "%s\x00%d\x00", path, len(data))
+			h.Write(data)
+			return nil
+		})
+		if err != nil {
+			return "", err
+		}
+	}
+	return hex.EncodeToString(h.Sum(nil))[:16], nil
 }
 
 // Client returns a clientset for the admin cluster.
@@ -287,6 +323,41 @@ func (cl *Cluster) waitAPIServer(ctx context.Context, timeout time.Duration) err
 		body, err := client.Discovery().RESTClient().Get().AbsPath("/readyz").DoRaw(ctx)
 		return err == nil && string(body) == "ok", nil
 	}, cl.diagnostics)
+}
+
+// waitStaticPods waits until containerd runs every static pod from its
+// current manifest: a ready sandbox carrying the manifest's annotations and
+// a running container in it. It asks containerd, not the API server, whose
+// mirror pods may still show the state from before a restart.
+func (cl *Cluster) waitStaticPods(ctx context.Context, timeout time.Duration) error {
+	cri, err := dialCRI(cl.Config.paths().ContainerdSocket())
+	if err != nil {
+		return err
+	}
+	defer cri.Close()
+	var pending []string
+	return waitFor(ctx, timeout, "the static pods to run their current manifests", func() (bool, error) {
+		running, err := cri.runningPods(ctx, ConfigHashAnnotation, ImageDigestAnnotation)
+		if err != nil {
+			return false, nil
+		}
+		pending = pending[:0]
+		for name, want := range cl.expected {
+			if !running[name+"/"+want] {
+				pending = append(pending, name)
+			}
+		}
+		return len(pending) == 0, nil
+	}, func() string { return fmt.Sprintf("not yet running their current manifest: %v\n%s", pending, cl.diagnostics()) })
+}
+
+func podReady(pod corev1.Pod) bool {
+	for _, cond := range pod.Status.Conditions {
+		if cond.Type == corev1.PodReady {
+			return cond.Status == corev1.ConditionTrue
+		}
+	}
+	return false
 }
 
 func (cl *Cluster) waitNodeReady(ctx context.Context, timeout time.Duration) error {

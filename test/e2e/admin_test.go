@@ -1,0 +1,396 @@
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"kubinception.dev/kubinception/internal/datastore"
+	"kubinception.dev/kubinception/internal/localcluster"
+)
+
+// TestAdminCluster brings the admin cluster up once and checks it from
+// the outside, in order: bad invocations fail fast before anything runs;
+// up works; pods, Services and the datastore behave; a crashed supervisor
+// recovers; down then up keeps data; teardown leaves nothing behind.
+func TestAdminCluster(t *testing.T) {
+	t.Run("bad invocations fail fast and say what to do", testBadInvocations)
+	if !t.Run("up", testUp) {
+		t.FailNow()
+	}
+	t.Run("status reports a healthy cluster", func(t *testing.T) {
+		st := run(t, "admin", "status")
+		if st.err != nil || !strings.Contains(st.stdout, "3 of 3 members healthy") || !strings.Contains(st.stdout, "is Ready") {
+			t.Fatalf("status does not report a healthy cluster:\n%s", st)
+		}
+	})
+	t.Run("deployment and ClusterIP service", testDeploymentAndService)
+	t.Run("datastore survives a member failure", testDatastoreMemberFailure)
+	t.Run("up is idempotent", testUpIdempotent)
+	t.Run("up recovers after the supervisor is killed", testSupervisorCrash)
+	t.Run("down then up keeps data and down leaves nothing", testDownUpKeepsData)
+}
+
+func testBadInvocations(t *testing.T) {
+	t.Run("unknown version", func(t *testing.T) {
+		r := run(t, "build", "components", "--version", "v1.99.0")
+		if r.err == nil || !strings.Contains(r.stderr, "v1.99.0 is not supported") || !strings.Contains(r.stderr, "--version v1.35.4") {
+			t.Fatalf("want a refusal naming the version and the fix:\n%s", r)
+		}
+		r = run(t, "admin", "up", "--version", "v1.99.0")
+		if r.err == nil || !strings.Contains(r.stderr, "not supported") {
+			t.Fatalf("admin up accepted v1.99.0:\n%s", r)
+		}
+	})
+	t.Run("missing privileges", func(t *testing.T) {
+		cmd := exec.Command(bin, withRoot([]string{"admin", "up"})...)
+		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}
+		r := runCmd(cmd)
+		if r.err == nil || !strings.Contains(r.stderr, "must run as root") || !strings.Contains(r.stderr, "sudo") {
+			t.Fatalf("want a refusal saying root is needed:\n%s", r)
+		}
+	})
+	t.Run("port in use", func(t *testing.T) {
+		port := localcluster.DefaultPorts.Scheduler
+		l, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(port))
+		if err != nil {
+			t.Fatalf("cannot hold port %d for the test: %v", port, err)
+		}
+		defer l.Close()
+		r := run(t, "admin", "up")
+		want := fmt.Sprintf("port %d, needed by kube-scheduler, is in use by pid %d", port, os.Getpid())
+		if r.err == nil || !strings.Contains(r.stderr, want) {
+			t.Fatalf("want an error containing %q:\n%s", want, r)
+		}
+		if _, err := os.Stat(filepath.Join(root, "run", "supervisor.pid")); err == nil {
+			t.Fatalf("a refused up started the supervisor")
+		}
+	})
+}
+
+func testUp(t *testing.T) {
+	start := time.Now()
+	r := run(t, "admin", "up")
+	if r.err != nil {
+		t.Fatalf("admin up failed:\n%s", r)
+	}
+	t.Logf("admin up took %s:\n%s", time.Since(start).Round(time.Millisecond), r.stdout)
+	out := mustKube(t, "get", "node", config(t).NodeName, "-o", "jsonpath={.status.conditions[?(@.type==\"Ready\")].status}")
+	if out != "True" {
+		t.Fatalf("node Ready = %q after up\n%s", out, clusterState(t))
+	}
+}
+
+func testDeploymentAndService(t *testing.T) {
+	c := config(t)
+	ns := "e2e-web"
+	_, _ = kube(t, "delete", "namespace", ns, "--wait=true", "--ignore-not-found")
+	mustKube(t, "create", "namespace", ns)
+	t.Cleanup(func() { _, _ = kube(t, "delete", "namespace", ns, "--wait=false") })
+	manifest := fmt.Sprintf(`
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: web, namespace: %[1]s}
+spec:
+  replicas: 2
+  selector: {matchLabels: {app: web}}
+  template:
+    metadata: {labels: {app: web}}
+    spec:
+      containers:
+      - name: web
+        image: %[2]s
+        imagePullPolicy: Never
+        args: [serve, "8080"]
+        ports: [{containerPort: 8080}]
+        readinessProbe: {httpGet: {path: /, port: 8080}, periodSeconds: 1}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: web, namespace: %[1]s}
+spec:
+  selector: {app: web}
+  ports: [{port: 80, targetPort: 8080}]
+`, ns, c.Images.Tinyhost())
+	apply := exec.Command(kubectl, "--kubeconfig", filepath.Join(root, "admin.conf"), "apply", "-f", "-")
+	apply.Stdin = strings.NewReader(manifest)
+	if out, err := apply.CombinedOutput(); err != nil {
+		t.Fatalf("apply: %v\n%s", err, out)
+	}
+	mustKube(t, "-n", ns, "rollout", "status", "deployment/web", "--timeout=180s")
+	eventually(t, 2*time.Minute, "2 ready endpoints behind the Service", func() error {
+		out, err := kube(t, "-n", ns, "get", "endpointslices", "-l", "kubernetes.io/service-name=web", "-o", "jsonpath={.items[*].endpoints[?(@.conditions.ready==true)].addresses[0]}")
+		if err != nil {
+			return fmt.Errorf("%v: %s", err, out)
+		}
+		if n := len(strings.Fields(out)); n != 2 {
+			return fmt.Errorf("%d ready endpoints: %q", n, out)
+		}
+		return nil
+	})
+	ip := strings.TrimSpace(mustKube(t, "-n", ns, "get", "service", "web", "-o", "jsonpath={.spec.clusterIP}"))
+
+	// From another pod, through the Service's ClusterIP.
+	script := fmt.Sprintf("http://%s/", ip)
+	mustKube(t, "-n", ns, "run", "client", "--image="+c.Images.Tinyhost(), "--image-pull-policy=Never", "--restart=Never", "--command", "--",
+		"/usr/local/bin/tinyhost", "get", script, "60")
+	eventually(t, 2*time.Minute, "the client pod to finish", func() error {
+		phase, err := kube(t, "-n", ns, "get", "pod", "client", "-o", "jsonpath={.status.phase}")
+		if err != nil {
+			return fmt.Errorf("%v: %s", err, phase)
+		}
+		if phase == "Failed" {
+			logs, _ := kube(t, "-n", ns, "logs", "client")
+			t.Fatalf("client pod failed to reach the Service at %s:\n%s\n%s", ip, logs, clusterState(t))
+		}
+		if phase != "Succeeded" {
+			return fmt.Errorf("phase %s", phase)
+		}
+		return nil
+	})
+	logs := mustKube(t, "-n", ns, "logs", "client")
+	if !strings.HasPrefix(logs, "hello from web-") {
+		t.Fatalf("client pod got %q through the Service, want a greeting from a web replica", logs)
+	}
+	// kubectl exec reaches the kubelet through the API server.
+	out := mustKube(t, "-n", ns, "exec", "deploy/web", "--", "/usr/local/bin/tinyhost", "get", script, "10")
+	if !strings.HasPrefix(out, "hello from web-") {
+		t.Fatalf("exec in a web pod got %q", out)
+	}
+}
+
+// datastoreClient connects to the datastore with the root credential Up
+// stored.
+func datastoreClient(t *testing.T) *clientv3.Client {
+	t.Helper()
+	cl := &localcluster.Cluster{Config: config(t)}
+	creds, err := cl.DatastoreCredentials()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cli, err := datastore.Connect(creds)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cli.Close() })
+	return cli
+}
+
+// memberPID finds the etcd process of a datastore member.
+func memberPID(name string) int {
+	entries, _ := os.ReadDir("/proc")
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		cmdline, _ := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
+		args := strings.Split(string(cmdline), "\x00")
+		if len(args) > 0 && filepath.Base(args[0]) == "etcd" && strings.Contains(string(cmdline), "--name="+name+"\x00") &&
+			strings.Contains(string(cmdline), root) {
+			return pid
+		}
+	}
+	return 0
+}
+
+func testDatastoreMemberFailure(t *testing.T) {
+	cli := datastoreClient(t)
+	ctx := context.Background()
+	members := healthyMembers(t, cli)
+	if len(members) != 3 {
+		t.Fatalf("want 3 healthy members, have %+v", members)
+	}
+	// The root credential stored for the operator works.
+	secret := mustKube(t, "-n", localcluster.SystemNamespace, "get", "secret", localcluster.DatastoreRootSecret, "-o", "jsonpath={.data.username}")
+	if secret == "" {
+		t.Fatalf("secret %s/%s holds no username", localcluster.SystemNamespace, localcluster.DatastoreRootSecret)
+	}
+	if st, err := cli.AuthStatus(ctx); err != nil || !st.Enabled {
+		t.Fatalf("etcd authentication is not enabled: %v %+v", err, st)
+	}
+
+	victim := "datastore-1"
+	pid := memberPID(victim)
+	if pid == 0 {
+		t.Fatalf("no etcd process for %s", victim)
+	}
+	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("killed %s (pid %d)", victim, pid)
+
+	// Writes go on with two of three members.
+	for i := 0; i < 20; i++ {
+		key := fmt.Sprintf("/e2e/outage/%d", i)
+		eventually(t, 30*time.Second, "a write with one member down", func() error {
+			wctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+			defer cancel()
+			_, err := cli.Put(wctx, key, "written while "+victim+" was down")
+			return err
+		})
+	}
+
+	// The member comes back (the kubelet restarts it) and catches up: a
+	// serializable read from it alone sees the writes it missed.
+	var endpoint string
+	for _, m := range members {
+		if m.Name == victim {
+			endpoint = m.Endpoint
+		}
+	}
+	cl := &localcluster.Cluster{Config: config(t)}
+	creds, _ := cl.DatastoreCredentials()
+	creds.Endpoints = []string{endpoint}
+	single, err := datastore.Connect(creds)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer single.Close()
+	eventually(t, 3*time.Minute, victim+" to restart and catch up", func() error {
+		if p := memberPID(victim); p == 0 || p == pid {
+			return fmt.Errorf("%s has not restarted", victim)
+		}
+		rctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+		defer cancel()
+		resp, err := single.Get(rctx, "/e2e/outage/", clientv3.WithPrefix(), clientv3.WithSerializable(), clientv3.WithCountOnly())
+		if err != nil {
+			return err
+		}
+		if resp.Count != 20 {
+			return fmt.Errorf("%s holds %d of the 20 keys written while it was down", victim, resp.Count)
+		}
+		return nil
+	})
+	if n := len(healthyMembers(t, cli)); n != 3 {
+		t.Fatalf("%d healthy members after the restart, want 3", n)
+	}
+}
+
+func healthyMembers(t *testing.T, cli *clientv3.Client) []datastore.MemberHealth {
+	t.Helper()
+	var healthy []datastore.MemberHealth
+	eventually(t, 2*time.Minute, "3 healthy datastore members", func() error {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		members, err := datastore.Health(ctx, cli)
+		if err != nil {
+			return err
+		}
+		healthy = healthy[:0]
+		for _, m := range members {
+			if m.Healthy {
+				healthy = append(healthy, m)
+			}
+		}
+		if len(healthy) != 3 {
+			return fmt.Errorf("members: %+v", members)
+		}
+		return nil
+	})
+	return healthy
+}
+
+// apiserverStart is when the admin API server's container started, to
+// tell whether it was restarted.
+func apiserverStart(t *testing.T) string {
+	t.Helper()
+	return mustKube(t, "-n", "kube-system", "get", "pod", "kube-apiserver-"+config(t).NodeName,
+		"-o", "jsonpath={.status.containerStatuses[0].state.running.startedAt}")
+}
+
+func testUpIdempotent(t *testing.T) {
+	before := apiserverStart(t)
+	r := run(t, "admin", "up")
+	if r.err != nil {
+		t.Fatalf("second up failed:\n%s", r)
+	}
+	if strings.Contains(r.stdout, "imported") {
+		t.Errorf("second up imported images again:\n%s", r.stdout)
+	}
+	if after := apiserverStart(t); after != before {
+		t.Fatalf("second up restarted the API server (started %s, now %s)", before, after)
+	}
+}
+
+func testSupervisorCrash(t *testing.T) {
+	pidData, err := os.ReadFile(filepath.Join(root, "run", "supervisor.pid"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	pid, _ := strconv.Atoi(strings.TrimSpace(string(pidData)))
+	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
+		t.Fatalf("kill supervisor %d: %v", pid, err)
+	}
+	r := run(t, "admin", "up")
+	if r.err != nil {
+		t.Fatalf("up after a killed supervisor failed:\n%s", r)
+	}
+	st := run(t, "admin", "status")
+	if st.err != nil {
+		t.Fatalf("cluster unhealthy after recovering:\n%s", st)
+	}
+}
+
+func testDownUpKeepsData(t *testing.T) {
+	cli := datastoreClient(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	_, err := cli.Put(ctx, "/e2e/persist", "kept")
+	cancel()
+	if err != nil {
+		t.Fatal(err)
+	}
+	mustKube(t, "create", "configmap", "e2e-persist", "--from-literal=k=kept")
+	cli.Close()
+
+	r := run(t, "admin", "down")
+	if r.err != nil {
+		t.Fatalf("down failed:\n%s", r)
+	}
+	if left := localcluster.Leftovers(context.Background(), config(t)); len(left) > 0 {
+		t.Fatalf("down left behind:\n  %s", strings.Join(left, "\n  "))
+	}
+	st := run(t, "admin", "status")
+	if st.err == nil || !strings.Contains(st.stdout, "is down") {
+		t.Fatalf("status after down does not say the cluster is down:\n%s", st)
+	}
+
+	r = run(t, "admin", "up")
+	if r.err != nil {
+		t.Fatalf("up after down failed:\n%s", r)
+	}
+	cli = datastoreClient(t)
+	eventually(t, time.Minute, "the datastore key written before down", func() error {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		resp, err := cli.Get(ctx, "/e2e/persist")
+		if err != nil {
+			return err
+		}
+		if len(resp.Kvs) != 1 || string(resp.Kvs[0].Value) != "kept" {
+			return fmt.Errorf("got %v", resp.Kvs)
+		}
+		return nil
+	})
+	if out := mustKube(t, "get", "configmap", "e2e-persist", "-o", "jsonpath={.data.k}"); out != "kept" {
+		t.Fatalf("admin cluster object lost across down/up: %q", out)
+	}
+
+	r = run(t, "admin", "down")
+	if r.err != nil {
+		t.Fatalf("final down failed:\n%s", r)
+	}
+	if left := localcluster.Leftovers(context.Background(), config(t)); len(left) > 0 {
+		t.Fatalf("down left behind:\n  %s", strings.Join(left, "\n  "))
+	}
+}
