@@ -153,7 +153,7 @@ func (b *Builder) buildKube(ctx context.Context, version string) (string, error)
 		goMod: func(ctx context.Context) ([]byte, error) {
 			return b.kubeGoMod(ctx, version)
 		},
-		hint: "about 15 minutes on 2 cores with an empty Go cache",
+		hint: "8 to 15 minutes on 2 cores with an empty Go cache",
 	}
 	return b.build(ctx, spec)
 }

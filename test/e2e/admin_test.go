@@ -220,15 +220,17 @@ func testDatastoreMemberFailure(t *testing.T) {
 		t.Fatalf("etcd authentication is not enabled: %v %+v", err, st)
 	}
 
+	// Freeze one member so it is certainly unavailable while the writes
+	// happen, then kill it; the kubelet restarts it.
 	victim := "datastore-1"
 	pid := memberPID(victim)
 	if pid == 0 {
 		t.Fatalf("no etcd process for %s", victim)
 	}
-	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
+	if err := syscall.Kill(pid, syscall.SIGSTOP); err != nil {
 		t.Fatal(err)
 	}
-	t.Logf("killed %s (pid %d)", victim, pid)
+	t.Logf("stopped %s (pid %d)", victim, pid)
 
 	// Writes go on with two of three members.
 	for i := 0; i < 20; i++ {
@@ -240,6 +242,10 @@ func testDatastoreMemberFailure(t *testing.T) {
 			return err
 		})
 	}
+	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("20 writes succeeded with %s down; killed it", victim)
 
 	// The member comes back (the kubelet restarts it) and catches up: a
 	// serializable read from it alone sees the writes it missed.
@@ -315,6 +321,7 @@ func testUpIdempotent(t *testing.T) {
 	if r.err != nil {
 		t.Fatalf("second up failed:\n%s", r)
 	}
+	t.Logf("second up:\n%s", r.stdout)
 	if strings.Contains(r.stdout, "imported") {
 		t.Errorf("second up imported images again:\n%s", r.stdout)
 	}
@@ -336,6 +343,7 @@ func testSupervisorCrash(t *testing.T) {
 	if r.err != nil {
 		t.Fatalf("up after a killed supervisor failed:\n%s", r)
 	}
+	t.Logf("up after a killed supervisor:\n%s", r.stdout)
 	st := run(t, "admin", "status")
 	if st.err != nil {
 		t.Fatalf("cluster unhealthy after recovering:\n%s", st)

@@ -50,6 +50,10 @@ func TestMain(m *testing.M) {
 	if err != nil {
 		panic(err)
 	}
+	// Readable by all: one test runs the binary as an unprivileged user.
+	if err := os.Chmod(dir, 0o755); err != nil {
+		panic(err)
+	}
 	bin = filepath.Join(dir, "kubinception")
 	build := exec.Command("go", "build", "-ldflags", "-s -w", "-o", bin, "kubinception.dev/kubinception/cmd/kubinception")
 	build.Env = append(os.Environ(), "CGO_ENABLED=0")
