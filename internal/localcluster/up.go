@@ -336,6 +336,7 @@ func (cl *Cluster) waitStaticPods(ctx context.Context, timeout time.Duration) er
 	}
 	defer cri.Close()
 	var pending []string
+	lastReport := time.Now()
 	return waitFor(ctx, timeout, "the static pods to run their current manifests", func() (bool, error) {
 		running, err := cri.runningPods(ctx, ConfigHashAnnotation, ImageDigestAnnotation)
 		if err != nil {
@@ -346,6 +347,11 @@ func (cl *Cluster) waitStaticPods(ctx context.Context, timeout time.Duration) er
 			if !running[name+"/"+want] {
 				pending = append(pending, name)
 			}
+		}
+		if len(pending) > 0 && time.Since(lastReport) > 15*time.Second {
+			sort.Strings(pending)
+			cl.printf("  still waiting for %s\n", strings.Join(pending, ", "))
+			lastReport = time.Now()
 		}
 		return len(pending) == 0, nil
 	}, func() string { return fmt.Sprintf("not yet running their current manifest: %v\n%s", pending, cl.diagnostics()) })

@@ -1,0 +1,36 @@
+package v1alpha1
+
+// Condition types of a TenantCluster. Ready summarises the others.
+const (
+	ConditionReady                 = "Ready"
+	ConditionDatastoreReady        = "DatastoreReady"
+	ConditionCertificatesReady     = "CertificatesReady"
+	ConditionControlPlaneAvailable = "ControlPlaneAvailable"
+	ConditionDeleting              = "Deleting"
+)
+
+// Reasons, each one a person can act on.
+const (
+	ReasonReady                 = "Ready"
+	ReasonPaused                = "Paused"
+	ReasonDatastoreNotFound     = "DatastoreNotFound"
+	ReasonDatastoreUnreachable  = "DatastoreUnreachable"
+	ReasonDatastoreCredentials  = "DatastoreCredentialsInvalid"
+	ReasonTenancyProvisioned    = "TenancyProvisioned"
+	ReasonCertificatesIssued    = "CertificatesIssued"
+	ReasonWaitingForEndpoint    = "WaitingForEndpoint"
+	ReasonControlPlaneStarting  = "ControlPlaneStarting"
+	ReasonControlPlaneAvailable = "ControlPlaneAvailable"
+	ReasonControlPlaneFailing   = "ControlPlaneFailing"
+	ReasonImageMissing          = "ImageMissing"
+	ReasonInvalidSpec           = "InvalidSpec"
+	ReasonWaiting               = "Waiting"
+	ReasonDeletingControlPlane  = "DeletingControlPlane"
+	ReasonDeletingData          = "DeletingData"
+	ReasonMembersUnhealthy      = "MembersUnhealthy"
+	ReasonAllMembersHealthy     = "AllMembersHealthy"
+)
+
+// Finalizer keeps a TenantCluster until its control plane, keys, etcd
+// user and role are gone.
+const Finalizer = "kubinception.dev/tenant-cleanup"

@@ -1,0 +1,89 @@
+package v1alpha1
+
+import (
+	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+)
+
+// SecretReference names a Secret in a namespace.
+type SecretReference struct {
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=253
+	Name string `json:"name"`
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=63
+	Namespace string `json:"namespace"`
+}
+
+// DatastoreSpec describes one shared etcd cluster.
+type DatastoreSpec struct {
+	// Endpoints are the members' client URLs (https).
+	// +kubebuilder:validation:MinItems=1
+	// +kubebuilder:validation:MaxItems=9
+	// +kubebuilder:validation:items:Pattern=`^https://[^\s/]+(:[0-9]+)?$`
+	Endpoints []string `json:"endpoints"`
+
+	// CASecretRef names a Secret holding the CA of the members' serving
+	// certificates ("ca.crt") and its key ("ca.key"), with which the
+	// operator issues each tenant's client certificate.
+	CASecretRef SecretReference `json:"caSecretRef"`
+
+	// RootSecretRef names a Secret holding the root user's client
+	// certificate ("tls.crt", "tls.key"), used to manage tenants' users,
+	// roles and keys.
+	RootSecretRef SecretReference `json:"rootSecretRef"`
+
+	// DefaultQuotaBytes caps each tenant's state unless the tenant says
+	// otherwise.
+	// +kubebuilder:default="2Gi"
+	// +optional
+	DefaultQuotaBytes *resource.Quantity `json:"defaultQuotaBytes,omitempty"`
+}
+
+// DatastoreStatus is what the operator observed of a datastore.
+type DatastoreStatus struct {
+	// Conditions: Ready says whether every member is healthy.
+	// +listType=map
+	// +listMapKey=type
+	// +optional
+	Conditions []metav1.Condition `json:"conditions,omitempty"`
+	// ObservedGeneration is the generation the status describes.
+	// +optional
+	ObservedGeneration int64 `json:"observedGeneration,omitempty"`
+	// HealthyMembers counts members answering without errors.
+	// +optional
+	HealthyMembers int32 `json:"healthyMembers,omitempty"`
+	// Members counts all members.
+	// +optional
+	Members int32 `json:"members,omitempty"`
+	// Tenants counts TenantClusters placed on this datastore.
+	// +optional
+	Tenants int32 `json:"tenants,omitempty"`
+}
+
+// Datastore is a shared etcd cluster holding many tenants' state, each
+// under its own key prefix and readable only with its own credentials.
+//
+// +kubebuilder:object:root=true
+// +kubebuilder:subresource:status
+// +kubebuilder:resource:scope=Cluster,shortName=ds,categories=kubinception
+// +kubebuilder:printcolumn:name="Ready",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].status`
+// +kubebuilder:printcolumn:name="Members",type=string,JSONPath=`.status.healthyMembers`
+// +kubebuilder:printcolumn:name="Tenants",type=integer,JSONPath=`.status.tenants`
+// +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
+type Datastore struct {
+	metav1.TypeMeta   `json:",inline"`
+	metav1.ObjectMeta `json:"metadata,omitempty"`
+
+	Spec   DatastoreSpec `json:"spec"`
+	Status DatastoreStatus      `json:"status,omitempty"`
+}
+
+// DatastoreList is a list of Datastores.
+//
+// +kubebuilder:object:root=true
+type DatastoreList struct {
+	metav1.TypeMeta `json:",inline"`
+	metav1.ListMeta `json:"metadata,omitempty"`
+	Items           []Datastore `json:"items"`
+}

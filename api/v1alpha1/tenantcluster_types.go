@@ -1,0 +1,227 @@
+package v1alpha1
+
+import (
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+)
+
+// ExposureType says how a tenant's API server is reached.
+// +kubebuilder:validation:Enum=NodePort;LoadBalancer;ClusterIP
+type ExposureType string
+
+// Exposure types.
+const (
+	ExposureNodePort     ExposureType = "NodePort"
+	ExposureLoadBalancer ExposureType = "LoadBalancer"
+	ExposureClusterIP    ExposureType = "ClusterIP"
+)
+
+// TenantClusterSpec is the customer cluster a platform team asks for.
+//
+// +kubebuilder:validation:XValidation:rule="!has(oldSelf.network) || has(self.network)",message="network cannot be removed once set"
+type TenantClusterSpec struct {
+	// Version is the Kubernetes release of the control plane, e.g. v1.35.4.
+	// Supported: v1.34.x and v1.35.x.
+	// +kubebuilder:validation:Pattern=`^v1\.(34|35)\.[0-9]+$`
+	// +kubebuilder:default="v1.35.4"
+	// +optional
+	Version string `json:"version,omitempty"`
+
+	// ControlPlane shapes the control-plane pods.
+	// +kubebuilder:default={}
+	// +optional
+	ControlPlane ControlPlaneSpec `json:"controlPlane,omitempty"`
+
+	// Exposure says how the API server is reached.
+	// +kubebuilder:default={}
+	// +optional
+	Exposure ExposureSpec `json:"exposure,omitempty"`
+
+	// Datastore places the tenant's state.
+	// +kubebuilder:default={}
+	// +optional
+	Datastore DatastorePlacement `json:"datastore,omitempty"`
+
+	// Network holds the tenant cluster's address ranges. Immutable.
+	// +kubebuilder:default={}
+	// +optional
+	Network NetworkSpec `json:"network,omitempty"`
+
+	// Paused stops the operator from changing anything of this tenant.
+	// +optional
+	Paused bool `json:"paused,omitempty"`
+}
+
+// ControlPlaneSpec shapes the control-plane Deployment.
+type ControlPlaneSpec struct {
+	// Replicas of the control-plane pod (API server, controller manager
+	// and scheduler together).
+	// +kubebuilder:validation:Minimum=1
+	// +kubebuilder:validation:Maximum=5
+	// +kubebuilder:default=1
+	// +optional
+	Replicas *int32 `json:"replicas,omitempty"`
+
+	// ImageRegistry overrides the registry the component images come
+	// from (the operator's default when empty).
+	// +kubebuilder:validation:MaxLength=253
+	// +kubebuilder:validation:Pattern=`^[a-z0-9]([a-z0-9.:-]*[a-z0-9])?(/[a-z0-9._-]+)*$`
+	// +optional
+	ImageRegistry string `json:"imageRegistry,omitempty"`
+
+	// Resources of the API server container.
+	// +optional
+	Resources corev1.ResourceRequirements `json:"resources,omitempty"`
+
+	// ExtraArgs are added to the API server's command line, as
+	// "--flag=value" strings.
+	// +kubebuilder:validation:MaxItems=50
+	// +kubebuilder:validation:items:Pattern=`^--[a-z0-9-]+(=.*)?$`
+	// +optional
+	ExtraArgs []string `json:"extraArgs,omitempty"`
+}
+
+// ExposureSpec says how the API server is reached.
+type ExposureSpec struct {
+	// Type of the Service in front of the API server.
+	// +kubebuilder:default=NodePort
+	// +optional
+	Type ExposureType `json:"type,omitempty"`
+
+	// ExtraSANs are added to the API server's serving certificate.
+	// +kubebuilder:validation:MaxItems=20
+	// +kubebuilder:validation:items:MaxLength=253
+	// +optional
+	ExtraSANs []string `json:"extraSANs,omitempty"`
+
+	// Hostname, when set, is the name customers use; it becomes the
+	// kubeconfig's server host and a SAN.
+	// +kubebuilder:validation:MaxLength=253
+	// +kubebuilder:validation:Pattern=`^[a-z0-9]([a-z0-9.-]*[a-z0-9])?$`
+	// +optional
+	Hostname string `json:"hostname,omitempty"`
+}
+
+// DatastorePlacement places a tenant's state.
+type DatastorePlacement struct {
+	// Name of the Datastore holding this tenant's state. Immutable.
+	// +kubebuilder:default=default
+	// +kubebuilder:validation:MaxLength=63
+	// +kubebuilder:validation:XValidation:rule="self == oldSelf",message="datastore.name is immutable: moving a tenant between datastores is a migration, not an edit"
+	// +optional
+	Name string `json:"name,omitempty"`
+
+	// QuotaBytes caps the tenant's state (the Datastore's default when
+	// unset).
+	// +optional
+	QuotaBytes *resource.Quantity `json:"quotaBytes,omitempty"`
+}
+
+// NetworkSpec holds the tenant cluster's address ranges.
+//
+// +kubebuilder:validation:XValidation:rule="self == oldSelf",message="network is immutable: create a new cluster to change address ranges"
+// +kubebuilder:validation:XValidation:rule="!(isCIDR(self.serviceCIDR) && isIP(self.dnsServiceIP)) || cidr(self.serviceCIDR).containsIP(self.dnsServiceIP)",message="network.dnsServiceIP must lie inside network.serviceCIDR"
+// +kubebuilder:validation:XValidation:rule="!(isCIDR(self.serviceCIDR) && isCIDR(self.podCIDR)) || (!cidr(self.serviceCIDR).containsCIDR(cidr(self.podCIDR).masked()) && !cidr(self.podCIDR).containsCIDR(cidr(self.serviceCIDR).masked()) && !cidr(self.serviceCIDR).containsIP(cidr(self.podCIDR).ip()) && !cidr(self.podCIDR).containsIP(cidr(self.serviceCIDR).ip()))",message="network.serviceCIDR and network.podCIDR must not overlap"
+type NetworkSpec struct {
+	// ServiceCIDR is the range Service addresses come from.
+	// +kubebuilder:default="10.96.0.0/16"
+	// +kubebuilder:validation:MaxLength=43
+	// +kubebuilder:validation:XValidation:rule="isCIDR(self) && cidr(self).ip().family() == 4",message="network.serviceCIDR must be an IPv4 CIDR such as 10.96.0.0/16"
+	// +optional
+	ServiceCIDR string `json:"serviceCIDR,omitempty"`
+
+	// PodCIDR is the range pod addresses come from.
+	// +kubebuilder:default="10.244.0.0/16"
+	// +kubebuilder:validation:MaxLength=43
+	// +kubebuilder:validation:XValidation:rule="isCIDR(self) && cidr(self).ip().family() == 4",message="network.podCIDR must be an IPv4 CIDR such as 10.244.0.0/16"
+	// +optional
+	PodCIDR string `json:"podCIDR,omitempty"`
+
+	// ClusterDomain is the DNS domain of Services.
+	// +kubebuilder:default="cluster.local"
+	// +kubebuilder:validation:MaxLength=253
+	// +kubebuilder:validation:Pattern=`^[a-z0-9]([a-z0-9.-]*[a-z0-9])?$`
+	// +optional
+	ClusterDomain string `json:"clusterDomain,omitempty"`
+
+	// DNSServiceIP is the cluster DNS Service's address.
+	// +kubebuilder:default="10.96.0.10"
+	// +kubebuilder:validation:MaxLength=15
+	// +kubebuilder:validation:XValidation:rule="isIP(self) && ip(self).family() == 4",message="network.dnsServiceIP must be an IPv4 address such as 10.96.0.10"
+	// +optional
+	DNSServiceIP string `json:"dnsServiceIP,omitempty"`
+}
+
+// TenantClusterStatus is what the operator observed.
+type TenantClusterStatus struct {
+	// Conditions: Ready summarises DatastoreReady, CertificatesReady and
+	// ControlPlaneAvailable.
+	// +listType=map
+	// +listMapKey=type
+	// +optional
+	Conditions []metav1.Condition `json:"conditions,omitempty"`
+
+	// ObservedGeneration is the generation the status describes.
+	// +optional
+	ObservedGeneration int64 `json:"observedGeneration,omitempty"`
+
+	// Endpoint is the API server's URL.
+	// +optional
+	Endpoint string `json:"endpoint,omitempty"`
+
+	// Version is the Kubernetes version the control plane runs.
+	// +optional
+	Version string `json:"version,omitempty"`
+
+	// AdminKubeconfigSecret names the Secret (key "kubeconfig") holding
+	// the customer's admin kubeconfig.
+	// +optional
+	AdminKubeconfigSecret string `json:"adminKubeconfigSecret,omitempty"`
+
+	// Datastore reports where the state lives.
+	// +optional
+	Datastore TenantDatastoreStatus `json:"datastore,omitempty"`
+}
+
+// TenantDatastoreStatus reports a tenant's place in its datastore.
+type TenantDatastoreStatus struct {
+	// Prefix is the tenant's key prefix.
+	// +optional
+	Prefix string `json:"prefix,omitempty"`
+	// User is the tenant's etcd user.
+	// +optional
+	User string `json:"user,omitempty"`
+}
+
+// TenantCluster is a customer cluster: its control plane runs as pods in
+// this admin cluster and its state lives under its own prefix in a shared
+// Datastore.
+//
+// +kubebuilder:object:root=true
+// +kubebuilder:subresource:status
+// +kubebuilder:resource:shortName=tc;tcs,categories=kubinception
+// +kubebuilder:printcolumn:name="Version",type=string,JSONPath=`.spec.version`
+// +kubebuilder:printcolumn:name="Ready",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].status`
+// +kubebuilder:printcolumn:name="Reason",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].reason`
+// +kubebuilder:printcolumn:name="Endpoint",type=string,JSONPath=`.status.endpoint`
+// +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
+// +kubebuilder:validation:XValidation:rule="size(self.metadata.name) <= 40",message="metadata.name must be at most 40 characters: it prefixes the names of the control plane's objects"
+// +kubebuilder:validation:XValidation:rule="self.metadata.name.matches('^[a-z]([-a-z0-9]*[a-z0-9])?$')",message="metadata.name must be a DNS label: lower-case letters, digits and '-', starting with a letter"
+type TenantCluster struct {
+	metav1.TypeMeta   `json:",inline"`
+	metav1.ObjectMeta `json:"metadata,omitempty"`
+
+	// +kubebuilder:default={}
+	Spec   TenantClusterSpec   `json:"spec,omitempty"`
+	Status TenantClusterStatus `json:"status,omitempty"`
+}
+
+// TenantClusterList is a list of TenantClusters.
+//
+// +kubebuilder:object:root=true
+type TenantClusterList struct {
+	metav1.TypeMeta `json:",inline"`
+	metav1.ListMeta `json:"metadata,omitempty"`
+	Items           []TenantCluster `json:"items"`
+}
