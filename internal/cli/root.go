@@ -21,7 +21,7 @@ func Execute(ctx context.Context) int {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(newVersionCommand(), newBuildCommand(), newAdminCommand())
+	root.AddCommand(newVersionCommand(), newBuildCommand(), newAdminCommand(), newManagerCommand())
 	if err := root.ExecuteContext(ctx); err != nil {
 		fmt.Fprintf(os.Stderr, "error: %v\n", err)
 		return 1

@@ -2,11 +2,14 @@ package datastore
 
 import (
 	"context"
+	"crypto/sha256"
 	"crypto/tls"
+	"encoding/hex"
 	"crypto/x509"
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 	"time"
 
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
@@ -126,4 +129,60 @@ func Health(ctx context.Context, cli *clientv3.Client) ([]MemberHealth, error) {
 		out = append(out, h)
 	}
 	return out, nil
+}
+
+// ClientCache keeps one client per datastore and credential set, so the
+// many tenants of a datastore share a connection. A changed credential
+// (new endpoints or certificate) replaces the client.
+type ClientCache struct {
+	mu      sync.Mutex
+	clients map[string]cachedClient
+}
+
+type cachedClient struct {
+	fingerprint string
+	cli         *clientv3.Client
+}
+
+// Get returns the cached client for name, connecting when there is none
+// or the credentials changed.
+func (c *ClientCache) Get(name string, creds Credentials) (*clientv3.Client, error) {
+	fp := fingerprint(creds)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.clients == nil {
+		c.clients = map[string]cachedClient{}
+	}
+	if cc, ok := c.clients[name]; ok {
+		if cc.fingerprint == fp {
+			return cc.cli, nil
+		}
+		cc.cli.Close()
+		delete(c.clients, name)
+	}
+	cli, err := Connect(creds)
+	if err != nil {
+		return nil, err
+	}
+	c.clients[name] = cachedClient{fingerprint: fp, cli: cli}
+	return cli, nil
+}
+
+// Close closes every cached client.
+func (c *ClientCache) Close() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for name, cc := range c.clients {
+		cc.cli.Close()
+		delete(c.clients, name)
+	}
+}
+
+func fingerprint(c Credentials) string {
+	h := sha256.New()
+	for _, part := range [][]byte{[]byte(strings.Join(c.Endpoints, ",")), c.CAPEM, c.CertPEM, c.KeyPEM, []byte(c.Username), []byte(c.Password)} {
+		h.Write(part)
+		h.Write([]byte{0})
+	}
+	return hex.EncodeToString(h.Sum(nil))
 }

@@ -1,0 +1,354 @@
+package controlplane
+
+import (
+	"fmt"
+	"net"
+	"sort"
+	"strconv"
+	"strings"
+
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/intstr"
+
+	"kubinception.dev/kubinception/internal/pki"
+)
+
+// Labels and annotations the control plane's objects carry.
+const (
+	LabelTenant    = "kubinception.dev/tenant"
+	LabelComponent = "kubinception.dev/component"
+	// AnnotationPKIHash changes when a certificate or kubeconfig the pod
+	// mounts changes, which rolls the Deployment.
+	AnnotationPKIHash = "kubinception.dev/pki-hash"
+	// PKIMountPath is where the pod sees the tenant's PKI Secret.
+	PKIMountPath = "/etc/kubernetes/pki"
+	// DefaultPort is the API server's port when it is not exposed on a
+	// node port.
+	DefaultPort = 6443
+)
+
+// Params is everything the control plane's objects depend on.
+type Params struct {
+	Name      string
+	Namespace string
+	Version   string
+	Registry  string
+	Replicas  int32
+	// Port is the API server's secure port: the node port when exposed
+	// as NodePort (so the address it advertises inside the tenant is
+	// reachable from outside), DefaultPort otherwise.
+	Port int32
+	// AdvertiseAddress is the IP the API server advertises in the
+	// tenant's kubernetes Service.
+	AdvertiseAddress string
+	ServiceCIDR      string
+	PodCIDR          string
+	ClusterDomain    string
+	EtcdEndpoints    []string
+	EtcdPrefix       string
+	PKISecret        string
+	PKIHash          string
+	ExtraArgs        []string
+	Resources        corev1.ResourceRequirements
+}
+
+// Names of the objects of a tenant named name.
+func DeploymentName(name string) string        { return name + "-control-plane" }
+func ServiceName(name string) string           { return name + "-apiserver" }
+func PKISecretName(name string) string         { return name + "-pki" }
+func AdminKubeconfigSecret(name string) string { return name + "-admin-kubeconfig" }
+
+// Labels select a tenant's control-plane pods.
+func Labels(name string) map[string]string {
+	return map[string]string{LabelTenant: name, LabelComponent: "control-plane"}
+}
+
+// Files in the PKI Secret, as the pod sees them under PKIMountPath.
+const (
+	FileCA                  = "ca.crt"
+	FileCAKey               = "ca.key"
+	FileAPIServer           = "apiserver.crt"
+	FileAPIServerKey        = "apiserver.key"
+	FileKubeletClient       = "apiserver-kubelet-client.crt"
+	FileKubeletClientKey    = "apiserver-kubelet-client.key"
+	FileFrontProxyCA        = "front-proxy-ca.crt"
+	FileFrontProxyCAKey     = "front-proxy-ca.key"
+	FileFrontProxyClient    = "front-proxy-client.crt"
+	FileFrontProxyClientKey = "front-proxy-client.key"
+	FileSAKey               = "sa.key"
+	FileSAPub               = "sa.pub"
+	FileDatastoreCA         = "datastore-ca.crt"
+	FileDatastoreClient     = "datastore-client.crt"
+	FileDatastoreClientKey  = "datastore-client.key"
+	FileControllerManager   = "controller-manager.conf"
+	FileScheduler           = "scheduler.conf"
+)
+
+func pkiPath(file string) string { return PKIMountPath + "/" + file }
+
+// APIServerSANs are the names and addresses the API server's serving
+// certificate covers: the in-tenant Service names and address, the admin
+// Service's names and address, the advertised address, the host name and
+// extra SANs, and loopback for the other components in the pod.
+func APIServerSANs(p Params, serviceIP string, hostname string, extra []string) pki.Spec {
+	dns := map[string]bool{
+		"kubernetes": true, "kubernetes.default": true, "kubernetes.default.svc": true,
+		"kubernetes.default.svc." + p.ClusterDomain: true, "localhost": true,
+		ServiceName(p.Name): true, ServiceName(p.Name) + "." + p.Namespace: true,
+		ServiceName(p.Name) + "." + p.Namespace + ".svc": true,
+	}
+	ips := map[string]bool{"127.0.0.1": true}
+	if ip := FirstServiceIP(p.ServiceCIDR); ip != "" {
+		ips[ip] = true
+	}
+	for _, v := range append([]string{serviceIP, p.AdvertiseAddress, hostname}, extra...) {
+		switch {
+		case v == "":
+		case net.ParseIP(v) != nil:
+			ips[v] = true
+		default:
+			dns[v] = true
+		}
+	}
+	spec := pki.Spec{CommonName: "kube-apiserver", Server: true}
+	for d := range dns {
+		spec.DNSNames = append(spec.DNSNames, d)
+	}
+	for ip := range ips {
+		spec.IPs = append(spec.IPs, net.ParseIP(ip))
+	}
+	sort.Strings(spec.DNSNames)
+	sort.Slice(spec.IPs, func(i, j int) bool { return spec.IPs[i].String() < spec.IPs[j].String() })
+	return spec
+}
+
+// FirstServiceIP is the first address of a Service range: the tenant's
+// kubernetes Service.
+func FirstServiceIP(cidr string) string {
+	_, n, err := net.ParseCIDR(cidr)
+	if err != nil || n.IP.To4() == nil {
+		return ""
+	}
+	ip := make(net.IP, 4)
+	copy(ip, n.IP.To4())
+	ip[3]++
+	return ip.String()
+}
+
+// Image is a component's image reference.
+func Image(p Params, component string) string {
+	return fmt.Sprintf("%s/%s:%s", p.Registry, component, p.Version)
+}
+
+// APIServerArgs are kube-apiserver's flags. Compaction is left to the
+// datastore: a tenant must not compact the history shared with others.
+func APIServerArgs(p Params) []string {
+	args := []string{
+		"--advertise-address=" + p.AdvertiseAddress,
+		"--secure-port=" + strconv.Itoa(int(p.Port)),
+		"--etcd-servers=" + strings.Join(p.EtcdEndpoints, ","),
+		"--etcd-prefix=" + p.EtcdPrefix,
+		"--etcd-cafile=" + pkiPath(FileDatastoreCA),
+		"--etcd-certfile=" + pkiPath(FileDatastoreClient),
+		"--etcd-keyfile=" + pkiPath(FileDatastoreClientKey),
+		"--etcd-compaction-interval=0",
+		"--client-ca-file=" + pkiPath(FileCA),
+		"--tls-cert-file=" + pkiPath(FileAPIServer),
+		"--tls-private-key-file=" + pkiPath(FileAPIServerKey),
+		"--kubelet-client-certificate=" + pkiPath(FileKubeletClient),
+		"--kubelet-client-key=" + pkiPath(FileKubeletClientKey),
+		"--kubelet-preferred-address-types=InternalIP,ExternalIP,Hostname",
+		"--proxy-client-cert-file=" + pkiPath(FileFrontProxyClient),
+		"--proxy-client-key-file=" + pkiPath(FileFrontProxyClientKey),
+		"--requestheader-client-ca-file=" + pkiPath(FileFrontProxyCA),
+		"--requestheader-allowed-names=front-proxy-client",
+		"--requestheader-extra-headers-prefix=X-Remote-Extra-",
+		"--requestheader-group-headers=X-Remote-Group",
+		"--requestheader-username-headers=X-Remote-User",
+		"--service-account-issuer=https://kubernetes.default.svc." + p.ClusterDomain,
+		"--service-account-key-file=" + pkiPath(FileSAPub),
+		"--service-account-signing-key-file=" + pkiPath(FileSAKey),
+		"--service-cluster-ip-range=" + p.ServiceCIDR,
+		"--authorization-mode=Node,RBAC",
+		"--enable-admission-plugins=NodeRestriction",
+		"--enable-bootstrap-token-auth=true",
+		"--allow-privileged=true",
+		"--profiling=false",
+	}
+	return mergeArgs(args, p.ExtraArgs)
+}
+
+// mergeArgs lets extra "--flag=value" arguments replace defaults of the
+// same flag, so a customer can override without duplicating a flag.
+func mergeArgs(base, extra []string) []string {
+	flagName := func(a string) string { return strings.SplitN(a, "=", 2)[0] }
+	override := map[string]bool{}
+	for _, e := range extra {
+		override[flagName(e)] = true
+	}
+	var out []string
+	for _, b := range base {
+		if !override[flagName(b)] {
+			out = append(out, b)
+		}
+	}
+	return append(out, extra...)
+}
+
+// ControllerManagerArgs are kube-controller-manager's flags.
+func ControllerManagerArgs(p Params) []string {
+	return []string{
+		"--kubeconfig=" + pkiPath(FileControllerManager),
+		"--authentication-kubeconfig=" + pkiPath(FileControllerManager),
+		"--authorization-kubeconfig=" + pkiPath(FileControllerManager),
+		"--bind-address=127.0.0.1",
+		"--client-ca-file=" + pkiPath(FileCA),
+		"--requestheader-client-ca-file=" + pkiPath(FileFrontProxyCA),
+		"--cluster-signing-cert-file=" + pkiPath(FileCA),
+		"--cluster-signing-key-file=" + pkiPath(FileCAKey),
+		"--root-ca-file=" + pkiPath(FileCA),
+		"--service-account-private-key-file=" + pkiPath(FileSAKey),
+		"--service-cluster-ip-range=" + p.ServiceCIDR,
+		"--cluster-cidr=" + p.PodCIDR,
+		"--allocate-node-cidrs=true",
+		"--node-cidr-mask-size=24",
+		"--use-service-account-credentials=true",
+		"--controllers=*,bootstrapsigner,tokencleaner",
+		"--leader-elect=" + strconv.FormatBool(p.Replicas > 1),
+		"--profiling=false",
+	}
+}
+
+// SchedulerArgs are kube-scheduler's flags.
+func SchedulerArgs(p Params) []string {
+	return []string{
+		"--kubeconfig=" + pkiPath(FileScheduler),
+		"--authentication-kubeconfig=" + pkiPath(FileScheduler),
+		"--authorization-kubeconfig=" + pkiPath(FileScheduler),
+		"--bind-address=127.0.0.1",
+		"--leader-elect=" + strconv.FormatBool(p.Replicas > 1),
+		"--profiling=false",
+	}
+}
+
+// Deployment renders the control-plane Deployment. It rolls one pod at a
+// time and never takes one away before its replacement is ready.
+func Deployment(p Params) *appsv1.Deployment {
+	labels := Labels(p.Name)
+	maxUnavailable := intstr.FromInt32(0)
+	maxSurge := intstr.FromInt32(1)
+	port := intstr.FromInt32(p.Port)
+	apiserverResources := p.Resources
+	if apiserverResources.Requests == nil {
+		apiserverResources.Requests = corev1.ResourceList{
+			corev1.ResourceCPU:    resource.MustParse("25m"),
+			corev1.ResourceMemory: resource.MustParse("128Mi"),
+		}
+	}
+	small := corev1.ResourceRequirements{Requests: corev1.ResourceList{
+		corev1.ResourceCPU:    resource.MustParse("5m"),
+		corev1.ResourceMemory: resource.MustParse("32Mi"),
+	}}
+	mount := []corev1.VolumeMount{{Name: "pki", MountPath: PKIMountPath, ReadOnly: true}}
+	probe := func(path string, failures int32) *corev1.Probe {
+		return &corev1.Probe{
+			ProbeHandler:     corev1.ProbeHandler{HTTPGet: &corev1.HTTPGetAction{Path: path, Port: port, Scheme: corev1.URISchemeHTTPS}},
+			PeriodSeconds:    2,
+			TimeoutSeconds:   5,
+			FailureThreshold: failures,
+		}
+	}
+	liveness := probe("/livez", 8)
+	liveness.InitialDelaySeconds = 10
+	liveness.PeriodSeconds = 10
+	startup := probe("/livez", 60)
+	startup.PeriodSeconds = 1
+	replicas := p.Replicas
+	secretMode := int32(0o400)
+	return &appsv1.Deployment{
+		TypeMeta:   metav1.TypeMeta{APIVersion: "apps/v1", Kind: "Deployment"},
+		ObjectMeta: metav1.ObjectMeta{Name: DeploymentName(p.Name), Namespace: p.Namespace, Labels: labels},
+		Spec: appsv1.DeploymentSpec{
+			Replicas: &replicas,
+			Selector: &metav1.LabelSelector{MatchLabels: labels},
+			Strategy: appsv1.DeploymentStrategy{
+				Type:          appsv1.RollingUpdateDeploymentStrategyType,
+				RollingUpdate: &appsv1.RollingUpdateDeployment{MaxUnavailable: &maxUnavailable, MaxSurge: &maxSurge},
+			},
+			Template: corev1.PodTemplateSpec{
+				ObjectMeta: metav1.ObjectMeta{Labels: labels, Annotations: map[string]string{AnnotationPKIHash: p.PKIHash}},
+				Spec: corev1.PodSpec{
+					AutomountServiceAccountToken: new(bool),
+					EnableServiceLinks:           new(bool),
+					Affinity: &corev1.Affinity{PodAntiAffinity: &corev1.PodAntiAffinity{
+						PreferredDuringSchedulingIgnoredDuringExecution: []corev1.WeightedPodAffinityTerm{{
+							Weight: 100,
+							PodAffinityTerm: corev1.PodAffinityTerm{
+								LabelSelector: &metav1.LabelSelector{MatchLabels: labels},
+								TopologyKey:   "kubernetes.io/hostname",
+							},
+						}},
+					}},
+					Containers: []corev1.Container{
+						{
+							Name:            "kube-apiserver",
+							Image:           Image(p, "kube-apiserver"),
+							ImagePullPolicy: corev1.PullIfNotPresent,
+							Args:            APIServerArgs(p),
+							Ports:           []corev1.ContainerPort{{Name: "https", ContainerPort: p.Port, Protocol: corev1.ProtocolTCP}},
+							ReadinessProbe:  probe("/readyz", 3),
+							LivenessProbe:   liveness,
+							StartupProbe:    startup,
+							Resources:       apiserverResources,
+							VolumeMounts:    mount,
+						},
+						{
+							Name:            "kube-controller-manager",
+							Image:           Image(p, "kube-controller-manager"),
+							ImagePullPolicy: corev1.PullIfNotPresent,
+							Args:            ControllerManagerArgs(p),
+							Resources:       small,
+							VolumeMounts:    mount,
+						},
+						{
+							Name:            "kube-scheduler",
+							Image:           Image(p, "kube-scheduler"),
+							ImagePullPolicy: corev1.PullIfNotPresent,
+							Args:            SchedulerArgs(p),
+							Resources:       small,
+							VolumeMounts:    mount,
+						},
+					},
+					Volumes: []corev1.Volume{{Name: "pki", VolumeSource: corev1.VolumeSource{
+						Secret: &corev1.SecretVolumeSource{SecretName: p.PKISecret, DefaultMode: &secretMode},
+					}}},
+				},
+			},
+		},
+	}
+}
+
+// Service renders the Service in front of the API server. port is what
+// clients inside the admin cluster use; targetPort is the API server's
+// secure port; nodePort, when not zero, keeps an allocated node port.
+func Service(name, namespace string, typ corev1.ServiceType, targetPort, nodePort int32) *corev1.Service {
+	svc := &corev1.Service{
+		TypeMeta:   metav1.TypeMeta{APIVersion: "v1", Kind: "Service"},
+		ObjectMeta: metav1.ObjectMeta{Name: ServiceName(name), Namespace: namespace, Labels: Labels(name)},
+		Spec: corev1.ServiceSpec{
+			Type:     typ,
+			Selector: Labels(name),
+			Ports: []corev1.ServicePort{{
+				Name:       "https",
+				Protocol:   corev1.ProtocolTCP,
+				Port:       DefaultPort,
+				TargetPort: intstr.FromInt32(targetPort),
+				NodePort:   nodePort,
+			}},
+		},
+	}
+	return svc
+}

@@ -1,0 +1,207 @@
+package tenantcluster
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"net"
+	"sort"
+	"strconv"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	ctrl "sigs.k8s.io/controller-runtime"
+
+	kv1 "kubinception.dev/kubinception/api/v1alpha1"
+	cp "kubinception.dev/kubinception/internal/controlplane"
+	"kubinception.dev/kubinception/internal/kubeconfig"
+	"kubinception.dev/kubinception/internal/pki"
+)
+
+// Client certificates kept in the PKI Secret beside the kubeconfigs built
+// from them, so a kubeconfig is rebuilt only when its certificate changes.
+const (
+	fileCMClient    = "controller-manager-client"
+	fileSchedClient = "scheduler-client"
+	fileAdminClient = "admin-client"
+	adminUserName   = "kubernetes-admin"
+	adminGroup      = "system:masters"
+)
+
+// reconcileCertificates keeps the tenant's PKI Secret complete: one CA and
+// one front-proxy CA per tenant, a certificate per component, the
+// service-account key, the datastore client certificate (common name =
+// the tenant's etcd user) and the kubeconfigs. Certificates that still
+// match their spec are kept; the rest are reissued.
+func (r *Reconciler) reconcileCertificates(ctx context.Context, s *state) (ctrl.Result, error) {
+	tc := s.tc
+	// Read past the cache: a stale miss would mint a second CA.
+	secret := &corev1.Secret{}
+	err := r.APIReader.Get(ctx, types.NamespacedName{Namespace: tc.Namespace, Name: cp.PKISecretName(tc.Name)}, secret)
+	if err != nil && !apierrors.IsNotFound(err) {
+		return ctrl.Result{}, err
+	}
+	old := secret.Data
+	data, err := r.desiredPKI(s, old)
+	if err != nil {
+		r.setCondition(s, kv1.ConditionCertificatesReady, metav1.ConditionFalse, kv1.ReasonInvalidSpec, err.Error())
+		return ctrl.Result{}, err
+	}
+	if !sameData(old, data) {
+		if err := r.apply(ctx, tc, &corev1.Secret{
+			TypeMeta:   metav1.TypeMeta{APIVersion: "v1", Kind: "Secret"},
+			ObjectMeta: metav1.ObjectMeta{Name: cp.PKISecretName(tc.Name), Namespace: tc.Namespace},
+			Type:       corev1.SecretTypeOpaque,
+			Data:       data,
+		}); err != nil {
+			return ctrl.Result{}, fmt.Errorf("apply PKI Secret: %w", err)
+		}
+	}
+	s.pkiHash = hashData(data)
+
+	admin, err := r.adminKubeconfig(s, data)
+	if err != nil {
+		return ctrl.Result{}, err
+	}
+	adminSecret := &corev1.Secret{}
+	err = r.APIReader.Get(ctx, types.NamespacedName{Namespace: tc.Namespace, Name: cp.AdminKubeconfigSecret(tc.Name)}, adminSecret)
+	if err != nil && !apierrors.IsNotFound(err) {
+		return ctrl.Result{}, err
+	}
+	if string(adminSecret.Data["kubeconfig"]) != string(admin) {
+		if err := r.apply(ctx, tc, &corev1.Secret{
+			TypeMeta:   metav1.TypeMeta{APIVersion: "v1", Kind: "Secret"},
+			ObjectMeta: metav1.ObjectMeta{Name: cp.AdminKubeconfigSecret(tc.Name), Namespace: tc.Namespace},
+			Type:       corev1.SecretTypeOpaque,
+			Data:       map[string][]byte{"kubeconfig": admin},
+		}); err != nil {
+			return ctrl.Result{}, fmt.Errorf("apply admin kubeconfig Secret: %w", err)
+		}
+	}
+	tc.Status.AdminKubeconfigSecret = cp.AdminKubeconfigSecret(tc.Name)
+	r.setCondition(s, kv1.ConditionCertificatesReady, metav1.ConditionTrue, kv1.ReasonCertificatesIssued,
+		"CA, component certificates, datastore client certificate and kubeconfigs are current")
+	return ctrl.Result{}, nil
+}
+
+// desiredPKI computes the PKI Secret's data from what it holds now.
+func (r *Reconciler) desiredPKI(s *state, old map[string][]byte) (map[string][]byte, error) {
+	tc := s.tc
+	now := s.now
+	data := map[string][]byte{}
+	ca, err := keepOrNewCA(old, cp.FileCA, cp.FileCAKey, tc.Name+"-ca", now)
+	if err != nil {
+		return nil, err
+	}
+	put(data, cp.FileCA, cp.FileCAKey, ca)
+	front, err := keepOrNewCA(old, cp.FileFrontProxyCA, cp.FileFrontProxyCAKey, tc.Name+"-front-proxy-ca", now)
+	if err != nil {
+		return nil, err
+	}
+	put(data, cp.FileFrontProxyCA, cp.FileFrontProxyCAKey, front)
+
+	if len(old[cp.FileSAKey]) > 0 && len(old[cp.FileSAPub]) > 0 {
+		data[cp.FileSAKey], data[cp.FileSAPub] = old[cp.FileSAKey], old[cp.FileSAPub]
+	} else {
+		if data[cp.FileSAKey], data[cp.FileSAPub], err = pki.NewSigningKey(); err != nil {
+			return nil, err
+		}
+	}
+
+	p := r.params(s)
+	leaves := []struct {
+		cert, key string
+		ca        *pki.KeyPair
+		spec      pki.Spec
+	}{
+		{cp.FileAPIServer, cp.FileAPIServerKey, ca, cp.APIServerSANs(p, s.exposure.serviceIP, tc.Spec.Exposure.Hostname, tc.Spec.Exposure.ExtraSANs)},
+		{cp.FileKubeletClient, cp.FileKubeletClientKey, ca, pki.Spec{CommonName: "kube-apiserver-kubelet-client", Organization: []string{adminGroup}, Client: true}},
+		{cp.FileFrontProxyClient, cp.FileFrontProxyClientKey, front, pki.Spec{CommonName: "front-proxy-client", Client: true}},
+		{cp.FileDatastoreClient, cp.FileDatastoreClientKey, s.etcd.caKeyPair, pki.Spec{CommonName: s.tenancy.User, Client: true}},
+		{fileCMClient + ".crt", fileCMClient + ".key", ca, pki.Spec{CommonName: "system:kube-controller-manager", Client: true}},
+		{fileSchedClient + ".crt", fileSchedClient + ".key", ca, pki.Spec{CommonName: "system:kube-scheduler", Client: true}},
+		{fileAdminClient + ".crt", fileAdminClient + ".key", ca, pki.Spec{CommonName: adminUserName, Organization: []string{adminGroup}, Client: true}},
+	}
+	for _, l := range leaves {
+		kp, err := keepOrIssue(old, l.cert, l.key, l.ca, l.spec, now)
+		if err != nil {
+			return nil, fmt.Errorf("certificate %s: %w", l.cert, err)
+		}
+		put(data, l.cert, l.key, kp)
+	}
+	data[cp.FileDatastoreCA] = s.etcd.caKeyPair.CertPEM
+
+	local := "https://" + net.JoinHostPort("127.0.0.1", strconv.Itoa(int(s.exposure.port)))
+	for _, kc := range []struct{ file, client, user string }{
+		{cp.FileControllerManager, fileCMClient, "system:kube-controller-manager"},
+		{cp.FileScheduler, fileSchedClient, "system:kube-scheduler"},
+	} {
+		b, err := kubeconfig.Render(kubeconfig.Config{ClusterName: tc.Name, Server: local, CAPEM: ca.CertPEM,
+			UserName: kc.user, CertPEM: data[kc.client+".crt"], KeyPEM: data[kc.client+".key"]})
+		if err != nil {
+			return nil, err
+		}
+		data[kc.file] = b
+	}
+	return data, nil
+}
+
+// adminKubeconfig is the customer's kubeconfig: system:masters at the
+// tenant's endpoint.
+func (r *Reconciler) adminKubeconfig(s *state, data map[string][]byte) ([]byte, error) {
+	return kubeconfig.Render(kubeconfig.Config{ClusterName: s.tc.Name, Server: s.exposure.endpoint, CAPEM: data[cp.FileCA],
+		UserName: adminUserName, CertPEM: data[fileAdminClient+".crt"], KeyPEM: data[fileAdminClient+".key"]})
+}
+
+func put(data map[string][]byte, cert, key string, kp *pki.KeyPair) {
+	data[cert], data[key] = kp.CertPEM, kp.KeyPEM
+}
+
+func keepOrNewCA(old map[string][]byte, cert, key, cn string, now time.Time) (*pki.KeyPair, error) {
+	if kp, err := pki.ParseKeyPair(old[cert], old[key]); err == nil && kp.Cert.IsCA && now.Add(pki.RenewBefore).Before(kp.Cert.NotAfter) {
+		return kp, nil
+	}
+	return pki.NewCA(cn, now)
+}
+
+func keepOrIssue(old map[string][]byte, cert, key string, ca *pki.KeyPair, spec pki.Spec, now time.Time) (*pki.KeyPair, error) {
+	if kp, err := pki.ParseKeyPair(old[cert], old[key]); err == nil {
+		if ok, _ := ca.Matches(kp, spec, now); ok {
+			return kp, nil
+		}
+	}
+	return ca.Issue(spec, now)
+}
+
+func sameData(a, b map[string][]byte) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for k, v := range a {
+		if string(b[k]) != string(v) {
+			return false
+		}
+	}
+	return true
+}
+
+// hashData hashes a Secret's data in key order.
+func hashData(data map[string][]byte) string {
+	keys := make([]string, 0, len(data))
+	for k := range data {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	h := sha256.New()
+	for _, k := range keys {
+		h.Write([]byte(k))
+		h.Write([]byte{0})
+		h.Write(data[k])
+		h.Write([]byte{0})
+	}
+	return hex.EncodeToString(h.Sum(nil))[:16]
+}

@@ -1,0 +1,389 @@
+package tenantcluster
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
+
+	kv1 "kubinception.dev/kubinception/api/v1alpha1"
+	"kubinception.dev/kubinception/internal/controlplane"
+	"kubinception.dev/kubinception/internal/datastore"
+	"kubinception.dev/kubinception/internal/pki"
+)
+
+// Waits between checks of things that do not send events.
+const (
+	datastoreRetry = 10 * time.Second
+	endpointRetry  = 5 * time.Second
+	startingRetry  = 5 * time.Second
+	deletionRetry  = 2 * time.Second
+)
+
+// datastoreConn is a tenant's datastore: its name, credentials and client.
+type datastoreConn struct {
+	name      string
+	creds     datastore.Credentials
+	caKeyPair *pki.KeyPair
+	cli       *clientv3.Client
+}
+
+// connectDatastore resolves the tenant's Datastore and its credentials. A
+// missing or broken datastore sets DatastoreReady False with what to do
+// and returns a result to wait; it never blocks.
+func (r *Reconciler) connectDatastore(ctx context.Context, s *state) (ctrl.Result, error) {
+	name := s.tc.Spec.Datastore.Name
+	if name == "" {
+		name = "default"
+	}
+	ds := &kv1.Datastore{}
+	if err := r.Client.Get(ctx, types.NamespacedName{Name: name}, ds); err != nil {
+		if apierrors.IsNotFound(err) {
+			r.setCondition(s, kv1.ConditionDatastoreReady, metav1.ConditionFalse, kv1.ReasonDatastoreNotFound,
+				fmt.Sprintf("Datastore %q does not exist: create it (kubinception install creates \"default\" on a local admin cluster) or set spec.datastore.name", name))
+			return ctrl.Result{RequeueAfter: 30 * time.Second}, nil
+		}
+		return ctrl.Result{}, err
+	}
+	caSecret, rootSecret := &corev1.Secret{}, &corev1.Secret{}
+	for _, ref := range []struct {
+		ref kv1.SecretReference
+		obj *corev1.Secret
+	}{{ds.Spec.CASecretRef, caSecret}, {ds.Spec.RootSecretRef, rootSecret}} {
+		if err := r.APIReader.Get(ctx, types.NamespacedName{Namespace: ref.ref.Namespace, Name: ref.ref.Name}, ref.obj); err != nil {
+			r.setCondition(s, kv1.ConditionDatastoreReady, metav1.ConditionFalse, kv1.ReasonDatastoreCredentials,
+				fmt.Sprintf("Datastore %q: cannot read Secret %s/%s: %v", name, ref.ref.Namespace, ref.ref.Name, err))
+			return ctrl.Result{RequeueAfter: 30 * time.Second}, nil
+		}
+	}
+	ca, err := pki.ParseKeyPair(caSecret.Data["ca.crt"], caSecret.Data["ca.key"])
+	if err != nil {
+		r.setCondition(s, kv1.ConditionDatastoreReady, metav1.ConditionFalse, kv1.ReasonDatastoreCredentials,
+			fmt.Sprintf("Datastore %q: Secret %s/%s needs ca.crt and ca.key of the datastore's CA: %v", name, ds.Spec.CASecretRef.Namespace, ds.Spec.CASecretRef.Name, err))
+		return ctrl.Result{RequeueAfter: 30 * time.Second}, nil
+	}
+	creds := datastore.Credentials{Endpoints: ds.Spec.Endpoints, CAPEM: ca.CertPEM, CertPEM: rootSecret.Data["tls.crt"], KeyPEM: rootSecret.Data["tls.key"]}
+	cli, err := r.Datastores.Get(name, creds)
+	if err != nil {
+		r.setCondition(s, kv1.ConditionDatastoreReady, metav1.ConditionFalse, kv1.ReasonDatastoreCredentials,
+			fmt.Sprintf("Datastore %q: Secret %s/%s needs the root client certificate as tls.crt and tls.key: %v", name, ds.Spec.RootSecretRef.Namespace, ds.Spec.RootSecretRef.Name, err))
+		return ctrl.Result{RequeueAfter: 30 * time.Second}, nil
+	}
+	s.etcd = datastoreConn{name: name, creds: creds, caKeyPair: ca, cli: cli}
+	if s.tenancy, err = datastore.TenancyFor(string(s.tc.UID)); err != nil {
+		return ctrl.Result{}, err
+	}
+	return ctrl.Result{}, nil
+}
+
+// reconcileDatastore gives the tenant its prefix, user and role.
+func (r *Reconciler) reconcileDatastore(ctx context.Context, s *state) (ctrl.Result, error) {
+	if res, err := r.connectDatastore(ctx, s); err != nil || !res.IsZero() {
+		return res, err
+	}
+	ectx, cancel := context.WithTimeout(ctx, 15*time.Second)
+	defer cancel()
+	if err := datastore.EnsureTenancy(ectx, s.etcd.cli, s.tenancy); err != nil {
+		r.setCondition(s, kv1.ConditionDatastoreReady, metav1.ConditionFalse, kv1.ReasonDatastoreUnreachable,
+			fmt.Sprintf("cannot provision the tenant in Datastore %q (%s): %v; retrying", s.etcd.name, strings.Join(s.etcd.creds.Endpoints, ","), err))
+		return ctrl.Result{RequeueAfter: datastoreRetry}, nil
+	}
+	s.tc.Status.Datastore = kv1.TenantDatastoreStatus{Prefix: s.tenancy.Prefix, User: s.tenancy.User}
+	r.setCondition(s, kv1.ConditionDatastoreReady, metav1.ConditionTrue, kv1.ReasonTenancyProvisioned,
+		fmt.Sprintf("keys under %s in Datastore %q, readable only by etcd user %s", s.tenancy.Prefix, s.etcd.name, s.tenancy.User))
+	return ctrl.Result{}, nil
+}
+
+// exposure is where the API server is reached.
+type exposure struct {
+	serviceIP string
+	// port is the API server's secure port (the node port for NodePort).
+	port int32
+	// advertise is the address the API server advertises.
+	advertise string
+	endpoint  string
+}
+
+// reconcileExposure applies the Service and works out the endpoint. For
+// NodePort the API server listens on the allocated node port itself, so the
+// address it advertises inside the tenant is reachable from outside.
+func (r *Reconciler) reconcileExposure(ctx context.Context, s *state) (ctrl.Result, error) {
+	tc := s.tc
+	typ := corev1.ServiceType(tc.Spec.Exposure.Type)
+	if typ == "" {
+		typ = corev1.ServiceTypeNodePort
+	}
+	// Read past the cache: a stale miss would give up the node port.
+	existing := &corev1.Service{}
+	var nodePort int32
+	err := r.APIReader.Get(ctx, types.NamespacedName{Namespace: tc.Namespace, Name: controlplane.ServiceName(tc.Name)}, existing)
+	if err != nil && !apierrors.IsNotFound(err) {
+		return ctrl.Result{}, err
+	}
+	if err == nil && existing.Spec.Type == corev1.ServiceTypeNodePort && typ == corev1.ServiceTypeNodePort && len(existing.Spec.Ports) > 0 {
+		nodePort = existing.Spec.Ports[0].NodePort
+	}
+	target := int32(controlplane.DefaultPort)
+	if nodePort != 0 {
+		target = nodePort
+	}
+	svc := controlplane.Service(tc.Name, tc.Namespace, typ, target, nodePort)
+	if err := r.apply(ctx, tc, svc); err != nil {
+		return ctrl.Result{}, fmt.Errorf("apply Service: %w", err)
+	}
+	if typ == corev1.ServiceTypeNodePort && nodePort == 0 {
+		nodePort = svc.Spec.Ports[0].NodePort
+		if nodePort == 0 {
+			return ctrl.Result{}, errors.New("the API server allocated no node port")
+		}
+		svc = controlplane.Service(tc.Name, tc.Namespace, typ, nodePort, nodePort)
+		if err := r.apply(ctx, tc, svc); err != nil {
+			return ctrl.Result{}, fmt.Errorf("apply Service: %w", err)
+		}
+	}
+
+	ex := exposure{serviceIP: svc.Spec.ClusterIP, port: controlplane.DefaultPort}
+	switch typ {
+	case corev1.ServiceTypeNodePort:
+		ex.port = nodePort
+		ip, err := r.nodeAddress(ctx)
+		if err != nil {
+			return ctrl.Result{}, err
+		}
+		if ip == "" {
+			r.setCondition(s, kv1.ConditionControlPlaneAvailable, metav1.ConditionFalse, kv1.ReasonWaitingForEndpoint, "no admin node has an InternalIP to expose the API server on")
+			return ctrl.Result{RequeueAfter: endpointRetry}, nil
+		}
+		ex.advertise = ip
+	case corev1.ServiceTypeLoadBalancer:
+		for _, ing := range svc.Status.LoadBalancer.Ingress {
+			if ing.IP != "" {
+				ex.advertise = ing.IP
+				break
+			}
+		}
+		if ex.advertise == "" {
+			r.setCondition(s, kv1.ConditionControlPlaneAvailable, metav1.ConditionFalse, kv1.ReasonWaitingForEndpoint,
+				fmt.Sprintf("Service %s has no load-balancer address yet: the admin cluster needs a load-balancer implementation, or use exposure.type NodePort", svc.Name))
+			return ctrl.Result{RequeueAfter: endpointRetry}, nil
+		}
+	default:
+		ex.advertise = svc.Spec.ClusterIP
+	}
+	host := ex.advertise
+	if tc.Spec.Exposure.Hostname != "" {
+		host = tc.Spec.Exposure.Hostname
+	}
+	ex.endpoint = "https://" + net.JoinHostPort(host, strconv.Itoa(int(ex.port)))
+	s.exposure = ex
+	tc.Status.Endpoint = ex.endpoint
+	return ctrl.Result{}, nil
+}
+
+// nodeAddress is the InternalIP of the first Ready admin node by name, so
+// every tenant picks the same node while it stays Ready.
+func (r *Reconciler) nodeAddress(ctx context.Context) (string, error) {
+	var nodes corev1.NodeList
+	if err := r.Client.List(ctx, &nodes); err != nil {
+		return "", err
+	}
+	sort.Slice(nodes.Items, func(i, j int) bool { return nodes.Items[i].Name < nodes.Items[j].Name })
+	var fallback string
+	for _, n := range nodes.Items {
+		for _, a := range n.Status.Addresses {
+			if a.Type != corev1.NodeInternalIP || net.ParseIP(a.Address).To4() == nil {
+				continue
+			}
+			if nodeReady(&n) {
+				return a.Address, nil
+			}
+			if fallback == "" {
+				fallback = a.Address
+			}
+		}
+	}
+	return fallback, nil
+}
+
+func nodeReady(n *corev1.Node) bool {
+	for _, c := range n.Status.Conditions {
+		if c.Type == corev1.NodeReady {
+			return c.Status == corev1.ConditionTrue
+		}
+	}
+	return false
+}
+
+// params gathers the control plane's parameters.
+func (r *Reconciler) params(s *state) controlplane.Params {
+	tc := s.tc
+	registry := tc.Spec.ControlPlane.ImageRegistry
+	if registry == "" {
+		registry = r.Registry
+	}
+	replicas := int32(1)
+	if tc.Spec.ControlPlane.Replicas != nil {
+		replicas = *tc.Spec.ControlPlane.Replicas
+	}
+	return controlplane.Params{
+		Name: tc.Name, Namespace: tc.Namespace, Version: tc.Spec.Version, Registry: registry, Replicas: replicas,
+		Port: s.exposure.port, AdvertiseAddress: s.exposure.advertise,
+		ServiceCIDR: tc.Spec.Network.ServiceCIDR, PodCIDR: tc.Spec.Network.PodCIDR, ClusterDomain: tc.Spec.Network.ClusterDomain,
+		EtcdEndpoints: s.etcd.creds.Endpoints, EtcdPrefix: s.tenancy.Prefix,
+		PKISecret: controlplane.PKISecretName(tc.Name), PKIHash: s.pkiHash,
+		ExtraArgs: tc.Spec.ControlPlane.ExtraArgs, Resources: tc.Spec.ControlPlane.Resources,
+	}
+}
+
+// reconcileControlPlane applies the Deployment and reports its health,
+// naming a missing image or a crashing container when there is one.
+func (r *Reconciler) reconcileControlPlane(ctx context.Context, s *state) (ctrl.Result, error) {
+	p := r.params(s)
+	dep := controlplane.Deployment(p)
+	if err := r.apply(ctx, s.tc, dep); err != nil {
+		return ctrl.Result{}, fmt.Errorf("apply Deployment: %w", err)
+	}
+	st := dep.Status
+	available := st.ObservedGeneration >= dep.Generation && st.UpdatedReplicas >= p.Replicas &&
+		st.AvailableReplicas >= p.Replicas && st.UnavailableReplicas == 0
+	if available {
+		s.tc.Status.Version = s.tc.Spec.Version
+		r.setCondition(s, kv1.ConditionControlPlaneAvailable, metav1.ConditionTrue, kv1.ReasonControlPlaneAvailable,
+			fmt.Sprintf("%d/%d control-plane pods ready", st.AvailableReplicas, p.Replicas))
+		return ctrl.Result{}, nil
+	}
+	reason, message := r.diagnosePods(ctx, s.tc)
+	if reason == "" {
+		reason, message = kv1.ReasonControlPlaneStarting, fmt.Sprintf("%d/%d control-plane pods ready", st.AvailableReplicas, p.Replicas)
+	}
+	r.setCondition(s, kv1.ConditionControlPlaneAvailable, metav1.ConditionFalse, reason, message)
+	return ctrl.Result{RequeueAfter: startingRetry}, nil
+}
+
+// diagnosePods looks at the control-plane pods for a reason a person can
+// act on: an image that is not there, or a container that keeps failing.
+func (r *Reconciler) diagnosePods(ctx context.Context, tc *kv1.TenantCluster) (string, string) {
+	var pods corev1.PodList
+	if err := r.Client.List(ctx, &pods, client.InNamespace(tc.Namespace), client.MatchingLabels(controlplane.Labels(tc.Name))); err != nil {
+		return "", ""
+	}
+	for _, pod := range pods.Items {
+		for _, cs := range pod.Status.ContainerStatuses {
+			if w := cs.State.Waiting; w != nil {
+				switch w.Reason {
+				case "ErrImageNeverPull", "ErrImagePull", "ImagePullBackOff", "InvalidImageName":
+					return kv1.ReasonImageMissing, fmt.Sprintf("pod %s cannot get image %s (%s): build and import it (kubinception build components --version %s, then kubinception admin up) or set spec.controlPlane.imageRegistry",
+						pod.Name, cs.Image, w.Reason, tc.Spec.Version)
+				case "CrashLoopBackOff":
+					msg := ""
+					if t := cs.LastTerminationState.Terminated; t != nil {
+						msg = strings.TrimSpace(t.Message)
+						if len(msg) > 300 {
+							msg = msg[len(msg)-300:]
+						}
+					}
+					return kv1.ReasonControlPlaneFailing, fmt.Sprintf("container %s of pod %s keeps failing (restarts %d): %s", cs.Name, pod.Name, cs.RestartCount, msg)
+				}
+			}
+		}
+	}
+	return "", ""
+}
+
+// apply server-side applies obj, owned by tc, and reads back the result
+// into obj.
+func (r *Reconciler) apply(ctx context.Context, tc *kv1.TenantCluster, obj client.Object) error {
+	labels := obj.GetLabels()
+	if labels == nil {
+		labels = map[string]string{}
+	}
+	labels[ManagedBy] = "kubinception"
+	labels[controlplane.LabelTenant] = tc.Name
+	obj.SetLabels(labels)
+	if err := controllerutil.SetControllerReference(tc, obj, r.Client.Scheme()); err != nil {
+		return err
+	}
+	obj.SetManagedFields(nil)
+	obj.SetResourceVersion("")
+	//nolint:staticcheck // typed objects with server-side apply
+	return r.Client.Patch(ctx, obj, client.Apply, client.ForceOwnership, FieldOwner)
+}
+
+// reconcileDelete removes the control plane, then every key under the
+// tenant's prefix, then its etcd user and role, then the finalizer. If the
+// datastore cannot be reached, a condition says so and deletion resumes
+// when it is back.
+func (r *Reconciler) reconcileDelete(ctx context.Context, s *state) (ctrl.Result, error) {
+	tc := s.tc
+	if !controllerutil.ContainsFinalizer(tc, kv1.Finalizer) {
+		return ctrl.Result{}, nil
+	}
+	dep := &appsv1.Deployment{}
+	err := r.Client.Get(ctx, types.NamespacedName{Namespace: tc.Namespace, Name: controlplane.DeploymentName(tc.Name)}, dep)
+	if err == nil {
+		if dep.DeletionTimestamp.IsZero() {
+			policy := metav1.DeletePropagationForeground
+			if err := r.Client.Delete(ctx, dep, &client.DeleteOptions{PropagationPolicy: &policy}); err != nil && !apierrors.IsNotFound(err) {
+				return ctrl.Result{}, fmt.Errorf("delete control plane: %w", err)
+			}
+		}
+		r.setCondition(s, kv1.ConditionReady, metav1.ConditionFalse, kv1.ReasonDeletingControlPlane, "deleting: waiting for the control plane to stop before deleting its data")
+		return ctrl.Result{RequeueAfter: deletionRetry}, nil
+	} else if !apierrors.IsNotFound(err) {
+		return ctrl.Result{}, err
+	}
+	// No API server may write after its keys are gone.
+	var pods corev1.PodList
+	if err := r.Client.List(ctx, &pods, client.InNamespace(tc.Namespace), client.MatchingLabels(controlplane.Labels(tc.Name))); err != nil {
+		return ctrl.Result{}, err
+	}
+	if len(pods.Items) > 0 {
+		r.setCondition(s, kv1.ConditionReady, metav1.ConditionFalse, kv1.ReasonDeletingControlPlane,
+			fmt.Sprintf("deleting: waiting for %d control-plane pods to stop", len(pods.Items)))
+		return ctrl.Result{RequeueAfter: deletionRetry}, nil
+	}
+
+	if res, err := r.connectDatastore(ctx, s); err != nil || !res.IsZero() {
+		c := conditionMessage(tc, kv1.ConditionDatastoreReady)
+		r.setCondition(s, kv1.ConditionReady, metav1.ConditionFalse, kv1.ReasonDeletingData, "deleting: cannot delete the tenant's keys yet: "+c)
+		return res, err
+	}
+	ectx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	if err := datastore.DeleteTenancy(ectx, s.etcd.cli, s.tenancy); err != nil {
+		msg := fmt.Sprintf("deleting: cannot reach Datastore %q to delete keys under %s and user %s: %v; deletion resumes when it is back",
+			s.etcd.name, s.tenancy.Prefix, s.tenancy.User, err)
+		r.setCondition(s, kv1.ConditionDatastoreReady, metav1.ConditionFalse, kv1.ReasonDatastoreUnreachable, msg)
+		r.setCondition(s, kv1.ConditionReady, metav1.ConditionFalse, kv1.ReasonDeletingData, msg)
+		return ctrl.Result{RequeueAfter: datastoreRetry}, nil
+	}
+	patch := client.MergeFrom(tc.DeepCopy())
+	controllerutil.RemoveFinalizer(tc, kv1.Finalizer)
+	if err := r.Client.Patch(ctx, tc, patch); err != nil && !apierrors.IsNotFound(err) {
+		return ctrl.Result{}, fmt.Errorf("remove finalizer: %w", err)
+	}
+	return ctrl.Result{}, nil
+}
+
+func conditionMessage(tc *kv1.TenantCluster, typ string) string {
+	for _, c := range tc.Status.Conditions {
+		if c.Type == typ {
+			return c.Message
+		}
+	}
+	return ""
+}
