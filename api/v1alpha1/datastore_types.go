@@ -66,7 +66,7 @@ type DatastoreStatus struct {
 //
 // +kubebuilder:object:root=true
 // +kubebuilder:subresource:status
-// +kubebuilder:resource:scope=Cluster,shortName=ds,categories=kubinception
+// +kubebuilder:resource:scope=Cluster,categories=kubinception
 // +kubebuilder:printcolumn:name="Ready",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].status`
 // +kubebuilder:printcolumn:name="Members",type=string,JSONPath=`.status.healthyMembers`
 // +kubebuilder:printcolumn:name="Tenants",type=integer,JSONPath=`.status.tenants`

@@ -23,7 +23,8 @@ const (
 type TenantClusterSpec struct {
 	// Version is the Kubernetes release of the control plane, e.g. v1.35.4.
 	// Supported: v1.34.x and v1.35.x.
-	// +kubebuilder:validation:Pattern=`^v1\.(34|35)\.[0-9]+$`
+	// +kubebuilder:validation:MaxLength=20
+	// +kubebuilder:validation:XValidation:rule="self.matches('^v1\\\\.(34|35)\\\\.[0-9]+$')",message="spec.version must be a supported Kubernetes release: v1.34.x or v1.35.x, e.g. v1.35.4"
 	// +kubebuilder:default="v1.35.4"
 	// +optional
 	Version string `json:"version,omitempty"`
@@ -121,8 +122,8 @@ type DatastorePlacement struct {
 // NetworkSpec holds the tenant cluster's address ranges.
 //
 // +kubebuilder:validation:XValidation:rule="self == oldSelf",message="network is immutable: create a new cluster to change address ranges"
-// +kubebuilder:validation:XValidation:rule="!(isCIDR(self.serviceCIDR) && isIP(self.dnsServiceIP)) || cidr(self.serviceCIDR).containsIP(self.dnsServiceIP)",message="network.dnsServiceIP must lie inside network.serviceCIDR"
-// +kubebuilder:validation:XValidation:rule="!(isCIDR(self.serviceCIDR) && isCIDR(self.podCIDR)) || (!cidr(self.serviceCIDR).containsCIDR(cidr(self.podCIDR).masked()) && !cidr(self.podCIDR).containsCIDR(cidr(self.serviceCIDR).masked()) && !cidr(self.serviceCIDR).containsIP(cidr(self.podCIDR).ip()) && !cidr(self.podCIDR).containsIP(cidr(self.serviceCIDR).ip()))",message="network.serviceCIDR and network.podCIDR must not overlap"
+// +kubebuilder:validation:XValidation:rule="!(has(self.serviceCIDR) && has(self.dnsServiceIP) && isCIDR(self.serviceCIDR) && isIP(self.dnsServiceIP)) || cidr(self.serviceCIDR).containsIP(self.dnsServiceIP)",message="network.dnsServiceIP must lie inside network.serviceCIDR"
+// +kubebuilder:validation:XValidation:rule="!(has(self.serviceCIDR) && has(self.podCIDR) && isCIDR(self.serviceCIDR) && isCIDR(self.podCIDR)) || (!cidr(self.serviceCIDR).containsCIDR(cidr(self.podCIDR).masked()) && !cidr(self.podCIDR).containsCIDR(cidr(self.serviceCIDR).masked()) && !cidr(self.serviceCIDR).containsIP(cidr(self.podCIDR).ip()) && !cidr(self.podCIDR).containsIP(cidr(self.serviceCIDR).ip()))",message="network.serviceCIDR and network.podCIDR must not overlap"
 type NetworkSpec struct {
 	// ServiceCIDR is the range Service addresses come from.
 	// +kubebuilder:default="10.96.0.0/16"
@@ -200,7 +201,7 @@ type TenantDatastoreStatus struct {
 //
 // +kubebuilder:object:root=true
 // +kubebuilder:subresource:status
-// +kubebuilder:resource:shortName=tc;tcs,categories=kubinception
+// +kubebuilder:resource:shortName=tc,categories=kubinception
 // +kubebuilder:printcolumn:name="Version",type=string,JSONPath=`.spec.version`
 // +kubebuilder:printcolumn:name="Ready",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].status`
 // +kubebuilder:printcolumn:name="Reason",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].reason`

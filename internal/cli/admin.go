@@ -65,6 +65,7 @@ func newAdminUpCommand(root *string) *cobra.Command {
 			if c.Binaries, err = b.Build(cmd.Context(), c.KubernetesVersion); err != nil {
 				return err
 			}
+			c.OtherVersions = b.Built()
 			if err := c.Save(); err != nil {
 				return err
 			}

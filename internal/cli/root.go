@@ -21,7 +21,8 @@ func Execute(ctx context.Context) int {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(newVersionCommand(), newBuildCommand(), newAdminCommand(), newManagerCommand())
+	root.AddCommand(newVersionCommand(), newBuildCommand(), newAdminCommand(), newManagerCommand(), newInstallCommand(),
+		newCreateCommand(), newGetCommand(), newKubeconfigCommand(), newDeleteCommand())
 	if err := root.ExecuteContext(ctx); err != nil {
 		fmt.Fprintf(os.Stderr, "error: %v\n", err)
 		return 1

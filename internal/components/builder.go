@@ -410,3 +410,19 @@ func lockFile(path string) (func(), error) {
 		f.Close()
 	}, nil
 }
+
+// Built lists the Kubernetes versions whose components are in the cache.
+func (b *Builder) Built() []Binaries {
+	dirs, _ := filepath.Glob(filepath.Join(b.CacheDir, "kubernetes-v*"))
+	var out []Binaries
+	for _, d := range dirs {
+		v := strings.TrimPrefix(filepath.Base(d), "kubernetes-")
+		if ValidateKubernetesVersion(v) != nil {
+			continue
+		}
+		if bins, err := b.Lookup(v); err == nil {
+			out = append(out, bins)
+		}
+	}
+	return out
+}

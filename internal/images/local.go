@@ -26,6 +26,9 @@ type Sources struct {
 	Binaries components.Binaries
 	// Kubinception is a statically linked kubinception binary.
 	Kubinception string
+	// OtherVersions are further Kubernetes builds whose control-plane
+	// images tenants may run.
+	OtherVersions []components.Binaries
 }
 
 // LocalImages packs every image the local admin cluster and its tenants run.
@@ -39,11 +42,7 @@ func LocalImages(src Sources, names Names, layerDir string) ([]Tagged, error) {
 	if err != nil {
 		return nil, err
 	}
-	kube := []Entry{{Path: "/usr/local/bin/kube", Source: src.Binaries.Kube}}
-	for _, name := range components.KubeComponents {
-		kube = append(kube, Entry{Path: "/usr/local/bin/" + name, Link: "kube"})
-	}
-	kubeLayer, err := lc.layer("kube-"+src.Binaries.KubernetesVersion, kube)
+	kubeLayer, err := lc.kubeLayer(src.Binaries)
 	if err != nil {
 		return nil, err
 	}
@@ -78,6 +77,21 @@ func LocalImages(src Sources, names Names, layerDir string) ([]Tagged, error) {
 	}
 	for _, name := range []string{"kube-apiserver", "kube-controller-manager", "kube-scheduler"} {
 		specs = append(specs, Spec{Ref: names.Component(name), Layers: []v1.Layer{base, kubeLayer}, Entrypoint: []string{"/usr/local/bin/" + name}})
+	}
+	for _, other := range src.OtherVersions {
+		if other.KubernetesVersion == src.Binaries.KubernetesVersion {
+			continue
+		}
+		layer, err := lc.kubeLayer(other)
+		if err != nil {
+			return nil, err
+		}
+		on := names
+		on.KubernetesVersion = other.KubernetesVersion
+		for _, name := range []string{"kube-apiserver", "kube-controller-manager", "kube-scheduler"} {
+			specs = append(specs, Spec{Ref: on.Component(name), Layers: []v1.Layer{base, layer}, Entrypoint: []string{"/usr/local/bin/" + name}})
+		}
+		specs = append(specs, Spec{Ref: on.Component("kube-proxy"), Layers: []v1.Layer{base, layer, iptLayer}, Entrypoint: []string{"/usr/local/bin/kube-proxy"}})
 	}
 	if src.Kubinception != "" {
 		if err := checkStatic(src.Kubinception); err != nil {
@@ -119,6 +133,39 @@ func checkStatic(path string) error {
 		return fmt.Errorf("%s is dynamically linked and cannot run in an image: build it with CGO_ENABLED=0 go build ./cmd/kubinception", path)
 	}
 	return nil
+}
+
+// KubinceptionImage packs only the kubinception image.
+func KubinceptionImage(self string, names Names, layerDir string) ([]Tagged, error) {
+	if err := checkStatic(self); err != nil {
+		return nil, err
+	}
+	if err := os.MkdirAll(layerDir, 0o755); err != nil {
+		return nil, err
+	}
+	lc := layerCache{dir: layerDir}
+	base, err := lc.layer("base", baseEntries())
+	if err != nil {
+		return nil, err
+	}
+	layer, err := lc.layer("kubinception", []Entry{{Path: "/usr/local/bin/kubinception", Source: self}})
+	if err != nil {
+		return nil, err
+	}
+	img, err := Build(Spec{Ref: names.Kubinception(), Layers: []v1.Layer{base, layer}, Entrypoint: []string{"/usr/local/bin/kubinception"}})
+	if err != nil {
+		return nil, err
+	}
+	return []Tagged{{Ref: names.Kubinception(), Image: img}}, nil
+}
+
+// kubeLayer holds the multi-call binary and a symlink per component.
+func (lc layerCache) kubeLayer(bins components.Binaries) (v1.Layer, error) {
+	kube := []Entry{{Path: "/usr/local/bin/kube", Source: bins.Kube}}
+	for _, name := range components.KubeComponents {
+		kube = append(kube, Entry{Path: "/usr/local/bin/" + name, Link: "kube"})
+	}
+	return lc.layer("kube-"+bins.KubernetesVersion, kube)
 }
 
 // layerCache keeps layer tars keyed by a stamp of their entries (paths,

@@ -27,6 +27,9 @@ const (
 	// DatastoreRootSecret holds the datastore's CA, the root client
 	// certificate and the root password, for the operator.
 	DatastoreRootSecret = "datastore-default-root"
+	// DatastoreCASecret holds the datastore's CA certificate and key, with
+	// which the operator issues each tenant's etcd client certificate.
+	DatastoreCASecret = "datastore-default-ca"
 )
 
 // Ports the admin cluster listens on.
@@ -79,6 +82,9 @@ type Config struct {
 	Ports             Ports
 	Images            images.Names
 	Binaries          components.Binaries
+	// OtherVersions are further cached Kubernetes builds: their
+	// control-plane images are imported too, for tenants.
+	OtherVersions []components.Binaries
 	// Self is the kubinception binary, run as the supervisor and packed
 	// as the kubinception image.
 	Self string

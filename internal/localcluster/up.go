@@ -232,7 +232,7 @@ func (cl *Cluster) startSupervisor() error {
 func (cl *Cluster) importImages(ctx context.Context) error {
 	c := cl.Config
 	p := c.paths()
-	imgs, err := images.LocalImages(images.Sources{Binaries: c.Binaries, Kubinception: c.Self}, c.Images, filepath.Join(p.Images(), "layers"))
+	imgs, err := images.LocalImages(images.Sources{Binaries: c.Binaries, Kubinception: c.Self, OtherVersions: c.OtherVersions}, c.Images, filepath.Join(p.Images(), "layers"))
 	if err != nil {
 		return err
 	}
@@ -473,15 +473,31 @@ func (cl *Cluster) storeDatastoreSecret(ctx context.Context, creds datastore.Cre
 			"endpoints": []byte(strings.Join(creds.Endpoints, ",")),
 		},
 	}
-	secrets := client.CoreV1().Secrets(SystemNamespace)
-	if _, err := secrets.Create(ctx, secret, metav1.CreateOptions{}); apierrors.IsAlreadyExists(err) {
-		_, err = secrets.Update(ctx, secret, metav1.UpdateOptions{})
+	caKey, err := os.ReadFile(filepath.Join(cl.Config.paths().DatastorePKI(), "ca.key"))
+	if err != nil {
 		return err
-	} else if err != nil {
-		return fmt.Errorf("store datastore credentials: %w", err)
+	}
+	caSecret := &corev1.Secret{
+		ObjectMeta: metav1.ObjectMeta{Name: DatastoreCASecret, Namespace: SystemNamespace,
+			Labels: map[string]string{"app.kubernetes.io/managed-by": "kubinception"}},
+		Type: corev1.SecretTypeOpaque,
+		Data: map[string][]byte{"ca.crt": creds.CAPEM, "ca.key": caKey},
+	}
+	secrets := client.CoreV1().Secrets(SystemNamespace)
+	for _, s := range []*corev1.Secret{secret, caSecret} {
+		if _, err := secrets.Create(ctx, s, metav1.CreateOptions{}); apierrors.IsAlreadyExists(err) {
+			if _, err := secrets.Update(ctx, s, metav1.UpdateOptions{}); err != nil {
+				return fmt.Errorf("store %s: %w", s.Name, err)
+			}
+		} else if err != nil {
+			return fmt.Errorf("store %s: %w", s.Name, err)
+		}
 	}
 	return nil
 }
+
+// DatastoreEndpoints are the datastore's client URLs.
+func (c Config) DatastoreEndpoints() []string { return datastoreEndpoints(c) }
 
 // waitFor polls cond every half second until it holds, fails, or timeout
 // passes; on timeout the error carries what diag prints.
@@ -544,4 +560,20 @@ func tailFile(path string, n int) string {
 		lines = lines[len(lines)-n:]
 	}
 	return "  " + strings.Join(lines, "\n  ") + "\n"
+}
+
+// ImportKubinceptionImage packs self as the kubinception image and imports
+// it into the local containerd when it is not there, returning its
+// reference.
+func ImportKubinceptionImage(ctx context.Context, c Config, self string) (string, error) {
+	p := c.paths()
+	layerDir := filepath.Join(p.Images(), "layers")
+	imgs, err := images.KubinceptionImage(self, c.Images, layerDir)
+	if err != nil {
+		return "", err
+	}
+	if _, err := (images.Importer{Address: p.ContainerdSocket(), Dir: p.Images()}).Import(ctx, imgs); err != nil {
+		return "", err
+	}
+	return c.Images.Kubinception(), nil
 }
