@@ -47,7 +47,12 @@ func newManagerCommand() *cobra.Command {
 			ctrl.SetLogger(zap.New(zap.UseDevMode(false)))
 			managed := labels.SelectorFromSet(labels.Set{tenantcluster.ManagedBy: "kubinception"})
 			controlPlanePods := labels.SelectorFromSet(labels.Set{controlplane.LabelComponent: "control-plane"})
-			mgr, err := ctrl.NewManager(ctrl.GetConfigOrDie(), ctrl.Options{
+			rc := ctrl.GetConfigOrDie()
+			// Each tenant's reconcile makes a handful of requests; the
+			// client-go default of 5 per second would queue a burst of
+			// tenants behind the client rather than the API server.
+			rc.QPS, rc.Burst = 100, 200
+			mgr, err := ctrl.NewManager(rc, ctrl.Options{
 				Scheme:                  Scheme(),
 				Metrics:                 metricsserver.Options{BindAddress: metricsAddr},
 				HealthProbeBindAddress:  probeAddr,

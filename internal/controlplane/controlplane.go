@@ -281,6 +281,11 @@ func Deployment(p Params) *appsv1.Deployment {
 			Template: corev1.PodTemplateSpec{
 				ObjectMeta: metav1.ObjectMeta{Labels: labels, Annotations: map[string]string{AnnotationPKIHash: p.PKIHash}},
 				Spec: corev1.PodSpec{
+					// kube-controller-manager installs no SIGTERM handler; as
+					// PID 1 of its container it would ignore SIGTERM and hold
+					// every deletion for the whole grace period. With a shared
+					// process namespace the sandbox is PID 1 instead.
+					ShareProcessNamespace:        ptrTrue(),
 					AutomountServiceAccountToken: new(bool),
 					EnableServiceLinks:           new(bool),
 					Affinity: &corev1.Affinity{PodAntiAffinity: &corev1.PodAntiAffinity{
@@ -330,6 +335,8 @@ func Deployment(p Params) *appsv1.Deployment {
 		},
 	}
 }
+
+func ptrTrue() *bool { t := true; return &t }
 
 // Service renders the Service in front of the API server. port is what
 // clients inside the admin cluster use; targetPort is the API server's

@@ -1,0 +1,159 @@
+package tenantcluster
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	clocktesting "k8s.io/utils/clock/testing"
+	"sigs.k8s.io/controller-runtime/pkg/client/fake"
+
+	kv1 "kubinception.dev/kubinception/api/v1alpha1"
+	cp "kubinception.dev/kubinception/internal/controlplane"
+	"kubinception.dev/kubinception/internal/datastore"
+	"kubinception.dev/kubinception/internal/pki"
+)
+
+func scheme(t *testing.T) *runtime.Scheme {
+	t.Helper()
+	s := runtime.NewScheme()
+	if err := clientgoscheme.AddToScheme(s); err != nil {
+		t.Fatal(err)
+	}
+	if err := kv1.AddToScheme(s); err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+func testState(t *testing.T, now time.Time) (*Reconciler, *state) {
+	t.Helper()
+	dsCA, err := pki.NewCA("datastore", now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tc := &kv1.TenantCluster{ObjectMeta: metav1.ObjectMeta{Name: "demo", Namespace: "default", UID: "3f7c1a8e-0000-4000-8000-000000000001", Generation: 1},
+		Spec: kv1.TenantClusterSpec{Version: "v1.35.4", Network: kv1.NetworkSpec{ServiceCIDR: "10.96.0.0/16", PodCIDR: "10.244.0.0/16", ClusterDomain: "cluster.local", DNSServiceIP: "10.96.0.10"}}}
+	tn, err := datastore.TenancyFor(string(tc.UID))
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := &Reconciler{Registry: "kubinception.local", Clock: clocktesting.NewFakePassiveClock(now)}
+	s := &state{tc: tc, now: now, tenancy: tn,
+		etcd:     datastoreConn{name: "default", caKeyPair: dsCA, creds: datastore.Credentials{Endpoints: []string{"https://10.199.0.1:23790"}}},
+		exposure: exposure{serviceIP: "10.201.0.20", port: 31000, advertise: "10.199.0.1", endpoint: "https://10.199.0.1:31000"}}
+	return r, s
+}
+
+func TestDesiredPKIIsStableAndComplete(t *testing.T) {
+	now := time.Date(2026, 11, 21, 0, 0, 0, 0, time.UTC)
+	r, s := testState(t, now)
+	first, err := r.desiredPKI(s, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, key := range []string{cp.FileCA, cp.FileCAKey, cp.FileAPIServer, cp.FileKubeletClient, cp.FileFrontProxyCA, cp.FileSAKey, cp.FileSAPub,
+		cp.FileDatastoreCA, cp.FileDatastoreClient, cp.FileControllerManager, cp.FileScheduler} {
+		if len(first[key]) == 0 {
+			t.Errorf("PKI Secret lacks %s", key)
+		}
+	}
+	again, err := r.desiredPKI(s, first)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !sameData(first, again) {
+		t.Fatal("a second reconcile with nothing changed reissued certificates")
+	}
+	client, err := pki.ParseKeyPair(first[cp.FileDatastoreClient], first[cp.FileDatastoreClientKey])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if client.Cert.Subject.CommonName != s.tenancy.User {
+		t.Fatalf("datastore client certificate CN = %s, want the tenant's etcd user %s", client.Cert.Subject.CommonName, s.tenancy.User)
+	}
+	if err := client.Cert.CheckSignatureFrom(s.etcd.caKeyPair.Cert); err != nil {
+		t.Fatalf("datastore client certificate is not signed by the datastore CA: %v", err)
+	}
+
+	// A new endpoint address reissues the serving certificate and nothing
+	// else; the CA stays.
+	s.exposure.advertise = "10.199.0.2"
+	moved, err := r.desiredPKI(s, first)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(moved[cp.FileCA]) != string(first[cp.FileCA]) {
+		t.Error("the CA changed with the endpoint")
+	}
+	if string(moved[cp.FileAPIServer]) == string(first[cp.FileAPIServer]) {
+		t.Error("the serving certificate was kept although its address changed")
+	}
+	if string(moved[cp.FileDatastoreClient]) != string(first[cp.FileDatastoreClient]) {
+		t.Error("the datastore client certificate changed with the endpoint")
+	}
+	if hashData(moved) == hashData(first) {
+		t.Error("the PKI hash did not change, so the pods would not roll")
+	}
+}
+
+func TestSummarize(t *testing.T) {
+	now := time.Now()
+	r, s := testState(t, now)
+	r.summarize(s)
+	if c := meta.FindStatusCondition(s.tc.Status.Conditions, kv1.ConditionReady); c == nil || c.Status != metav1.ConditionFalse {
+		t.Fatalf("Ready with no phase done: %+v", c)
+	}
+	r.setCondition(s, kv1.ConditionDatastoreReady, metav1.ConditionTrue, kv1.ReasonTenancyProvisioned, "ok")
+	r.setCondition(s, kv1.ConditionCertificatesReady, metav1.ConditionTrue, kv1.ReasonCertificatesIssued, "ok")
+	r.setCondition(s, kv1.ConditionControlPlaneAvailable, metav1.ConditionFalse, kv1.ReasonImageMissing, "image X is missing")
+	r.summarize(s)
+	c := meta.FindStatusCondition(s.tc.Status.Conditions, kv1.ConditionReady)
+	if c.Status != metav1.ConditionFalse || c.Reason != kv1.ReasonImageMissing || c.Message != "image X is missing" {
+		t.Fatalf("Ready does not carry the failing phase's reason: %+v", c)
+	}
+	r.setCondition(s, kv1.ConditionControlPlaneAvailable, metav1.ConditionTrue, kv1.ReasonControlPlaneAvailable, "1/1")
+	s.tc.Status.Endpoint = "https://10.199.0.1:31000"
+	r.summarize(s)
+	if c := meta.FindStatusCondition(s.tc.Status.Conditions, kv1.ConditionReady); c.Status != metav1.ConditionTrue || !strings.Contains(c.Message, "10.199.0.1:31000") {
+		t.Fatalf("Ready = %+v", c)
+	}
+}
+
+func TestDiagnosePods(t *testing.T) {
+	r, s := testState(t, time.Now())
+	pod := func(state corev1.ContainerState, last *corev1.ContainerStateTerminated) *corev1.Pod {
+		return &corev1.Pod{
+			ObjectMeta: metav1.ObjectMeta{Name: "demo-control-plane-x", Namespace: "default", Labels: cp.Labels("demo")},
+			Status: corev1.PodStatus{ContainerStatuses: []corev1.ContainerStatus{{
+				Name: "kube-apiserver", Image: "kubinception.local/kube-apiserver:v1.35.4", State: state, RestartCount: 4,
+				LastTerminationState: corev1.ContainerState{Terminated: last},
+			}}},
+		}
+	}
+	tests := []struct {
+		name, reason, mention string
+		pod                   *corev1.Pod
+	}{
+		{"missing image", kv1.ReasonImageMissing, "kubinception build components --version v1.35.4",
+			pod(corev1.ContainerState{Waiting: &corev1.ContainerStateWaiting{Reason: "ErrImageNeverPull"}}, nil)},
+		{"crash loop", kv1.ReasonControlPlaneFailing, "etcd is unreachable",
+			pod(corev1.ContainerState{Waiting: &corev1.ContainerStateWaiting{Reason: "CrashLoopBackOff"}}, &corev1.ContainerStateTerminated{Message: "etcd is unreachable"})},
+		{"starting", "", "", pod(corev1.ContainerState{Running: &corev1.ContainerStateRunning{}}, nil)},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r.Client = fake.NewClientBuilder().WithScheme(scheme(t)).WithObjects(tt.pod).Build()
+			reason, msg := r.diagnosePods(context.Background(), s.tc)
+			if reason != tt.reason || !strings.Contains(msg, tt.mention) {
+				t.Fatalf("diagnosePods = %q, %q; want reason %q mentioning %q", reason, msg, tt.reason, tt.mention)
+			}
+		})
+	}
+}
