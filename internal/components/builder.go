@@ -28,6 +28,9 @@ var etcdMain []byte
 //go:embed source/tinyhost.go.tmpl
 var tinyhostMain []byte
 
+//go:embed source/coredns.go.tmpl
+var corednsMain []byte
+
 // KubeComponents are the names the Kubernetes multi-call binary answers to.
 var KubeComponents = []string{
 	"kube-apiserver", "kube-controller-manager", "kube-scheduler",
@@ -59,6 +62,9 @@ type Binaries struct {
 	Etcd string
 	// Tinyhost is the pause and test-workload binary.
 	Tinyhost string
+	// CoreDNS is the cluster DNS server, and CoreDNSVersion its release.
+	CoreDNS        string
+	CoreDNSVersion string
 }
 
 // Component returns the path of a Kubernetes component's entry point, such
@@ -97,7 +103,13 @@ func (b *Builder) Build(ctx context.Context, kubernetesVersion string) (Binaries
 	if err != nil {
 		return Binaries{}, err
 	}
+	coredns, err := b.buildCoreDNS(ctx)
+	if err != nil {
+		return Binaries{}, err
+	}
 	return Binaries{
+		CoreDNS:           coredns,
+		CoreDNSVersion:    CoreDNSVersion,
 		KubernetesVersion: kubernetesVersion,
 		EtcdVersion:       EtcdVersion,
 		Kube:              kube,
@@ -116,9 +128,11 @@ func (b *Builder) Lookup(kubernetesVersion string) (Binaries, error) {
 		KubeDir:           filepath.Join(b.CacheDir, "kubernetes-"+kubernetesVersion, "bin"),
 		Etcd:              filepath.Join(b.CacheDir, "etcd-"+EtcdVersion, "bin", "etcd"),
 		Tinyhost:          filepath.Join(b.CacheDir, "tinyhost", "bin", "tinyhost"),
+		CoreDNS:           filepath.Join(b.CacheDir, "coredns-"+CoreDNSVersion, "bin", "coredns"),
+		CoreDNSVersion:    CoreDNSVersion,
 	}
 	bins.Kube = filepath.Join(bins.KubeDir, "kube")
-	for _, p := range []string{bins.Kube, bins.Etcd, bins.Tinyhost} {
+	for _, p := range []string{bins.Kube, bins.Etcd, bins.Tinyhost, bins.CoreDNS} {
 		if _, err := os.Stat(p); err != nil {
 			return Binaries{}, fmt.Errorf("components for Kubernetes %s are not built (%s is missing): run kubinception build components --version %s", kubernetesVersion, p, kubernetesVersion)
 		}
@@ -251,6 +265,19 @@ func (b *Builder) buildEtcd(ctx context.Context) (string, error) {
 		links:   []string{"etcdctl"},
 		goMod:   func(context.Context) ([]byte, error) { return []byte(goMod), nil },
 		hint:    "about 2 minutes with an empty Go cache",
+	})
+}
+
+func (b *Builder) buildCoreDNS(ctx context.Context) (string, error) {
+	goMod := fmt.Sprintf("module kubinception.dev/components/coredns\n\ngo 1.25.0\n\nrequire github.com/coredns/coredns %s\n", CoreDNSVersion)
+	return b.build(ctx, buildSpec{
+		name:    "CoreDNS " + CoreDNSVersion,
+		dir:     filepath.Join(b.CacheDir, "coredns-"+CoreDNSVersion),
+		binary:  "coredns",
+		main:    corednsMain,
+		ldflags: "-s -w",
+		goMod:   func(context.Context) ([]byte, error) { return []byte(goMod), nil },
+		hint:    "2 to 5 minutes with an empty Go cache",
 	})
 }
 

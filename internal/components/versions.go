@@ -15,6 +15,9 @@ const DefaultKubernetesVersion = "v1.35.4"
 // the shared datastore.
 const EtcdVersion = "v3.6.16"
 
+// CoreDNSVersion is the CoreDNS release every tenant's cluster DNS runs.
+const CoreDNSVersion = "v1.14.7"
+
 // supportedMinors lists the Kubernetes minors the multi-call binary builds
 // for. The admin node runs containerd 1.x, which Kubernetes supports up to
 // 1.35, and two minors are needed to test upgrades.

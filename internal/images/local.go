@@ -60,6 +60,10 @@ func LocalImages(src Sources, names Names, layerDir string) ([]Tagged, error) {
 	if err != nil {
 		return nil, err
 	}
+	corednsLayer, err := lc.layer("coredns-"+src.Binaries.CoreDNSVersion, []Entry{{Path: "/coredns", Source: src.Binaries.CoreDNS}})
+	if err != nil {
+		return nil, err
+	}
 	iptEntries, err := IptablesEntries()
 	if err != nil {
 		return nil, err
@@ -73,6 +77,7 @@ func LocalImages(src Sources, names Names, layerDir string) ([]Tagged, error) {
 		{Ref: names.Pause(), Layers: []v1.Layer{base, tinyLayer}, Entrypoint: []string{"/pause"}},
 		{Ref: names.Tinyhost(), Layers: []v1.Layer{base, tinyLayer}, Entrypoint: []string{"/usr/local/bin/tinyhost"}},
 		{Ref: names.Etcd(), Layers: []v1.Layer{base, etcdLayer}, Entrypoint: []string{"/usr/local/bin/etcd"}},
+		{Ref: names.CoreDNS(), Layers: []v1.Layer{base, corednsLayer}, Entrypoint: []string{"/coredns"}},
 		{Ref: names.Component("kube-proxy"), Layers: []v1.Layer{base, kubeLayer, iptLayer}, Entrypoint: []string{"/usr/local/bin/kube-proxy"}},
 	}
 	for _, name := range []string{"kube-apiserver", "kube-controller-manager", "kube-scheduler"} {

@@ -19,6 +19,7 @@ type Names struct {
 	Registry          string
 	KubernetesVersion string
 	EtcdVersion       string
+	CoreDNSVersion    string
 	// KubinceptionTag tags the kubinception image; it changes with every
 	// build of the binary.
 	KubinceptionTag string
@@ -31,6 +32,9 @@ func (n Names) Component(name string) string {
 
 // Etcd is the etcd image.
 func (n Names) Etcd() string { return fmt.Sprintf("%s/etcd:%s", n.Registry, n.EtcdVersion) }
+
+// CoreDNS is the cluster DNS image.
+func (n Names) CoreDNS() string { return fmt.Sprintf("%s/coredns:%s", n.Registry, n.CoreDNSVersion) }
 
 // Pause is the pod sandbox image.
 func (n Names) Pause() string { return fmt.Sprintf("%s/pause:%s", n.Registry, PauseTag) }

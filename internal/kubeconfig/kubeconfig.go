@@ -36,3 +36,15 @@ func Render(c Config) ([]byte, error) {
 	cfg.CurrentContext = c.ClusterName
 	return clientcmd.Write(*cfg)
 }
+
+// RenderCluster returns a kubeconfig with only a cluster entry (no user),
+// the form of the cluster-info ConfigMap that kubeadm's token discovery
+// reads.
+func RenderCluster(server string, caPEM []byte) ([]byte, error) {
+	if server == "" || len(caPEM) == 0 {
+		return nil, fmt.Errorf("cluster-info needs a server and a CA")
+	}
+	cfg := clientcmdapi.NewConfig()
+	cfg.Clusters[""] = &clientcmdapi.Cluster{Server: server, CertificateAuthorityData: caPEM}
+	return clientcmd.Write(*cfg)
+}

@@ -111,6 +111,7 @@ func Defaults() Config {
 			Registry:          images.LocalRegistry,
 			KubernetesVersion: components.DefaultKubernetesVersion,
 			EtcdVersion:       components.EtcdVersion,
+			CoreDNSVersion:    components.CoreDNSVersion,
 			KubinceptionTag:   "dev",
 		},
 	}

@@ -429,7 +429,13 @@ func (cl *Cluster) ensureDatastore(ctx context.Context, timeout time.Duration) e
 	if err != nil {
 		return err
 	}
-	passwordPath := filepath.Join(cl.Config.paths().DatastorePKI(), "root-password")
+	// Kept out of the PKI directory, whose hash restarts the static pods.
+	passwordPath := filepath.Join(cl.Config.paths().State(), "datastore-root-password")
+	if old := filepath.Join(cl.Config.paths().DatastorePKI(), "root-password"); fileExists(old) {
+		if err := os.Rename(old, passwordPath); err != nil {
+			return err
+		}
+	}
 	password, err := os.ReadFile(passwordPath)
 	if errors.Is(err, os.ErrNotExist) {
 		b := make([]byte, 24)
@@ -547,6 +553,11 @@ func (cl *Cluster) diagnostics() string {
 		fmt.Fprintf(&b, "--- %s:\n%s", l, tailFile(l, 8))
 	}
 	return b.String()
+}
+
+func fileExists(path string) bool {
+	_, err := os.Stat(path)
+	return err == nil
 }
 
 // tailFile returns the last n lines of a file, or a note that it is missing.
