@@ -6,6 +6,7 @@ const (
 	ConditionDatastoreReady        = "DatastoreReady"
 	ConditionCertificatesReady     = "CertificatesReady"
 	ConditionControlPlaneAvailable = "ControlPlaneAvailable"
+	ConditionAddonsReady           = "AddonsReady"
 	ConditionDeleting              = "Deleting"
 )
 
@@ -25,6 +26,8 @@ const (
 	ReasonImageMissing          = "ImageMissing"
 	ReasonInvalidSpec           = "InvalidSpec"
 	ReasonWaiting               = "Waiting"
+	ReasonAddonsApplied         = "AddonsApplied"
+	ReasonTenantAPIUnreachable  = "TenantAPIUnreachable"
 	ReasonDeletingControlPlane  = "DeletingControlPlane"
 	ReasonDeletingData          = "DeletingData"
 	ReasonMembersUnhealthy      = "MembersUnhealthy"

@@ -49,10 +49,39 @@ type TenantClusterSpec struct {
 	// +optional
 	Network NetworkSpec `json:"network,omitempty"`
 
+	// Addons switches the addons the operator keeps inside the tenant.
+	// +kubebuilder:default={}
+	// +optional
+	Addons AddonsSpec `json:"addons,omitempty"`
+
 	// Paused stops the operator from changing anything of this tenant.
 	// +optional
 	Paused bool `json:"paused,omitempty"`
 }
+
+// AddonsSpec switches the addons the operator keeps inside the tenant: a
+// tenant user who deletes one gets it back; switching one off removes it.
+type AddonsSpec struct {
+	// CoreDNS is the cluster DNS.
+	// +kubebuilder:default={}
+	// +optional
+	CoreDNS AddonSpec `json:"coreDNS,omitempty"`
+	// KubeProxy implements Services on the tenant's nodes.
+	// +kubebuilder:default={}
+	// +optional
+	KubeProxy AddonSpec `json:"kubeProxy,omitempty"`
+}
+
+// AddonSpec switches one addon.
+type AddonSpec struct {
+	// Enabled keeps the addon in the tenant.
+	// +kubebuilder:default=true
+	// +optional
+	Enabled *bool `json:"enabled,omitempty"`
+}
+
+// IsEnabled reports whether the addon is on (the default).
+func (a AddonSpec) IsEnabled() bool { return a.Enabled == nil || *a.Enabled }
 
 // ControlPlaneSpec shapes the control-plane Deployment.
 type ControlPlaneSpec struct {

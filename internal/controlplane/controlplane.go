@@ -161,6 +161,9 @@ func APIServerArgs(p Params) []string {
 		"--kubelet-client-certificate=" + pkiPath(FileKubeletClient),
 		"--kubelet-client-key=" + pkiPath(FileKubeletClientKey),
 		"--kubelet-preferred-address-types=InternalIP,ExternalIP,Hostname",
+		// Kubelet serving certificates are issued by the tenant CA once
+		// the operator has checked the names they claim.
+		"--kubelet-certificate-authority=" + pkiPath(FileCA),
 		"--proxy-client-cert-file=" + pkiPath(FileFrontProxyClient),
 		"--proxy-client-key-file=" + pkiPath(FileFrontProxyClientKey),
 		"--requestheader-client-ca-file=" + pkiPath(FileFrontProxyCA),

@@ -31,6 +31,9 @@ type Process struct {
 	// ReadySocket, when set, is a unix socket that accepts connections once
 	// the process is ready; the next process waits for it.
 	ReadySocket string `json:"readySocket,omitempty"`
+	// MaxBackoffSeconds caps the wait between restarts (30 when zero), for
+	// a process expected to exit until something else prepares its files.
+	MaxBackoffSeconds int `json:"maxBackoffSeconds,omitempty"`
 }
 
 // Spec is the ordered list of processes to keep running.
@@ -201,7 +204,7 @@ func (s *state) reload(ctx context.Context) {
 }
 
 func equalProcess(a, b Process) bool {
-	return a.Name == b.Name && a.Path == b.Path && slices.Equal(a.Args, b.Args) && a.ReadySocket == b.ReadySocket
+	return a.Name == b.Name && a.Path == b.Path && slices.Equal(a.Args, b.Args) && a.ReadySocket == b.ReadySocket && a.MaxBackoffSeconds == b.MaxBackoffSeconds
 }
 
 // loop runs c until told to stop, restarting it with a backoff that resets
@@ -244,7 +247,11 @@ func (s *state) loop(ctx context.Context, c *child, ready chan struct{}) {
 			return
 		case <-time.After(backoff):
 		}
-		backoff = min(backoff*2, 30*time.Second)
+		maxBackoff := 30 * time.Second
+		if c.proc.MaxBackoffSeconds > 0 {
+			maxBackoff = time.Duration(c.proc.MaxBackoffSeconds) * time.Second
+		}
+		backoff = min(backoff*2, maxBackoff)
 	}
 }
 

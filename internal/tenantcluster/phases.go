@@ -371,6 +371,7 @@ func (r *Reconciler) reconcileDelete(ctx context.Context, s *state) (ctrl.Result
 		r.setCondition(s, kv1.ConditionReady, metav1.ConditionFalse, kv1.ReasonDeletingData, msg)
 		return ctrl.Result{RequeueAfter: datastoreRetry}, nil
 	}
+	r.forgetTenant(tc.UID)
 	patch := client.MergeFrom(tc.DeepCopy())
 	controllerutil.RemoveFinalizer(tc, kv1.Finalizer)
 	if err := r.Client.Patch(ctx, tc, patch); err != nil && !apierrors.IsNotFound(err) {

@@ -53,6 +53,8 @@ type Reconciler struct {
 	Registry string
 	// MaxConcurrentReconciles bounds how many tenants reconcile at once.
 	MaxConcurrentReconciles int
+
+	tenants tenantClients
 }
 
 // SetupWithManager registers the reconciler.
@@ -145,7 +147,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (res ctrl.
 		return ctrl.Result{}, nil
 	}
 
-	for _, p := range []phase{r.reconcileDatastore, r.reconcileExposure, r.reconcileCertificates, r.reconcileControlPlane} {
+	for _, p := range []phase{r.reconcileDatastore, r.reconcileExposure, r.reconcileCertificates, r.reconcileControlPlane, r.reconcileBootstrap} {
 		res, err := p(ctx, s)
 		if err != nil || !res.IsZero() {
 			r.summarize(s)
@@ -153,7 +155,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (res ctrl.
 		}
 	}
 	r.summarize(s)
-	return ctrl.Result{}, nil
+	return ctrl.Result{RequeueAfter: addonResync}, nil
 }
 
 // setCondition records a condition with the reconcile's clock.
@@ -170,7 +172,7 @@ func (r *Reconciler) setCondition(s *state, typ string, status metav1.ConditionS
 // summarize sets Ready from the phase conditions: true when all are true,
 // otherwise the first that is not, with its reason and message.
 func (r *Reconciler) summarize(s *state) {
-	for _, typ := range []string{kv1.ConditionDatastoreReady, kv1.ConditionCertificatesReady, kv1.ConditionControlPlaneAvailable} {
+	for _, typ := range []string{kv1.ConditionDatastoreReady, kv1.ConditionCertificatesReady, kv1.ConditionControlPlaneAvailable, kv1.ConditionAddonsReady} {
 		c := meta.FindStatusCondition(s.tc.Status.Conditions, typ)
 		if c == nil {
 			r.setCondition(s, kv1.ConditionReady, metav1.ConditionFalse, kv1.ReasonWaiting, "waiting for "+typ)

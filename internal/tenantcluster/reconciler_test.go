@@ -119,6 +119,7 @@ func TestSummarize(t *testing.T) {
 		t.Fatalf("Ready does not carry the failing phase's reason: %+v", c)
 	}
 	r.setCondition(s, kv1.ConditionControlPlaneAvailable, metav1.ConditionTrue, kv1.ReasonControlPlaneAvailable, "1/1")
+	r.setCondition(s, kv1.ConditionAddonsReady, metav1.ConditionTrue, kv1.ReasonAddonsApplied, "applied")
 	s.tc.Status.Endpoint = "https://10.199.0.1:31000"
 	r.summarize(s)
 	if c := meta.FindStatusCondition(s.tc.Status.Conditions, kv1.ConditionReady); c.Status != metav1.ConditionTrue || !strings.Contains(c.Message, "10.199.0.1:31000") {

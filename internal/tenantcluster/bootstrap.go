@@ -1,0 +1,248 @@
+package tenantcluster
+
+import (
+	"context"
+	"crypto/x509"
+	"encoding/pem"
+	"fmt"
+	"net"
+	"slices"
+	"strconv"
+	"sync"
+	"time"
+
+	appsv1 "k8s.io/api/apps/v1"
+	certv1 "k8s.io/api/certificates/v1"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	kv1 "kubinception.dev/kubinception/api/v1alpha1"
+	"kubinception.dev/kubinception/internal/components"
+	cp "kubinception.dev/kubinception/internal/controlplane"
+	"kubinception.dev/kubinception/internal/tenantbootstrap"
+)
+
+// addonResync is how often a Ready tenant's addons are re-applied (bringing
+// back what a tenant user deleted) and kubelet serving certificates are
+// approved.
+const addonResync = 15 * time.Second
+
+// tenantClients caches one client per tenant and credential set.
+type tenantClients struct {
+	mu      sync.Mutex
+	clients map[types.UID]tenantClient
+}
+
+type tenantClient struct {
+	key       string
+	c         client.Client
+	clientset kubernetes.Interface
+}
+
+// tenantClient connects to the tenant's API server through its Service
+// address inside the admin cluster, as the tenant's admin.
+func (r *Reconciler) tenantClient(ctx context.Context, s *state) (tenantClient, error) {
+	secret := &corev1.Secret{}
+	if err := r.Client.Get(ctx, types.NamespacedName{Namespace: s.tc.Namespace, Name: cp.PKISecretName(s.tc.Name)}, secret); err != nil {
+		return tenantClient{}, err
+	}
+	host := "https://" + net.JoinHostPort(s.exposure.serviceIP, strconv.Itoa(cp.DefaultPort))
+	key := host + "/" + s.pkiHash
+	r.tenants.mu.Lock()
+	defer r.tenants.mu.Unlock()
+	if tc, ok := r.tenants.clients[s.tc.UID]; ok && tc.key == key {
+		return tc, nil
+	}
+	rc := &rest.Config{
+		Host:    host,
+		Timeout: 15 * time.Second,
+		QPS:     50, Burst: 100,
+		TLSClientConfig: rest.TLSClientConfig{
+			CAData:   secret.Data[cp.FileCA],
+			CertData: secret.Data[fileAdminClient+".crt"],
+			KeyData:  secret.Data[fileAdminClient+".key"],
+		},
+	}
+	c, err := client.New(rc, client.Options{Scheme: r.Client.Scheme()})
+	if err != nil {
+		return tenantClient{}, err
+	}
+	cs, err := kubernetes.NewForConfig(rc)
+	if err != nil {
+		return tenantClient{}, err
+	}
+	if r.tenants.clients == nil {
+		r.tenants.clients = map[types.UID]tenantClient{}
+	}
+	tc := tenantClient{key: key, c: c, clientset: cs}
+	r.tenants.clients[s.tc.UID] = tc
+	return tc, nil
+}
+
+// forgetTenant drops a deleted tenant's client.
+func (r *Reconciler) forgetTenant(uid types.UID) {
+	r.tenants.mu.Lock()
+	defer r.tenants.mu.Unlock()
+	delete(r.tenants.clients, uid)
+}
+
+// reconcileBootstrap applies, inside the tenant, what joining nodes need
+// and the enabled addons, removes disabled addons, and approves kubelet
+// serving certificates whose names match their node.
+func (r *Reconciler) reconcileBootstrap(ctx context.Context, s *state) (ctrl.Result, error) {
+	tc := s.tc
+	t, err := r.tenantClient(ctx, s)
+	if err != nil {
+		return ctrl.Result{}, err
+	}
+	secret := &corev1.Secret{}
+	if err := r.Client.Get(ctx, types.NamespacedName{Namespace: tc.Namespace, Name: cp.PKISecretName(tc.Name)}, secret); err != nil {
+		return ctrl.Result{}, err
+	}
+	p := r.params(s)
+	objs, err := tenantbootstrap.Objects(tenantbootstrap.Params{
+		Endpoint: tc.Status.Endpoint, CAPEM: secret.Data[cp.FileCA], KubernetesVersion: tc.Spec.Version,
+		ServiceCIDR: tc.Spec.Network.ServiceCIDR, PodCIDR: tc.Spec.Network.PodCIDR, ClusterDomain: tc.Spec.Network.ClusterDomain,
+		DNSServiceIP:   tc.Spec.Network.DNSServiceIP,
+		KubeProxyImage: cp.Image(p, "kube-proxy"),
+		CoreDNSImage:   fmt.Sprintf("%s/coredns:%s", p.Registry, components.CoreDNSVersion),
+		KubeProxy:      tc.Spec.Addons.KubeProxy.IsEnabled(),
+		CoreDNS:        tc.Spec.Addons.CoreDNS.IsEnabled(),
+	})
+	if err != nil {
+		return ctrl.Result{}, err
+	}
+	for _, obj := range objs {
+		//nolint:staticcheck // typed objects with server-side apply
+		if err := t.c.Patch(ctx, obj, client.Apply, client.ForceOwnership, FieldOwner); err != nil {
+			r.setCondition(s, kv1.ConditionAddonsReady, metav1.ConditionFalse, kv1.ReasonTenantAPIUnreachable,
+				fmt.Sprintf("cannot apply %s %s inside the tenant: %v; retrying", obj.GetObjectKind().GroupVersionKind().Kind, obj.GetName(), err))
+			return ctrl.Result{RequeueAfter: endpointRetry}, nil
+		}
+	}
+	for addon, enabled := range map[string]bool{"kube-proxy": tc.Spec.Addons.KubeProxy.IsEnabled(), "coredns": tc.Spec.Addons.CoreDNS.IsEnabled()} {
+		if !enabled {
+			if err := removeAddon(ctx, t.c, addon); err != nil {
+				return ctrl.Result{}, fmt.Errorf("remove addon %s: %w", addon, err)
+			}
+		}
+	}
+	approved, err := approveServingCSRs(ctx, t.clientset)
+	if err != nil {
+		return ctrl.Result{}, fmt.Errorf("approve kubelet serving certificates: %w", err)
+	}
+	if approved > 0 {
+		ctrl.LoggerFrom(ctx).Info("approved kubelet serving certificates", "count", approved)
+	}
+	r.setCondition(s, kv1.ConditionAddonsReady, metav1.ConditionTrue, kv1.ReasonAddonsApplied,
+		"node bootstrap (cluster-info, RBAC, kubeadm and kubelet configuration) and enabled addons are in place")
+	return ctrl.Result{}, nil
+}
+
+// removeAddon deletes every object of a switched-off addon.
+func removeAddon(ctx context.Context, c client.Client, addon string) error {
+	sel := client.MatchingLabels{tenantbootstrap.ManagedLabel: addon}
+	for _, obj := range []client.Object{&appsv1.DaemonSet{}, &appsv1.Deployment{}, &corev1.Service{}, &corev1.ConfigMap{}, &corev1.ServiceAccount{}} {
+		if err := c.DeleteAllOf(ctx, obj, client.InNamespace("kube-system"), sel); err != nil && !apierrors.IsNotFound(err) {
+			return err
+		}
+	}
+	return nil
+}
+
+// approveServingCSRs approves pending kubelet serving certificate requests
+// whose requester is the node the certificate names and whose addresses
+// and names are the node's own.
+func approveServingCSRs(ctx context.Context, cs kubernetes.Interface) (int, error) {
+	list, err := cs.CertificatesV1().CertificateSigningRequests().List(ctx, metav1.ListOptions{FieldSelector: "spec.signerName=" + certv1.KubeletServingSignerName})
+	if err != nil {
+		return 0, err
+	}
+	approved := 0
+	for i := range list.Items {
+		csr := &list.Items[i]
+		if decided(csr) {
+			continue
+		}
+		ok, reason := checkServingCSR(ctx, cs, csr)
+		cond := certv1.CertificateSigningRequestCondition{Type: certv1.CertificateDenied, Status: corev1.ConditionTrue,
+			Reason: "KubinceptionDenied", Message: reason, LastUpdateTime: metav1.Now()}
+		if ok {
+			cond.Type, cond.Reason, cond.Message = certv1.CertificateApproved, "KubinceptionApproved", "names and addresses match the node"
+			approved++
+		}
+		csr.Status.Conditions = append(csr.Status.Conditions, cond)
+		if _, err := cs.CertificatesV1().CertificateSigningRequests().UpdateApproval(ctx, csr.Name, csr, metav1.UpdateOptions{}); err != nil && !apierrors.IsConflict(err) {
+			return approved, err
+		}
+	}
+	return approved, nil
+}
+
+func decided(csr *certv1.CertificateSigningRequest) bool {
+	for _, c := range csr.Status.Conditions {
+		if c.Type == certv1.CertificateApproved || c.Type == certv1.CertificateDenied {
+			return true
+		}
+	}
+	return false
+}
+
+// checkServingCSR says whether a kubelet serving request is the node's own:
+// requested by system:node:NAME in system:nodes, for CN system:node:NAME,
+// O system:nodes, with only server-auth usages, and every DNS name and IP
+// among the node's addresses.
+func checkServingCSR(ctx context.Context, cs kubernetes.Interface, csr *certv1.CertificateSigningRequest) (bool, string) {
+	const prefix = "system:node:"
+	if len(csr.Spec.Username) <= len(prefix) || csr.Spec.Username[:len(prefix)] != prefix || !slices.Contains(csr.Spec.Groups, "system:nodes") {
+		return false, "requester " + csr.Spec.Username + " is not a node"
+	}
+	nodeName := csr.Spec.Username[len(prefix):]
+	block, _ := pem.Decode(csr.Spec.Request)
+	if block == nil {
+		return false, "request is not PEM"
+	}
+	req, err := x509.ParseCertificateRequest(block.Bytes)
+	if err != nil {
+		return false, "request does not parse: " + err.Error()
+	}
+	if req.Subject.CommonName != csr.Spec.Username || !slices.Equal(req.Subject.Organization, []string{"system:nodes"}) {
+		return false, "subject is not the requesting node"
+	}
+	for _, u := range csr.Spec.Usages {
+		if u != certv1.UsageServerAuth && u != certv1.UsageDigitalSignature && u != certv1.UsageKeyEncipherment {
+			return false, "usage " + string(u) + " is not allowed for a serving certificate"
+		}
+	}
+	if len(req.EmailAddresses) > 0 || len(req.URIs) > 0 {
+		return false, "email or URI names are not allowed"
+	}
+	node, err := cs.CoreV1().Nodes().Get(ctx, nodeName, metav1.GetOptions{})
+	if err != nil {
+		return false, "node " + nodeName + " not found"
+	}
+	addrs := map[string]bool{}
+	for _, a := range node.Status.Addresses {
+		addrs[a.Address] = true
+	}
+	for _, d := range req.DNSNames {
+		if !addrs[d] {
+			return false, "DNS name " + d + " is not an address of node " + nodeName
+		}
+	}
+	for _, ip := range req.IPAddresses {
+		if !addrs[ip.String()] {
+			return false, "IP " + ip.String() + " is not an address of node " + nodeName
+		}
+	}
+	if len(req.DNSNames)+len(req.IPAddresses) == 0 {
+		return false, "no names requested"
+	}
+	return true, ""
+}
