@@ -137,6 +137,12 @@ func (c Config) Validate() error {
 	return c.Images.Validate()
 }
 
+// LayerDir is where image layers are cached.
+func (c Config) LayerDir() string { return filepath.Join(c.paths().Images(), "layers") }
+
+// ImagesDir holds temporary image archives.
+func (c Config) ImagesDir() string { return c.paths().Images() }
+
 // paths are the files and directories under Root.
 type paths struct{ root string }
 

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"kubinception.dev/kubinception/internal/supervisor"
+	"kubinception.dev/kubinception/internal/worker"
 )
 
 // Down stops everything Up started and undoes its changes to the host.
@@ -29,6 +30,7 @@ func (cl *Cluster) Down(ctx context.Context, purge bool) error {
 		name string
 		fn   func() error
 	}{
+		{"workers", func() error { return stopWorkers(ctx, c.Root) }},
 		{"stop kubelet", func() error { return cl.stopKubelet() }},
 		{"remove pods", func() error {
 			if files.PID("containerd") == 0 {
@@ -81,6 +83,28 @@ func (cl *Cluster) Down(ctx context.Context, purge bool) error {
 		cl.printf("\nadmin cluster is down; data is kept in %s (kubinception admin up resumes it)\n", c.Root)
 	}
 	return nil
+}
+
+// stopWorkers tears down every local worker machine: they run apart from
+// the admin node's containerd and kubelet, in namespaces of their own.
+func stopWorkers(ctx context.Context, root string) error {
+	l := worker.Layout{Root: root}
+	ws, err := l.List("")
+	if err != nil {
+		return err
+	}
+	var errs []error
+	for _, w := range ws {
+		last, err := l.Release(w)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		if err := w.Teardown(ctx, last); err != nil {
+			errs = append(errs, fmt.Errorf("worker %s: %w", w.Node, err))
+		}
+	}
+	return errors.Join(errs...)
 }
 
 // stopKubelet stops the kubelet and leaves containerd running, so the pods
@@ -192,6 +216,19 @@ func Leftovers(ctx context.Context, c Config) []string {
 	for _, name := range []string{NodeInterface, BridgeInterface} {
 		if _, err := run(ctx, "ip", "link", "show", name); err == nil {
 			out = append(out, "interface "+name)
+		}
+	}
+	all, _ := run(ctx, "ip", "-o", "link", "show")
+	for _, line := range strings.Split(all, "\n") {
+		if f := strings.Fields(line); len(f) > 1 && (strings.HasPrefix(f[1], "kubi-t") || strings.HasPrefix(f[1], "kubiv")) {
+			out = append(out, "interface "+strings.TrimSuffix(f[1], ":"))
+		}
+	}
+	if nss, err := os.ReadDir("/run/netns"); err == nil {
+		for _, ns := range nss {
+			if strings.HasPrefix(ns.Name(), "kubi-") {
+				out = append(out, "network namespace "+ns.Name())
+			}
 		}
 	}
 	links, _ := run(ctx, "ip", "-o", "link", "show", "type", "veth")

@@ -103,7 +103,41 @@ func (w Worker) SetupHost(ctx context.Context) error {
 			return err
 		}
 	}
+	if err := ensureCgroup(w.CgroupRoot()); err != nil {
+		return err
+	}
 	return w.setupMountNS(ctx)
+}
+
+// ensureCgroup creates a cgroup in every v1 controller, as the kubelet
+// requires of its --cgroup-root; cpuset needs its CPUs and memory nodes
+// copied from the parent before it can hold a process.
+func ensureCgroup(root string) error {
+	ctrls, _ := filepath.Glob("/sys/fs/cgroup/*")
+	for _, ctrl := range ctrls {
+		if info, err := os.Lstat(ctrl); err != nil || !info.IsDir() || filepath.Base(ctrl) == "unified" {
+			continue
+		}
+		dir := filepath.Join(ctrl, root)
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			return fmt.Errorf("create cgroup %s: %w", dir, err)
+		}
+		if filepath.Base(ctrl) == "cpuset" {
+			for _, f := range []string{"cpuset.cpus", "cpuset.mems"} {
+				if cur, _ := os.ReadFile(filepath.Join(dir, f)); strings.TrimSpace(string(cur)) != "" {
+					continue
+				}
+				v, err := os.ReadFile(filepath.Join(ctrl, f))
+				if err != nil {
+					return err
+				}
+				if err := os.WriteFile(filepath.Join(dir, f), v, 0o644); err != nil {
+					return fmt.Errorf("set %s of %s: %w", f, dir, err)
+				}
+			}
+		}
+	}
+	return nil
 }
 
 // setupMountNS creates the worker's persistent mount namespace (bound to a
@@ -435,3 +469,5 @@ func processesMentioning(s string) []int {
 	}
 	return pids
 }
+
+func readFile(path string) ([]byte, error) { return os.ReadFile(path) }

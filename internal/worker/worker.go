@@ -154,7 +154,8 @@ func (l Layout) lock() (func(), error) {
 }
 
 // Allocate records a new worker for tenant, giving the tenant a segment if
-// it has none. An empty node name becomes TENANT-w<index>.
+// it has none. An empty node name becomes NAME-w<index> (NAMESPACE-NAME-w<index>
+// outside the default namespace).
 func (l Layout) Allocate(tenant, node string) (Worker, error) {
 	unlock, err := l.lock()
 	if err != nil {
@@ -194,7 +195,7 @@ func (l Layout) Allocate(tenant, node string) (Worker, error) {
 		return Worker{}, fmt.Errorf("tenant %s has 200 local workers already", tenant)
 	}
 	if node == "" {
-		node = fmt.Sprintf("%s-w%d", strings.ReplaceAll(tenant, "/", "-"), idx)
+		node = fmt.Sprintf("%s-w%d", strings.ReplaceAll(strings.TrimPrefix(tenant, "default/"), "/", "-"), idx)
 	}
 	w := Worker{Tenant: tenant, Node: node, Segment: seg, Index: idx,
 		Dir: filepath.Join(l.dir(), strconv.Itoa(seg), strconv.Itoa(idx))}

@@ -1,0 +1,189 @@
+package cli
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+	"k8s.io/apimachinery/pkg/types"
+
+	kv1 "kubinception.dev/kubinception/api/v1alpha1"
+	"kubinception.dev/kubinception/internal/components"
+	"kubinception.dev/kubinception/internal/images"
+	"kubinception.dev/kubinception/internal/join"
+	"kubinception.dev/kubinception/internal/localcluster"
+	"kubinception.dev/kubinception/internal/worker"
+)
+
+func newJoinCommand() *cobra.Command {
+	var f adminFlags
+	var ttl time.Duration
+	cmd := &cobra.Command{
+		Use:   "join-command CLUSTER",
+		Short: "Create a bootstrap token in a tenant cluster and print the kubeadm join command for a worker",
+		Args:  exactlyOneName("cluster"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if ttl < time.Minute {
+				return fmt.Errorf("--ttl %s is too short: a token must live at least a minute", ttl)
+			}
+			c, err := f.client()
+			if err != nil {
+				return err
+			}
+			t, err := join.ForTenant(cmd.Context(), c, f.namespace, args[0])
+			if err != nil {
+				return err
+			}
+			jc, err := t.NewCommand(cmd.Context(), ttl, time.Now())
+			if err != nil {
+				return err
+			}
+			fmt.Fprintln(cmd.OutOrStdout(), jc.String())
+			return nil
+		},
+	}
+	f.register(cmd)
+	cmd.Flags().DurationVar(&ttl, "ttl", join.DefaultTTL, "how long the token stays valid")
+	return cmd
+}
+
+func newNodeCommand() *cobra.Command {
+	node := &cobra.Command{Use: "node", Short: "Local worker machines of tenant clusters (network namespaces on this machine)"}
+	var root string
+	node.PersistentFlags().StringVar(&root, "root", localcluster.DefaultRoot, "state directory of the local admin cluster")
+
+	var addFlags adminFlags
+	var name string
+	add := &cobra.Command{
+		Use:   "add CLUSTER",
+		Short: "Start a worker on this machine and join it to the tenant cluster with kubeadm join",
+		Args:  exactlyOneName("cluster"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := localcluster.RequireRoot("kubinception node add"); err != nil {
+				return err
+			}
+			c, err := addFlags.client()
+			if err != nil {
+				return err
+			}
+			tc := &kv1.TenantCluster{}
+			if err := c.Get(cmd.Context(), types.NamespacedName{Namespace: addFlags.namespace, Name: args[0]}, tc); err != nil {
+				return fmt.Errorf("tenant cluster %s/%s: %w", addFlags.namespace, args[0], err)
+			}
+			access, err := join.ForTenant(cmd.Context(), c, addFlags.namespace, args[0])
+			if err != nil {
+				return err
+			}
+			cfg, _, err := localcluster.LoadSaved(root)
+			if err != nil {
+				return err
+			}
+			b := &components.Builder{CacheDir: components.DefaultCacheDir()}
+			bins, err := b.Lookup(tc.Spec.Version)
+			if err != nil {
+				return err
+			}
+			self, _, err := selfBinary()
+			if err != nil {
+				return err
+			}
+			names := cfg.Images
+			names.KubernetesVersion = tc.Spec.Version
+			_, err = worker.Add(cmd.Context(), worker.AddOptions{
+				Layout: worker.Layout{Root: root}, Tenant: addFlags.namespace + "/" + args[0], Access: access, Node: name,
+				Self: self, Kubelet: bins.Component("kubelet"), Kubeadm: bins.Component("kubeadm"), PauseImage: names.Pause(),
+				ImportImages: func(ctx context.Context, socket string) error { return importWorkerImages(ctx, cfg, bins, names, socket) },
+				Out:          cmd.OutOrStdout(),
+			})
+			return err
+		},
+	}
+	addFlags.register(add)
+	add.Flags().StringVar(&name, "name", "", "node name (default CLUSTER-w<N>)")
+
+	var rmFlags adminFlags
+	remove := &cobra.Command{
+		Use:   "remove CLUSTER NODE",
+		Short: "Drain a worker's node, delete it from the tenant cluster and stop the worker",
+		Args: func(cmd *cobra.Command, args []string) error {
+			if len(args) != 2 {
+				return fmt.Errorf("give the cluster and the node, e.g. %s demo demo-w1 (kubinception node list shows them)", cmd.CommandPath())
+			}
+			return nil
+		},
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := localcluster.RequireRoot("kubinception node remove"); err != nil {
+				return err
+			}
+			l := worker.Layout{Root: root}
+			w, err := l.Find(rmFlags.namespace+"/"+args[0], args[1])
+			if err != nil {
+				return err
+			}
+			c, err := rmFlags.client()
+			if err != nil {
+				return err
+			}
+			access, err := join.ForTenant(cmd.Context(), c, rmFlags.namespace, args[0])
+			if err != nil {
+				fmt.Fprintf(cmd.ErrOrStderr(), "warning: cannot reach the tenant (%v); removing the worker from this machine only\n", err)
+				return worker.Remove(cmd.Context(), l, w, nil, cmd.OutOrStdout())
+			}
+			return worker.Remove(cmd.Context(), l, w, access.Clientset, cmd.OutOrStdout())
+		},
+	}
+	rmFlags.register(remove)
+
+	list := &cobra.Command{
+		Use:   "list [CLUSTER]",
+		Short: "List the local workers",
+		Args:  cobra.MaximumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			tenant := ""
+			if len(args) == 1 {
+				tenant = args[0]
+				if !strings.Contains(tenant, "/") {
+					tenant = "default/" + tenant
+				}
+			}
+			ws, err := worker.Layout{Root: root}.List(tenant)
+			if err != nil {
+				return err
+			}
+			tw := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
+			fmt.Fprintln(tw, "TENANT\tNODE\tADDRESS\tNETNS")
+			for _, w := range ws {
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", w.Tenant, w.Node, w.IP(), w.NetNS())
+			}
+			return tw.Flush()
+		},
+	}
+	node.AddCommand(add, remove, list)
+	return node
+}
+
+// importWorkerImages loads what a worker runs: the sandbox, kube-proxy at
+// the tenant's version, CoreDNS, and the test workload.
+func importWorkerImages(ctx context.Context, cfg localcluster.Config, bins components.Binaries, names images.Names, socket string) error {
+	b := &components.Builder{CacheDir: components.DefaultCacheDir()}
+	admin, err := b.Lookup(cfg.KubernetesVersion)
+	if err != nil {
+		return err
+	}
+	all, err := images.LocalImages(images.Sources{Binaries: admin, OtherVersions: []components.Binaries{bins}}, cfg.Images, cfg.LayerDir())
+	if err != nil {
+		return err
+	}
+	want := map[string]bool{names.Pause(): true, names.Component("kube-proxy"): true, names.CoreDNS(): true, names.Tinyhost(): true}
+	var pick []images.Tagged
+	for _, t := range all {
+		if want[t.Ref] {
+			pick = append(pick, t)
+		}
+	}
+	_, err = images.Importer{Address: socket, Dir: cfg.ImagesDir()}.Import(ctx, pick)
+	return err
+}

@@ -1,0 +1,253 @@
+package worker
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"strings"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+
+	"kubinception.dev/kubinception/internal/join"
+)
+
+// AddOptions is what adding a worker needs.
+type AddOptions struct {
+	Layout Layout
+	// Tenant is namespace/name; Access reaches it.
+	Tenant string
+	Access *join.Tenant
+	// Node is the node name; empty picks one.
+	Node string
+	// Self is the kubinception binary (run as the worker's supervisor).
+	Self string
+	// Kubelet and Kubeadm are the binaries of the tenant's version.
+	Kubelet string
+	Kubeadm string
+	// PauseImage is the sandbox image the worker's containerd uses.
+	PauseImage string
+	// ImportImages loads the images workers run into a containerd.
+	ImportImages func(ctx context.Context, socket string) error
+	Out          io.Writer
+}
+
+func (o AddOptions) printf(format string, args ...any) {
+	if o.Out != nil {
+		fmt.Fprintf(o.Out, format, args...)
+	}
+}
+
+// Add creates a worker and joins it to its tenant with the upstream
+// kubeadm join, then gives it its pod range, routes and waits for Ready.
+// A failure tears the worker down again and deletes its Node if it got
+// that far, so nothing is left half-made on this machine or in the tenant.
+func Add(ctx context.Context, o AddOptions) (w Worker, err error) {
+	w, err = o.Layout.Allocate(o.Tenant, o.Node)
+	if err != nil {
+		return w, err
+	}
+	defer func() {
+		if err != nil {
+			// A join that got as far as registering leaves a Node behind;
+			// remove it so the tenant sees no half-joined node.
+			if o.Access != nil {
+				_ = o.Access.Clientset.CoreV1().Nodes().Delete(context.Background(), w.Node, metav1.DeleteOptions{})
+			}
+			last, _ := o.Layout.Release(w)
+			if terr := w.Teardown(context.Background(), last); terr != nil {
+				err = fmt.Errorf("%w (and tearing the worker down failed: %v)", err, terr)
+			}
+		}
+	}()
+	step := func(name string, fn func() error) error {
+		start := time.Now()
+		if err := fn(); err != nil {
+			o.printf("✗ %s: %v\n", name, err)
+			return fmt.Errorf("%s: %w", name, err)
+		}
+		o.printf("✓ %s (%s)\n", name, time.Since(start).Round(10*time.Millisecond))
+		return nil
+	}
+	o.printf("worker %s for %s at %s (network namespace %s)\n", w.Node, o.Tenant, w.IP(), w.NetNS())
+	if err = step("host: namespaces, link, mounts", func() error { return w.SetupHost(ctx) }); err != nil {
+		return w, err
+	}
+	if err = step("containerd and kubelet", func() error { return w.StartDaemons(ctx, o.Self, o.Kubelet, o.PauseImage) }); err != nil {
+		return w, err
+	}
+	if err = step("images", func() error { return o.ImportImages(ctx, w.ContainerdSocket()) }); err != nil {
+		return w, err
+	}
+	var cmd join.Command
+	if err = step("join token", func() error {
+		var e error
+		cmd, e = o.Access.NewCommand(ctx, time.Hour, time.Now())
+		return e
+	}); err != nil {
+		return w, err
+	}
+	if err = step("kubeadm join", func() error { return w.Join(ctx, o.Kubeadm, cmd) }); err != nil {
+		return w, err
+	}
+	cs := o.Access.Clientset
+	var podCIDR string
+	if err = step("pod range", func() error {
+		var e error
+		podCIDR, e = waitPodCIDR(ctx, cs, w.Node)
+		if e != nil {
+			return e
+		}
+		return w.WriteCNIConfig(podCIDR)
+	}); err != nil {
+		return w, err
+	}
+	if err = step("routes between workers", func() error { return SyncTenantRoutes(ctx, o.Layout, o.Tenant, cs) }); err != nil {
+		return w, err
+	}
+	if err = step("node Ready", func() error { return waitNodeReady(ctx, cs, w.Node, 3*time.Minute) }); err != nil {
+		return w, err
+	}
+	return w, nil
+}
+
+// Join runs the upstream kubeadm join inside the worker's namespaces. The
+// preflight checks that assume a whole machine (systemd, swap, kernel
+// modules) are skipped; discovery and TLS bootstrap are kubeadm's own.
+func (w Worker) Join(ctx context.Context, kubeadm string, cmd join.Command) error {
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Minute)
+	defer cancel()
+	args := append(cmd.Args(), "--node-name", w.Node, "--cri-socket", "unix:///run/containerd/containerd.sock",
+		"--ignore-preflight-errors=all", "--skip-phases=preflight")
+	out, err := w.inNS(ctx, kubeadm, args...)
+	if err != nil {
+		return fmt.Errorf("%w\nkubelet log:\n%s", err, tail(w.Files().LogPath("kubelet"), 20))
+	}
+	_ = out
+	return nil
+}
+
+func tail(path string, n int) string {
+	data, err := readFile(path)
+	if err != nil {
+		return err.Error()
+	}
+	lines := strings.Split(strings.TrimRight(string(data), "\n"), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "\n")
+}
+
+func waitPodCIDR(ctx context.Context, cs kubernetes.Interface, node string) (string, error) {
+	deadline := time.Now().Add(2 * time.Minute)
+	for time.Now().Before(deadline) {
+		n, err := cs.CoreV1().Nodes().Get(ctx, node, metav1.GetOptions{})
+		if err == nil && n.Spec.PodCIDR != "" {
+			return n.Spec.PodCIDR, nil
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+	return "", fmt.Errorf("node %s got no pod range within 2 minutes (the tenant's controller manager allocates it)", node)
+}
+
+func waitNodeReady(ctx context.Context, cs kubernetes.Interface, node string, timeout time.Duration) error {
+	deadline := time.Now().Add(timeout)
+	last := "not registered"
+	for time.Now().Before(deadline) {
+		n, err := cs.CoreV1().Nodes().Get(ctx, node, metav1.GetOptions{})
+		if err == nil {
+			for _, c := range n.Status.Conditions {
+				if c.Type == corev1.NodeReady {
+					if c.Status == corev1.ConditionTrue {
+						return nil
+					}
+					last = c.Reason + ": " + c.Message
+				}
+			}
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+	return fmt.Errorf("node %s not Ready within %s: %s", node, timeout, last)
+}
+
+// SyncTenantRoutes gives every worker of a tenant routes to the others'
+// pod ranges.
+func SyncTenantRoutes(ctx context.Context, l Layout, tenant string, cs kubernetes.Interface) error {
+	workers, err := l.List(tenant)
+	if err != nil {
+		return err
+	}
+	var routes []Route
+	for _, w := range workers {
+		n, err := cs.CoreV1().Nodes().Get(ctx, w.Node, metav1.GetOptions{})
+		if err != nil {
+			if apierrors.IsNotFound(err) {
+				continue
+			}
+			return err
+		}
+		if n.Spec.PodCIDR != "" {
+			routes = append(routes, Route{PodCIDR: n.Spec.PodCIDR, Via: w.IP().String()})
+		}
+	}
+	for _, w := range workers {
+		if err := w.SyncRoutes(ctx, routes); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Remove drains a worker's node in the tenant, deletes the node, and tears
+// the worker down; the tenant reschedules its pods elsewhere.
+func Remove(ctx context.Context, l Layout, w Worker, cs kubernetes.Interface, out io.Writer) error {
+	if cs != nil {
+		n, err := cs.CoreV1().Nodes().Get(ctx, w.Node, metav1.GetOptions{})
+		if err == nil {
+			n.Spec.Unschedulable = true
+			if _, err := cs.CoreV1().Nodes().Update(ctx, n, metav1.UpdateOptions{}); err != nil && !apierrors.IsNotFound(err) {
+				return fmt.Errorf("cordon %s: %w", w.Node, err)
+			}
+			pods, err := cs.CoreV1().Pods("").List(ctx, metav1.ListOptions{FieldSelector: "spec.nodeName=" + w.Node})
+			if err == nil {
+				for _, p := range pods.Items {
+					if isDaemonPod(p) {
+						continue
+					}
+					_ = cs.CoreV1().Pods(p.Namespace).Delete(ctx, p.Name, metav1.DeleteOptions{})
+				}
+			}
+			if err := cs.CoreV1().Nodes().Delete(ctx, w.Node, metav1.DeleteOptions{}); err != nil && !apierrors.IsNotFound(err) {
+				return fmt.Errorf("delete node %s: %w", w.Node, err)
+			}
+			fmt.Fprintf(out, "✓ node %s drained and deleted from %s\n", w.Node, w.Tenant)
+		} else if !apierrors.IsNotFound(err) {
+			return fmt.Errorf("read node %s: %w", w.Node, err)
+		}
+	}
+	last, err := l.Release(w)
+	if err != nil {
+		return err
+	}
+	if err := w.Teardown(ctx, last); err != nil {
+		return err
+	}
+	fmt.Fprintf(out, "✓ worker %s stopped and removed from this machine\n", w.Node)
+	if cs != nil {
+		return SyncTenantRoutes(ctx, l, w.Tenant, cs)
+	}
+	return nil
+}
+
+func isDaemonPod(p corev1.Pod) bool {
+	for _, o := range p.OwnerReferences {
+		if o.Kind == "DaemonSet" {
+			return true
+		}
+	}
+	return false
+}
