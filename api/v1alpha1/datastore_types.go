@@ -75,8 +75,8 @@ type Datastore struct {
 	metav1.TypeMeta   `json:",inline"`
 	metav1.ObjectMeta `json:"metadata,omitempty"`
 
-	Spec   DatastoreSpec `json:"spec"`
-	Status DatastoreStatus      `json:"status,omitempty"`
+	Spec   DatastoreSpec   `json:"spec"`
+	Status DatastoreStatus `json:"status,omitempty"`
 }
 
 // DatastoreList is a list of Datastores.

@@ -95,8 +95,10 @@ func newNodeCommand() *cobra.Command {
 			_, err = worker.Add(cmd.Context(), worker.AddOptions{
 				Layout: worker.Layout{Root: root}, Tenant: addFlags.namespace + "/" + args[0], Access: access, Node: name,
 				Self: self, Kubelet: bins.Component("kubelet"), Kubeadm: bins.Component("kubeadm"), PauseImage: names.Pause(),
-				ImportImages: func(ctx context.Context, socket string) error { return importWorkerImages(ctx, cfg, bins, names, socket) },
-				Out:          cmd.OutOrStdout(),
+				ImportImages: func(ctx context.Context, socket string) error {
+					return importWorkerImages(ctx, cfg, bins, names, socket)
+				},
+				Out: cmd.OutOrStdout(),
 			})
 			return err
 		},

@@ -133,7 +133,7 @@ func WriteArchive(w io.Writer, imgs []Tagged) error {
 			Size:      int64(len(manifest)),
 			Platform:  &v1.Platform{OS: "linux", Architecture: "amd64"},
 			Annotations: map[string]string{
-				"io.containerd.image.name":         t.Ref,
+				"io.containerd.image.name":          t.Ref,
 				"org.opencontainers.image.ref.name": tagOf(t.Ref),
 			},
 		})

@@ -305,4 +305,3 @@ func ImageDigests(imgs []Tagged) (map[string]string, error) {
 	}
 	return m, nil
 }
-

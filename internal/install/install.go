@@ -145,7 +145,9 @@ func Deployment(o Options, labels map[string]string) *appsv1.Deployment {
 	}
 }
 
-func tm(apiVersion, kind string) metav1.TypeMeta { return metav1.TypeMeta{APIVersion: apiVersion, Kind: kind} }
+func tm(apiVersion, kind string) metav1.TypeMeta {
+	return metav1.TypeMeta{APIVersion: apiVersion, Kind: kind}
+}
 
 // Apply installs everything with server-side apply, waiting for the CRDs
 // to be established before creating objects of their kinds, and then for

@@ -148,26 +148,28 @@ type paths struct{ root string }
 
 func (c Config) paths() paths { return paths{root: c.Root} }
 
-func (p paths) join(elem ...string) string { return filepath.Join(append([]string{p.root}, elem...)...) }
-func (p paths) PKI() string                 { return p.join("pki") }
-func (p paths) DatastorePKI() string        { return p.join("pki", "datastore") }
-func (p paths) Manifests() string           { return p.join("manifests") }
-func (p paths) Config() string              { return p.join("config") }
-func (p paths) Logs() string                { return p.join("logs") }
-func (p paths) Run() string                 { return p.join("run") }
-func (p paths) ContainerdSocket() string    { return p.join("run", "containerd.sock") }
-func (p paths) ContainerdRoot() string      { return p.join("containerd", "root") }
-func (p paths) ContainerdState() string     { return p.join("containerd", "state") }
-func (p paths) RuncRoot() string            { return p.join("containerd", "runc") }
-func (p paths) KubeletRoot() string         { return p.join("kubelet") }
-func (p paths) PodLogs() string             { return p.join("pod-logs") }
-func (p paths) CNIConf() string             { return p.join("cni", "net.d") }
-func (p paths) CNIState() string            { return p.join("cni", "state") }
-func (p paths) EtcdData() string            { return p.join("data", "etcd") }
-func (p paths) DatastoreData(i int) string  { return p.join("data", fmt.Sprintf("datastore-%d", i)) }
-func (p paths) State() string               { return p.join("state") }
-func (p paths) Images() string              { return p.join("images") }
-func (p paths) AdminKubeconfig() string     { return p.join("admin.conf") }
+func (p paths) join(elem ...string) string {
+	return filepath.Join(append([]string{p.root}, elem...)...)
+}
+func (p paths) PKI() string                { return p.join("pki") }
+func (p paths) DatastorePKI() string       { return p.join("pki", "datastore") }
+func (p paths) Manifests() string          { return p.join("manifests") }
+func (p paths) Config() string             { return p.join("config") }
+func (p paths) Logs() string               { return p.join("logs") }
+func (p paths) Run() string                { return p.join("run") }
+func (p paths) ContainerdSocket() string   { return p.join("run", "containerd.sock") }
+func (p paths) ContainerdRoot() string     { return p.join("containerd", "root") }
+func (p paths) ContainerdState() string    { return p.join("containerd", "state") }
+func (p paths) RuncRoot() string           { return p.join("containerd", "runc") }
+func (p paths) KubeletRoot() string        { return p.join("kubelet") }
+func (p paths) PodLogs() string            { return p.join("pod-logs") }
+func (p paths) CNIConf() string            { return p.join("cni", "net.d") }
+func (p paths) CNIState() string           { return p.join("cni", "state") }
+func (p paths) EtcdData() string           { return p.join("data", "etcd") }
+func (p paths) DatastoreData(i int) string { return p.join("data", fmt.Sprintf("datastore-%d", i)) }
+func (p paths) State() string              { return p.join("state") }
+func (p paths) Images() string             { return p.join("images") }
+func (p paths) AdminKubeconfig() string    { return p.join("admin.conf") }
 func (p paths) Kubeconfig(name string) string {
 	return p.join("config", name+".conf")
 }

@@ -152,10 +152,10 @@ func (cl *Cluster) writeConfigs() error {
 	c := cl.Config
 	p := c.paths()
 	files := map[string]string{
-		p.join("config", "containerd.toml"):          renderContainerdConfig(c),
+		p.join("config", "containerd.toml"):                    renderContainerdConfig(c),
 		filepath.Join(p.CNIConf(), "10-kubinception.conflist"): renderCNIConfig(c),
-		p.join("config", "kubelet.yaml"):             renderKubeletConfig(c),
-		p.join("config", "kube-proxy", "config.yaml"): renderProxyConfig(c),
+		p.join("config", "kubelet.yaml"):                       renderKubeletConfig(c),
+		p.join("config", "kube-proxy", "config.yaml"):          renderProxyConfig(c),
 	}
 	for path, data := range files {
 		if err := writeIfChanged(path, []byte(data), 0o644); err != nil {
@@ -197,7 +197,9 @@ func (cl *Cluster) startDaemons(ctx context.Context) error {
 		defer cri.Close()
 		_, err = cri.containers(ctx)
 		return err == nil, nil
-	}, func() string { return tailFile(files.LogPath("containerd"), 20) + tailFile(files.LogPath("supervisor"), 10) })
+	}, func() string {
+		return tailFile(files.LogPath("containerd"), 20) + tailFile(files.LogPath("supervisor"), 10)
+	})
 }
 
 // startSupervisor starts `kubinception admin supervise` detached from this
@@ -354,7 +356,9 @@ func (cl *Cluster) waitStaticPods(ctx context.Context, timeout time.Duration) er
 			lastReport = time.Now()
 		}
 		return len(pending) == 0, nil
-	}, func() string { return fmt.Sprintf("not yet running their current manifest: %v\n%s", pending, cl.diagnostics()) })
+	}, func() string {
+		return fmt.Sprintf("not yet running their current manifest: %v\n%s", pending, cl.diagnostics())
+	})
 }
 
 func podReady(pod corev1.Pod) bool {

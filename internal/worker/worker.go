@@ -77,7 +77,9 @@ func (w Worker) CgroupRoot() string { return fmt.Sprintf("/kubinception-%d-%d", 
 func (w Worker) MountNS() string { return filepath.Join(w.Dir, "ns", "mnt") }
 
 // Path is a path in the worker's own state.
-func (w Worker) Path(elem ...string) string { return filepath.Join(append([]string{w.Dir}, elem...)...) }
+func (w Worker) Path(elem ...string) string {
+	return filepath.Join(append([]string{w.Dir}, elem...)...)
+}
 
 // Binds are the host directories (inside Dir) bound over standard paths in
 // the worker's mount namespace.
