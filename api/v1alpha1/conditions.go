@@ -34,6 +34,11 @@ const (
 	ReasonAllMembersHealthy     = "AllMembersHealthy"
 )
 
+// AnnotationNudge, set to a new value on a TenantCluster, makes the operator
+// reconcile it at once (node add uses it to get a new kubelet's serving
+// certificate approved without waiting).
+const AnnotationNudge = "kubinception.dev/reconcile-requested"
+
 // Finalizer keeps a TenantCluster until its control plane, keys, etcd
 // user and role are gone.
 const Finalizer = "kubinception.dev/tenant-cleanup"

@@ -8,7 +8,9 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	kv1 "kubinception.dev/kubinception/api/v1alpha1"
 	"kubinception.dev/kubinception/internal/components"
@@ -56,7 +58,8 @@ func newNodeCommand() *cobra.Command {
 	node.PersistentFlags().StringVar(&root, "root", localcluster.DefaultRoot, "state directory of the local admin cluster")
 
 	var addFlags adminFlags
-	var name string
+	var name, token, caHash string
+	var discoveryTimeout time.Duration
 	add := &cobra.Command{
 		Use:   "add CLUSTER",
 		Short: "Start a worker on this machine and join it to the tenant cluster with kubeadm join",
@@ -92,7 +95,20 @@ func newNodeCommand() *cobra.Command {
 			}
 			names := cfg.Images
 			names.KubernetesVersion = tc.Spec.Version
+			var jc *join.Command
+			if token != "" || caHash != "" {
+				if token == "" || caHash == "" {
+					return fmt.Errorf("--token and --discovery-token-ca-cert-hash go together (kubinception join-command %s prints both)", args[0])
+				}
+				jc = &join.Command{Endpoint: strings.TrimPrefix(access.Endpoint, "https://"), Token: token, CAHash: caHash}
+			}
+			key := client.ObjectKeyFromObject(tc)
 			_, err = worker.Add(cmd.Context(), worker.AddOptions{
+				Join: jc, DiscoveryTimeout: discoveryTimeout,
+				Nudge: func(ctx context.Context) error {
+					patch := []byte(fmt.Sprintf(`{"metadata":{"annotations":{%q:%q}}}`, kv1.AnnotationNudge, time.Now().UTC().Format(time.RFC3339Nano)))
+					return c.Patch(ctx, &kv1.TenantCluster{ObjectMeta: metav1.ObjectMeta{Name: key.Name, Namespace: key.Namespace}}, client.RawPatch(types.MergePatchType, patch))
+				},
 				Layout: worker.Layout{Root: root}, Tenant: addFlags.namespace + "/" + args[0], Access: access, Node: name,
 				Self: self, Kubelet: bins.Component("kubelet"), Kubeadm: bins.Component("kubeadm"), PauseImage: names.Pause(),
 				ImportImages: func(ctx context.Context, socket string) error {
@@ -105,6 +121,9 @@ func newNodeCommand() *cobra.Command {
 	}
 	addFlags.register(add)
 	add.Flags().StringVar(&name, "name", "", "node name (default CLUSTER-w<N>)")
+	add.Flags().StringVar(&token, "token", "", "join with this bootstrap token instead of a new one")
+	add.Flags().StringVar(&caHash, "discovery-token-ca-cert-hash", "", "with --token: the CA public key hash (sha256:...)")
+	add.Flags().DurationVar(&discoveryTimeout, "discovery-timeout", time.Minute, "how long kubeadm looks for a cluster-info signed for the token")
 
 	var rmFlags adminFlags
 	remove := &cobra.Command{

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"os"
 	"strings"
 	"time"
 
@@ -32,7 +33,17 @@ type AddOptions struct {
 	PauseImage string
 	// ImportImages loads the images workers run into a containerd.
 	ImportImages func(ctx context.Context, socket string) error
-	Out          io.Writer
+	// Join, when set, is used instead of a fresh token (a join command a
+	// person already has).
+	Join *join.Command
+	// Nudge asks the operator to reconcile the tenant now, so it approves
+	// the new kubelet's serving certificate without waiting for its next
+	// periodic pass.
+	Nudge func(ctx context.Context) error
+	// DiscoveryTimeout bounds kubeadm's search for a signed cluster-info
+	// (60 seconds when zero).
+	DiscoveryTimeout time.Duration
+	Out              io.Writer
 }
 
 func (o AddOptions) printf(format string, args ...any) {
@@ -83,14 +94,20 @@ func Add(ctx context.Context, o AddOptions) (w Worker, err error) {
 		return w, err
 	}
 	var cmd join.Command
-	if err = step("join token", func() error {
+	if o.Join != nil {
+		cmd = *o.Join
+	} else if err = step("join token", func() error {
 		var e error
 		cmd, e = o.Access.NewCommand(ctx, time.Hour, time.Now())
 		return e
 	}); err != nil {
 		return w, err
 	}
-	if err = step("kubeadm join", func() error { return w.Join(ctx, o.Kubeadm, cmd) }); err != nil {
+	timeout := o.DiscoveryTimeout
+	if timeout == 0 {
+		timeout = time.Minute
+	}
+	if err = step("kubeadm join", func() error { return w.Join(ctx, o.Kubeadm, cmd, timeout) }); err != nil {
 		return w, err
 	}
 	cs := o.Access.Clientset
@@ -111,20 +128,71 @@ func Add(ctx context.Context, o AddOptions) (w Worker, err error) {
 	if err = step("node Ready", func() error { return waitNodeReady(ctx, cs, w.Node, 3*time.Minute) }); err != nil {
 		return w, err
 	}
+	if err = step("kubelet serving certificate (logs, exec)", func() error {
+		if o.Nudge != nil {
+			if err := o.Nudge(ctx); err != nil {
+				return err
+			}
+		}
+		return waitServingCertificate(ctx, cs, w.Node, 2*time.Minute)
+	}); err != nil {
+		return w, err
+	}
 	return w, nil
 }
 
-// Join runs the upstream kubeadm join inside the worker's namespaces. The
-// preflight checks that assume a whole machine (systemd, swap, kernel
-// modules) are skipped; discovery and TLS bootstrap are kubeadm's own.
-func (w Worker) Join(ctx context.Context, kubeadm string, cmd join.Command) error {
-	ctx, cancel := context.WithTimeout(ctx, 5*time.Minute)
+// waitServingCertificate waits until the node's kubelet serving
+// certificate has been issued, so the API server can reach the kubelet for
+// logs, exec and port-forward.
+func waitServingCertificate(ctx context.Context, cs kubernetes.Interface, node string, timeout time.Duration) error {
+	deadline := time.Now().Add(timeout)
+	for time.Now().Before(deadline) {
+		list, err := cs.CertificatesV1().CertificateSigningRequests().List(ctx, metav1.ListOptions{})
+		if err == nil {
+			for _, csr := range list.Items {
+				if csr.Spec.SignerName == "kubernetes.io/kubelet-serving" && csr.Spec.Username == "system:node:"+node && len(csr.Status.Certificate) > 0 {
+					return nil
+				}
+			}
+		}
+		time.Sleep(300 * time.Millisecond)
+	}
+	return fmt.Errorf("no serving certificate was issued to node %s within %s: is the operator running? (kubectl -n kubinception-system logs deploy/kubinception-manager)", node, timeout)
+}
+
+// Join runs the upstream kubeadm join inside the worker's namespaces,
+// with a JoinConfiguration that holds only what the command line would: the
+// endpoint, the token and the CA hash, plus the node name, the CRI socket
+// and timeouts. The preflight checks that assume a whole machine (systemd,
+// swap, kernel modules) are skipped; discovery and TLS bootstrap are
+// kubeadm's own.
+func (w Worker) Join(ctx context.Context, kubeadm string, cmd join.Command, discoveryTimeout time.Duration) error {
+	ctx, cancel := context.WithTimeout(ctx, discoveryTimeout+5*time.Minute)
 	defer cancel()
-	args := append(cmd.Args(), "--node-name", w.Node, "--cri-socket", "unix:///run/containerd/containerd.sock",
-		"--ignore-preflight-errors=all", "--skip-phases=preflight")
-	out, err := w.inNS(ctx, kubeadm, args...)
+	config := fmt.Sprintf(`apiVersion: kubeadm.k8s.io/v1beta4
+kind: JoinConfiguration
+discovery:
+  bootstrapToken:
+    apiServerEndpoint: %q
+    token: %q
+    caCertHashes: [%q]
+nodeRegistration:
+  name: %q
+  criSocket: unix:///run/containerd/containerd.sock
+  ignorePreflightErrors: [all]
+skipPhases: [preflight]
+timeouts:
+  discovery: %s
+  tlsBootstrap: 4m0s
+`, cmd.Endpoint, cmd.Token, cmd.CAHash, w.Node, discoveryTimeout)
+	path := w.Path("config", "join.yaml")
+	if err := os.WriteFile(path, []byte(config), 0o600); err != nil {
+		return err
+	}
+	defer os.Remove(path)
+	out, err := w.inNS(ctx, kubeadm, "join", "--config", path)
 	if err != nil {
-		return fmt.Errorf("%w\nkubelet log:\n%s", err, tail(w.Files().LogPath("kubelet"), 20))
+		return fmt.Errorf("%w\nkubelet log:\n%s", err, tail(w.Files().LogPath("kubelet"), 8))
 	}
 	_ = out
 	return nil
