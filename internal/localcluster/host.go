@@ -14,6 +14,8 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
+
+	"kubinception.dev/kubinception/internal/hostproc"
 )
 
 // hostPackages are the Debian packages the admin node needs, with a file
@@ -333,75 +335,16 @@ func unmountAll(root string) error {
 
 // kubepodsCgroups lists the kubelet's pod cgroup directories in every
 // cgroup v1 controller, deepest first.
-func kubepodsCgroups() []string {
-	var dirs []string
-	ctrls, _ := filepath.Glob("/sys/fs/cgroup/*")
-	for _, ctrl := range ctrls {
-		root := filepath.Join(ctrl, "kubepods")
-		if _, err := os.Stat(root); err != nil {
-			continue
-		}
-		_ = filepath.WalkDir(root, func(p string, d os.DirEntry, err error) error {
-			if err == nil && d.IsDir() {
-				dirs = append(dirs, p)
-			}
-			return nil
-		})
-	}
-	sort.Slice(dirs, func(i, j int) bool { return len(dirs[i]) > len(dirs[j]) })
-	return dirs
-}
+func kubepodsCgroups() []string { return hostproc.CgroupDirs("kubepods") }
 
 // killPods kills every process in the kubelet's pod cgroups.
-func killPods() int {
-	killed := 0
-	for _, dir := range kubepodsCgroups() {
-		data, err := os.ReadFile(filepath.Join(dir, "cgroup.procs"))
-		if err != nil {
-			continue
-		}
-		for _, f := range strings.Fields(string(data)) {
-			if pid, err := strconv.Atoi(f); err == nil && pid > 1 {
-				if syscall.Kill(pid, syscall.SIGKILL) == nil {
-					killed++
-				}
-			}
-		}
-	}
-	return killed
-}
+func killPods() int { return hostproc.KillCgroup("kubepods") }
 
 // removeCgroups removes the kubelet's (now empty) cgroup directories.
-func removeCgroups() error {
-	var errs []error
-	for _, dir := range kubepodsCgroups() {
-		if err := os.Remove(dir); err != nil && !errors.Is(err, os.ErrNotExist) {
-			errs = append(errs, err)
-		}
-	}
-	return errors.Join(errs...)
-}
+func removeCgroups() error { return hostproc.RemoveCgroup("kubepods") }
 
 // processesMentioning lists live processes whose command line contains s.
-func processesMentioning(s string) []int {
-	var pids []int
-	entries, _ := os.ReadDir("/proc")
-	self := os.Getpid()
-	for _, e := range entries {
-		pid, err := strconv.Atoi(e.Name())
-		if err != nil || pid == self {
-			continue
-		}
-		cmdline, err := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
-		if err != nil {
-			continue
-		}
-		if strings.Contains(strings.ReplaceAll(string(cmdline), "\x00", " "), s) {
-			pids = append(pids, pid)
-		}
-	}
-	return pids
-}
+func processesMentioning(s string) []int { return hostproc.Mentioning(s) }
 
 // portOwnerPID finds the process listening on a TCP port, or 0.
 func portOwnerPID(port int) int {

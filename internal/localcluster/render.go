@@ -6,44 +6,18 @@ import (
 	"net"
 	"strconv"
 	"strings"
+
+	"kubinception.dev/kubinception/internal/nodeconfig"
 )
 
 // renderContainerdConfig is containerd's configuration: its own root, state
-// and socket, so it never meets a containerd the machine may already run,
-// and the CRI settings this machine needs.
+// and socket, so it never meets a containerd the machine may already run.
 func renderContainerdConfig(c Config) string {
 	p := c.paths()
-	return fmt.Sprintf(`version = 2
-root = %q
-state = %q
-disabled_plugins = ["io.containerd.snapshotter.v1.btrfs", "io.containerd.snapshotter.v1.zfs", "io.containerd.snapshotter.v1.aufs", "io.containerd.snapshotter.v1.devmapper"]
-
-[grpc]
-  address = %q
-
-[plugins."io.containerd.internal.v1.opt"]
-  path = %q
-
-[plugins."io.containerd.grpc.v1.cri"]
-  sandbox_image = %q
-  # The machine lacks CAP_SYS_RESOURCE: without this every sandbox fails.
-  restrict_oom_score_adj = true
-  # Keeps pod network namespaces under our state directory, not /var/run/netns.
-  netns_mounts_under_state_dir = true
-  enable_selinux = false
-  [plugins."io.containerd.grpc.v1.cri".containerd]
-    snapshotter = "overlayfs"
-    default_runtime_name = "runc"
-    [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc]
-      runtime_type = "io.containerd.runc.v2"
-      [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc.options]
-        SystemdCgroup = false
-        Root = %q
-  [plugins."io.containerd.grpc.v1.cri".cni]
-    bin_dir = "/usr/lib/cni"
-    conf_dir = %q
-`, p.ContainerdRoot(), p.ContainerdState(), p.ContainerdSocket(), p.join("containerd", "opt"),
-		c.Images.Pause(), p.RuncRoot(), p.CNIConf())
+	return nodeconfig.Containerd{
+		Root: p.ContainerdRoot(), State: p.ContainerdState(), Socket: p.ContainerdSocket(), Opt: p.join("containerd", "opt"),
+		RuncRoot: p.RuncRoot(), SandboxImage: c.Images.Pause(), CNIConfDir: p.CNIConf(),
+	}.Render()
 }
 
 // renderCNIConfig is the pod network: a bridge with host-local addresses

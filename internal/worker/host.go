@@ -12,6 +12,8 @@ import (
 	"syscall"
 	"time"
 
+	"kubinception.dev/kubinception/internal/hostproc"
+	"kubinception.dev/kubinception/internal/nodeconfig"
 	"kubinception.dev/kubinception/internal/supervisor"
 )
 
@@ -256,34 +258,10 @@ func (w Worker) StartDaemons(ctx context.Context, self, kubelet, pauseImage stri
 }
 
 func (w Worker) containerdConfig(pauseImage string) string {
-	return fmt.Sprintf(`version = 2
-root = %q
-state = %q
-disabled_plugins = ["io.containerd.snapshotter.v1.btrfs", "io.containerd.snapshotter.v1.zfs", "io.containerd.snapshotter.v1.aufs", "io.containerd.snapshotter.v1.devmapper"]
-
-[grpc]
-  address = "/run/containerd/containerd.sock"
-
-[plugins."io.containerd.internal.v1.opt"]
-  path = %q
-
-[plugins."io.containerd.grpc.v1.cri"]
-  sandbox_image = %q
-  restrict_oom_score_adj = true
-  netns_mounts_under_state_dir = true
-  enable_selinux = false
-  [plugins."io.containerd.grpc.v1.cri".containerd]
-    snapshotter = "overlayfs"
-    default_runtime_name = "runc"
-    [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc]
-      runtime_type = "io.containerd.runc.v2"
-      [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc.options]
-        SystemdCgroup = false
-        Root = %q
-  [plugins."io.containerd.grpc.v1.cri".cni]
-    bin_dir = "/usr/lib/cni"
-    conf_dir = "/etc/cni/net.d"
-`, w.Path("containerd", "root"), w.Path("containerd", "state"), w.Path("containerd", "opt"), pauseImage, w.Path("containerd", "runc"))
+	return nodeconfig.Containerd{
+		Root: w.Path("containerd", "root"), State: w.Path("containerd", "state"), Socket: "/run/containerd/containerd.sock",
+		Opt: w.Path("containerd", "opt"), RuncRoot: w.Path("containerd", "runc"), SandboxImage: pauseImage, CNIConfDir: "/etc/cni/net.d",
+	}.Render()
 }
 
 // WriteCNIConfig gives the worker's pods its node's pod range.
@@ -365,8 +343,8 @@ func (w Worker) Teardown(ctx context.Context, last bool) error {
 	if err := supervisor.Stop(w.Files(), 60*time.Second); err != nil {
 		errs = append(errs, err)
 	}
-	killCgroup(w.CgroupRoot())
-	for _, pid := range processesMentioning(w.Dir) {
+	hostproc.KillCgroup(w.CgroupRoot())
+	for _, pid := range hostproc.Mentioning(w.Dir) {
 		_ = syscall.Kill(pid, syscall.SIGKILL)
 	}
 	if isMountPoint(w.MountNS()) {
@@ -385,7 +363,7 @@ func (w Worker) Teardown(ctx context.Context, last bool) error {
 	if _, err := run(ctx, "ip", "link", "show", w.HostVeth()); err == nil {
 		_, _ = run(ctx, "ip", "link", "del", w.HostVeth())
 	}
-	if err := removeCgroup(w.CgroupRoot()); err != nil {
+	if err := hostproc.RemoveCgroup(w.CgroupRoot()); err != nil {
 		errs = append(errs, err)
 	}
 	if last {
@@ -401,73 +379,6 @@ func (w Worker) Teardown(ctx context.Context, last bool) error {
 		}
 	}
 	return errors.Join(errs...)
-}
-
-// cgroupDirs lists a cgroup's directories in every v1 controller, deepest
-// first.
-func cgroupDirs(root string) []string {
-	var dirs []string
-	ctrls, _ := filepath.Glob("/sys/fs/cgroup/*")
-	for _, ctrl := range ctrls {
-		base := filepath.Join(ctrl, root)
-		if _, err := os.Stat(base); err != nil {
-			continue
-		}
-		_ = filepath.WalkDir(base, func(p string, d os.DirEntry, err error) error {
-			if err == nil && d.IsDir() {
-				dirs = append(dirs, p)
-			}
-			return nil
-		})
-	}
-	sort.Slice(dirs, func(i, j int) bool { return len(dirs[i]) > len(dirs[j]) })
-	return dirs
-}
-
-func killCgroup(root string) {
-	for attempt := 0; attempt < 20; attempt++ {
-		killed := 0
-		for _, dir := range cgroupDirs(root) {
-			data, _ := os.ReadFile(filepath.Join(dir, "cgroup.procs"))
-			for _, f := range strings.Fields(string(data)) {
-				var pid int
-				if _, err := fmt.Sscan(f, &pid); err == nil && pid > 1 && syscall.Kill(pid, syscall.SIGKILL) == nil {
-					killed++
-				}
-			}
-		}
-		if killed == 0 {
-			return
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-}
-
-func removeCgroup(root string) error {
-	var errs []error
-	for _, dir := range cgroupDirs(root) {
-		if err := os.Remove(dir); err != nil && !errors.Is(err, os.ErrNotExist) {
-			errs = append(errs, err)
-		}
-	}
-	return errors.Join(errs...)
-}
-
-func processesMentioning(s string) []int {
-	var pids []int
-	entries, _ := os.ReadDir("/proc")
-	self := os.Getpid()
-	for _, e := range entries {
-		var pid int
-		if _, err := fmt.Sscan(e.Name(), &pid); err != nil || pid == self {
-			continue
-		}
-		cmdline, err := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
-		if err == nil && strings.Contains(string(cmdline), s) {
-			pids = append(pids, pid)
-		}
-	}
-	return pids
 }
 
 func readFile(path string) ([]byte, error) { return os.ReadFile(path) }
