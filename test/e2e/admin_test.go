@@ -15,6 +15,7 @@ import (
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 
+	"kubinception.dev/kubinception/internal/components"
 	"kubinception.dev/kubinception/internal/datastore"
 	"kubinception.dev/kubinception/internal/localcluster"
 )
@@ -24,6 +25,7 @@ import (
 // up works; pods, Services and the datastore behave; a crashed supervisor
 // recovers; down then up keeps data; teardown leaves nothing behind.
 func TestAdminCluster(t *testing.T) {
+	t.Run("a second Kubernetes version builds", testSecondVersion)
 	t.Run("bad invocations fail fast and say what to do", testBadInvocations)
 	if !t.Run("up", testUp) {
 		t.FailNow()
@@ -39,6 +41,33 @@ func TestAdminCluster(t *testing.T) {
 	t.Run("up is idempotent", testUpIdempotent)
 	t.Run("up recovers after the supervisor is killed", testSupervisorCrash)
 	t.Run("down then up keeps data and down leaves nothing", testDownUpKeepsData)
+}
+
+// testSecondVersion builds v1.34.4 beside the default (upgrades need two
+// versions) and checks each component reports the version it was built as.
+// With a warm cache it only checks the cache.
+func testSecondVersion(t *testing.T) {
+	const version = "v1.34.4"
+	r := run(t, "build", "components", "--version", version)
+	if r.err != nil {
+		t.Fatalf("build %s:\n%s", version, r)
+	}
+	bins, err := (&components.Builder{CacheDir: components.DefaultCacheDir()}).Lookup(version)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, args := range map[string][]string{
+		"kubelet": {"--version"}, "kube-apiserver": {"--version"}, "kubeadm": {"version", "-o", "short"},
+	} {
+		out, err := exec.Command(bins.Component(name), args...).CombinedOutput()
+		if err != nil || !strings.Contains(string(out), version) {
+			t.Errorf("%s %v = %q, %v; want %s", name, args, out, err, version)
+		}
+	}
+	again := run(t, "build", "components", "--version", version)
+	if again.err != nil || !strings.Contains(again.stdout, "up to date") {
+		t.Fatalf("a second build was not served from the cache:\n%s", again)
+	}
 }
 
 func testBadInvocations(t *testing.T) {
