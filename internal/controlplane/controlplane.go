@@ -267,7 +267,10 @@ func Deployment(p Params) *appsv1.Deployment {
 	liveness := probe("/livez", 8)
 	liveness.InitialDelaySeconds = 10
 	liveness.PeriodSeconds = 10
-	startup := probe("/livez", 60)
+	// Many API servers starting at once on a small admin node can take
+	// minutes; the startup probe must not kill them for being slow, or they
+	// restart in a loop and never catch up.
+	startup := probe("/livez", 600)
 	startup.PeriodSeconds = 1
 	replicas := p.Replicas
 	secretMode := int32(0o400)
