@@ -274,6 +274,7 @@ func Deployment(p Params) *appsv1.Deployment {
 	startup.PeriodSeconds = 1
 	replicas := p.Replicas
 	secretMode := int32(0o400)
+	always := corev1.ContainerRestartPolicyAlways
 	return &appsv1.Deployment{
 		TypeMeta:   metav1.TypeMeta{APIVersion: "apps/v1", Kind: "Deployment"},
 		ObjectMeta: metav1.ObjectMeta{Name: DeploymentName(p.Name), Namespace: p.Namespace, Labels: labels},
@@ -303,19 +304,25 @@ func Deployment(p Params) *appsv1.Deployment {
 							},
 						}},
 					}},
+					// The API server is a sidecar (an init container that keeps
+					// running): the kubelet starts the controller manager and
+					// the scheduler only once its startup probe passes, so they
+					// never crash-loop, and back off, waiting for it, which on
+					// a busy admin node delays a tenant by minutes.
+					InitContainers: []corev1.Container{{
+						Name:            "kube-apiserver",
+						Image:           Image(p, "kube-apiserver"),
+						ImagePullPolicy: corev1.PullIfNotPresent,
+						RestartPolicy:   &always,
+						Args:            APIServerArgs(p),
+						Ports:           []corev1.ContainerPort{{Name: "https", ContainerPort: p.Port, Protocol: corev1.ProtocolTCP}},
+						ReadinessProbe:  probe("/readyz", 3),
+						LivenessProbe:   liveness,
+						StartupProbe:    startup,
+						Resources:       apiserverResources,
+						VolumeMounts:    mount,
+					}},
 					Containers: []corev1.Container{
-						{
-							Name:            "kube-apiserver",
-							Image:           Image(p, "kube-apiserver"),
-							ImagePullPolicy: corev1.PullIfNotPresent,
-							Args:            APIServerArgs(p),
-							Ports:           []corev1.ContainerPort{{Name: "https", ContainerPort: p.Port, Protocol: corev1.ProtocolTCP}},
-							ReadinessProbe:  probe("/readyz", 3),
-							LivenessProbe:   liveness,
-							StartupProbe:    startup,
-							Resources:       apiserverResources,
-							VolumeMounts:    mount,
-						},
 						{
 							Name:            "kube-controller-manager",
 							Image:           Image(p, "kube-controller-manager"),

@@ -282,7 +282,7 @@ func (r *Reconciler) diagnosePods(ctx context.Context, tc *kv1.TenantCluster) (s
 		return "", ""
 	}
 	for _, pod := range pods.Items {
-		for _, cs := range pod.Status.ContainerStatuses {
+		for _, cs := range append(append([]corev1.ContainerStatus{}, pod.Status.InitContainerStatuses...), pod.Status.ContainerStatuses...) {
 			if w := cs.State.Waiting; w != nil {
 				switch w.Reason {
 				case "ErrImageNeverPull", "ErrImagePull", "ImagePullBackOff", "InvalidImageName":

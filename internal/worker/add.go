@@ -84,7 +84,10 @@ func Add(ctx context.Context, o AddOptions) (w Worker, err error) {
 		return nil
 	}
 	o.printf("worker %s for %s at %s (network namespace %s)\n", w.Node, o.Tenant, w.IP(), w.NetNS())
-	if err = step("host: namespaces, link, mounts", func() error { return w.SetupHost(ctx) }); err != nil {
+	if err = step("host: namespaces, link, mounts", func() error {
+		w.clearStale(ctx)
+		return w.SetupHost(ctx)
+	}); err != nil {
 		return w, err
 	}
 	if err = step("containerd and kubelet", func() error { return w.StartDaemons(ctx, o.Self, o.Kubelet, o.PauseImage) }); err != nil {

@@ -142,6 +142,21 @@ func ensureCgroup(root string) error {
 	return nil
 }
 
+// clearStale removes what a worker of the same name left on this machine
+// when its processes were killed without a teardown (a crash, or another
+// state directory's cluster): its network namespace, link and pod cgroups.
+// A newly allocated worker must not inherit their routes and rules.
+func (w Worker) clearStale(ctx context.Context) {
+	if _, err := os.Stat("/run/netns/" + w.NetNS()); err == nil {
+		_, _ = run(ctx, "ip", "netns", "del", w.NetNS())
+	}
+	if _, err := run(ctx, "ip", "link", "show", w.HostVeth()); err == nil {
+		_, _ = run(ctx, "ip", "link", "del", w.HostVeth())
+	}
+	hostproc.KillCgroup(w.CgroupRoot())
+	_ = hostproc.RemoveCgroup(w.CgroupRoot())
+}
+
 // setupMountNS creates the worker's persistent mount namespace (bound to a
 // file) unless it exists, with the worker's directories bound over the
 // standard paths and its own /run/xtables.lock.

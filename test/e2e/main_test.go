@@ -75,6 +75,21 @@ func TestMain(m *testing.M) {
 		os.Exit(1)
 	}
 	kubectl = bins.Component("kubectl")
+	// The tests use the machine's ports and interfaces: an admin cluster
+	// running from another state directory would collide with them. One
+	// whose processes are gone (a stopped session) is only cleared up.
+	if other := localcluster.DefaultRoot; other != root {
+		if _, err := os.Stat(other); err == nil {
+			if data, err := os.ReadFile(filepath.Join(other, "run", "supervisor.pid")); err == nil && pidAlive(string(data)) {
+				fmt.Printf("an admin cluster is running from %s: stop it (kubinception admin down) before running the end-to-end tests\n", other)
+				os.Exit(1)
+			}
+			if out, err := exec.Command(bin, "admin", "down", "--root", other).CombinedOutput(); err != nil {
+				fmt.Printf("clearing what the stopped admin cluster in %s left: %v\n%s", other, err, out)
+				os.Exit(1)
+			}
+		}
+	}
 	// Start from nothing: clear what an interrupted earlier run left.
 	if out, err := exec.Command(bin, "admin", "down", "--purge", "--root", root).CombinedOutput(); err != nil {
 		fmt.Printf("clearing an earlier test cluster: %v\n%s", err, out)
@@ -87,6 +102,16 @@ func TestMain(m *testing.M) {
 	}
 	os.RemoveAll(dir)
 	os.Exit(code)
+}
+
+// pidAlive reports whether a pid-file's process runs.
+func pidAlive(pidText string) bool {
+	var pid int
+	if _, err := fmt.Sscan(strings.TrimSpace(pidText), &pid); err != nil || pid <= 0 {
+		return false
+	}
+	_, err := os.Stat(fmt.Sprintf("/proc/%d", pid))
+	return err == nil
 }
 
 // result is a finished command.
