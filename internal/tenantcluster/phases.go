@@ -95,6 +95,11 @@ func (r *Reconciler) reconcileDatastore(ctx context.Context, s *state) (ctrl.Res
 	if res, err := r.connectDatastore(ctx, s); err != nil || !res.IsZero() {
 		return res, err
 	}
+	// Every auth call is a raft round in the shared etcd; a tenancy known
+	// to be in place is checked again only every tenancyRecheck.
+	if r.tenancyFresh(s.tc.UID, s.now) && s.tc.Status.Datastore.User == s.tenancy.User {
+		return ctrl.Result{}, nil
+	}
 	ectx, cancel := context.WithTimeout(ctx, 15*time.Second)
 	defer cancel()
 	if err := datastore.EnsureTenancy(ectx, s.etcd.cli, s.tenancy); err != nil {
@@ -102,10 +107,37 @@ func (r *Reconciler) reconcileDatastore(ctx context.Context, s *state) (ctrl.Res
 			fmt.Sprintf("cannot provision the tenant in Datastore %q (%s): %v; retrying", s.etcd.name, strings.Join(s.etcd.creds.Endpoints, ","), err))
 		return ctrl.Result{RequeueAfter: datastoreRetry}, nil
 	}
+	r.markTenancy(s.tc.UID, s.now)
 	s.tc.Status.Datastore = kv1.TenantDatastoreStatus{Prefix: s.tenancy.Prefix, User: s.tenancy.User}
 	r.setCondition(s, kv1.ConditionDatastoreReady, metav1.ConditionTrue, kv1.ReasonTenancyProvisioned,
 		fmt.Sprintf("keys under %s in Datastore %q, readable only by etcd user %s", s.tenancy.Prefix, s.etcd.name, s.tenancy.User))
 	return ctrl.Result{}, nil
+}
+
+// tenancyRecheck is how long an ensured tenancy is trusted before the
+// operator checks the etcd user and role again.
+const tenancyRecheck = 10 * time.Minute
+
+func (r *Reconciler) tenancyFresh(uid types.UID, now time.Time) bool {
+	r.ensuredMu.Lock()
+	defer r.ensuredMu.Unlock()
+	at, ok := r.ensured[uid]
+	return ok && now.Sub(at) < tenancyRecheck
+}
+
+func (r *Reconciler) markTenancy(uid types.UID, now time.Time) {
+	r.ensuredMu.Lock()
+	defer r.ensuredMu.Unlock()
+	if r.ensured == nil {
+		r.ensured = map[types.UID]time.Time{}
+	}
+	r.ensured[uid] = now
+}
+
+func (r *Reconciler) forgetTenancy(uid types.UID) {
+	r.ensuredMu.Lock()
+	defer r.ensuredMu.Unlock()
+	delete(r.ensured, uid)
 }
 
 // exposure is where the API server is reached.
@@ -372,6 +404,7 @@ func (r *Reconciler) reconcileDelete(ctx context.Context, s *state) (ctrl.Result
 		return ctrl.Result{RequeueAfter: datastoreRetry}, nil
 	}
 	r.forgetTenant(tc.UID)
+	r.forgetTenancy(tc.UID)
 	patch := client.MergeFrom(tc.DeepCopy())
 	controllerutil.RemoveFinalizer(tc, kv1.Finalizer)
 	if err := r.Client.Patch(ctx, tc, patch); err != nil && !apierrors.IsNotFound(err) {

@@ -7,6 +7,7 @@ package tenantcluster
 import (
 	"context"
 	"fmt"
+	"sync"
 	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
@@ -55,6 +56,10 @@ type Reconciler struct {
 	MaxConcurrentReconciles int
 
 	tenants tenantClients
+	// ensured records when each tenant's etcd user and role were last
+	// checked.
+	ensuredMu sync.Mutex
+	ensured   map[types.UID]time.Time
 }
 
 // SetupWithManager registers the reconciler.
