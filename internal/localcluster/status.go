@@ -13,6 +13,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"kubinception.dev/kubinception/internal/datastore"
+	"kubinception.dev/kubinception/internal/worker"
 )
 
 // Status writes, in plain words, what of the admin cluster is running and
@@ -114,6 +115,17 @@ func (cl *Cluster) Status(ctx context.Context, w io.Writer) bool {
 		good("datastore authentication is enabled; root credential in Secret %s/%s", SystemNamespace, DatastoreRootSecret)
 	} else if err == nil {
 		bad("datastore authentication is not enabled yet; `kubinception admin up` enables it")
+	}
+	if ws, err := (worker.Layout{Root: c.Root}).List(""); err == nil && len(ws) > 0 {
+		fmt.Fprintf(w, "  local workers:\n")
+		for _, wk := range ws {
+			state := "running"
+			if wk.Files().PID("supervisor") == 0 {
+				state = "not running"
+				healthy = false
+			}
+			fmt.Fprintf(w, "    %-24s %-14s %s (%s)\n", wk.Node, wk.Tenant, wk.IP(), state)
+		}
 	}
 	fmt.Fprintf(w, "\nkubeconfig: %s\n", c.paths().AdminKubeconfig())
 	return healthy
