@@ -175,31 +175,19 @@ func (b *Builder) buildKube(ctx context.Context, version string) (string, error)
 func kubeLDFlags(version string) string {
 	major, minor := "1", strings.SplitN(strings.TrimPrefix(version, "v1."), ".", 2)[0]
 	pkg := "k8s.io/component-base/version"
+	// A fixed order keeps the flags, and with them the build stamp, stable.
 	flags := []string{"-s", "-w"}
-	for k, v := range map[string]string{
-		"gitVersion":   version,
-		"gitMajor":     major,
-		"gitMinor":     minor,
-		"gitTreeState": "clean",
-		"gitCommit":    "0000000000000000000000000000000000000000",
-		"buildDate":    "1970-01-01T00:00:00Z",
+	for _, kv := range [][2]string{
+		{"buildDate", "1970-01-01T00:00:00Z"},
+		{"gitCommit", "0000000000000000000000000000000000000000"},
+		{"gitMajor", major},
+		{"gitMinor", minor},
+		{"gitTreeState", "clean"},
+		{"gitVersion", version},
 	} {
-		flags = append(flags, "-X", pkg+"."+k+"="+v)
+		flags = append(flags, "-X", pkg+"."+kv[0]+"="+kv[1])
 	}
-	// Sorted so the flags, and with them the build stamp, are stable.
-	sortPairs(flags[2:])
 	return strings.Join(flags, " ")
-}
-
-// sortPairs sorts a flat list of ("-X", "k=v") pairs by value.
-func sortPairs(f []string) {
-	for i := 1; i < len(f); i += 2 {
-		for j := i + 2; j < len(f); j += 2 {
-			if f[j] < f[i] {
-				f[i], f[j] = f[j], f[i]
-			}
-		}
-	}
 }
 
 // kubeGoMod writes the go.mod of the multi-call binary: it requires

@@ -98,16 +98,6 @@ func LocalImages(src Sources, names Names, layerDir string) ([]Tagged, error) {
 		}
 		specs = append(specs, Spec{Ref: on.Component("kube-proxy"), Layers: []v1.Layer{base, layer, iptLayer}, Entrypoint: []string{"/usr/local/bin/kube-proxy"}})
 	}
-	if src.Kubinception != "" {
-		if err := checkStatic(src.Kubinception); err != nil {
-			return nil, err
-		}
-		self, err := lc.layer("kubinception", []Entry{{Path: "/usr/local/bin/kubinception", Source: src.Kubinception}})
-		if err != nil {
-			return nil, err
-		}
-		specs = append(specs, Spec{Ref: names.Kubinception(), Layers: []v1.Layer{base, self}, Entrypoint: []string{"/usr/local/bin/kubinception"}})
-	}
 	var out []Tagged
 	for _, s := range specs {
 		img, err := Build(s)
@@ -115,6 +105,13 @@ func LocalImages(src Sources, names Names, layerDir string) ([]Tagged, error) {
 			return nil, err
 		}
 		out = append(out, Tagged{Ref: s.Ref, Image: img})
+	}
+	if src.Kubinception != "" {
+		self, err := KubinceptionImage(src.Kubinception, names, layerDir)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, self...)
 	}
 	return out, nil
 }

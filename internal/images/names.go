@@ -50,7 +50,7 @@ func (n Names) Kubinception() string {
 // Validate checks that every part of a reference is set.
 func (n Names) Validate() error {
 	switch {
-	case n.Registry == "" || strings.ContainsAny(n.Registry, " :@") && !strings.Contains(n.Registry, "."):
+	case n.Registry == "" || strings.ContainsAny(n.Registry, " @"):
 		return fmt.Errorf("image registry %q is not valid: give a host name such as %s or registry.k8s.io", n.Registry, LocalRegistry)
 	case n.KubernetesVersion == "":
 		return fmt.Errorf("image names need a Kubernetes version")

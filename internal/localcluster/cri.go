@@ -84,8 +84,8 @@ func (c *criClient) runningPods(ctx context.Context, annotations ...string) (map
 	return out, nil
 }
 
-// containerSummary lists containers by pod and state, for status and for
-// diagnostics when the cluster does not come up.
+// containerInfo is one container by pod and state, for diagnostics when
+// the cluster does not come up.
 type containerInfo struct {
 	Pod, Namespace, Name, State string
 	Attempt                     uint32

@@ -9,7 +9,6 @@ import (
 	"crypto/sha256"
 	"crypto/x509"
 	"crypto/x509/pkix"
-	"encoding/hex"
 	"encoding/pem"
 	"errors"
 	"fmt"
@@ -207,12 +206,6 @@ func NewSigningKey() (keyPEM, pubPEM []byte, err error) {
 		return nil, nil, err
 	}
 	return keyPEM, pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: pubDER}), nil
-}
-
-// Fingerprint is the hex SHA-256 of the certificate's DER form.
-func (kp *KeyPair) Fingerprint() string {
-	sum := sha256.Sum256(kp.Cert.Raw)
-	return hex.EncodeToString(sum[:])
 }
 
 func fromDER(der []byte, key *ecdsa.PrivateKey) (*KeyPair, error) {

@@ -47,11 +47,7 @@ type tenantClient struct {
 
 // tenantClient connects to the tenant's API server through its Service
 // address inside the admin cluster, as the tenant's admin.
-func (r *Reconciler) tenantClient(ctx context.Context, s *state) (tenantClient, error) {
-	secret := &corev1.Secret{}
-	if err := r.Client.Get(ctx, types.NamespacedName{Namespace: s.tc.Namespace, Name: cp.PKISecretName(s.tc.Name)}, secret); err != nil {
-		return tenantClient{}, err
-	}
+func (r *Reconciler) tenantClient(s *state) (tenantClient, error) {
 	host := "https://" + net.JoinHostPort(s.exposure.serviceIP, strconv.Itoa(cp.DefaultPort))
 	key := host + "/" + s.pkiHash
 	r.tenants.mu.Lock()
@@ -64,9 +60,9 @@ func (r *Reconciler) tenantClient(ctx context.Context, s *state) (tenantClient, 
 		Timeout: 15 * time.Second,
 		QPS:     50, Burst: 100,
 		TLSClientConfig: rest.TLSClientConfig{
-			CAData:   secret.Data[cp.FileCA],
-			CertData: secret.Data[fileAdminClient+".crt"],
-			KeyData:  secret.Data[fileAdminClient+".key"],
+			CAData:   s.pki[cp.FileCA],
+			CertData: s.pki[fileAdminClient+".crt"],
+			KeyData:  s.pki[fileAdminClient+".key"],
 		},
 	}
 	c, err := client.New(rc, client.Options{Scheme: r.Client.Scheme()})
@@ -97,17 +93,13 @@ func (r *Reconciler) forgetTenant(uid types.UID) {
 // serving certificates whose names match their node.
 func (r *Reconciler) reconcileBootstrap(ctx context.Context, s *state) (ctrl.Result, error) {
 	tc := s.tc
-	t, err := r.tenantClient(ctx, s)
+	t, err := r.tenantClient(s)
 	if err != nil {
-		return ctrl.Result{}, err
-	}
-	secret := &corev1.Secret{}
-	if err := r.Client.Get(ctx, types.NamespacedName{Namespace: tc.Namespace, Name: cp.PKISecretName(tc.Name)}, secret); err != nil {
 		return ctrl.Result{}, err
 	}
 	p := r.params(s)
 	objs, err := tenantbootstrap.Objects(tenantbootstrap.Params{
-		Endpoint: tc.Status.Endpoint, CAPEM: secret.Data[cp.FileCA], KubernetesVersion: tc.Spec.Version,
+		Endpoint: tc.Status.Endpoint, CAPEM: s.pki[cp.FileCA], KubernetesVersion: tc.Spec.Version,
 		ServiceCIDR: tc.Spec.Network.ServiceCIDR, PodCIDR: tc.Spec.Network.PodCIDR, ClusterDomain: tc.Spec.Network.ClusterDomain,
 		DNSServiceIP:   tc.Spec.Network.DNSServiceIP,
 		KubeProxyImage: cp.Image(p, "kube-proxy"),

@@ -61,7 +61,7 @@ func (r *Reconciler) reconcileCertificates(ctx context.Context, s *state) (ctrl.
 			return ctrl.Result{}, fmt.Errorf("apply PKI Secret: %w", err)
 		}
 	}
-	s.pkiHash = hashData(data)
+	s.pki, s.pkiHash = data, hashData(data)
 
 	admin, err := r.adminKubeconfig(s, data)
 	if err != nil {

@@ -14,6 +14,7 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -390,8 +391,11 @@ func (r *Reconciler) reconcileDelete(ctx context.Context, s *state) (ctrl.Result
 	}
 
 	if res, err := r.connectDatastore(ctx, s); err != nil || !res.IsZero() {
-		c := conditionMessage(tc, kv1.ConditionDatastoreReady)
-		r.setCondition(s, kv1.ConditionReady, metav1.ConditionFalse, kv1.ReasonDeletingData, "deleting: cannot delete the tenant's keys yet: "+c)
+		why := ""
+		if c := meta.FindStatusCondition(tc.Status.Conditions, kv1.ConditionDatastoreReady); c != nil {
+			why = c.Message
+		}
+		r.setCondition(s, kv1.ConditionReady, metav1.ConditionFalse, kv1.ReasonDeletingData, "deleting: cannot delete the tenant's keys yet: "+why)
 		return res, err
 	}
 	ectx, cancel := context.WithTimeout(ctx, 30*time.Second)
@@ -411,13 +415,4 @@ func (r *Reconciler) reconcileDelete(ctx context.Context, s *state) (ctrl.Result
 		return ctrl.Result{}, fmt.Errorf("remove finalizer: %w", err)
 	}
 	return ctrl.Result{}, nil
-}
-
-func conditionMessage(tc *kv1.TenantCluster, typ string) string {
-	for _, c := range tc.Status.Conditions {
-		if c.Type == typ {
-			return c.Message
-		}
-	}
-	return ""
 }

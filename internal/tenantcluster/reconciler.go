@@ -105,6 +105,8 @@ type state struct {
 	etcd     datastoreConn
 	exposure exposure
 	pkiHash  string
+	// pki is the PKI Secret's data as the certificates phase left it.
+	pki map[string][]byte
 }
 
 // phase is one ordered step. It returns a non-zero result to stop the

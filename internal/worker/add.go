@@ -193,16 +193,14 @@ timeouts:
 		return err
 	}
 	defer os.Remove(path)
-	out, err := w.inNS(ctx, kubeadm, "join", "--config", path)
-	if err != nil {
+	if _, err := w.inNS(ctx, kubeadm, "join", "--config", path); err != nil {
 		return fmt.Errorf("%w\nkubelet log:\n%s", err, tail(w.Files().LogPath("kubelet"), 8))
 	}
-	_ = out
 	return nil
 }
 
 func tail(path string, n int) string {
-	data, err := readFile(path)
+	data, err := os.ReadFile(path)
 	if err != nil {
 		return err.Error()
 	}

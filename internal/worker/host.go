@@ -395,5 +395,3 @@ func (w Worker) Teardown(ctx context.Context, last bool) error {
 	}
 	return errors.Join(errs...)
 }
-
-func readFile(path string) ([]byte, error) { return os.ReadFile(path) }

@@ -282,9 +282,6 @@ func testValidation(t *testing.T) {
 	}
 }
 
-// datastoreRoot connects to the datastore as root.
-func datastoreRoot(t *testing.T) *clientv3.Client { return datastoreClient(t) }
-
 // tenantPrefixes lists the tenant IDs that have keys in the datastore.
 func tenantPrefixes(t *testing.T, cli *clientv3.Client) map[string]bool {
 	t.Helper()
@@ -321,7 +318,7 @@ func testOperatorRestart(t *testing.T) {
 	for _, tc := range list.Items {
 		live[string(tc.UID)] = true
 	}
-	cli := datastoreRoot(t)
+	cli := datastoreClient(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	users, err := datastore.Tenants(ctx, cli)
@@ -354,7 +351,7 @@ func testDelete(t *testing.T) {
 	if r.err != nil {
 		t.Fatalf("delete cluster gamma:\n%s\n%s", r, clusterState(t))
 	}
-	cli := datastoreRoot(t)
+	cli := datastoreClient(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	resp, err := cli.Get(ctx, tn.Prefix, clientv3.WithPrefix(), clientv3.WithCountOnly())
@@ -429,7 +426,7 @@ func testDeleteUnreachableDatastore(t *testing.T) {
 		}
 		return client.IgnoreNotFound(err)
 	})
-	cli := datastoreRoot(t)
+	cli := datastoreClient(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	resp, err := cli.Get(ctx, tn.Prefix, clientv3.WithPrefix(), clientv3.WithCountOnly())
