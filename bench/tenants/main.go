@@ -35,12 +35,12 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	kv1 "kubinception.dev/kubinception/api/v1alpha1"
-	"kubinception.dev/kubinception/internal/cli"
-	"kubinception.dev/kubinception/internal/components"
 	cp "kubinception.dev/kubinception/internal/controlplane"
 	"kubinception.dev/kubinception/internal/datastore"
 	"kubinception.dev/kubinception/internal/install"
-	"kubinception.dev/kubinception/internal/localcluster"
+	"kubinception.dev/kubinception/internal/local/admincluster"
+	"kubinception.dev/kubinception/internal/local/components"
+	"kubinception.dev/kubinception/internal/operator"
 	"kubinception.dev/kubinception/internal/pki"
 
 	corev1 "k8s.io/api/core/v1"
@@ -100,10 +100,10 @@ func run(root string, runs, many int, idle time.Duration, out string, keep bool)
 	// The benchmark polls many tenants; it must not queue behind its own
 	// client-side rate limit.
 	rc.QPS, rc.Burst = 200, 400
-	if b.c, err = client.New(rc, client.Options{Scheme: cli.Scheme()}); err != nil {
+	if b.c, err = client.New(rc, client.Options{Scheme: operator.Scheme()}); err != nil {
 		return err
 	}
-	cfg, _, err := localcluster.LoadSaved(root)
+	cfg, _, err := admincluster.LoadSaved(root)
 	if err != nil {
 		return err
 	}
@@ -280,8 +280,8 @@ func (b *bench) deleteAll() error {
 
 // bareAPIServer starts kube-apiserver directly with a fresh tenancy in the
 // datastore and returns the time to /readyz ok.
-func (b *bench) bareAPIServer(cfg localcluster.Config, tmp string) (time.Duration, error) {
-	cl := &localcluster.Cluster{Config: cfg}
+func (b *bench) bareAPIServer(cfg admincluster.Config, tmp string) (time.Duration, error) {
+	cl := &admincluster.Cluster{Config: cfg}
 	creds, err := cl.DatastoreCredentials()
 	if err != nil {
 		return 0, err

@@ -27,8 +27,8 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	kv1 "kubinception.dev/kubinception/api/v1alpha1"
-	"kubinception.dev/kubinception/internal/cli"
-	"kubinception.dev/kubinception/internal/localcluster"
+	"kubinception.dev/kubinception/internal/local/admincluster"
+	"kubinception.dev/kubinception/internal/operator"
 )
 
 func main() {
@@ -66,11 +66,11 @@ func run(root string, runs int, out string) error {
 		return err
 	}
 	rc.QPS, rc.Burst = 100, 200
-	c, err := client.New(rc, client.Options{Scheme: cli.Scheme()})
+	c, err := client.New(rc, client.Options{Scheme: operator.Scheme()})
 	if err != nil {
 		return err
 	}
-	cfg, _, err := localcluster.LoadSaved(root)
+	cfg, _, err := admincluster.LoadSaved(root)
 	if err != nil {
 		return err
 	}

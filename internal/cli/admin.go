@@ -12,10 +12,10 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"kubinception.dev/kubinception/internal/components"
-	"kubinception.dev/kubinception/internal/images"
-	"kubinception.dev/kubinception/internal/localcluster"
-	"kubinception.dev/kubinception/internal/supervisor"
+	"kubinception.dev/kubinception/internal/local/admincluster"
+	"kubinception.dev/kubinception/internal/local/components"
+	"kubinception.dev/kubinception/internal/local/supervisor"
+	"kubinception.dev/kubinception/internal/release"
 )
 
 func newAdminCommand() *cobra.Command {
@@ -24,20 +24,20 @@ func newAdminCommand() *cobra.Command {
 		Short: "Run the local admin cluster: a single-node Kubernetes and the shared datastore on this machine",
 	}
 	var root string
-	admin.PersistentFlags().StringVar(&root, "root", localcluster.DefaultRoot, "directory holding the admin cluster's state")
+	admin.PersistentFlags().StringVar(&root, "root", admincluster.DefaultRoot, "directory holding the admin cluster's state")
 	admin.AddCommand(newAdminUpCommand(&root), newAdminDownCommand(&root), newAdminStatusCommand(&root), newSuperviseCommand(&root))
 	return admin
 }
 
 func newAdminUpCommand(root *string) *cobra.Command {
-	d := localcluster.Defaults()
+	d := admincluster.Defaults()
 	var nodeIP, podCIDR, serviceCIDR, cache string
 	cmd := &cobra.Command{
 		Use:   "up",
 		Short: "Build what is missing and bring the admin cluster and the datastore up (idempotent)",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if err := localcluster.RequireRoot("kubinception admin up"); err != nil {
+			if err := admincluster.RequireRoot("kubinception admin up"); err != nil {
 				return err
 			}
 			c := d
@@ -69,30 +69,30 @@ func newAdminUpCommand(root *string) *cobra.Command {
 			if err := c.Save(); err != nil {
 				return err
 			}
-			cl := &localcluster.Cluster{Config: c, Out: cmd.OutOrStdout()}
+			cl := &admincluster.Cluster{Config: c, Out: cmd.OutOrStdout()}
 			return cl.Up(cmd.Context())
 		},
 	}
 	f := cmd.Flags()
-	f.StringVar(&d.KubernetesVersion, "version", d.KubernetesVersion, "Kubernetes version of the admin node ("+components.SupportedMinorsText()+")")
+	f.StringVar(&d.KubernetesVersion, "version", d.KubernetesVersion, "Kubernetes version of the admin node ("+release.SupportedMinorsText()+")")
 	f.StringVar(&d.NodeName, "node-name", d.NodeName, "name of the admin node")
-	f.StringVar(&nodeIP, "node-ip", d.NodeIP.String(), "node address, put on an interface of its own, "+localcluster.NodeInterface)
+	f.StringVar(&nodeIP, "node-ip", d.NodeIP.String(), "node address, put on an interface of its own, "+admincluster.NodeInterface)
 	f.StringVar(&podCIDR, "pod-cidr", d.PodCIDR.String(), "pod network of the admin node")
 	f.StringVar(&serviceCIDR, "service-cidr", d.ServiceCIDR.String(), "Service addresses of the admin cluster")
 	f.IntVar(&d.Ports.APIServer, "apiserver-port", d.Ports.APIServer, "admin API server port")
-	f.StringVar(&d.Images.Registry, "image-registry", images.LocalRegistry, "registry name the locally built images are imported under")
+	f.StringVar(&d.Images.Registry, "image-registry", release.LocalRegistry, "registry name the locally built images are imported under")
 	f.StringVar(&cache, "cache", components.DefaultCacheDir(), "directory where builds are cached (env KUBINCEPTION_CACHE)")
 	return cmd
 }
 
 // loadCluster returns the cluster recorded under root, with its binaries
 // when they are built.
-func loadCluster(root string, out io.Writer) (*localcluster.Cluster, error) {
-	c, _, err := localcluster.LoadSaved(root)
+func loadCluster(root string, out io.Writer) (*admincluster.Cluster, error) {
+	c, _, err := admincluster.LoadSaved(root)
 	if err != nil {
 		return nil, err
 	}
-	return &localcluster.Cluster{Config: c, Out: out}, nil
+	return &admincluster.Cluster{Config: c, Out: out}, nil
 }
 
 func newAdminDownCommand(root *string) *cobra.Command {
@@ -102,7 +102,7 @@ func newAdminDownCommand(root *string) *cobra.Command {
 		Short: "Stop the admin cluster and undo its host changes, keeping its data (unless --purge)",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if err := localcluster.RequireRoot("kubinception admin down"); err != nil {
+			if err := admincluster.RequireRoot("kubinception admin down"); err != nil {
 				return err
 			}
 			cl, err := loadCluster(*root, cmd.OutOrStdout())

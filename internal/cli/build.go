@@ -3,7 +3,8 @@ package cli
 import (
 	"github.com/spf13/cobra"
 
-	"kubinception.dev/kubinception/internal/components"
+	"kubinception.dev/kubinception/internal/local/components"
+	"kubinception.dev/kubinception/internal/release"
 )
 
 func newBuildCommand() *cobra.Command {
@@ -22,7 +23,7 @@ Results are cached by version: a second run with a warm cache takes seconds.`,
 			return err
 		},
 	}
-	cmd.Flags().StringVar(&version, "version", components.DefaultKubernetesVersion, "Kubernetes version to build ("+components.SupportedMinorsText()+")")
+	cmd.Flags().StringVar(&version, "version", release.DefaultKubernetesVersion, "Kubernetes version to build ("+release.SupportedMinorsText()+")")
 	cmd.Flags().StringVar(&cache, "cache", components.DefaultCacheDir(), "directory where builds are cached (env KUBINCEPTION_CACHE)")
 	build.AddCommand(cmd)
 	return build

@@ -21,8 +21,9 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	kv1 "kubinception.dev/kubinception/api/v1alpha1"
-	"kubinception.dev/kubinception/internal/components"
-	"kubinception.dev/kubinception/internal/localcluster"
+	"kubinception.dev/kubinception/internal/local/admincluster"
+	"kubinception.dev/kubinception/internal/operator"
+	"kubinception.dev/kubinception/internal/release"
 )
 
 // adminFlags locate the admin cluster.
@@ -43,7 +44,7 @@ func (f *adminFlags) client() (client.Client, error) {
 		path = os.Getenv("KUBECONFIG")
 	}
 	if path == "" {
-		local := localcluster.Defaults().Root + "/admin.conf"
+		local := admincluster.Defaults().Root + "/admin.conf"
 		if _, err := os.Stat(local); err == nil {
 			path = local
 		}
@@ -56,7 +57,7 @@ func (f *adminFlags) client() (client.Client, error) {
 		return nil, fmt.Errorf("admin kubeconfig %s: %w", path, err)
 	}
 	rc.Timeout = 30 * time.Second
-	return client.New(rc, client.Options{Scheme: Scheme()})
+	return client.New(rc, client.Options{Scheme: operator.Scheme()})
 }
 
 func newCreateCommand() *cobra.Command {
@@ -71,7 +72,7 @@ func newCreateCommand() *cobra.Command {
 		Short: "Create a tenant cluster and, with --wait, show its progress until it is Ready",
 		Args:  exactlyOneName("cluster"),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := components.ValidateKubernetesVersion(version); err != nil {
+			if err := release.ValidateKubernetesVersion(version); err != nil {
 				return fmt.Errorf("--version: %w", err)
 			}
 			c, err := f.client()
@@ -104,7 +105,7 @@ func newCreateCommand() *cobra.Command {
 		},
 	}
 	f.register(cmd)
-	cmd.Flags().StringVar(&version, "version", components.DefaultKubernetesVersion, "Kubernetes version ("+components.SupportedMinorsText()+")")
+	cmd.Flags().StringVar(&version, "version", release.DefaultKubernetesVersion, "Kubernetes version ("+release.SupportedMinorsText()+")")
 	cmd.Flags().StringVar(&exposure, "exposure", string(kv1.ExposureNodePort), "how the API server is reached: NodePort, LoadBalancer or ClusterIP")
 	cmd.Flags().StringVar(&datastore, "datastore", "default", "Datastore holding the tenant's state")
 	cmd.Flags().Int32Var(&replicas, "replicas", 1, "control-plane replicas")

@@ -13,9 +13,9 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	kv1 "kubinception.dev/kubinception/api/v1alpha1"
-	"kubinception.dev/kubinception/internal/images"
 	"kubinception.dev/kubinception/internal/install"
-	"kubinception.dev/kubinception/internal/localcluster"
+	"kubinception.dev/kubinception/internal/local/admincluster"
+	"kubinception.dev/kubinception/internal/release"
 )
 
 func newInstallCommand() *cobra.Command {
@@ -55,41 +55,41 @@ imports the operator's image (this binary) and creates the Datastore
 	}
 	f.register(cmd)
 	cmd.Flags().StringVar(&image, "image", "", "operator image (default: this binary, imported into the local admin cluster)")
-	cmd.Flags().StringVar(&registry, "image-registry", images.LocalRegistry, "registry of tenant control-plane images")
-	cmd.Flags().StringVar(&root, "root", localcluster.DefaultRoot, "state directory of the local admin cluster")
+	cmd.Flags().StringVar(&registry, "image-registry", release.LocalRegistry, "registry of tenant control-plane images")
+	cmd.Flags().StringVar(&root, "root", admincluster.DefaultRoot, "state directory of the local admin cluster")
 	return cmd
 }
 
 // importSelf packs this binary as the kubinception image and imports it
 // into the local admin cluster's containerd.
 func importSelf(ctx context.Context, root string) (string, error) {
-	if err := localcluster.RequireRoot("kubinception install (on the local admin cluster)"); err != nil {
+	if err := admincluster.RequireRoot("kubinception install (on the local admin cluster)"); err != nil {
 		return "", err
 	}
 	self, tag, err := selfBinary()
 	if err != nil {
 		return "", err
 	}
-	c, _, err := localcluster.LoadSaved(root)
+	c, _, err := admincluster.LoadSaved(root)
 	if err != nil {
 		return "", err
 	}
 	c.Images.KubinceptionTag = tag
-	return localcluster.ImportKubinceptionImage(ctx, c, self)
+	return admincluster.ImportKubinceptionImage(ctx, c, self)
 }
 
 // localDatastore describes the local admin cluster's datastore from the
 // Secrets admin up stored, or nil when they are not there.
 func localDatastore(ctx context.Context, c client.Client) (*kv1.DatastoreSpec, error) {
 	root := &corev1.Secret{}
-	err := c.Get(ctx, types.NamespacedName{Namespace: localcluster.SystemNamespace, Name: localcluster.DatastoreRootSecret}, root)
+	err := c.Get(ctx, types.NamespacedName{Namespace: admincluster.SystemNamespace, Name: admincluster.DatastoreRootSecret}, root)
 	if err != nil {
 		return nil, client.IgnoreNotFound(err)
 	}
 	endpoints := strings.Split(string(root.Data["endpoints"]), ",")
 	return &kv1.DatastoreSpec{
 		Endpoints:     endpoints,
-		CASecretRef:   kv1.SecretReference{Namespace: localcluster.SystemNamespace, Name: localcluster.DatastoreCASecret},
-		RootSecretRef: kv1.SecretReference{Namespace: localcluster.SystemNamespace, Name: localcluster.DatastoreRootSecret},
+		CASecretRef:   kv1.SecretReference{Namespace: admincluster.SystemNamespace, Name: admincluster.DatastoreCASecret},
+		RootSecretRef: kv1.SecretReference{Namespace: admincluster.SystemNamespace, Name: admincluster.DatastoreRootSecret},
 	}, nil
 }

@@ -13,11 +13,12 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	kv1 "kubinception.dev/kubinception/api/v1alpha1"
-	"kubinception.dev/kubinception/internal/components"
-	"kubinception.dev/kubinception/internal/images"
 	"kubinception.dev/kubinception/internal/join"
-	"kubinception.dev/kubinception/internal/localcluster"
-	"kubinception.dev/kubinception/internal/worker"
+	"kubinception.dev/kubinception/internal/local/admincluster"
+	"kubinception.dev/kubinception/internal/local/components"
+	"kubinception.dev/kubinception/internal/local/images"
+	"kubinception.dev/kubinception/internal/local/worker"
+	"kubinception.dev/kubinception/internal/release"
 )
 
 func newJoinCommand() *cobra.Command {
@@ -55,7 +56,7 @@ func newJoinCommand() *cobra.Command {
 func newNodeCommand() *cobra.Command {
 	node := &cobra.Command{Use: "node", Short: "Local worker machines of tenant clusters (network namespaces on this machine)"}
 	var root string
-	node.PersistentFlags().StringVar(&root, "root", localcluster.DefaultRoot, "state directory of the local admin cluster")
+	node.PersistentFlags().StringVar(&root, "root", admincluster.DefaultRoot, "state directory of the local admin cluster")
 
 	var addFlags adminFlags
 	var name, token, caHash string
@@ -65,7 +66,7 @@ func newNodeCommand() *cobra.Command {
 		Short: "Start a worker on this machine and join it to the tenant cluster with kubeadm join",
 		Args:  exactlyOneName("cluster"),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := localcluster.RequireRoot("kubinception node add"); err != nil {
+			if err := admincluster.RequireRoot("kubinception node add"); err != nil {
 				return err
 			}
 			c, err := addFlags.client()
@@ -80,7 +81,7 @@ func newNodeCommand() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			cfg, _, err := localcluster.LoadSaved(root)
+			cfg, _, err := admincluster.LoadSaved(root)
 			if err != nil {
 				return err
 			}
@@ -136,7 +137,7 @@ func newNodeCommand() *cobra.Command {
 			return nil
 		},
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := localcluster.RequireRoot("kubinception node remove"); err != nil {
+			if err := admincluster.RequireRoot("kubinception node remove"); err != nil {
 				return err
 			}
 			l := worker.Layout{Root: root}
@@ -188,7 +189,7 @@ func newNodeCommand() *cobra.Command {
 
 // importWorkerImages loads what a worker runs: the sandbox, kube-proxy at
 // the tenant's version, CoreDNS, and the test workload.
-func importWorkerImages(ctx context.Context, cfg localcluster.Config, bins components.Binaries, names images.Names, socket string) error {
+func importWorkerImages(ctx context.Context, cfg admincluster.Config, bins components.Binaries, names release.Names, socket string) error {
 	b := &components.Builder{CacheDir: components.DefaultCacheDir()}
 	admin, err := b.Lookup(cfg.KubernetesVersion)
 	if err != nil {

@@ -15,8 +15,9 @@ import (
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
 
-	"kubinception.dev/kubinception/internal/components"
+	"kubinception.dev/kubinception/internal/local/components"
 	"kubinception.dev/kubinception/internal/pki"
+	"kubinception.dev/kubinception/internal/release"
 )
 
 // testEtcd is a real etcd process with TLS, client-certificate auth and
@@ -39,7 +40,7 @@ func freePort(t *testing.T) int {
 
 func startEtcd(t *testing.T) *testEtcd {
 	t.Helper()
-	bin := filepath.Join(components.DefaultCacheDir(), "etcd-"+components.EtcdVersion, "bin", "etcd")
+	bin := filepath.Join(components.DefaultCacheDir(), "etcd-"+release.EtcdVersion, "bin", "etcd")
 	if _, err := os.Stat(bin); err != nil {
 		t.Skipf("etcd is not built (%v): run kubinception build components; this test runs a real etcd", err)
 	}

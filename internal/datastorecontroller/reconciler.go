@@ -1,5 +1,3 @@
-// Package datastorecontroller reports the health of each Datastore and how
-// many tenants it holds.
 package datastorecontroller
 
 import (

@@ -23,8 +23,8 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	kv1 "kubinception.dev/kubinception/api/v1alpha1"
-	"kubinception.dev/kubinception/internal/components"
 	cp "kubinception.dev/kubinception/internal/controlplane"
+	"kubinception.dev/kubinception/internal/release"
 	"kubinception.dev/kubinception/internal/tenantbootstrap"
 )
 
@@ -103,7 +103,7 @@ func (r *Reconciler) reconcileBootstrap(ctx context.Context, s *state) (ctrl.Res
 		ServiceCIDR: tc.Spec.Network.ServiceCIDR, PodCIDR: tc.Spec.Network.PodCIDR, ClusterDomain: tc.Spec.Network.ClusterDomain,
 		DNSServiceIP:   tc.Spec.Network.DNSServiceIP,
 		KubeProxyImage: cp.Image(p, "kube-proxy"),
-		CoreDNSImage:   fmt.Sprintf("%s/coredns:%s", p.Registry, components.CoreDNSVersion),
+		CoreDNSImage:   fmt.Sprintf("%s/coredns:%s", p.Registry, release.CoreDNSVersion),
 		KubeProxy:      tc.Spec.Addons.KubeProxy.IsEnabled(),
 		CoreDNS:        tc.Spec.Addons.CoreDNS.IsEnabled(),
 	})

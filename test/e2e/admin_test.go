@@ -15,9 +15,9 @@ import (
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 
-	"kubinception.dev/kubinception/internal/components"
 	"kubinception.dev/kubinception/internal/datastore"
-	"kubinception.dev/kubinception/internal/localcluster"
+	"kubinception.dev/kubinception/internal/local/admincluster"
+	"kubinception.dev/kubinception/internal/local/components"
 )
 
 // TestAdminCluster brings the admin cluster up once and checks it from
@@ -90,7 +90,7 @@ func testBadInvocations(t *testing.T) {
 		}
 	})
 	t.Run("port in use", func(t *testing.T) {
-		port := localcluster.DefaultPorts.Scheduler
+		port := admincluster.DefaultPorts.Scheduler
 		l, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(port))
 		if err != nil {
 			t.Fatalf("cannot hold port %d for the test: %v", port, err)
@@ -202,7 +202,7 @@ spec:
 // stored.
 func datastoreClient(t *testing.T) *clientv3.Client {
 	t.Helper()
-	cl := &localcluster.Cluster{Config: config(t)}
+	cl := &admincluster.Cluster{Config: config(t)}
 	creds, err := cl.DatastoreCredentials()
 	if err != nil {
 		t.Fatal(err)
@@ -241,9 +241,9 @@ func testDatastoreMemberFailure(t *testing.T) {
 		t.Fatalf("want 3 healthy members, have %+v", members)
 	}
 	// The root credential stored for the operator works.
-	secret := mustKube(t, "-n", localcluster.SystemNamespace, "get", "secret", localcluster.DatastoreRootSecret, "-o", "jsonpath={.data.username}")
+	secret := mustKube(t, "-n", admincluster.SystemNamespace, "get", "secret", admincluster.DatastoreRootSecret, "-o", "jsonpath={.data.username}")
 	if secret == "" {
-		t.Fatalf("secret %s/%s holds no username", localcluster.SystemNamespace, localcluster.DatastoreRootSecret)
+		t.Fatalf("secret %s/%s holds no username", admincluster.SystemNamespace, admincluster.DatastoreRootSecret)
 	}
 	if st, err := cli.AuthStatus(ctx); err != nil || !st.Enabled {
 		t.Fatalf("etcd authentication is not enabled: %v %+v", err, st)
@@ -284,7 +284,7 @@ func testDatastoreMemberFailure(t *testing.T) {
 			endpoint = m.Endpoint
 		}
 	}
-	cl := &localcluster.Cluster{Config: config(t)}
+	cl := &admincluster.Cluster{Config: config(t)}
 	creds, _ := cl.DatastoreCredentials()
 	creds.Endpoints = []string{endpoint}
 	single, err := datastore.Connect(creds)
@@ -394,7 +394,7 @@ func testDownUpKeepsData(t *testing.T) {
 	if r.err != nil {
 		t.Fatalf("down failed:\n%s", r)
 	}
-	if left := localcluster.Leftovers(context.Background(), config(t)); len(left) > 0 {
+	if left := admincluster.Leftovers(context.Background(), config(t)); len(left) > 0 {
 		t.Fatalf("down left behind:\n  %s", strings.Join(left, "\n  "))
 	}
 	st := run(t, "admin", "status")
@@ -427,7 +427,7 @@ func testDownUpKeepsData(t *testing.T) {
 	if r.err != nil {
 		t.Fatalf("final down failed:\n%s", r)
 	}
-	if left := localcluster.Leftovers(context.Background(), config(t)); len(left) > 0 {
+	if left := admincluster.Leftovers(context.Background(), config(t)); len(left) > 0 {
 		t.Fatalf("down left behind:\n  %s", strings.Join(left, "\n  "))
 	}
 }

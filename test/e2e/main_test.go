@@ -17,8 +17,9 @@ import (
 	"testing"
 	"time"
 
-	"kubinception.dev/kubinception/internal/components"
-	"kubinception.dev/kubinception/internal/localcluster"
+	"kubinception.dev/kubinception/internal/local/admincluster"
+	"kubinception.dev/kubinception/internal/local/components"
+	"kubinception.dev/kubinception/internal/release"
 )
 
 var (
@@ -69,7 +70,7 @@ func TestMain(m *testing.M) {
 		os.Exit(1)
 	}
 	b := &components.Builder{CacheDir: components.DefaultCacheDir()}
-	bins, err := b.Lookup(components.DefaultKubernetesVersion)
+	bins, err := b.Lookup(release.DefaultKubernetesVersion)
 	if err != nil {
 		fmt.Println(err)
 		os.Exit(1)
@@ -78,7 +79,7 @@ func TestMain(m *testing.M) {
 	// The tests use the machine's ports and interfaces: an admin cluster
 	// running from another state directory would collide with them. One
 	// whose processes are gone (a stopped session) is only cleared up.
-	if other := localcluster.DefaultRoot; other != root {
+	if other := admincluster.DefaultRoot; other != root {
 		if _, err := os.Stat(other); err == nil {
 			if data, err := os.ReadFile(filepath.Join(other, "run", "supervisor.pid")); err == nil && pidAlive(string(data)) {
 				fmt.Printf("an admin cluster is running from %s: stop it (kubinception admin down) before running the end-to-end tests\n", other)
@@ -200,9 +201,9 @@ func eventually(t *testing.T, timeout time.Duration, what string, cond func() er
 }
 
 // config is the test cluster's recorded configuration.
-func config(t *testing.T) localcluster.Config {
+func config(t *testing.T) admincluster.Config {
 	t.Helper()
-	c, ok, err := localcluster.LoadSaved(root)
+	c, ok, err := admincluster.LoadSaved(root)
 	if err != nil || !ok {
 		t.Fatalf("no saved configuration under %s (ok=%v): %v", root, ok, err)
 	}

@@ -22,11 +22,11 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	kv1 "kubinception.dev/kubinception/api/v1alpha1"
-	"kubinception.dev/kubinception/internal/cli"
 	"kubinception.dev/kubinception/internal/controlplane"
 	"kubinception.dev/kubinception/internal/datastore"
 	"kubinception.dev/kubinception/internal/install"
-	"kubinception.dev/kubinception/internal/localcluster"
+	"kubinception.dev/kubinception/internal/local/admincluster"
+	"kubinception.dev/kubinception/internal/operator"
 )
 
 // TestTenantClusters runs the operator on the admin cluster and checks
@@ -58,7 +58,7 @@ func adminClient(t *testing.T) client.Client {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c, err := client.New(rc, client.Options{Scheme: cli.Scheme()})
+	c, err := client.New(rc, client.Options{Scheme: operator.Scheme()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -376,7 +376,7 @@ func testDeleteUnreachableDatastore(t *testing.T) {
 	// folder, so the kubelet stops them.
 	manifests := filepath.Join(root, "manifests")
 	parked := t.TempDir()
-	for i := 0; i < localcluster.DatastoreMembers; i++ {
+	for i := 0; i < admincluster.DatastoreMembers; i++ {
 		f := fmt.Sprintf("datastore-%d.yaml", i)
 		if err := os.Rename(filepath.Join(manifests, f), filepath.Join(parked, f)); err != nil {
 			t.Fatal(err)
@@ -388,14 +388,14 @@ func testDeleteUnreachableDatastore(t *testing.T) {
 			return
 		}
 		restored = true
-		for i := 0; i < localcluster.DatastoreMembers; i++ {
+		for i := 0; i < admincluster.DatastoreMembers; i++ {
 			f := fmt.Sprintf("datastore-%d.yaml", i)
 			_ = os.Rename(filepath.Join(parked, f), filepath.Join(manifests, f))
 		}
 	}
 	defer restore()
 	eventually(t, 2*time.Minute, "the datastore members to stop", func() error {
-		for i := 0; i < localcluster.DatastoreMembers; i++ {
+		for i := 0; i < admincluster.DatastoreMembers; i++ {
 			if memberPID(fmt.Sprintf("datastore-%d", i)) != 0 {
 				return fmt.Errorf("datastore-%d still runs", i)
 			}

@@ -10,7 +10,7 @@ import (
 	"testing"
 	"time"
 
-	"kubinception.dev/kubinception/internal/localcluster"
+	"kubinception.dev/kubinception/internal/local/admincluster"
 )
 
 // TestWorkers joins local worker machines to tenant clusters with the
@@ -99,7 +99,7 @@ func TestWorkers(t *testing.T) {
 		if r := run(t, "admin", "down"); r.err != nil {
 			t.Fatalf("down:\n%s", r)
 		}
-		if left := localcluster.Leftovers(context.Background(), config(t)); len(left) > 0 {
+		if left := admincluster.Leftovers(context.Background(), config(t)); len(left) > 0 {
 			t.Fatalf("down left behind:\n  %s", strings.Join(left, "\n  "))
 		}
 	})

@@ -1,0 +1,426 @@
+package admincluster
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"syscall"
+
+	"kubinception.dev/kubinception/internal/local/hostproc"
+)
+
+// hostPackages are the Debian packages the admin node needs, with a file
+// each that shows the package is installed.
+var hostPackages = []struct{ pkg, file string }{
+	{"containerd", "/usr/bin/containerd"},
+	{"runc", "/usr/sbin/runc"},
+	{"containernetworking-plugins", "/usr/lib/cni/bridge"},
+	{"iptables", "/usr/sbin/xtables-nft-multi"},
+	{"conntrack", "/usr/sbin/conntrack"},
+	{"iproute2", "/usr/sbin/ip"},
+}
+
+// ensurePackages installs the host packages that are missing.
+func ensurePackages(ctx context.Context, logf func(string, ...any)) error {
+	var missing []string
+	for _, hp := range hostPackages {
+		if _, err := os.Stat(hp.file); err != nil {
+			missing = append(missing, hp.pkg)
+		}
+	}
+	if len(missing) == 0 {
+		return nil
+	}
+	if _, err := exec.LookPath("apt-get"); err != nil {
+		return fmt.Errorf("packages %s are missing and apt-get is not available: install them with your package manager", strings.Join(missing, ", "))
+	}
+	logf("installing %s", strings.Join(missing, ", "))
+	install := append([]string{"install", "-y", "--no-install-recommends"}, missing...)
+	env := append(os.Environ(), "DEBIAN_FRONTEND=noninteractive")
+	out, err := runEnv(ctx, env, "apt-get", install...)
+	if err != nil {
+		// The package lists may be missing or stale on a fresh machine.
+		if out2, err2 := runEnv(ctx, env, "apt-get", "update"); err2 != nil {
+			return fmt.Errorf("apt-get update: %w: %s", err2, out2)
+		}
+		if out, err = runEnv(ctx, env, "apt-get", install...); err != nil {
+			return fmt.Errorf("apt-get install %s: %w: %s", strings.Join(missing, " "), err, out)
+		}
+	}
+	return nil
+}
+
+func run(ctx context.Context, name string, args ...string) (string, error) {
+	return runEnv(ctx, nil, name, args...)
+}
+
+func runEnv(ctx context.Context, env []string, name string, args ...string) (string, error) {
+	cmd := exec.CommandContext(ctx, name, args...)
+	cmd.Env = env
+	out, err := cmd.CombinedOutput()
+	return strings.TrimSpace(string(out)), err
+}
+
+// sysctls the node changes: the kubelet sets the first three, the pod
+// network and Services need the rest.
+var managedSysctls = []string{
+	"vm/overcommit_memory", "kernel/panic", "kernel/panic_on_oops",
+	"net/ipv4/ip_forward", "net/bridge/bridge-nf-call-iptables", "net/ipv4/conf/all/route_localnet",
+}
+
+// saveSysctls records the machine's values before the node changes them.
+// An existing record is kept: it holds the values from before the first Up.
+func saveSysctls(c Config) error {
+	path := filepath.Join(c.paths().State(), "sysctls.json")
+	if _, err := os.Stat(path); err == nil {
+		return nil
+	}
+	orig := map[string]string{}
+	for _, k := range managedSysctls {
+		if v, err := os.ReadFile("/proc/sys/" + k); err == nil {
+			orig[k] = strings.TrimSpace(string(v))
+		}
+	}
+	data, _ := json.Marshal(orig)
+	if err := os.MkdirAll(c.paths().State(), 0o755); err != nil {
+		return err
+	}
+	return os.WriteFile(path, data, 0o644)
+}
+
+// setNodeSysctls sets what the pod network needs: forwarding, and bridged
+// traffic through iptables so that Service addresses are translated for
+// pods on the same bridge.
+func setNodeSysctls() error {
+	for k, v := range map[string]string{"net/ipv4/ip_forward": "1", "net/bridge/bridge-nf-call-iptables": "1"} {
+		if err := os.WriteFile("/proc/sys/"+k, []byte(v), 0o644); err != nil {
+			return fmt.Errorf("sysctl %s=%s: %w", strings.ReplaceAll(k, "/", "."), v, err)
+		}
+	}
+	return nil
+}
+
+// restoreSysctls puts back the values recorded by saveSysctls.
+func restoreSysctls(c Config) error {
+	path := filepath.Join(c.paths().State(), "sysctls.json")
+	data, err := os.ReadFile(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	orig := map[string]string{}
+	if err := json.Unmarshal(data, &orig); err != nil {
+		return fmt.Errorf("%s: %w", path, err)
+	}
+	var errs []error
+	for k, v := range orig {
+		if err := os.WriteFile("/proc/sys/"+k, []byte(v), 0o644); err != nil {
+			errs = append(errs, fmt.Errorf("restore sysctl %s: %w", k, err))
+		}
+	}
+	if len(errs) == 0 {
+		_ = os.Remove(path)
+	}
+	return errors.Join(errs...)
+}
+
+// ensureNodeInterface creates the interface holding the node address.
+func ensureNodeInterface(ctx context.Context, c Config) error {
+	if _, err := net.InterfaceByName(NodeInterface); err != nil {
+		if out, err := run(ctx, "ip", "link", "add", NodeInterface, "type", "bridge"); err != nil {
+			return fmt.Errorf("create interface %s: %w: %s", NodeInterface, err, out)
+		}
+	}
+	addr := c.NodeIP.String() + "/32"
+	out, _ := run(ctx, "ip", "-o", "addr", "show", "dev", NodeInterface)
+	if !strings.Contains(out, " "+addr+" ") {
+		if out, err := run(ctx, "ip", "addr", "add", addr, "dev", NodeInterface); err != nil && !strings.Contains(out, "File exists") {
+			return fmt.Errorf("add %s to %s: %w: %s", addr, NodeInterface, err, out)
+		}
+	}
+	if out, err := run(ctx, "ip", "link", "set", NodeInterface, "up"); err != nil {
+		return fmt.Errorf("bring %s up: %w: %s", NodeInterface, err, out)
+	}
+	return nil
+}
+
+// deleteInterfaces removes the interfaces the node created.
+func deleteInterfaces(ctx context.Context) error {
+	var errs []error
+	for _, name := range []string{BridgeInterface, NodeInterface} {
+		if _, err := net.InterfaceByName(name); err != nil {
+			continue
+		}
+		if out, err := run(ctx, "ip", "link", "del", name); err != nil {
+			errs = append(errs, fmt.Errorf("delete interface %s: %w: %s", name, err, out))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// OurChainPrefixes are the iptables chain prefixes of kube-proxy, the
+// kubelet and the CNI plugins.
+var OurChainPrefixes = []string{"KUBE-", "CNI-"}
+
+// iptablesCommands are the iptables front ends whose rules are cleaned.
+var iptablesCommands = []string{"iptables", "ip6tables", "iptables-legacy", "ip6tables-legacy"}
+
+// cleanIptables removes every rule that jumps to one of our chains and then
+// the chains themselves, in every table, for both iptables backends.
+func cleanIptables(ctx context.Context) error {
+	var errs []error
+	for _, cmd := range iptablesCommands {
+		if _, err := exec.LookPath(cmd); err != nil {
+			continue
+		}
+		save, err := run(ctx, cmd+"-save")
+		if err != nil {
+			continue
+		}
+		for table, rules := range parseIptablesSave(save) {
+			restore := iptablesCleanup(table, rules)
+			if restore == "" {
+				continue
+			}
+			c := exec.CommandContext(ctx, cmd+"-restore", "--noflush")
+			c.Stdin = strings.NewReader(restore)
+			if out, err := c.CombinedOutput(); err != nil {
+				errs = append(errs, fmt.Errorf("%s-restore (table %s): %w: %s", cmd, table, err, out))
+			}
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// parseIptablesSave splits iptables-save output into tables: chain
+// declarations (":NAME ...") and rules ("-A ...").
+func parseIptablesSave(save string) map[string][]string {
+	tables := map[string][]string{}
+	table := ""
+	sc := bufio.NewScanner(strings.NewReader(save))
+	sc.Buffer(make([]byte, 1<<20), 1<<24)
+	for sc.Scan() {
+		line := sc.Text()
+		switch {
+		case strings.HasPrefix(line, "*"):
+			table = line[1:]
+			tables[table] = nil
+		case strings.HasPrefix(line, ":") || strings.HasPrefix(line, "-A "):
+			tables[table] = append(tables[table], line)
+		}
+	}
+	return tables
+}
+
+func isOurChain(name string) bool {
+	for _, p := range OurChainPrefixes {
+		if strings.HasPrefix(name, p) {
+			return true
+		}
+	}
+	return false
+}
+
+// iptablesCleanup is the iptables-restore input that deletes, from one
+// table, the rules jumping to our chains from other chains, then flushes
+// and deletes our chains. It is empty when there is nothing of ours.
+func iptablesCleanup(table string, lines []string) string {
+	var chains, deletes []string
+	for _, l := range lines {
+		if strings.HasPrefix(l, ":") {
+			name := strings.Fields(l[1:])[0]
+			if isOurChain(name) {
+				chains = append(chains, name)
+			}
+			continue
+		}
+		f := strings.Fields(l)
+		if len(f) < 2 || isOurChain(f[1]) {
+			continue
+		}
+		for i := 0; i+1 < len(f); i++ {
+			if (f[i] == "-j" || f[i] == "-g") && isOurChain(f[i+1]) {
+				deletes = append(deletes, "-D"+strings.TrimPrefix(l, "-A"))
+				break
+			}
+		}
+	}
+	if len(chains) == 0 && len(deletes) == 0 {
+		return ""
+	}
+	sort.Strings(chains)
+	var b strings.Builder
+	fmt.Fprintf(&b, "*%s\n", table)
+	for _, d := range deletes {
+		fmt.Fprintln(&b, d)
+	}
+	for _, c := range chains {
+		fmt.Fprintf(&b, "-F %s\n", c)
+	}
+	for _, c := range chains {
+		fmt.Fprintf(&b, "-X %s\n", c)
+	}
+	b.WriteString("COMMIT\n")
+	return b.String()
+}
+
+// ourMounts lists mount points under root (deepest first), and any mount
+// whose source or target names root, from /proc/self/mountinfo.
+func ourMounts(root string) ([]string, error) {
+	data, err := os.ReadFile("/proc/self/mountinfo")
+	if err != nil {
+		return nil, err
+	}
+	var mounts []string
+	for _, line := range strings.Split(string(data), "\n") {
+		f := strings.Fields(line)
+		if len(f) < 5 {
+			continue
+		}
+		target := unescapeMount(f[4])
+		if target == root || strings.HasPrefix(target, root+"/") {
+			mounts = append(mounts, target)
+		}
+	}
+	sort.Slice(mounts, func(i, j int) bool { return len(mounts[i]) > len(mounts[j]) })
+	return mounts, nil
+}
+
+func unescapeMount(s string) string {
+	if !strings.Contains(s, `\`) {
+		return s
+	}
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		if s[i] == '\\' && i+3 < len(s) {
+			if n, err := strconv.ParseUint(s[i+1:i+4], 8, 8); err == nil {
+				b.WriteByte(byte(n))
+				i += 3
+				continue
+			}
+		}
+		b.WriteByte(s[i])
+	}
+	return b.String()
+}
+
+// unmountAll detaches every mount under root.
+func unmountAll(root string) error {
+	var errs []error
+	for attempt := 0; attempt < 3; attempt++ {
+		mounts, err := ourMounts(root)
+		if err != nil || len(mounts) == 0 {
+			return err
+		}
+		errs = nil
+		for _, m := range mounts {
+			if err := syscall.Unmount(m, syscall.MNT_DETACH); err != nil && !errors.Is(err, syscall.EINVAL) && !errors.Is(err, syscall.ENOENT) {
+				errs = append(errs, fmt.Errorf("unmount %s: %w", m, err))
+			}
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// kubepodsCgroups lists the kubelet's pod cgroup directories in every
+// cgroup v1 controller, deepest first.
+func kubepodsCgroups() []string { return hostproc.CgroupDirs("kubepods") }
+
+// killPods kills every process in the kubelet's pod cgroups.
+func killPods() int { return hostproc.KillCgroup("kubepods") }
+
+// removeCgroups removes the kubelet's (now empty) cgroup directories.
+func removeCgroups() error { return hostproc.RemoveCgroup("kubepods") }
+
+// processesMentioning lists live processes whose command line contains s.
+func processesMentioning(s string) []int { return hostproc.Mentioning(s) }
+
+// portOwnerPID finds the process listening on a TCP port, or 0.
+func portOwnerPID(port int) int {
+	inodes := map[string]bool{}
+	for _, f := range []string{"/proc/net/tcp", "/proc/net/tcp6"} {
+		data, err := os.ReadFile(f)
+		if err != nil {
+			continue
+		}
+		for _, line := range strings.Split(string(data), "\n")[1:] {
+			fs := strings.Fields(line)
+			if len(fs) < 10 || fs[3] != "0A" { // 0A: LISTEN
+				continue
+			}
+			local := fs[1]
+			if i := strings.LastIndexByte(local, ':'); i >= 0 {
+				if p, err := strconv.ParseUint(local[i+1:], 16, 16); err == nil && int(p) == port {
+					inodes[fs[9]] = true
+				}
+			}
+		}
+	}
+	if len(inodes) == 0 {
+		return 0
+	}
+	procs, _ := os.ReadDir("/proc")
+	for _, e := range procs {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		fds, _ := os.ReadDir(filepath.Join("/proc", e.Name(), "fd"))
+		for _, fd := range fds {
+			link, err := os.Readlink(filepath.Join("/proc", e.Name(), "fd", fd.Name()))
+			if err == nil && strings.HasPrefix(link, "socket:[") && inodes[strings.TrimSuffix(strings.TrimPrefix(link, "socket:["), "]")] {
+				return pid
+			}
+		}
+	}
+	return 0
+}
+
+// portOwner describes the process listening on a TCP port for an error
+// message.
+func portOwner(port int) string {
+	pid := portOwnerPID(port)
+	if pid == 0 {
+		return "another process"
+	}
+	comm, _ := os.ReadFile(fmt.Sprintf("/proc/%d/comm", pid))
+	return fmt.Sprintf("pid %d (%s)", pid, strings.TrimSpace(string(comm)))
+}
+
+// inPodCgroup reports whether pid runs in one of the kubelet's pod cgroups.
+func inPodCgroup(pid int) bool {
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/cgroup", pid))
+	return err == nil && strings.Contains(string(data), "/kubepods")
+}
+
+// checkPortsFree fails on the first of ports that something already
+// listens on, naming the port, its user and what to do.
+func checkPortsFree(ports map[int]string) error {
+	nums := make([]int, 0, len(ports))
+	for p := range ports {
+		nums = append(nums, p)
+	}
+	sort.Ints(nums)
+	var errs []error
+	for _, p := range nums {
+		l, err := net.Listen("tcp", ":"+strconv.Itoa(p))
+		if err != nil {
+			owner := portOwner(p)
+			errs = append(errs, fmt.Errorf("port %d, needed by %s, is in use by %s: stop it, or run `kubinception admin down` if it is a leftover of ours", p, ports[p], owner))
+			continue
+		}
+		l.Close()
+	}
+	return errors.Join(errs...)
+}

@@ -1,0 +1,594 @@
+package admincluster
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strings"
+	"syscall"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/tools/clientcmd"
+
+	"kubinception.dev/kubinception/internal/datastore"
+	"kubinception.dev/kubinception/internal/local/images"
+	"kubinception.dev/kubinception/internal/local/supervisor"
+	"kubinception.dev/kubinception/internal/pki"
+)
+
+// Cluster is the local admin cluster described by Config.
+type Cluster struct {
+	Config Config
+	// expected maps each static pod's mirror-pod name to the config hash
+	// its current manifest carries, once the manifests are written.
+	expected map[string]string
+	// Out receives progress meant for a person.
+	Out io.Writer
+	// Now is the clock; time.Now when nil.
+	Now func() time.Time
+}
+
+func (cl *Cluster) now() time.Time {
+	if cl.Now != nil {
+		return cl.Now()
+	}
+	return time.Now()
+}
+
+func (cl *Cluster) printf(format string, args ...any) {
+	if cl.Out != nil {
+		fmt.Fprintf(cl.Out, format, args...)
+	}
+}
+
+// step runs one named step of Up or Down and reports how long it took.
+func (cl *Cluster) step(name string, fn func() error) error {
+	start := time.Now()
+	if err := fn(); err != nil {
+		cl.printf("✗ %s: %v\n", name, err)
+		return fmt.Errorf("%s: %w", name, err)
+	}
+	cl.printf("✓ %s (%s)\n", name, time.Since(start).Round(10*time.Millisecond))
+	return nil
+}
+
+func (cl *Cluster) files() supervisor.Files {
+	p := cl.Config.paths()
+	return supervisor.Files{RunDir: p.Run(), LogDir: p.Logs()}
+}
+
+// RequireRoot fails unless the process runs as root, which starting
+// containerd and the kubelet and changing iptables need.
+func RequireRoot(command string) error {
+	if os.Geteuid() != 0 {
+		return fmt.Errorf("%s must run as root (it starts containerd and the kubelet, creates interfaces and changes iptables): run it with sudo", command)
+	}
+	return nil
+}
+
+// Up brings the admin cluster and the datastore up, or finishes bringing
+// them up after an earlier attempt stopped half-way.
+func (cl *Cluster) Up(ctx context.Context) error {
+	c := cl.Config
+	p := c.paths()
+	if err := RequireRoot("kubinception admin up"); err != nil {
+		return err
+	}
+	if err := c.Validate(); err != nil {
+		return err
+	}
+	if c.Self == "" {
+		return errors.New("the path of the kubinception binary is not known")
+	}
+	steps := []struct {
+		name string
+		fn   func() error
+	}{
+		{"host packages", func() error { return ensurePackages(ctx, func(f string, a ...any) { cl.printf("  "+f+"\n", a...) }) }},
+		{"ports", func() error {
+			if cl.files().PID("supervisor") != 0 {
+				return nil // ours are already listening
+			}
+			return checkPortsFree(withoutOurListeners(c.Ports.All()))
+		}},
+		{"host network", func() error {
+			for _, d := range []string{p.Manifests(), p.Config(), p.Logs(), p.Run(), p.State(), p.CNIConf(), p.PodLogs(), p.Images(), p.join("config", "kube-proxy")} {
+				if err := os.MkdirAll(d, 0o755); err != nil {
+					return err
+				}
+			}
+			if err := saveSysctls(c); err != nil {
+				return err
+			}
+			if err := setNodeSysctls(); err != nil {
+				return err
+			}
+			return ensureNodeInterface(ctx, c)
+		}},
+		{"certificates and kubeconfigs", func() error { return ensurePKI(c, cl.now) }},
+		{"configuration", func() error { return cl.writeConfigs() }},
+		{"containerd and kubelet", func() error { return cl.startDaemons(ctx) }},
+		{"images", func() error { return cl.importImages(ctx) }},
+		{"admin API server", func() error { return cl.waitAPIServer(ctx, 5*time.Minute) }},
+		{"static pods", func() error { return cl.waitStaticPods(ctx, 5*time.Minute) }},
+		{"node Ready", func() error { return cl.waitNodeReady(ctx, 3*time.Minute) }},
+		{"datastore", func() error { return cl.ensureDatastore(ctx, 3*time.Minute) }},
+	}
+	for _, s := range steps {
+		if err := cl.step(s.name, s.fn); err != nil {
+			return err
+		}
+	}
+	cl.printf("\nadmin cluster is up\n  kubectl --kubeconfig %s get nodes\n  datastore: %s\n", p.AdminKubeconfig(), strings.Join(datastoreEndpoints(c), ","))
+	return nil
+}
+
+// withoutOurListeners drops ports held by processes in the kubelet's pod
+// cgroups: static pods survive a crashed kubelet and will be adopted.
+func withoutOurListeners(ports map[int]string) map[int]string {
+	out := map[int]string{}
+	for port, what := range ports {
+		if pid := portOwnerPID(port); pid != 0 && inPodCgroup(pid) {
+			continue
+		}
+		out[port] = what
+	}
+	return out
+}
+
+func (cl *Cluster) writeConfigs() error {
+	c := cl.Config
+	p := c.paths()
+	files := map[string]string{
+		p.join("config", "containerd.toml"):                    renderContainerdConfig(c),
+		filepath.Join(p.CNIConf(), "10-kubinception.conflist"): renderCNIConfig(c),
+		p.join("config", "kubelet.yaml"):                       renderKubeletConfig(c),
+		p.join("config", "kube-proxy", "config.yaml"):          renderProxyConfig(c),
+	}
+	for path, data := range files {
+		if err := writeIfChanged(path, []byte(data), 0o644); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// startDaemons hands containerd and the kubelet to the supervisor, starting
+// it if it is not running, and waits for containerd's socket.
+func (cl *Cluster) startDaemons(ctx context.Context) error {
+	c := cl.Config
+	p := c.paths()
+	containerd, err := exec.LookPath("containerd")
+	if err != nil {
+		return fmt.Errorf("containerd is not installed: %w", err)
+	}
+	spec := supervisor.Spec{Processes: []supervisor.Process{
+		{Name: "containerd", Path: containerd, Args: containerdArgs(c), ReadySocket: p.ContainerdSocket()},
+		{Name: "kubelet", Path: c.Binaries.Component("kubelet"), Args: kubeletArgs(c)},
+	}}
+	files := cl.files()
+	if err := files.WriteSpec(spec); err != nil {
+		return err
+	}
+	if files.PID("supervisor") != 0 {
+		if err := supervisor.Reload(files); err != nil {
+			return err
+		}
+	} else if err := cl.startSupervisor(); err != nil {
+		return err
+	}
+	return waitFor(ctx, 90*time.Second, "containerd to accept connections on "+p.ContainerdSocket(), func() (bool, error) {
+		cri, err := dialCRI(p.ContainerdSocket())
+		if err != nil {
+			return false, nil
+		}
+		defer cri.Close()
+		_, err = cri.containers(ctx)
+		return err == nil, nil
+	}, func() string {
+		return tailFile(files.LogPath("containerd"), 20) + tailFile(files.LogPath("supervisor"), 10)
+	})
+}
+
+// startSupervisor starts `kubinception admin supervise` detached from this
+// process, in its own session, so it outlives the command that started it.
+func (cl *Cluster) startSupervisor() error {
+	files := cl.files()
+	logFile, err := os.OpenFile(files.LogPath("supervisor"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		return err
+	}
+	defer logFile.Close()
+	cmd := exec.Command(cl.Config.Self, "admin", "supervise", "--root", cl.Config.Root)
+	cmd.Stdout, cmd.Stderr = logFile, logFile
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	if err := cmd.Start(); err != nil {
+		return fmt.Errorf("start supervisor: %w", err)
+	}
+	pid := cmd.Process.Pid
+	_ = cmd.Process.Release()
+	deadline := time.Now().Add(10 * time.Second)
+	for files.PID("supervisor") == 0 {
+		if !supervisor.Alive(pid) || time.Now().After(deadline) {
+			return fmt.Errorf("supervisor did not start:\n%s", tailFile(files.LogPath("supervisor"), 20))
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	return nil
+}
+
+// importImages packs the images and loads those containerd lacks, then
+// writes the static pod manifests that run from them.
+func (cl *Cluster) importImages(ctx context.Context) error {
+	c := cl.Config
+	p := c.paths()
+	imgs, err := images.LocalImages(images.Sources{Binaries: c.Binaries, Kubinception: c.Self, OtherVersions: c.OtherVersions}, c.Images, filepath.Join(p.Images(), "layers"))
+	if err != nil {
+		return err
+	}
+	loaded, err := images.Importer{Address: p.ContainerdSocket(), Dir: p.Images()}.Import(ctx, imgs)
+	if err != nil {
+		return err
+	}
+	if len(loaded) > 0 {
+		cl.printf("  imported %d images\n", len(loaded))
+	}
+	digests, err := images.ImageDigests(imgs)
+	if err != nil {
+		return err
+	}
+	return cl.writeManifests(digests)
+}
+
+// writeManifests writes the static pod manifests and removes stray ones.
+func (cl *Cluster) writeManifests(digests map[string]string) error {
+	dir := cl.Config.paths().Manifests()
+	hash, err := hashTree(cl.Config.paths().PKI(), cl.Config.paths().Config())
+	if err != nil {
+		return err
+	}
+	want := map[string]bool{}
+	for _, sp := range staticPods(cl.Config, digests, hash) {
+		data, err := sp.Marshal()
+		if err != nil {
+			return err
+		}
+		want[sp.File] = true
+		if cl.expected == nil {
+			cl.expected = map[string]string{}
+		}
+		cl.expected[sp.Pod.Name+"-"+cl.Config.NodeName] = sp.Pod.Annotations[ConfigHashAnnotation] + "/" + sp.Pod.Annotations[ImageDigestAnnotation]
+		if err := writeIfChanged(filepath.Join(dir, sp.File), data, 0o644); err != nil {
+			return err
+		}
+	}
+	entries, _ := os.ReadDir(dir)
+	for _, e := range entries {
+		if !want[e.Name()] {
+			_ = os.Remove(filepath.Join(dir, e.Name()))
+		}
+	}
+	return nil
+}
+
+// hashTree hashes the names and contents of every file under dirs.
+func hashTree(dirs ...string) (string, error) {
+	h := sha256.New()
+	for _, dir := range dirs {
+		err := filepath.WalkDir(dir, func(path string, d os.DirEntry, err error) error {
+			if err != nil || d.IsDir() {
+				return err
+			}
+			data, err := os.ReadFile(path)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(h, "%s\x00%d\x00", path, len(data))
+			h.Write(data)
+			return nil
+		})
+		if err != nil {
+			return "", err
+		}
+	}
+	return hex.EncodeToString(h.Sum(nil))[:16], nil
+}
+
+// Client returns a clientset for the admin cluster.
+func (cl *Cluster) Client() (kubernetes.Interface, error) {
+	rc, err := clientcmd.BuildConfigFromFlags("", cl.Config.paths().AdminKubeconfig())
+	if err != nil {
+		return nil, err
+	}
+	rc.Timeout = 15 * time.Second
+	return kubernetes.NewForConfig(rc)
+}
+
+func (cl *Cluster) waitAPIServer(ctx context.Context, timeout time.Duration) error {
+	client, err := cl.Client()
+	if err != nil {
+		return err
+	}
+	return waitFor(ctx, timeout, "the admin API server to report ready", func() (bool, error) {
+		body, err := client.Discovery().RESTClient().Get().AbsPath("/readyz").DoRaw(ctx)
+		return err == nil && string(body) == "ok", nil
+	}, cl.diagnostics)
+}
+
+// waitStaticPods waits until containerd runs every static pod from its
+// current manifest: a ready sandbox carrying the manifest's annotations and
+// a running container in it. It asks containerd, not the API server, whose
+// mirror pods may still show the state from before a restart.
+func (cl *Cluster) waitStaticPods(ctx context.Context, timeout time.Duration) error {
+	cri, err := dialCRI(cl.Config.paths().ContainerdSocket())
+	if err != nil {
+		return err
+	}
+	defer cri.Close()
+	var pending []string
+	lastReport := time.Now()
+	return waitFor(ctx, timeout, "the static pods to run their current manifests", func() (bool, error) {
+		running, err := cri.runningPods(ctx, ConfigHashAnnotation, ImageDigestAnnotation)
+		if err != nil {
+			return false, nil
+		}
+		pending = pending[:0]
+		for name, want := range cl.expected {
+			if !running[name+"/"+want] {
+				pending = append(pending, name)
+			}
+		}
+		if len(pending) > 0 && time.Since(lastReport) > 15*time.Second {
+			sort.Strings(pending)
+			cl.printf("  still waiting for %s\n", strings.Join(pending, ", "))
+			lastReport = time.Now()
+		}
+		return len(pending) == 0, nil
+	}, func() string {
+		return fmt.Sprintf("not yet running their current manifest: %v\n%s", pending, cl.diagnostics())
+	})
+}
+
+func podReady(pod corev1.Pod) bool {
+	for _, cond := range pod.Status.Conditions {
+		if cond.Type == corev1.PodReady {
+			return cond.Status == corev1.ConditionTrue
+		}
+	}
+	return false
+}
+
+func (cl *Cluster) waitNodeReady(ctx context.Context, timeout time.Duration) error {
+	client, err := cl.Client()
+	if err != nil {
+		return err
+	}
+	return waitFor(ctx, timeout, "node "+cl.Config.NodeName+" to be Ready", func() (bool, error) {
+		node, err := client.CoreV1().Nodes().Get(ctx, cl.Config.NodeName, metav1.GetOptions{})
+		if err != nil {
+			return false, nil
+		}
+		for _, cond := range node.Status.Conditions {
+			if cond.Type == corev1.NodeReady {
+				return cond.Status == corev1.ConditionTrue, nil
+			}
+		}
+		return false, nil
+	}, cl.diagnostics)
+}
+
+// DatastoreCredentials are the root credentials of the datastore.
+func (cl *Cluster) DatastoreCredentials() (datastore.Credentials, error) {
+	d := pki.Dir{Path: cl.Config.paths().DatastorePKI()}
+	ca, err := d.Load("ca")
+	if err != nil {
+		return datastore.Credentials{}, fmt.Errorf("datastore CA: %w", err)
+	}
+	root, err := d.Load("root")
+	if err != nil {
+		return datastore.Credentials{}, fmt.Errorf("datastore root certificate: %w", err)
+	}
+	return datastore.Credentials{Endpoints: datastoreEndpoints(cl.Config), CAPEM: ca.CertPEM, CertPEM: root.CertPEM, KeyPEM: root.KeyPEM}, nil
+}
+
+// ensureDatastore waits for every member to be healthy, enables etcd
+// authentication with a root user, and stores the root credential as a
+// Secret in the admin cluster where the operator finds it.
+func (cl *Cluster) ensureDatastore(ctx context.Context, timeout time.Duration) error {
+	creds, err := cl.DatastoreCredentials()
+	if err != nil {
+		return err
+	}
+	cli, err := datastore.Connect(creds)
+	if err != nil {
+		return err
+	}
+	defer cli.Close()
+	err = waitFor(ctx, timeout, fmt.Sprintf("%d healthy datastore members", DatastoreMembers), func() (bool, error) {
+		hctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		defer cancel()
+		members, err := datastore.Health(hctx, cli)
+		if err != nil || len(members) != DatastoreMembers {
+			return false, nil
+		}
+		for _, m := range members {
+			if !m.Healthy {
+				return false, nil
+			}
+		}
+		return true, nil
+	}, cl.diagnostics)
+	if err != nil {
+		return err
+	}
+	// Kept out of the PKI directory, whose hash restarts the static pods.
+	passwordPath := filepath.Join(cl.Config.paths().State(), "datastore-root-password")
+	if old := filepath.Join(cl.Config.paths().DatastorePKI(), "root-password"); fileExists(old) {
+		if err := os.Rename(old, passwordPath); err != nil {
+			return err
+		}
+	}
+	password, err := os.ReadFile(passwordPath)
+	if errors.Is(err, os.ErrNotExist) {
+		b := make([]byte, 24)
+		if _, err := rand.Read(b); err != nil {
+			return err
+		}
+		password = []byte(hex.EncodeToString(b))
+		if err := pki.WriteFileAtomic(passwordPath, password, 0o600); err != nil {
+			return err
+		}
+	} else if err != nil {
+		return err
+	}
+	actx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	if err := datastore.EnableAuth(actx, cli, string(password)); err != nil {
+		return err
+	}
+	return cl.storeDatastoreSecret(ctx, creds, string(password))
+}
+
+func (cl *Cluster) storeDatastoreSecret(ctx context.Context, creds datastore.Credentials, password string) error {
+	client, err := cl.Client()
+	if err != nil {
+		return err
+	}
+	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: SystemNamespace}}
+	if _, err := client.CoreV1().Namespaces().Create(ctx, ns, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
+		return fmt.Errorf("create namespace %s: %w", SystemNamespace, err)
+	}
+	secret := &corev1.Secret{
+		ObjectMeta: metav1.ObjectMeta{Name: DatastoreRootSecret, Namespace: SystemNamespace,
+			Labels: map[string]string{"app.kubernetes.io/managed-by": "kubinception"}},
+		Type: corev1.SecretTypeOpaque,
+		Data: map[string][]byte{
+			"ca.crt":    creds.CAPEM,
+			"tls.crt":   creds.CertPEM,
+			"tls.key":   creds.KeyPEM,
+			"username":  []byte("root"),
+			"password":  []byte(password),
+			"endpoints": []byte(strings.Join(creds.Endpoints, ",")),
+		},
+	}
+	caKey, err := os.ReadFile(filepath.Join(cl.Config.paths().DatastorePKI(), "ca.key"))
+	if err != nil {
+		return err
+	}
+	caSecret := &corev1.Secret{
+		ObjectMeta: metav1.ObjectMeta{Name: DatastoreCASecret, Namespace: SystemNamespace,
+			Labels: map[string]string{"app.kubernetes.io/managed-by": "kubinception"}},
+		Type: corev1.SecretTypeOpaque,
+		Data: map[string][]byte{"ca.crt": creds.CAPEM, "ca.key": caKey},
+	}
+	secrets := client.CoreV1().Secrets(SystemNamespace)
+	for _, s := range []*corev1.Secret{secret, caSecret} {
+		if _, err := secrets.Create(ctx, s, metav1.CreateOptions{}); apierrors.IsAlreadyExists(err) {
+			if _, err := secrets.Update(ctx, s, metav1.UpdateOptions{}); err != nil {
+				return fmt.Errorf("store %s: %w", s.Name, err)
+			}
+		} else if err != nil {
+			return fmt.Errorf("store %s: %w", s.Name, err)
+		}
+	}
+	return nil
+}
+
+// DatastoreEndpoints are the datastore's client URLs.
+func (c Config) DatastoreEndpoints() []string { return datastoreEndpoints(c) }
+
+// waitFor polls cond every half second until it holds, fails, or timeout
+// passes; on timeout the error carries what diag prints.
+func waitFor(ctx context.Context, timeout time.Duration, what string, cond func() (bool, error), diag func() string) error {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	for {
+		ok, err := cond()
+		if err != nil {
+			return err
+		}
+		if ok {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			msg := fmt.Sprintf("timed out after %s waiting for %s", timeout, what)
+			if diag != nil {
+				msg += "\n" + diag()
+			}
+			return errors.New(msg)
+		case <-time.After(500 * time.Millisecond):
+		}
+	}
+}
+
+// diagnostics is what a person needs to see when the cluster does not come
+// up: the daemons' state, the containers and the end of the logs.
+func (cl *Cluster) diagnostics() string {
+	var b strings.Builder
+	files := cl.files()
+	for _, name := range []string{"supervisor", "containerd", "kubelet"} {
+		fmt.Fprintf(&b, "--- %s (pid %d), last lines of %s:\n%s", name, files.PID(name), files.LogPath(name), tailFile(files.LogPath(name), 15))
+	}
+	if cri, err := dialCRI(cl.Config.paths().ContainerdSocket()); err == nil {
+		defer cri.Close()
+		if cts, err := cri.containers(context.Background()); err == nil {
+			fmt.Fprintf(&b, "--- containers:\n")
+			for _, ct := range cts {
+				fmt.Fprintf(&b, "  %s/%s %s: %s (restarts %d)\n", ct.Namespace, ct.Pod, ct.Name, ct.State, ct.Attempt)
+			}
+		}
+	}
+	logs, _ := filepath.Glob(filepath.Join(cl.Config.paths().PodLogs(), "*", "*", "*.log"))
+	sort.Strings(logs)
+	for _, l := range logs {
+		fmt.Fprintf(&b, "--- %s:\n%s", l, tailFile(l, 8))
+	}
+	return b.String()
+}
+
+func fileExists(path string) bool {
+	_, err := os.Stat(path)
+	return err == nil
+}
+
+// tailFile returns the last n lines of a file, or a note that it is missing.
+func tailFile(path string, n int) string {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return "  (" + err.Error() + ")\n"
+	}
+	lines := strings.Split(strings.TrimRight(string(data), "\n"), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return "  " + strings.Join(lines, "\n  ") + "\n"
+}
+
+// ImportKubinceptionImage packs self as the kubinception image and imports
+// it into the local containerd when it is not there, returning its
+// reference.
+func ImportKubinceptionImage(ctx context.Context, c Config, self string) (string, error) {
+	p := c.paths()
+	layerDir := filepath.Join(p.Images(), "layers")
+	imgs, err := images.KubinceptionImage(self, c.Images, layerDir)
+	if err != nil {
+		return "", err
+	}
+	if _, err := (images.Importer{Address: p.ContainerdSocket(), Dir: p.Images()}).Import(ctx, imgs); err != nil {
+		return "", err
+	}
+	return c.Images.Kubinception(), nil
+}

@@ -1,0 +1,397 @@
+package worker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strings"
+	"syscall"
+	"time"
+
+	"kubinception.dev/kubinception/internal/local/hostproc"
+	"kubinception.dev/kubinception/internal/local/nodeconfig"
+	"kubinception.dev/kubinception/internal/local/supervisor"
+)
+
+func run(ctx context.Context, name string, args ...string) (string, error) {
+	out, err := exec.CommandContext(ctx, name, args...).CombinedOutput()
+	if err != nil {
+		return strings.TrimSpace(string(out)), fmt.Errorf("%s %s: %w: %s", name, strings.Join(args, " "), err, strings.TrimSpace(string(out)))
+	}
+	return strings.TrimSpace(string(out)), nil
+}
+
+// InNS builds a command that runs inside the worker's network and mount
+// namespaces.
+func (w Worker) InNS(ctx context.Context, name string, args ...string) *exec.Cmd {
+	return exec.CommandContext(ctx, "nsenter", append([]string{"--net=/run/netns/" + w.NetNS(), "--mount=" + w.MountNS(), "--", name}, args...)...)
+}
+
+func (w Worker) inNS(ctx context.Context, name string, args ...string) (string, error) {
+	out, err := w.InNS(ctx, name, args...).CombinedOutput()
+	if err != nil {
+		return strings.TrimSpace(string(out)), fmt.Errorf("in %s: %s %s: %w: %s", w.NetNS(), name, strings.Join(args, " "), err, strings.TrimSpace(string(out)))
+	}
+	return strings.TrimSpace(string(out)), nil
+}
+
+// SetupHost creates the worker's segment bridge, network namespace, link
+// and address, and its mount namespace with the worker's own directories
+// bound over the standard paths. Each step checks what exists first.
+func (w Worker) SetupHost(ctx context.Context) error {
+	for _, b := range w.Binds() {
+		if err := os.MkdirAll(b[0], 0o755); err != nil {
+			return err
+		}
+		if err := os.MkdirAll(b[1], 0o755); err != nil {
+			return fmt.Errorf("create mount point %s: %w", b[1], err)
+		}
+	}
+	for _, d := range []string{"ns", "logs", "run", "config"} {
+		if err := os.MkdirAll(w.Path(d), 0o755); err != nil {
+			return err
+		}
+	}
+	// Segment bridge on the host.
+	if _, err := run(ctx, "ip", "link", "show", w.Bridge()); err != nil {
+		if _, err := run(ctx, "ip", "link", "add", w.Bridge(), "type", "bridge"); err != nil {
+			return err
+		}
+	}
+	if out, _ := run(ctx, "ip", "-o", "addr", "show", "dev", w.Bridge()); !strings.Contains(out, " "+w.Gateway().String()+"/24 ") {
+		if _, err := run(ctx, "ip", "addr", "add", w.Gateway().String()+"/24", "dev", w.Bridge()); err != nil {
+			return err
+		}
+	}
+	if _, err := run(ctx, "ip", "link", "set", w.Bridge(), "up"); err != nil {
+		return err
+	}
+	// Network namespace with a link to the segment.
+	if _, err := os.Stat("/run/netns/" + w.NetNS()); err != nil {
+		if _, err := run(ctx, "ip", "netns", "add", w.NetNS()); err != nil {
+			return err
+		}
+	}
+	if _, err := run(ctx, "ip", "link", "show", w.HostVeth()); err != nil {
+		if _, err := run(ctx, "ip", "link", "add", w.HostVeth(), "type", "veth", "peer", "name", "eth0", "netns", w.NetNS()); err != nil {
+			return err
+		}
+	}
+	for _, args := range [][]string{
+		{"link", "set", w.HostVeth(), "master", w.Bridge()},
+		{"link", "set", w.HostVeth(), "up"},
+	} {
+		if _, err := run(ctx, "ip", args...); err != nil {
+			return err
+		}
+	}
+	ns := []string{"netns", "exec", w.NetNS()}
+	if out, _ := run(ctx, "ip", append(ns, "ip", "-o", "addr", "show", "dev", "eth0")...); !strings.Contains(out, " "+w.IP().String()+"/24 ") {
+		if _, err := run(ctx, "ip", append(ns, "ip", "addr", "add", w.IP().String()+"/24", "dev", "eth0")...); err != nil {
+			return err
+		}
+	}
+	for _, args := range [][]string{
+		{"ip", "link", "set", "lo", "up"},
+		{"ip", "link", "set", "eth0", "up"},
+		{"ip", "route", "replace", "default", "via", w.Gateway().String()},
+		{"sysctl", "-qw", "net.ipv4.ip_forward=1"},
+	} {
+		if _, err := run(ctx, "ip", append(ns, args...)...); err != nil {
+			return err
+		}
+	}
+	if err := ensureCgroup(w.CgroupRoot()); err != nil {
+		return err
+	}
+	return w.setupMountNS(ctx)
+}
+
+// ensureCgroup creates a cgroup in every v1 controller, as the kubelet
+// requires of its --cgroup-root; cpuset needs its CPUs and memory nodes
+// copied from the parent before it can hold a process.
+func ensureCgroup(root string) error {
+	ctrls, _ := filepath.Glob("/sys/fs/cgroup/*")
+	for _, ctrl := range ctrls {
+		if info, err := os.Lstat(ctrl); err != nil || !info.IsDir() || filepath.Base(ctrl) == "unified" {
+			continue
+		}
+		dir := filepath.Join(ctrl, root)
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			return fmt.Errorf("create cgroup %s: %w", dir, err)
+		}
+		if filepath.Base(ctrl) == "cpuset" {
+			for _, f := range []string{"cpuset.cpus", "cpuset.mems"} {
+				if cur, _ := os.ReadFile(filepath.Join(dir, f)); strings.TrimSpace(string(cur)) != "" {
+					continue
+				}
+				v, err := os.ReadFile(filepath.Join(ctrl, f))
+				if err != nil {
+					return err
+				}
+				if err := os.WriteFile(filepath.Join(dir, f), v, 0o644); err != nil {
+					return fmt.Errorf("set %s of %s: %w", f, dir, err)
+				}
+			}
+		}
+	}
+	return nil
+}
+
+// clearStale removes what a worker of the same name left on this machine
+// when its processes were killed without a teardown (a crash, or another
+// state directory's cluster): its network namespace, link and pod cgroups.
+// A newly allocated worker must not inherit their routes and rules.
+func (w Worker) clearStale(ctx context.Context) {
+	if _, err := os.Stat("/run/netns/" + w.NetNS()); err == nil {
+		_, _ = run(ctx, "ip", "netns", "del", w.NetNS())
+	}
+	if _, err := run(ctx, "ip", "link", "show", w.HostVeth()); err == nil {
+		_, _ = run(ctx, "ip", "link", "del", w.HostVeth())
+	}
+	hostproc.KillCgroup(w.CgroupRoot())
+	_ = hostproc.RemoveCgroup(w.CgroupRoot())
+}
+
+// setupMountNS creates the worker's persistent mount namespace (bound to a
+// file) unless it exists, with the worker's directories bound over the
+// standard paths and its own /run/xtables.lock.
+func (w Worker) setupMountNS(ctx context.Context) error {
+	if isMountPoint(w.MountNS()) {
+		return nil
+	}
+	nsDir := w.Path("ns")
+	// A namespace can only be bound to a file on a private mount.
+	if !isMountPoint(nsDir) {
+		if _, err := run(ctx, "mount", "--bind", nsDir, nsDir); err != nil {
+			return err
+		}
+	}
+	if _, err := run(ctx, "mount", "--make-private", nsDir); err != nil {
+		return err
+	}
+	if err := os.WriteFile(w.MountNS(), nil, 0o644); err != nil {
+		return err
+	}
+	var script []string
+	for _, b := range w.Binds() {
+		script = append(script, fmt.Sprintf("mount --bind %q %q", b[0], b[1]))
+	}
+	if _, err := run(ctx, "unshare", "--mount="+w.MountNS(), "--propagation", "private", "sh", "-ec", strings.Join(script, "\n")); err != nil {
+		return fmt.Errorf("create mount namespace: %w", err)
+	}
+	return nil
+}
+
+func isMountPoint(path string) bool {
+	data, err := os.ReadFile("/proc/self/mountinfo")
+	if err != nil {
+		return false
+	}
+	for _, line := range strings.Split(string(data), "\n") {
+		f := strings.Fields(line)
+		if len(f) > 4 && f[4] == path {
+			return true
+		}
+	}
+	return false
+}
+
+// Files are the worker supervisor's files.
+func (w Worker) Files() supervisor.Files {
+	return supervisor.Files{RunDir: w.Path("run"), LogDir: w.Path("logs")}
+}
+
+// StartDaemons writes the worker's containerd configuration and starts its
+// supervisor (containerd, then the kubelet) inside the worker's
+// namespaces. The kubelet exits until kubeadm join has written its
+// configuration; the supervisor retries it every two seconds.
+func (w Worker) StartDaemons(ctx context.Context, self, kubelet, pauseImage string) error {
+	if err := os.WriteFile(w.Path("config", "containerd.toml"), []byte(w.containerdConfig(pauseImage)), 0o644); err != nil {
+		return err
+	}
+	containerd, err := exec.LookPath("containerd")
+	if err != nil {
+		return err
+	}
+	spec := supervisor.Spec{Processes: []supervisor.Process{
+		{Name: "containerd", Path: containerd, Args: []string{"--config", w.Path("config", "containerd.toml")}, ReadySocket: "/run/containerd/containerd.sock"},
+		{Name: "kubelet", Path: kubelet, MaxBackoffSeconds: 2, Args: []string{
+			"--bootstrap-kubeconfig=/etc/kubernetes/bootstrap-kubelet.conf",
+			"--kubeconfig=/etc/kubernetes/kubelet.conf",
+			"--config=/var/lib/kubelet/config.yaml",
+			"--container-runtime-endpoint=unix:///run/containerd/containerd.sock",
+			"--hostname-override=" + w.Node,
+			"--node-ip=" + w.IP().String(),
+			// What this machine needs, whatever the tenant's kubelet
+			// configuration says.
+			"--cgroup-driver=cgroupfs",
+			"--cgroup-root=" + w.CgroupRoot(),
+			"--fail-cgroupv1=false",
+			"--fail-swap-on=false",
+			"--oom-score-adj=0",
+			"--image-gc-high-threshold=100",
+			"--image-gc-low-threshold=99",
+			"--eviction-hard=memory.available<100Mi,nodefs.available<1%,imagefs.available<1%,nodefs.inodesFree<1%",
+		}},
+	}}
+	files := w.Files()
+	if err := files.WriteSpec(spec); err != nil {
+		return err
+	}
+	if files.PID("supervisor") != 0 {
+		return supervisor.Reload(files)
+	}
+	logFile, err := os.OpenFile(files.LogPath("supervisor"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		return err
+	}
+	defer logFile.Close()
+	cmd := w.InNS(context.Background(), self, "admin", "supervise", "--root", w.Dir)
+	cmd.Stdout, cmd.Stderr = logFile, logFile
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	if err := cmd.Start(); err != nil {
+		return err
+	}
+	_ = cmd.Process.Release()
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		if c, err := os.Stat(w.ContainerdSocket()); err == nil && c.Mode()&os.ModeSocket != 0 {
+			if _, err := run(ctx, "ctr", "--address", w.ContainerdSocket(), "version"); err == nil {
+				return nil
+			}
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("worker containerd did not start; see %s and %s", files.LogPath("supervisor"), files.LogPath("containerd"))
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+func (w Worker) containerdConfig(pauseImage string) string {
+	return nodeconfig.Containerd{
+		Root: w.Path("containerd", "root"), State: w.Path("containerd", "state"), Socket: "/run/containerd/containerd.sock",
+		Opt: w.Path("containerd", "opt"), RuncRoot: w.Path("containerd", "runc"), SandboxImage: pauseImage, CNIConfDir: "/etc/cni/net.d",
+	}.Render()
+}
+
+// WriteCNIConfig gives the worker's pods its node's pod range.
+func (w Worker) WriteCNIConfig(podCIDR string) error {
+	conf := fmt.Sprintf(`{
+  "cniVersion": "0.4.0",
+  "name": "kubinception-worker",
+  "plugins": [
+    {
+      "type": "bridge",
+      "bridge": "cni0",
+      "isGateway": true,
+      "ipMasq": true,
+      "hairpinMode": true,
+      "ipam": {
+        "type": "host-local",
+        "ranges": [[{"subnet": %q}]],
+        "routes": [{"dst": "0.0.0.0/0"}]
+      }
+    },
+    {"type": "portmap", "capabilities": {"portMappings": true}}
+  ]
+}
+`, podCIDR)
+	path := w.Path("cni-conf", "10-kubinception.conflist")
+	if old, err := os.ReadFile(path); err == nil && string(old) == conf {
+		return nil
+	}
+	return os.WriteFile(path, []byte(conf), 0o644)
+}
+
+// Route is a pod range reached through a worker's address.
+type Route struct {
+	PodCIDR string
+	Via     string
+}
+
+// SyncRoutes makes the worker route every other worker's pod range
+// through that worker, and drops routes to ranges no longer listed.
+func (w Worker) SyncRoutes(ctx context.Context, routes []Route) error {
+	want := map[string]string{}
+	for _, r := range routes {
+		if r.Via != w.IP().String() {
+			want[r.PodCIDR] = r.Via
+		}
+	}
+	ns := []string{"netns", "exec", w.NetNS()}
+	out, err := run(ctx, "ip", append(ns, "ip", "-o", "route", "show", "proto", "static")...)
+	if err != nil {
+		return err
+	}
+	for _, line := range strings.Split(out, "\n") {
+		f := strings.Fields(line)
+		if len(f) >= 3 && f[1] == "via" {
+			if via, ok := want[f[0]]; !ok || via != f[2] {
+				_, _ = run(ctx, "ip", append(ns, "ip", "route", "del", f[0])...)
+			}
+		}
+	}
+	cidrs := make([]string, 0, len(want))
+	for c := range want {
+		cidrs = append(cidrs, c)
+	}
+	sort.Strings(cidrs)
+	for _, c := range cidrs {
+		if _, err := run(ctx, "ip", append(ns, "ip", "route", "replace", c, "via", want[c], "proto", "static")...); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Teardown stops the worker and removes what it made on the host: its
+// processes, mount namespace, network namespace and link, pod cgroups,
+// and, when last is set, the segment's bridge. It keeps going past
+// failures and reports them all.
+func (w Worker) Teardown(ctx context.Context, last bool) error {
+	var errs []error
+	if err := supervisor.Stop(w.Files(), 60*time.Second); err != nil {
+		errs = append(errs, err)
+	}
+	hostproc.KillCgroup(w.CgroupRoot())
+	for _, pid := range hostproc.Mentioning(w.Dir) {
+		_ = syscall.Kill(pid, syscall.SIGKILL)
+	}
+	if isMountPoint(w.MountNS()) {
+		if err := syscall.Unmount(w.MountNS(), syscall.MNT_DETACH); err != nil {
+			errs = append(errs, fmt.Errorf("unmount %s: %w", w.MountNS(), err))
+		}
+	}
+	if isMountPoint(w.Path("ns")) {
+		_ = syscall.Unmount(w.Path("ns"), syscall.MNT_DETACH)
+	}
+	if _, err := os.Stat("/run/netns/" + w.NetNS()); err == nil {
+		if _, err := run(ctx, "ip", "netns", "del", w.NetNS()); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if _, err := run(ctx, "ip", "link", "show", w.HostVeth()); err == nil {
+		_, _ = run(ctx, "ip", "link", "del", w.HostVeth())
+	}
+	if err := hostproc.RemoveCgroup(w.CgroupRoot()); err != nil {
+		errs = append(errs, err)
+	}
+	if last {
+		if _, err := run(ctx, "ip", "link", "show", w.Bridge()); err == nil {
+			if _, err := run(ctx, "ip", "link", "del", w.Bridge()); err != nil {
+				errs = append(errs, err)
+			}
+		}
+	}
+	if len(errs) == 0 {
+		if err := os.RemoveAll(w.Dir); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}

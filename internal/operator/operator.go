@@ -1,0 +1,129 @@
+package operator
+
+import (
+	"context"
+	"fmt"
+
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/runtime"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/client-go/rest"
+	"k8s.io/utils/clock"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/healthz"
+	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+
+	kv1 "kubinception.dev/kubinception/api/v1alpha1"
+	"kubinception.dev/kubinception/internal/controlplane"
+	"kubinception.dev/kubinception/internal/datastore"
+	"kubinception.dev/kubinception/internal/datastorecontroller"
+	"kubinception.dev/kubinception/internal/release"
+	"kubinception.dev/kubinception/internal/tenantcluster"
+)
+
+// Scheme holds every type the operator and its clients read and write.
+func Scheme() *runtime.Scheme {
+	s := runtime.NewScheme()
+	if err := clientgoscheme.AddToScheme(s); err != nil {
+		panic(err)
+	}
+	if err := kv1.AddToScheme(s); err != nil {
+		panic(err)
+	}
+	return s
+}
+
+// Options configure the operator. The zero value of a field means its
+// default.
+type Options struct {
+	// MetricsAddr serves Prometheus metrics ("0" disables them).
+	MetricsAddr string
+	// ProbeAddr serves /healthz and /readyz.
+	ProbeAddr string
+	// LeaderElect makes replicas elect one leader; LeaderElectionNamespace
+	// holds the lease (the pod's own namespace when empty).
+	LeaderElect             bool
+	LeaderElectionNamespace string
+	// Registry is the default registry of tenant control-plane images.
+	Registry string
+	// MaxConcurrentReconciles bounds how many tenants reconcile at once.
+	MaxConcurrentReconciles int
+}
+
+// DefaultOptions are the options `kubinception manager` starts with.
+func DefaultOptions() Options {
+	return Options{
+		MetricsAddr: ":8080", ProbeAddr: ":8081", LeaderElect: true,
+		Registry: release.LocalRegistry, MaxConcurrentReconciles: 10,
+	}
+}
+
+// NewManager builds the manager with every reconciler registered. The
+// returned cleanup closes the datastore clients the reconcilers share.
+func NewManager(rc *rest.Config, o Options) (ctrl.Manager, func(), error) {
+	managed := labels.SelectorFromSet(labels.Set{tenantcluster.ManagedBy: "kubinception"})
+	controlPlanePods := labels.SelectorFromSet(labels.Set{controlplane.LabelComponent: "control-plane"})
+	rc = rest.CopyConfig(rc)
+	// Each tenant's reconcile makes a handful of requests; the client-go
+	// default of 5 per second would queue a burst of tenants behind the
+	// client rather than the API server.
+	rc.QPS, rc.Burst = 100, 200
+	mgr, err := ctrl.NewManager(rc, ctrl.Options{
+		Scheme:                  Scheme(),
+		Metrics:                 metricsserver.Options{BindAddress: o.MetricsAddr},
+		HealthProbeBindAddress:  o.ProbeAddr,
+		LeaderElection:          o.LeaderElect,
+		LeaderElectionID:        "kubinception-manager",
+		LeaderElectionNamespace: o.LeaderElectionNamespace,
+		// Only what the operator made is cached: memory grows with
+		// tenants, not with everything in the admin cluster.
+		Cache: cache.Options{ByObject: map[client.Object]cache.ByObject{
+			&corev1.Secret{}:     {Label: managed},
+			&corev1.Service{}:    {Label: managed},
+			&appsv1.Deployment{}: {Label: managed},
+			&corev1.Pod{}:        {Label: controlPlanePods},
+		}},
+	})
+	if err != nil {
+		return nil, nil, fmt.Errorf("create manager: %w", err)
+	}
+	stores := &datastore.ClientCache{}
+	if err := (&tenantcluster.Reconciler{
+		Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(), Clock: clock.RealClock{},
+
+		Datastores: stores, Registry: o.Registry, MaxConcurrentReconciles: o.MaxConcurrentReconciles,
+	}).SetupWithManager(mgr); err != nil {
+		stores.Close()
+		return nil, nil, fmt.Errorf("set up TenantCluster reconciler: %w", err)
+	}
+	if err := (&datastorecontroller.Reconciler{
+		Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(), Clock: clock.RealClock{},
+		Datastores: stores,
+	}).SetupWithManager(mgr); err != nil {
+		stores.Close()
+		return nil, nil, fmt.Errorf("set up Datastore reconciler: %w", err)
+	}
+	if err := mgr.AddHealthzCheck("ping", healthz.Ping); err != nil {
+		stores.Close()
+		return nil, nil, err
+	}
+	if err := mgr.AddReadyzCheck("ping", healthz.Ping); err != nil {
+		stores.Close()
+		return nil, nil, err
+	}
+	return mgr, stores.Close, nil
+}
+
+// Run runs the operator until ctx is done.
+func Run(ctx context.Context, rc *rest.Config, o Options) error {
+	mgr, cleanup, err := NewManager(rc, o)
+	if err != nil {
+		return err
+	}
+	defer cleanup()
+	return mgr.Start(ctx)
+}

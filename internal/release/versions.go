@@ -1,0 +1,63 @@
+package release
+
+import (
+	"fmt"
+	"regexp"
+	"strconv"
+	"strings"
+)
+
+// DefaultKubernetesVersion is the Kubernetes release built and run when none
+// is asked for.
+const DefaultKubernetesVersion = "v1.35.4"
+
+// EtcdVersion is the etcd release built for the admin cluster's etcd and for
+// the shared datastore.
+const EtcdVersion = "v3.6.16"
+
+// CoreDNSVersion is the CoreDNS release every tenant's cluster DNS runs.
+const CoreDNSVersion = "v1.14.7"
+
+// supportedMinors lists the Kubernetes minors the multi-call binary builds
+// for. The admin node runs containerd 1.x, which Kubernetes supports up to
+// 1.35, and two minors are needed to test upgrades.
+var supportedMinors = []int{34, 35}
+
+var versionPattern = regexp.MustCompile(`^v1\.(\d+)\.(\d+)$`)
+
+// ValidateKubernetesVersion checks that v names a Kubernetes release this
+// project builds, and says which to use when it does not.
+func ValidateKubernetesVersion(v string) error {
+	m := versionPattern.FindStringSubmatch(v)
+	if m == nil {
+		return fmt.Errorf("version %q is not a Kubernetes release: use the form v1.MINOR.PATCH, for example --version %s", v, DefaultKubernetesVersion)
+	}
+	minor, _ := strconv.Atoi(m[1])
+	for _, s := range supportedMinors {
+		if s == minor {
+			return nil
+		}
+	}
+	return fmt.Errorf("Kubernetes %s is not supported: kubinception builds %s; use --version %s or another patch release of a supported minor",
+		v, SupportedMinorsText(), DefaultKubernetesVersion)
+}
+
+// SupportedMinorsText is the list of supported minors as a person reads it,
+// e.g. "v1.34.x and v1.35.x".
+func SupportedMinorsText() string {
+	parts := make([]string, len(supportedMinors))
+	for i, m := range supportedMinors {
+		parts[i] = fmt.Sprintf("v1.%d.x", m)
+	}
+	if len(parts) == 1 {
+		return parts[0]
+	}
+	return strings.Join(parts[:len(parts)-1], ", ") + " and " + parts[len(parts)-1]
+}
+
+// StagingVersion maps a Kubernetes release to the version its staging
+// modules (k8s.io/api, k8s.io/client-go, ...) are published under:
+// v1.35.4 becomes v0.35.4.
+func StagingVersion(kubernetesVersion string) string {
+	return "v0" + strings.TrimPrefix(kubernetesVersion, "v1")
+}
