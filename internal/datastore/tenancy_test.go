@@ -3,11 +3,6 @@ package datastore
 import (
 	"context"
 	"errors"
-	"fmt"
-	"net"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -15,98 +10,20 @@ import (
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
 
-	"kubinception.dev/kubinception/internal/local/components"
-	"kubinception.dev/kubinception/internal/pki"
-	"kubinception.dev/kubinception/internal/release"
+	"kubinception.dev/kubinception/internal/testenv"
 )
 
-// testEtcd is a real etcd process with TLS, client-certificate auth and
-// etcd authentication enabled, and the CA to issue client certificates.
+// testEtcd is a real etcd with TLS, client-certificate auth and etcd
+// authentication enabled, and a root client.
 type testEtcd struct {
-	endpoint string
-	ca       *pki.KeyPair
-	root     *clientv3.Client
-}
-
-func freePort(t *testing.T) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
+	*testenv.Etcd
+	root *clientv3.Client
 }
 
 func startEtcd(t *testing.T) *testEtcd {
 	t.Helper()
-	bin := filepath.Join(components.DefaultCacheDir(), "etcd-"+release.EtcdVersion, "bin", "etcd")
-	if _, err := os.Stat(bin); err != nil {
-		t.Skipf("etcd is not built (%v): run kubinception build components; this test runs a real etcd", err)
-	}
-	dir := t.TempDir()
-	now := time.Now()
-	ca, err := pki.NewCA("test-datastore-ca", now)
-	if err != nil {
-		t.Fatal(err)
-	}
-	server, err := ca.Issue(pki.Spec{CommonName: "etcd", IPs: []net.IP{net.ParseIP("127.0.0.1")}, Server: true, Client: true}, now)
-	if err != nil {
-		t.Fatal(err)
-	}
-	d := pki.Dir{Path: dir}
-	if err := d.Save("ca", ca); err != nil {
-		t.Fatal(err)
-	}
-	if err := d.Save("server", server); err != nil {
-		t.Fatal(err)
-	}
-	client, peer := freePort(t), freePort(t)
-	endpoint := fmt.Sprintf("https://127.0.0.1:%d", client)
-	cmd := exec.Command(bin,
-		"--name=test", "--data-dir="+filepath.Join(dir, "data"),
-		"--listen-client-urls="+endpoint, "--advertise-client-urls="+endpoint,
-		fmt.Sprintf("--listen-peer-urls=http://127.0.0.1:%d", peer),
-		fmt.Sprintf("--initial-advertise-peer-urls=http://127.0.0.1:%d", peer),
-		fmt.Sprintf("--initial-cluster=test=http://127.0.0.1:%d", peer),
-		"--client-cert-auth", "--trusted-ca-file="+filepath.Join(dir, "ca.crt"),
-		"--cert-file="+filepath.Join(dir, "server.crt"), "--key-file="+filepath.Join(dir, "server.key"),
-		"--log-level=error")
-	logFile, _ := os.Create(filepath.Join(dir, "etcd.log"))
-	cmd.Stdout, cmd.Stderr = logFile, logFile
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		_ = cmd.Process.Kill()
-		_ = cmd.Wait()
-		if t.Failed() {
-			log, _ := os.ReadFile(filepath.Join(dir, "etcd.log"))
-			t.Logf("etcd log:\n%s", log)
-		}
-	})
-	rootCert, err := ca.Issue(pki.Spec{CommonName: "root", Client: true}, now)
-	if err != nil {
-		t.Fatal(err)
-	}
-	root, err := Connect(Credentials{Endpoints: []string{endpoint}, CAPEM: ca.CertPEM, CertPEM: rootCert.CertPEM, KeyPEM: rootCert.KeyPEM})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { root.Close() })
-	deadline := time.Now().Add(60 * time.Second)
-	for {
-		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-		_, err := root.Status(ctx, endpoint)
-		cancel()
-		if err == nil {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("etcd did not start: %v", err)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+	e := testenv.StartEtcd(t)
+	root := e.Client(t, "root")
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	if err := EnableAuth(ctx, root, "root-password"); err != nil {
@@ -116,23 +33,14 @@ func startEtcd(t *testing.T) *testEtcd {
 	if err := EnableAuth(ctx, root, "root-password"); err != nil {
 		t.Fatalf("second EnableAuth: %v", err)
 	}
-	return &testEtcd{endpoint: endpoint, ca: ca, root: root}
+	return &testEtcd{Etcd: e, root: root}
 }
 
 // tenantClient connects as the tenant's user, with a certificate whose
 // common name is the user, as a tenant API server does.
 func (e *testEtcd) tenantClient(t *testing.T, tn Tenancy) *clientv3.Client {
 	t.Helper()
-	cert, err := e.ca.Issue(pki.Spec{CommonName: tn.User, Client: true}, time.Now())
-	if err != nil {
-		t.Fatal(err)
-	}
-	cli, err := Connect(Credentials{Endpoints: []string{e.endpoint}, CAPEM: e.ca.CertPEM, CertPEM: cert.CertPEM, KeyPEM: cert.KeyPEM})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { cli.Close() })
-	return cli
+	return e.Client(t, tn.User)
 }
 
 func isDenied(err error) bool {

@@ -1,0 +1,7 @@
+// Package testenv starts the real components tests run against: etcd and
+// kube-apiserver processes from the component build (kubinception build
+// components), never fakes. When the binaries are not built a test skips
+// and says how to build them, unless KUBINCEPTION_REQUIRE_BINARIES=1 (set by
+// hack/test), where a missing binary fails the test instead: the suite must
+// not pass by skipping.
+package testenv

@@ -1,0 +1,144 @@
+package testenv
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"testing"
+	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.uber.org/zap"
+	"k8s.io/apimachinery/pkg/util/wait"
+
+	"kubinception.dev/kubinception/internal/pki"
+)
+
+// Etcd is a real etcd process serving TLS on loopback and requiring client
+// certificates, with the CA that signs its serving and client certificates.
+// Authentication is off until the test enables it.
+type Etcd struct {
+	Endpoint string
+	CA       *pki.KeyPair
+	// Dir holds the data directory, certificates and log.
+	Dir string
+}
+
+// FreePort returns a loopback TCP port nothing listens on.
+func FreePort(tb testing.TB) int {
+	tb.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+// StartEtcd starts etcd, waits until it answers and stops it when the test
+// ends, printing its log if the test failed. extraArgs are appended to the
+// command line (for example --auto-compaction-retention).
+func StartEtcd(tb testing.TB, extraArgs ...string) *Etcd {
+	tb.Helper()
+	bin := FindBinaries(tb).Etcd
+	dir := tb.TempDir()
+	now := time.Now()
+	ca, err := pki.NewCA("test-datastore-ca", now)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	server, err := ca.Issue(pki.Spec{CommonName: "etcd", IPs: []net.IP{net.ParseIP("127.0.0.1")}, Server: true, Client: true}, now)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	d := pki.Dir{Path: dir}
+	if err := d.Save("ca", ca); err != nil {
+		tb.Fatal(err)
+	}
+	if err := d.Save("server", server); err != nil {
+		tb.Fatal(err)
+	}
+	client, peer := FreePort(tb), FreePort(tb)
+	e := &Etcd{Endpoint: fmt.Sprintf("https://127.0.0.1:%d", client), CA: ca, Dir: dir}
+	args := append([]string{
+		"--name=test", "--data-dir=" + filepath.Join(dir, "data"),
+		"--listen-client-urls=" + e.Endpoint, "--advertise-client-urls=" + e.Endpoint,
+		fmt.Sprintf("--listen-peer-urls=http://127.0.0.1:%d", peer),
+		fmt.Sprintf("--initial-advertise-peer-urls=http://127.0.0.1:%d", peer),
+		fmt.Sprintf("--initial-cluster=test=http://127.0.0.1:%d", peer),
+		"--client-cert-auth", "--trusted-ca-file=" + filepath.Join(dir, "ca.crt"),
+		"--cert-file=" + filepath.Join(dir, "server.crt"), "--key-file=" + filepath.Join(dir, "server.key"),
+		"--log-level=error",
+	}, extraArgs...)
+	cmd := exec.Command(bin, args...)
+	logPath := filepath.Join(dir, "etcd.log")
+	logFile, err := os.Create(logPath)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	cmd.Stdout, cmd.Stderr = logFile, logFile
+	if err := cmd.Start(); err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() {
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
+		logFile.Close()
+		if tb.Failed() {
+			log, _ := os.ReadFile(logPath)
+			tb.Logf("etcd log:\n%s", log)
+		}
+	})
+	root := e.Client(tb, "root")
+	err = wait.PollUntilContextTimeout(context.Background(), 100*time.Millisecond, 60*time.Second, true, func(ctx context.Context) (bool, error) {
+		sctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		defer cancel()
+		_, err := root.Status(sctx, e.Endpoint)
+		return err == nil, nil
+	})
+	if err != nil {
+		log, _ := os.ReadFile(logPath)
+		tb.Fatalf("etcd did not answer within 60s: %v\n%s", err, log)
+	}
+	return e
+}
+
+// ClientCert issues a client certificate whose common name is user (the
+// etcd user it authenticates as once authentication is on).
+func (e *Etcd) ClientCert(tb testing.TB, user string) *pki.KeyPair {
+	tb.Helper()
+	kp, err := e.CA.Issue(pki.Spec{CommonName: user, Client: true}, time.Now())
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return kp
+}
+
+// Client connects as user with a certificate issued for it; it is closed
+// when the test ends.
+func (e *Etcd) Client(tb testing.TB, user string) *clientv3.Client {
+	tb.Helper()
+	kp := e.ClientCert(tb, user)
+	cert, err := tls.X509KeyPair(kp.CertPEM, kp.KeyPEM)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	pool := x509.NewCertPool()
+	pool.AddCert(e.CA.Cert)
+	cli, err := clientv3.New(clientv3.Config{
+		Endpoints:   []string{e.Endpoint},
+		DialTimeout: 5 * time.Second,
+		TLS:         &tls.Config{RootCAs: pool, Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12},
+		Logger:      zap.NewNop(),
+	})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { cli.Close() })
+	return cli
+}
