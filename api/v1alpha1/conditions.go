@@ -1,5 +1,12 @@
 package v1alpha1
 
+import (
+	"time"
+
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+)
+
 // Condition types of a TenantCluster. Ready summarises the others.
 const (
 	ConditionReady                 = "Ready"
@@ -30,6 +37,8 @@ const (
 	ReasonTenantAPIUnreachable  = "TenantAPIUnreachable"
 	ReasonDeletingControlPlane  = "DeletingControlPlane"
 	ReasonDeletingData          = "DeletingData"
+	ReasonNotDeleting           = "NotDeleting"
+	ReasonReconcileFailed       = "ReconcileFailed"
 	ReasonMembersUnhealthy      = "MembersUnhealthy"
 	ReasonAllMembersHealthy     = "AllMembersHealthy"
 )
@@ -42,3 +51,13 @@ const AnnotationNudge = "kubinception.dev/reconcile-requested"
 // Finalizer keeps a TenantCluster until its control plane, keys, etcd
 // user and role are gone.
 const Finalizer = "kubinception.dev/tenant-cleanup"
+
+// SetCondition records a condition observed at now. The transition time
+// moves only when the status changes, so it says since when a condition
+// holds; callers pass the reconcile's clock, never the wall clock.
+func SetCondition(conds *[]metav1.Condition, typ string, status metav1.ConditionStatus, reason, message string, generation int64, now time.Time) (changed bool) {
+	return meta.SetStatusCondition(conds, metav1.Condition{
+		Type: typ, Status: status, Reason: reason, Message: message,
+		ObservedGeneration: generation, LastTransitionTime: metav1.NewTime(now),
+	})
+}

@@ -1,7 +1,6 @@
 package controlplane
 
 import (
-	"fmt"
 	"net"
 	"sort"
 	"strconv"
@@ -14,6 +13,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/intstr"
 
 	"kubinception.dev/kubinception/internal/pki"
+	"kubinception.dev/kubinception/internal/release"
 )
 
 // Labels and annotations the control plane's objects carry.
@@ -138,9 +138,10 @@ func FirstServiceIP(cidr string) string {
 	return ip.String()
 }
 
-// Image is a component's image reference.
-func Image(p Params, component string) string {
-	return fmt.Sprintf("%s/%s:%s", p.Registry, component, p.Version)
+// Images names the images of the tenant's components: its Kubernetes
+// version and the CoreDNS release, from its registry.
+func (p Params) Images() release.Names {
+	return release.Names{Registry: p.Registry, KubernetesVersion: p.Version, EtcdVersion: release.EtcdVersion, CoreDNSVersion: release.CoreDNSVersion}
 }
 
 // APIServerArgs are kube-apiserver's flags. Compaction is left to the
@@ -311,7 +312,7 @@ func Deployment(p Params) *appsv1.Deployment {
 					// a busy admin node delays a tenant by minutes.
 					InitContainers: []corev1.Container{{
 						Name:            "kube-apiserver",
-						Image:           Image(p, "kube-apiserver"),
+						Image:           p.Images().Component("kube-apiserver"),
 						ImagePullPolicy: corev1.PullIfNotPresent,
 						RestartPolicy:   &always,
 						Args:            APIServerArgs(p),
@@ -325,7 +326,7 @@ func Deployment(p Params) *appsv1.Deployment {
 					Containers: []corev1.Container{
 						{
 							Name:            "kube-controller-manager",
-							Image:           Image(p, "kube-controller-manager"),
+							Image:           p.Images().Component("kube-controller-manager"),
 							ImagePullPolicy: corev1.PullIfNotPresent,
 							Args:            ControllerManagerArgs(p),
 							Resources:       small,
@@ -333,7 +334,7 @@ func Deployment(p Params) *appsv1.Deployment {
 						},
 						{
 							Name:            "kube-scheduler",
-							Image:           Image(p, "kube-scheduler"),
+							Image:           p.Images().Component("kube-scheduler"),
 							ImagePullPolicy: corev1.PullIfNotPresent,
 							Args:            SchedulerArgs(p),
 							Resources:       small,

@@ -10,14 +10,13 @@ import (
 	"k8s.io/apimachinery/pkg/api/equality"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/tools/events"
 	"k8s.io/utils/clock"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	kv1 "kubinception.dev/kubinception/api/v1alpha1"
 	"kubinception.dev/kubinception/internal/datastore"
-	"kubinception.dev/kubinception/internal/pki"
 )
 
 // healthInterval is how often a Datastore's members are asked for health.
@@ -25,9 +24,11 @@ const healthInterval = 30 * time.Second
 
 // Reconciler keeps Datastore status current.
 type Reconciler struct {
-	Client     client.Client
-	APIReader  client.Reader
-	Clock      clock.PassiveClock
+	Client    client.Client
+	APIReader client.Reader
+	Clock     clock.PassiveClock
+	// Recorder emits an Event when the Datastore's health changes.
+	Recorder   events.EventRecorder
 	Datastores *datastore.ClientCache
 }
 
@@ -44,72 +45,74 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 	}
 	before := ds.DeepCopy()
 	now := r.Clock.Now()
-	status, reason, message := metav1.ConditionFalse, kv1.ReasonDatastoreUnreachable, ""
 
 	var tenants kv1.TenantClusterList
-	if err := r.Client.List(ctx, &tenants); err == nil {
-		n := int32(0)
-		for _, tc := range tenants.Items {
-			if tc.Spec.Datastore.Name == ds.Name {
-				n++
-			}
-		}
-		ds.Status.Tenants = n
+	if err := r.Client.List(ctx, &tenants); err != nil {
+		return ctrl.Result{}, fmt.Errorf("list tenants: %w", err)
 	}
+	n := int32(0)
+	for _, tc := range tenants.Items {
+		name := tc.Spec.Datastore.Name
+		if name == "" {
+			name = "default"
+		}
+		if name == ds.Name {
+			n++
+		}
+	}
+	ds.Status.Tenants = n
 
-	creds, err := r.credentials(ctx, ds)
-	if err != nil {
-		reason, message = kv1.ReasonDatastoreCredentials, err.Error()
-	} else if cli, err := r.Datastores.Get(ds.Name, creds); err != nil {
-		reason, message = kv1.ReasonDatastoreCredentials, err.Error()
-	} else {
-		hctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-		members, err := datastore.Health(hctx, cli)
-		cancel()
-		if err != nil {
-			message = fmt.Sprintf("no member answers at %s: %v", strings.Join(ds.Spec.Endpoints, ","), err)
-		} else {
-			healthy := int32(0)
-			var bad []string
-			for _, m := range members {
-				if m.Healthy {
-					healthy++
-				} else {
-					bad = append(bad, fmt.Sprintf("%s: %v", m.Name, m.Err))
-				}
-			}
-			ds.Status.Members, ds.Status.HealthyMembers = int32(len(members)), healthy
-			if len(bad) == 0 {
-				status, reason, message = metav1.ConditionTrue, kv1.ReasonAllMembersHealthy, fmt.Sprintf("%d members healthy", healthy)
-			} else {
-				reason, message = kv1.ReasonMembersUnhealthy, strings.Join(bad, "; ")
-			}
+	status, reason, message := r.health(ctx, ds)
+	old := meta.FindStatusCondition(ds.Status.Conditions, kv1.ConditionReady)
+	kv1.SetCondition(&ds.Status.Conditions, kv1.ConditionReady, status, reason, message, ds.Generation, now)
+	if old == nil || old.Status != status || old.Reason != reason {
+		eventType := corev1.EventTypeNormal
+		if status != metav1.ConditionTrue {
+			eventType = corev1.EventTypeWarning
+		}
+		ctrl.LoggerFrom(ctx).Info("datastore health changed", "status", status, "reason", reason, "message", message)
+		if r.Recorder != nil {
+			r.Recorder.Eventf(ds, nil, eventType, reason, "CheckHealth", "%s", message)
 		}
 	}
-	cond := metav1.Condition{Type: kv1.ConditionReady, Status: status, Reason: reason, Message: message, ObservedGeneration: ds.Generation, LastTransitionTime: metav1.NewTime(now)}
-	if old := meta.FindStatusCondition(ds.Status.Conditions, kv1.ConditionReady); old != nil && old.Status == status {
-		cond.LastTransitionTime = old.LastTransitionTime
-	}
-	meta.SetStatusCondition(&ds.Status.Conditions, cond)
 	ds.Status.ObservedGeneration = ds.Generation
 	if !equality.Semantic.DeepEqual(before.Status, ds.Status) {
 		if err := r.Client.Status().Patch(ctx, ds, client.MergeFrom(before)); err != nil {
-			return ctrl.Result{}, err
+			return ctrl.Result{}, fmt.Errorf("write status: %w", err)
 		}
 	}
 	return ctrl.Result{RequeueAfter: healthInterval}, nil
 }
 
-func (r *Reconciler) credentials(ctx context.Context, ds *kv1.Datastore) (datastore.Credentials, error) {
-	ca, root := &corev1.Secret{}, &corev1.Secret{}
-	if err := r.APIReader.Get(ctx, types.NamespacedName{Namespace: ds.Spec.CASecretRef.Namespace, Name: ds.Spec.CASecretRef.Name}, ca); err != nil {
-		return datastore.Credentials{}, fmt.Errorf("read CA Secret %s/%s: %w", ds.Spec.CASecretRef.Namespace, ds.Spec.CASecretRef.Name, err)
+// health is the Ready condition of a Datastore: every member healthy, or
+// what is wrong and with which member.
+func (r *Reconciler) health(ctx context.Context, ds *kv1.Datastore) (metav1.ConditionStatus, string, string) {
+	access, err := datastore.LoadAccess(ctx, r.APIReader, ds)
+	if err != nil {
+		return metav1.ConditionFalse, kv1.ReasonDatastoreCredentials, err.Error()
 	}
-	if err := r.APIReader.Get(ctx, types.NamespacedName{Namespace: ds.Spec.RootSecretRef.Namespace, Name: ds.Spec.RootSecretRef.Name}, root); err != nil {
-		return datastore.Credentials{}, fmt.Errorf("read root Secret %s/%s: %w", ds.Spec.RootSecretRef.Namespace, ds.Spec.RootSecretRef.Name, err)
+	cli, err := r.Datastores.Get(ds.Name, access.Credentials)
+	if err != nil {
+		return metav1.ConditionFalse, kv1.ReasonDatastoreCredentials, err.Error()
 	}
-	if _, err := pki.ParseKeyPair(ca.Data["ca.crt"], ca.Data["ca.key"]); err != nil {
-		return datastore.Credentials{}, fmt.Errorf("CA Secret %s/%s: %w", ds.Spec.CASecretRef.Namespace, ds.Spec.CASecretRef.Name, err)
+	hctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	members, err := datastore.Health(hctx, cli)
+	if err != nil {
+		return metav1.ConditionFalse, kv1.ReasonDatastoreUnreachable, fmt.Sprintf("no member answers at %s: %v", strings.Join(ds.Spec.Endpoints, ","), err)
 	}
-	return datastore.Credentials{Endpoints: ds.Spec.Endpoints, CAPEM: ca.Data["ca.crt"], CertPEM: root.Data["tls.crt"], KeyPEM: root.Data["tls.key"]}, nil
+	healthy := int32(0)
+	var bad []string
+	for _, m := range members {
+		if m.Healthy {
+			healthy++
+		} else {
+			bad = append(bad, fmt.Sprintf("%s: %v", m.Name, m.Err))
+		}
+	}
+	ds.Status.Members, ds.Status.HealthyMembers = int32(len(members)), healthy
+	if len(bad) > 0 {
+		return metav1.ConditionFalse, kv1.ReasonMembersUnhealthy, strings.Join(bad, "; ")
+	}
+	return metav1.ConditionTrue, kv1.ReasonAllMembersHealthy, fmt.Sprintf("%d members healthy", healthy)
 }

@@ -102,7 +102,7 @@ func NewManager(rc *rest.Config, o Options) (ctrl.Manager, func(), error) {
 	}
 	if err := (&datastorecontroller.Reconciler{
 		Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(), Clock: clock.RealClock{},
-		Datastores: stores,
+		Recorder: mgr.GetEventRecorder("kubinception"), Datastores: stores,
 	}).SetupWithManager(mgr); err != nil {
 		stores.Close()
 		return nil, nil, fmt.Errorf("set up Datastore reconciler: %w", err)

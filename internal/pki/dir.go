@@ -73,7 +73,7 @@ func (d Dir) CA(name, commonName string) (*KeyPair, error) {
 func (d Dir) Leaf(name string, ca *KeyPair, spec Spec) (*KeyPair, error) {
 	kp, err := d.Load(name)
 	if err == nil {
-		if ok, _ := ca.Matches(kp, spec, d.now()); ok {
+		if reason, _ := ca.Reissue(kp, spec, d.now()); reason == "" {
 			return kp, nil
 		}
 	} else if !errors.Is(err, fs.ErrNotExist) {

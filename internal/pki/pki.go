@@ -110,37 +110,77 @@ func (ca *KeyPair) Issue(spec Spec, now time.Time) (*KeyPair, error) {
 	return fromDER(der, key)
 }
 
-// Matches reports whether kp was issued by ca for exactly spec and stays
-// valid beyond now+RenewBefore; when it does not, the reason says why.
-func (ca *KeyPair) Matches(kp *KeyPair, spec Spec, now time.Time) (bool, string) {
-	c := kp.Cert
-	if err := c.CheckSignatureFrom(ca.Cert); err != nil {
-		return false, "not signed by the current CA"
+// ReuseInput is what the reuse policies look at: a certificate the
+// operator holds, the CA that should have issued it, the spec it should
+// have, and the time of the check.
+type ReuseInput struct {
+	CA   *KeyPair
+	Cert *x509.Certificate
+	Spec Spec
+	Now  time.Time
+}
+
+// ReusePolicy returns a reason to reissue the certificate (and a message),
+// or "" when it has nothing against keeping it.
+type ReusePolicy func(in ReuseInput) (reason, message string)
+
+// ReusePolicies decide, in order, whether a certificate can be kept; the
+// first that returns a reason means reissue.
+var ReusePolicies = []ReusePolicy{
+	func(in ReuseInput) (string, string) {
+		if err := in.Cert.CheckSignatureFrom(in.CA.Cert); err != nil {
+			return "IssuerChanged", "not signed by the current CA"
+		}
+		return "", ""
+	},
+	func(in ReuseInput) (string, string) {
+		if in.Now.Add(RenewBefore).After(in.Cert.NotAfter) {
+			return "Expiring", "expires within " + RenewBefore.String()
+		}
+		return "", ""
+	},
+	func(in ReuseInput) (string, string) {
+		if in.Cert.Subject.CommonName != in.Spec.CommonName || !sameStrings(in.Cert.Subject.Organization, in.Spec.Organization) {
+			return "SubjectChanged", "subject changed"
+		}
+		return "", ""
+	},
+	func(in ReuseInput) (string, string) {
+		if !sameStrings(in.Cert.DNSNames, in.Spec.DNSNames) {
+			return "NamesChanged", "DNS names changed"
+		}
+		var want, have []string
+		for _, ip := range in.Spec.IPs {
+			want = append(want, ip.String())
+		}
+		for _, ip := range in.Cert.IPAddresses {
+			have = append(have, ip.String())
+		}
+		if !sameStrings(want, have) {
+			return "NamesChanged", "IP addresses changed"
+		}
+		return "", ""
+	},
+	func(in ReuseInput) (string, string) {
+		if in.Spec.Server != slices.Contains(in.Cert.ExtKeyUsage, x509.ExtKeyUsageServerAuth) ||
+			in.Spec.Client != slices.Contains(in.Cert.ExtKeyUsage, x509.ExtKeyUsageClientAuth) {
+			return "UsagesChanged", "key usages changed"
+		}
+		return "", ""
+	},
+}
+
+// Reissue runs the reuse policies on kp: it returns "" when kp was issued
+// by ca for exactly spec and stays valid beyond now+RenewBefore, otherwise
+// the first reason to reissue and its message.
+func (ca *KeyPair) Reissue(kp *KeyPair, spec Spec, now time.Time) (reason, message string) {
+	in := ReuseInput{CA: ca, Cert: kp.Cert, Spec: spec, Now: now}
+	for _, p := range ReusePolicies {
+		if reason, message := p(in); reason != "" {
+			return reason, message
+		}
 	}
-	if now.Add(RenewBefore).After(c.NotAfter) {
-		return false, "expires within " + RenewBefore.String()
-	}
-	if c.Subject.CommonName != spec.CommonName || !sameStrings(c.Subject.Organization, spec.Organization) {
-		return false, "subject changed"
-	}
-	if !sameStrings(c.DNSNames, spec.DNSNames) {
-		return false, "DNS names changed"
-	}
-	var want, have []string
-	for _, ip := range spec.IPs {
-		want = append(want, ip.String())
-	}
-	for _, ip := range c.IPAddresses {
-		have = append(have, ip.String())
-	}
-	if !sameStrings(want, have) {
-		return false, "IP addresses changed"
-	}
-	if spec.Server != slices.Contains(c.ExtKeyUsage, x509.ExtKeyUsageServerAuth) ||
-		spec.Client != slices.Contains(c.ExtKeyUsage, x509.ExtKeyUsageClientAuth) {
-		return false, "key usages changed"
-	}
-	return true, ""
+	return "", ""
 }
 
 // ParseKeyPair parses PEM-encoded certificate and key and checks that they

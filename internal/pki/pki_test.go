@@ -7,7 +7,7 @@ import (
 	"time"
 )
 
-func TestIssueAndMatches(t *testing.T) {
+func TestIssueAndReusePolicies(t *testing.T) {
 	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 	ca, err := NewCA("test-ca", now)
 	if err != nil {
@@ -28,24 +28,27 @@ func TestIssueAndMatches(t *testing.T) {
 		t.Fatal(err)
 	}
 	tests := []struct {
-		name   string
-		ca     *KeyPair
-		spec   Spec
-		now    time.Time
-		wantOK bool
+		name       string
+		ca         *KeyPair
+		spec       Spec
+		now        time.Time
+		wantReason string
 	}{
-		{name: "same", ca: ca, spec: spec, now: now, wantOK: true},
-		{name: "other CA", ca: other, spec: spec, now: now},
-		{name: "new SAN", ca: ca, spec: Spec{CommonName: "kube-apiserver", DNSNames: []string{"kubernetes", "x"}, IPs: spec.IPs, Server: true}, now: now},
-		{name: "new IP", ca: ca, spec: Spec{CommonName: "kube-apiserver", DNSNames: spec.DNSNames, Server: true}, now: now},
-		{name: "client usage", ca: ca, spec: Spec{CommonName: "kube-apiserver", DNSNames: spec.DNSNames, IPs: spec.IPs, Server: true, Client: true}, now: now},
-		{name: "near expiry", ca: ca, spec: spec, now: now.Add(CertValidity - RenewBefore/2)},
+		{name: "same", ca: ca, spec: spec, now: now},
+		{name: "other CA", ca: other, spec: spec, now: now, wantReason: "IssuerChanged"},
+		{name: "new CN", ca: ca, spec: Spec{CommonName: "x", DNSNames: spec.DNSNames, IPs: spec.IPs, Server: true}, now: now, wantReason: "SubjectChanged"},
+		{name: "new SAN", ca: ca, spec: Spec{CommonName: "kube-apiserver", DNSNames: []string{"kubernetes", "x"}, IPs: spec.IPs, Server: true}, now: now, wantReason: "NamesChanged"},
+		{name: "new IP", ca: ca, spec: Spec{CommonName: "kube-apiserver", DNSNames: spec.DNSNames, Server: true}, now: now, wantReason: "NamesChanged"},
+		{name: "client usage", ca: ca, spec: Spec{CommonName: "kube-apiserver", DNSNames: spec.DNSNames, IPs: spec.IPs, Server: true, Client: true}, now: now, wantReason: "UsagesChanged"},
+		{name: "near expiry", ca: ca, spec: spec, now: now.Add(CertValidity - RenewBefore/2), wantReason: "Expiring"},
+		// The order matters: a certificate of another CA is reissued for
+		// that reason even when it also expires.
+		{name: "other CA and expiring", ca: other, spec: spec, now: now.Add(CertValidity - RenewBefore/2), wantReason: "IssuerChanged"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			ok, reason := tt.ca.Matches(kp, tt.spec, tt.now)
-			if ok != tt.wantOK {
-				t.Fatalf("Matches = %v (%s), want %v", ok, reason, tt.wantOK)
+			if reason, message := tt.ca.Reissue(kp, tt.spec, tt.now); reason != tt.wantReason {
+				t.Fatalf("Reissue = %q (%s), want %q", reason, message, tt.wantReason)
 			}
 		})
 	}

@@ -2,11 +2,8 @@ package tenantcluster
 
 import (
 	"context"
-	"crypto/x509"
-	"encoding/pem"
 	"fmt"
 	"net"
-	"slices"
 	"strconv"
 	"sync"
 	"time"
@@ -24,7 +21,6 @@ import (
 
 	kv1 "kubinception.dev/kubinception/api/v1alpha1"
 	cp "kubinception.dev/kubinception/internal/controlplane"
-	"kubinception.dev/kubinception/internal/release"
 	"kubinception.dev/kubinception/internal/tenantbootstrap"
 )
 
@@ -47,7 +43,7 @@ type tenantClient struct {
 
 // tenantClient connects to the tenant's API server through its Service
 // address inside the admin cluster, as the tenant's admin.
-func (r *Reconciler) tenantClient(s *state) (tenantClient, error) {
+func (r *Reconciler) tenantClient(s *scope) (tenantClient, error) {
 	host := "https://" + net.JoinHostPort(s.exposure.serviceIP, strconv.Itoa(cp.DefaultPort))
 	key := host + "/" + s.pkiHash
 	r.tenants.mu.Lock()
@@ -91,7 +87,7 @@ func (r *Reconciler) forgetTenant(uid types.UID) {
 // reconcileBootstrap applies, inside the tenant, what joining nodes need
 // and the enabled addons, removes disabled addons, and approves kubelet
 // serving certificates whose names match their node.
-func (r *Reconciler) reconcileBootstrap(ctx context.Context, s *state) (ctrl.Result, error) {
+func (r *Reconciler) reconcileBootstrap(ctx context.Context, s *scope) (ctrl.Result, error) {
 	tc := s.tc
 	t, err := r.tenantClient(s)
 	if err != nil {
@@ -102,8 +98,8 @@ func (r *Reconciler) reconcileBootstrap(ctx context.Context, s *state) (ctrl.Res
 		Endpoint: tc.Status.Endpoint, CAPEM: s.pki[cp.FileCA], KubernetesVersion: tc.Spec.Version,
 		ServiceCIDR: tc.Spec.Network.ServiceCIDR, PodCIDR: tc.Spec.Network.PodCIDR, ClusterDomain: tc.Spec.Network.ClusterDomain,
 		DNSServiceIP:   tc.Spec.Network.DNSServiceIP,
-		KubeProxyImage: cp.Image(p, "kube-proxy"),
-		CoreDNSImage:   fmt.Sprintf("%s/coredns:%s", p.Registry, release.CoreDNSVersion),
+		KubeProxyImage: p.Images().Component("kube-proxy"),
+		CoreDNSImage:   p.Images().CoreDNS(),
 		KubeProxy:      tc.Spec.Addons.KubeProxy.IsEnabled(),
 		CoreDNS:        tc.Spec.Addons.CoreDNS.IsEnabled(),
 	})
@@ -113,7 +109,7 @@ func (r *Reconciler) reconcileBootstrap(ctx context.Context, s *state) (ctrl.Res
 	for _, obj := range objs {
 		//nolint:staticcheck // typed objects with server-side apply
 		if err := t.c.Patch(ctx, obj, client.Apply, client.ForceOwnership, FieldOwner); err != nil {
-			r.setCondition(s, kv1.ConditionAddonsReady, metav1.ConditionFalse, kv1.ReasonTenantAPIUnreachable,
+			s.fail(kv1.ConditionAddonsReady, kv1.ReasonTenantAPIUnreachable,
 				fmt.Sprintf("cannot apply %s %s inside the tenant: %v; retrying", obj.GetObjectKind().GroupVersionKind().Kind, obj.GetName(), err))
 			return ctrl.Result{RequeueAfter: endpointRetry}, nil
 		}
@@ -132,7 +128,7 @@ func (r *Reconciler) reconcileBootstrap(ctx context.Context, s *state) (ctrl.Res
 	if approved > 0 {
 		ctrl.LoggerFrom(ctx).Info("approved kubelet serving certificates", "count", approved)
 	}
-	r.setCondition(s, kv1.ConditionAddonsReady, metav1.ConditionTrue, kv1.ReasonAddonsApplied,
+	s.succeed(kv1.ConditionAddonsReady, kv1.ReasonAddonsApplied,
 		"node bootstrap (cluster-info, RBAC, kubeadm and kubelet configuration) and enabled addons are in place")
 	return ctrl.Result{}, nil
 }
@@ -148,13 +144,19 @@ func removeAddon(ctx context.Context, c client.Client, addon string) error {
 	return nil
 }
 
-// approveServingCSRs approves pending kubelet serving certificate requests
-// whose requester is the node the certificate names and whose addresses
-// and names are the node's own.
+// approveServingCSRs decides pending kubelet serving certificate requests
+// with the approval chain (policies.go): approved when the requester is
+// the node the certificate names and every name is the node's own, denied
+// with the policy's reason otherwise, left pending while the Node is not
+// registered. It returns how many it approved.
 func approveServingCSRs(ctx context.Context, cs kubernetes.Interface) (int, error) {
+	log := ctrl.LoggerFrom(ctx)
 	list, err := cs.CertificatesV1().CertificateSigningRequests().List(ctx, metav1.ListOptions{FieldSelector: "spec.signerName=" + certv1.KubeletServingSignerName})
 	if err != nil {
 		return 0, err
+	}
+	getNode := func(ctx context.Context, name string) (*corev1.Node, error) {
+		return cs.CoreV1().Nodes().Get(ctx, name, metav1.GetOptions{})
 	}
 	approved := 0
 	for i := range list.Items {
@@ -162,16 +164,27 @@ func approveServingCSRs(ctx context.Context, cs kubernetes.Interface) (int, erro
 		if decided(csr) {
 			continue
 		}
-		ok, reason := checkServingCSR(ctx, cs, csr)
-		cond := certv1.CertificateSigningRequestCondition{Type: certv1.CertificateDenied, Status: corev1.ConditionTrue,
-			Reason: "KubinceptionDenied", Message: reason, LastUpdateTime: metav1.Now()}
-		if ok {
-			cond.Type, cond.Reason, cond.Message = certv1.CertificateApproved, "KubinceptionApproved", "names and addresses match the node"
-			approved++
+		decision, reason, message, err := evaluateCSR(ctx, csr, getNode)
+		if err != nil {
+			return approved, fmt.Errorf("CSR %s: %w", csr.Name, err)
+		}
+		cond := certv1.CertificateSigningRequestCondition{Status: corev1.ConditionTrue, Reason: "Kubinception" + reason, Message: message, LastUpdateTime: metav1.Now()}
+		switch decision {
+		case csrWait:
+			log.V(1).Info("leaving kubelet serving certificate request pending", "csr", csr.Name, "reason", reason, "message", message)
+			continue
+		case csrApprove:
+			cond.Type = certv1.CertificateApproved
+		case csrDeny:
+			cond.Type = certv1.CertificateDenied
 		}
 		csr.Status.Conditions = append(csr.Status.Conditions, cond)
 		if _, err := cs.CertificatesV1().CertificateSigningRequests().UpdateApproval(ctx, csr.Name, csr, metav1.UpdateOptions{}); err != nil && !apierrors.IsConflict(err) {
 			return approved, err
+		}
+		log.Info("decided kubelet serving certificate request", "csr", csr.Name, "requester", csr.Spec.Username, "decision", cond.Type, "reason", reason, "message", message)
+		if decision == csrApprove {
+			approved++
 		}
 	}
 	return approved, nil
@@ -184,57 +197,4 @@ func decided(csr *certv1.CertificateSigningRequest) bool {
 		}
 	}
 	return false
-}
-
-// checkServingCSR says whether a kubelet serving request is the node's own:
-// requested by system:node:NAME in system:nodes, for CN system:node:NAME,
-// O system:nodes, with only server-auth usages, and every DNS name and IP
-// among the node's addresses.
-func checkServingCSR(ctx context.Context, cs kubernetes.Interface, csr *certv1.CertificateSigningRequest) (bool, string) {
-	const prefix = "system:node:"
-	if len(csr.Spec.Username) <= len(prefix) || csr.Spec.Username[:len(prefix)] != prefix || !slices.Contains(csr.Spec.Groups, "system:nodes") {
-		return false, "requester " + csr.Spec.Username + " is not a node"
-	}
-	nodeName := csr.Spec.Username[len(prefix):]
-	block, _ := pem.Decode(csr.Spec.Request)
-	if block == nil {
-		return false, "request is not PEM"
-	}
-	req, err := x509.ParseCertificateRequest(block.Bytes)
-	if err != nil {
-		return false, "request does not parse: " + err.Error()
-	}
-	if req.Subject.CommonName != csr.Spec.Username || !slices.Equal(req.Subject.Organization, []string{"system:nodes"}) {
-		return false, "subject is not the requesting node"
-	}
-	for _, u := range csr.Spec.Usages {
-		if u != certv1.UsageServerAuth && u != certv1.UsageDigitalSignature && u != certv1.UsageKeyEncipherment {
-			return false, "usage " + string(u) + " is not allowed for a serving certificate"
-		}
-	}
-	if len(req.EmailAddresses) > 0 || len(req.URIs) > 0 {
-		return false, "email or URI names are not allowed"
-	}
-	node, err := cs.CoreV1().Nodes().Get(ctx, nodeName, metav1.GetOptions{})
-	if err != nil {
-		return false, "node " + nodeName + " not found"
-	}
-	addrs := map[string]bool{}
-	for _, a := range node.Status.Addresses {
-		addrs[a.Address] = true
-	}
-	for _, d := range req.DNSNames {
-		if !addrs[d] {
-			return false, "DNS name " + d + " is not an address of node " + nodeName
-		}
-	}
-	for _, ip := range req.IPAddresses {
-		if !addrs[ip.String()] {
-			return false, "IP " + ip.String() + " is not an address of node " + nodeName
-		}
-	}
-	if len(req.DNSNames)+len(req.IPAddresses) == 0 {
-		return false, "no names requested"
-	}
-	return true, ""
 }

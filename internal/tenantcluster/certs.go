@@ -8,6 +8,7 @@ import (
 	"net"
 	"sort"
 	"strconv"
+	"strings"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -15,6 +16,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	kv1 "kubinception.dev/kubinception/api/v1alpha1"
 	cp "kubinception.dev/kubinception/internal/controlplane"
@@ -37,7 +39,7 @@ const (
 // service-account key, the datastore client certificate (common name =
 // the tenant's etcd user) and the kubeconfigs. Certificates that still
 // match their spec are kept; the rest are reissued.
-func (r *Reconciler) reconcileCertificates(ctx context.Context, s *state) (ctrl.Result, error) {
+func (r *Reconciler) reconcileCertificates(ctx context.Context, s *scope) (ctrl.Result, error) {
 	tc := s.tc
 	// Read past the cache: a stale miss would mint a second CA.
 	secret := &corev1.Secret{}
@@ -48,10 +50,21 @@ func (r *Reconciler) reconcileCertificates(ctx context.Context, s *state) (ctrl.
 	old := secret.Data
 	data, err := r.desiredPKI(s, old)
 	if err != nil {
-		r.setCondition(s, kv1.ConditionCertificatesReady, metav1.ConditionFalse, kv1.ReasonInvalidSpec, err.Error())
-		return ctrl.Result{}, err
+		s.fail(kv1.ConditionCertificatesReady, kv1.ReasonInvalidSpec, err.Error())
+		return ctrl.Result{}, reconcile.TerminalError(err)
 	}
 	if !sameData(old, data) {
+		var changed []string
+		for k := range data {
+			if string(old[k]) != string(data[k]) {
+				changed = append(changed, k)
+			}
+		}
+		sort.Strings(changed)
+		ctrl.LoggerFrom(ctx).Info("writing PKI Secret", "changed", changed)
+		if len(old) > 0 {
+			r.event(tc, corev1.EventTypeNormal, kv1.ReasonCertificatesIssued, "IssueCertificates", "reissued "+strings.Join(changed, ", "))
+		}
 		if err := r.apply(ctx, tc, &corev1.Secret{
 			TypeMeta:   metav1.TypeMeta{APIVersion: "v1", Kind: "Secret"},
 			ObjectMeta: metav1.ObjectMeta{Name: cp.PKISecretName(tc.Name), Namespace: tc.Namespace},
@@ -83,13 +96,13 @@ func (r *Reconciler) reconcileCertificates(ctx context.Context, s *state) (ctrl.
 		}
 	}
 	tc.Status.AdminKubeconfigSecret = cp.AdminKubeconfigSecret(tc.Name)
-	r.setCondition(s, kv1.ConditionCertificatesReady, metav1.ConditionTrue, kv1.ReasonCertificatesIssued,
+	s.succeed(kv1.ConditionCertificatesReady, kv1.ReasonCertificatesIssued,
 		"CA, component certificates, datastore client certificate and kubeconfigs are current")
 	return ctrl.Result{}, nil
 }
 
 // desiredPKI computes the PKI Secret's data from what it holds now.
-func (r *Reconciler) desiredPKI(s *state, old map[string][]byte) (map[string][]byte, error) {
+func (r *Reconciler) desiredPKI(s *scope, old map[string][]byte) (map[string][]byte, error) {
 	tc := s.tc
 	now := s.now
 	data := map[string][]byte{}
@@ -121,7 +134,7 @@ func (r *Reconciler) desiredPKI(s *state, old map[string][]byte) (map[string][]b
 		{cp.FileAPIServer, cp.FileAPIServerKey, ca, cp.APIServerSANs(p, s.exposure.serviceIP, tc.Spec.Exposure.Hostname, tc.Spec.Exposure.ExtraSANs)},
 		{cp.FileKubeletClient, cp.FileKubeletClientKey, ca, pki.Spec{CommonName: "kube-apiserver-kubelet-client", Organization: []string{adminGroup}, Client: true}},
 		{cp.FileFrontProxyClient, cp.FileFrontProxyClientKey, front, pki.Spec{CommonName: "front-proxy-client", Client: true}},
-		{cp.FileDatastoreClient, cp.FileDatastoreClientKey, s.etcd.caKeyPair, pki.Spec{CommonName: s.tenancy.User, Client: true}},
+		{cp.FileDatastoreClient, cp.FileDatastoreClientKey, s.etcd.access.CA, pki.Spec{CommonName: s.tenancy.User, Client: true}},
 		{fileCMClient + ".crt", fileCMClient + ".key", ca, pki.Spec{CommonName: "system:kube-controller-manager", Client: true}},
 		{fileSchedClient + ".crt", fileSchedClient + ".key", ca, pki.Spec{CommonName: "system:kube-scheduler", Client: true}},
 		{fileAdminClient + ".crt", fileAdminClient + ".key", ca, pki.Spec{CommonName: adminUserName, Organization: []string{adminGroup}, Client: true}},
@@ -133,7 +146,7 @@ func (r *Reconciler) desiredPKI(s *state, old map[string][]byte) (map[string][]b
 		}
 		put(data, l.cert, l.key, kp)
 	}
-	data[cp.FileDatastoreCA] = s.etcd.caKeyPair.CertPEM
+	data[cp.FileDatastoreCA] = s.etcd.access.CA.CertPEM
 
 	local := "https://" + net.JoinHostPort("127.0.0.1", strconv.Itoa(int(s.exposure.port)))
 	for _, kc := range []struct{ file, client, user string }{
@@ -152,7 +165,7 @@ func (r *Reconciler) desiredPKI(s *state, old map[string][]byte) (map[string][]b
 
 // adminKubeconfig is the customer's kubeconfig: system:masters at the
 // tenant's endpoint.
-func (r *Reconciler) adminKubeconfig(s *state, data map[string][]byte) ([]byte, error) {
+func (r *Reconciler) adminKubeconfig(s *scope, data map[string][]byte) ([]byte, error) {
 	return kubeconfig.Render(kubeconfig.Config{ClusterName: s.tc.Name, Server: s.exposure.endpoint, CAPEM: data[cp.FileCA],
 		UserName: adminUserName, CertPEM: data[fileAdminClient+".crt"], KeyPEM: data[fileAdminClient+".key"]})
 }
@@ -170,7 +183,7 @@ func keepOrNewCA(old map[string][]byte, cert, key, cn string, now time.Time) (*p
 
 func keepOrIssue(old map[string][]byte, cert, key string, ca *pki.KeyPair, spec pki.Spec, now time.Time) (*pki.KeyPair, error) {
 	if kp, err := pki.ParseKeyPair(old[cert], old[key]); err == nil {
-		if ok, _ := ca.Matches(kp, spec, now); ok {
+		if reason, _ := ca.Reissue(kp, spec, now); reason == "" {
 			return kp, nil
 		}
 	}

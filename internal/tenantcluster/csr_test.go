@@ -8,11 +8,13 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
+	"errors"
 	"net"
 	"testing"
 
 	certv1 "k8s.io/api/certificates/v1"
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes/fake"
 )
@@ -62,5 +64,27 @@ func TestApproveServingCSRs(t *testing.T) {
 		if len(csr.Status.Conditions) != 1 || csr.Status.Conditions[0].Type != want {
 			t.Errorf("%s: conditions %+v, want %s", name, csr.Status.Conditions, want)
 		}
+	}
+}
+
+func TestCSRNodeLookup(t *testing.T) {
+	csr := servingCSR(t, "good", "system:node:w1", "system:node:w1", []string{"10.210.1.11"}, nil)
+	tests := []struct {
+		name     string
+		err      error
+		want     csrDecision
+		wantErr  bool
+		wantWhat string
+	}{
+		{name: "lookup fails: an error to retry, never a deny", err: errors.New("connection refused"), want: csrWait, wantErr: true},
+		{name: "node not registered yet: pending", err: apierrors.NewNotFound(corev1.Resource("nodes"), "w1"), want: csrWait, wantWhat: "NodeNotRegistered"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			d, reason, _, err := evaluateCSR(context.Background(), csr, func(context.Context, string) (*corev1.Node, error) { return nil, tt.err })
+			if d != tt.want || (err != nil) != tt.wantErr || reason != tt.wantWhat {
+				t.Fatalf("evaluateCSR = %v, %q, %v; want %v, %q, error=%v", d, reason, err, tt.want, tt.wantWhat, tt.wantErr)
+			}
+		})
 	}
 }

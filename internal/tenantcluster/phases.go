@@ -14,7 +14,6 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -24,67 +23,49 @@ import (
 	kv1 "kubinception.dev/kubinception/api/v1alpha1"
 	"kubinception.dev/kubinception/internal/controlplane"
 	"kubinception.dev/kubinception/internal/datastore"
-	"kubinception.dev/kubinception/internal/pki"
 )
 
 // Waits between checks of things that do not send events.
 const (
-	datastoreRetry = 10 * time.Second
-	endpointRetry  = 5 * time.Second
-	startingRetry  = 5 * time.Second
-	deletionRetry  = 2 * time.Second
+	datastoreRetry        = 10 * time.Second
+	datastoreMissingRetry = 30 * time.Second
+	endpointRetry         = 5 * time.Second
+	startingRetry         = 5 * time.Second
+	deletionRetry         = 2 * time.Second
 )
 
-// datastoreConn is a tenant's datastore: its name, credentials and client.
+// datastoreConn is a tenant's datastore: its name, access and client.
 type datastoreConn struct {
-	name      string
-	creds     datastore.Credentials
-	caKeyPair *pki.KeyPair
-	cli       *clientv3.Client
+	name   string
+	access datastore.Access
+	cli    *clientv3.Client
 }
 
 // connectDatastore resolves the tenant's Datastore and its credentials. A
-// missing or broken datastore sets DatastoreReady False with what to do
+// missing or broken datastore records DatastoreReady False with what to do
 // and returns a result to wait; it never blocks.
-func (r *Reconciler) connectDatastore(ctx context.Context, s *state) (ctrl.Result, error) {
-	name := s.tc.Spec.Datastore.Name
-	if name == "" {
-		name = "default"
-	}
+func (r *Reconciler) connectDatastore(ctx context.Context, s *scope) (ctrl.Result, error) {
+	name := datastoreName(s.tc)
 	ds := &kv1.Datastore{}
 	if err := r.Client.Get(ctx, types.NamespacedName{Name: name}, ds); err != nil {
 		if apierrors.IsNotFound(err) {
-			r.setCondition(s, kv1.ConditionDatastoreReady, metav1.ConditionFalse, kv1.ReasonDatastoreNotFound,
+			s.fail(kv1.ConditionDatastoreReady, kv1.ReasonDatastoreNotFound,
 				fmt.Sprintf("Datastore %q does not exist: create it (kubinception install creates \"default\" on a local admin cluster) or set spec.datastore.name", name))
-			return ctrl.Result{RequeueAfter: 30 * time.Second}, nil
+			return ctrl.Result{RequeueAfter: datastoreMissingRetry}, nil
 		}
 		return ctrl.Result{}, err
 	}
-	caSecret, rootSecret := &corev1.Secret{}, &corev1.Secret{}
-	for _, ref := range []struct {
-		ref kv1.SecretReference
-		obj *corev1.Secret
-	}{{ds.Spec.CASecretRef, caSecret}, {ds.Spec.RootSecretRef, rootSecret}} {
-		if err := r.APIReader.Get(ctx, types.NamespacedName{Namespace: ref.ref.Namespace, Name: ref.ref.Name}, ref.obj); err != nil {
-			r.setCondition(s, kv1.ConditionDatastoreReady, metav1.ConditionFalse, kv1.ReasonDatastoreCredentials,
-				fmt.Sprintf("Datastore %q: cannot read Secret %s/%s: %v", name, ref.ref.Namespace, ref.ref.Name, err))
-			return ctrl.Result{RequeueAfter: 30 * time.Second}, nil
-		}
-	}
-	ca, err := pki.ParseKeyPair(caSecret.Data["ca.crt"], caSecret.Data["ca.key"])
+	access, err := datastore.LoadAccess(ctx, r.APIReader, ds)
 	if err != nil {
-		r.setCondition(s, kv1.ConditionDatastoreReady, metav1.ConditionFalse, kv1.ReasonDatastoreCredentials,
-			fmt.Sprintf("Datastore %q: Secret %s/%s needs ca.crt and ca.key of the datastore's CA: %v", name, ds.Spec.CASecretRef.Namespace, ds.Spec.CASecretRef.Name, err))
-		return ctrl.Result{RequeueAfter: 30 * time.Second}, nil
+		s.fail(kv1.ConditionDatastoreReady, kv1.ReasonDatastoreCredentials, err.Error())
+		return ctrl.Result{RequeueAfter: datastoreMissingRetry}, nil
 	}
-	creds := datastore.Credentials{Endpoints: ds.Spec.Endpoints, CAPEM: ca.CertPEM, CertPEM: rootSecret.Data["tls.crt"], KeyPEM: rootSecret.Data["tls.key"]}
-	cli, err := r.Datastores.Get(name, creds)
+	cli, err := r.Datastores.Get(name, access.Credentials)
 	if err != nil {
-		r.setCondition(s, kv1.ConditionDatastoreReady, metav1.ConditionFalse, kv1.ReasonDatastoreCredentials,
-			fmt.Sprintf("Datastore %q: Secret %s/%s needs the root client certificate as tls.crt and tls.key: %v", name, ds.Spec.RootSecretRef.Namespace, ds.Spec.RootSecretRef.Name, err))
-		return ctrl.Result{RequeueAfter: 30 * time.Second}, nil
+		s.fail(kv1.ConditionDatastoreReady, kv1.ReasonDatastoreCredentials, fmt.Sprintf("Datastore %q: %v", name, err))
+		return ctrl.Result{RequeueAfter: datastoreMissingRetry}, nil
 	}
-	s.etcd = datastoreConn{name: name, creds: creds, caKeyPair: ca, cli: cli}
+	s.etcd = datastoreConn{name: name, access: access, cli: cli}
 	if s.tenancy, err = datastore.TenancyFor(string(s.tc.UID)); err != nil {
 		return ctrl.Result{}, err
 	}
@@ -92,53 +73,33 @@ func (r *Reconciler) connectDatastore(ctx context.Context, s *state) (ctrl.Resul
 }
 
 // reconcileDatastore gives the tenant its prefix, user and role.
-func (r *Reconciler) reconcileDatastore(ctx context.Context, s *state) (ctrl.Result, error) {
+func (r *Reconciler) reconcileDatastore(ctx context.Context, s *scope) (ctrl.Result, error) {
 	if res, err := r.connectDatastore(ctx, s); err != nil || !res.IsZero() {
 		return res, err
 	}
 	// Every auth call is a raft round in the shared etcd; a tenancy known
-	// to be in place is checked again only every tenancyRecheck.
-	if r.tenancyFresh(s.tc.UID, s.now) && s.tc.Status.Datastore.User == s.tenancy.User {
+	// to be in place is checked again only when a policy says so.
+	reason, detail := r.tenancy.needsCheck(s)
+	if reason == "" {
+		s.succeed(kv1.ConditionDatastoreReady, kv1.ReasonTenancyProvisioned, tenancyMessage(s))
 		return ctrl.Result{}, nil
 	}
+	ctrl.LoggerFrom(ctx).V(1).Info("checking tenancy", "reason", reason, "detail", detail)
 	ectx, cancel := context.WithTimeout(ctx, 15*time.Second)
 	defer cancel()
 	if err := datastore.EnsureTenancy(ectx, s.etcd.cli, s.tenancy); err != nil {
-		r.setCondition(s, kv1.ConditionDatastoreReady, metav1.ConditionFalse, kv1.ReasonDatastoreUnreachable,
-			fmt.Sprintf("cannot provision the tenant in Datastore %q (%s): %v; retrying", s.etcd.name, strings.Join(s.etcd.creds.Endpoints, ","), err))
+		s.fail(kv1.ConditionDatastoreReady, kv1.ReasonDatastoreUnreachable,
+			fmt.Sprintf("cannot provision the tenant in Datastore %q (%s): %v; retrying", s.etcd.name, strings.Join(s.etcd.access.Credentials.Endpoints, ","), err))
 		return ctrl.Result{RequeueAfter: datastoreRetry}, nil
 	}
-	r.markTenancy(s.tc.UID, s.now)
+	r.tenancy.mark(s.tc.UID, s.now)
 	s.tc.Status.Datastore = kv1.TenantDatastoreStatus{Prefix: s.tenancy.Prefix, User: s.tenancy.User}
-	r.setCondition(s, kv1.ConditionDatastoreReady, metav1.ConditionTrue, kv1.ReasonTenancyProvisioned,
-		fmt.Sprintf("keys under %s in Datastore %q, readable only by etcd user %s", s.tenancy.Prefix, s.etcd.name, s.tenancy.User))
+	s.succeed(kv1.ConditionDatastoreReady, kv1.ReasonTenancyProvisioned, tenancyMessage(s))
 	return ctrl.Result{}, nil
 }
 
-// tenancyRecheck is how long an ensured tenancy is trusted before the
-// operator checks the etcd user and role again.
-const tenancyRecheck = 10 * time.Minute
-
-func (r *Reconciler) tenancyFresh(uid types.UID, now time.Time) bool {
-	r.ensuredMu.Lock()
-	defer r.ensuredMu.Unlock()
-	at, ok := r.ensured[uid]
-	return ok && now.Sub(at) < tenancyRecheck
-}
-
-func (r *Reconciler) markTenancy(uid types.UID, now time.Time) {
-	r.ensuredMu.Lock()
-	defer r.ensuredMu.Unlock()
-	if r.ensured == nil {
-		r.ensured = map[types.UID]time.Time{}
-	}
-	r.ensured[uid] = now
-}
-
-func (r *Reconciler) forgetTenancy(uid types.UID) {
-	r.ensuredMu.Lock()
-	defer r.ensuredMu.Unlock()
-	delete(r.ensured, uid)
+func tenancyMessage(s *scope) string {
+	return fmt.Sprintf("keys under %s in Datastore %q, readable only by etcd user %s", s.tenancy.Prefix, s.etcd.name, s.tenancy.User)
 }
 
 // exposure is where the API server is reached.
@@ -154,7 +115,7 @@ type exposure struct {
 // reconcileExposure applies the Service and works out the endpoint. For
 // NodePort the API server listens on the allocated node port itself, so the
 // address it advertises inside the tenant is reachable from outside.
-func (r *Reconciler) reconcileExposure(ctx context.Context, s *state) (ctrl.Result, error) {
+func (r *Reconciler) reconcileExposure(ctx context.Context, s *scope) (ctrl.Result, error) {
 	tc := s.tc
 	typ := corev1.ServiceType(tc.Spec.Exposure.Type)
 	if typ == "" {
@@ -198,7 +159,7 @@ func (r *Reconciler) reconcileExposure(ctx context.Context, s *state) (ctrl.Resu
 			return ctrl.Result{}, err
 		}
 		if ip == "" {
-			r.setCondition(s, kv1.ConditionControlPlaneAvailable, metav1.ConditionFalse, kv1.ReasonWaitingForEndpoint, "no admin node has an InternalIP to expose the API server on")
+			s.fail(kv1.ConditionControlPlaneAvailable, kv1.ReasonWaitingForEndpoint, "no admin node has an InternalIP to expose the API server on")
 			return ctrl.Result{RequeueAfter: endpointRetry}, nil
 		}
 		ex.advertise = ip
@@ -210,7 +171,7 @@ func (r *Reconciler) reconcileExposure(ctx context.Context, s *state) (ctrl.Resu
 			}
 		}
 		if ex.advertise == "" {
-			r.setCondition(s, kv1.ConditionControlPlaneAvailable, metav1.ConditionFalse, kv1.ReasonWaitingForEndpoint,
+			s.fail(kv1.ConditionControlPlaneAvailable, kv1.ReasonWaitingForEndpoint,
 				fmt.Sprintf("Service %s has no load-balancer address yet: the admin cluster needs a load-balancer implementation, or use exposure.type NodePort", svc.Name))
 			return ctrl.Result{RequeueAfter: endpointRetry}, nil
 		}
@@ -262,7 +223,7 @@ func nodeReady(n *corev1.Node) bool {
 }
 
 // params gathers the control plane's parameters.
-func (r *Reconciler) params(s *state) controlplane.Params {
+func (r *Reconciler) params(s *scope) controlplane.Params {
 	tc := s.tc
 	registry := tc.Spec.ControlPlane.ImageRegistry
 	if registry == "" {
@@ -276,7 +237,7 @@ func (r *Reconciler) params(s *state) controlplane.Params {
 		Name: tc.Name, Namespace: tc.Namespace, Version: tc.Spec.Version, Registry: registry, Replicas: replicas,
 		Port: s.exposure.port, AdvertiseAddress: s.exposure.advertise,
 		ServiceCIDR: tc.Spec.Network.ServiceCIDR, PodCIDR: tc.Spec.Network.PodCIDR, ClusterDomain: tc.Spec.Network.ClusterDomain,
-		EtcdEndpoints: s.etcd.creds.Endpoints, EtcdPrefix: s.tenancy.Prefix,
+		EtcdEndpoints: s.etcd.access.Credentials.Endpoints, EtcdPrefix: s.tenancy.Prefix,
 		PKISecret: controlplane.PKISecretName(tc.Name), PKIHash: s.pkiHash,
 		ExtraArgs: tc.Spec.ControlPlane.ExtraArgs, Resources: tc.Spec.ControlPlane.Resources,
 	}
@@ -284,7 +245,7 @@ func (r *Reconciler) params(s *state) controlplane.Params {
 
 // reconcileControlPlane applies the Deployment and reports its health,
 // naming a missing image or a crashing container when there is one.
-func (r *Reconciler) reconcileControlPlane(ctx context.Context, s *state) (ctrl.Result, error) {
+func (r *Reconciler) reconcileControlPlane(ctx context.Context, s *scope) (ctrl.Result, error) {
 	p := r.params(s)
 	dep := controlplane.Deployment(p)
 	if err := r.apply(ctx, s.tc, dep); err != nil {
@@ -295,7 +256,7 @@ func (r *Reconciler) reconcileControlPlane(ctx context.Context, s *state) (ctrl.
 		st.AvailableReplicas >= p.Replicas && st.UnavailableReplicas == 0
 	if available {
 		s.tc.Status.Version = s.tc.Spec.Version
-		r.setCondition(s, kv1.ConditionControlPlaneAvailable, metav1.ConditionTrue, kv1.ReasonControlPlaneAvailable,
+		s.succeed(kv1.ConditionControlPlaneAvailable, kv1.ReasonControlPlaneAvailable,
 			fmt.Sprintf("%d/%d control-plane pods ready", st.AvailableReplicas, p.Replicas))
 		return ctrl.Result{}, nil
 	}
@@ -303,7 +264,7 @@ func (r *Reconciler) reconcileControlPlane(ctx context.Context, s *state) (ctrl.
 	if reason == "" {
 		reason, message = kv1.ReasonControlPlaneStarting, fmt.Sprintf("%d/%d control-plane pods ready", st.AvailableReplicas, p.Replicas)
 	}
-	r.setCondition(s, kv1.ConditionControlPlaneAvailable, metav1.ConditionFalse, reason, message)
+	s.fail(kv1.ConditionControlPlaneAvailable, reason, message)
 	return ctrl.Result{RequeueAfter: startingRetry}, nil
 }
 
@@ -357,26 +318,30 @@ func (r *Reconciler) apply(ctx context.Context, tc *kv1.TenantCluster, obj clien
 }
 
 // reconcileDelete removes the control plane, then every key under the
-// tenant's prefix, then its etcd user and role, then the finalizer. If the
-// datastore cannot be reached, a condition says so and deletion resumes
-// when it is back.
-func (r *Reconciler) reconcileDelete(ctx context.Context, s *state) (ctrl.Result, error) {
+// tenant's prefix, then its etcd user and role, then the finalizer. Each
+// step records Deleting with what it waits for; if the datastore cannot be
+// reached, DatastoreReady says so and deletion resumes when it is back.
+func (r *Reconciler) reconcileDelete(ctx context.Context, s *scope) (ctrl.Result, error) {
+	log := ctrl.LoggerFrom(ctx)
 	tc := s.tc
 	if !controllerutil.ContainsFinalizer(tc, kv1.Finalizer) {
 		return ctrl.Result{}, nil
 	}
+	s.deleting = true
 	dep := &appsv1.Deployment{}
 	err := r.Client.Get(ctx, types.NamespacedName{Namespace: tc.Namespace, Name: controlplane.DeploymentName(tc.Name)}, dep)
-	if err == nil {
+	switch {
+	case err == nil:
 		if dep.DeletionTimestamp.IsZero() {
 			policy := metav1.DeletePropagationForeground
 			if err := r.Client.Delete(ctx, dep, &client.DeleteOptions{PropagationPolicy: &policy}); err != nil && !apierrors.IsNotFound(err) {
 				return ctrl.Result{}, fmt.Errorf("delete control plane: %w", err)
 			}
+			log.Info("deleting control plane", "deployment", dep.Name)
 		}
-		r.setCondition(s, kv1.ConditionReady, metav1.ConditionFalse, kv1.ReasonDeletingControlPlane, "deleting: waiting for the control plane to stop before deleting its data")
+		s.succeed(kv1.ConditionDeleting, kv1.ReasonDeletingControlPlane, "waiting for the control plane to stop before deleting its data")
 		return ctrl.Result{RequeueAfter: deletionRetry}, nil
-	} else if !apierrors.IsNotFound(err) {
+	case !apierrors.IsNotFound(err):
 		return ctrl.Result{}, err
 	}
 	// No API server may write after its keys are gone.
@@ -385,34 +350,34 @@ func (r *Reconciler) reconcileDelete(ctx context.Context, s *state) (ctrl.Result
 		return ctrl.Result{}, err
 	}
 	if len(pods.Items) > 0 {
-		r.setCondition(s, kv1.ConditionReady, metav1.ConditionFalse, kv1.ReasonDeletingControlPlane,
-			fmt.Sprintf("deleting: waiting for %d control-plane pods to stop", len(pods.Items)))
+		s.succeed(kv1.ConditionDeleting, kv1.ReasonDeletingControlPlane, fmt.Sprintf("waiting for %d control-plane pods to stop", len(pods.Items)))
 		return ctrl.Result{RequeueAfter: deletionRetry}, nil
 	}
 
 	if res, err := r.connectDatastore(ctx, s); err != nil || !res.IsZero() {
-		why := ""
-		if c := meta.FindStatusCondition(tc.Status.Conditions, kv1.ConditionDatastoreReady); c != nil {
-			why = c.Message
-		}
-		r.setCondition(s, kv1.ConditionReady, metav1.ConditionFalse, kv1.ReasonDeletingData, "deleting: cannot delete the tenant's keys yet: "+why)
+		why := s.results[kv1.ConditionDatastoreReady].message
+		s.succeed(kv1.ConditionDeleting, kv1.ReasonDeletingData, "cannot delete the tenant's keys yet: "+why)
 		return res, err
 	}
 	ectx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	if err := datastore.DeleteTenancy(ectx, s.etcd.cli, s.tenancy); err != nil {
-		msg := fmt.Sprintf("deleting: cannot reach Datastore %q to delete keys under %s and user %s: %v; deletion resumes when it is back",
+		msg := fmt.Sprintf("cannot reach Datastore %q to delete keys under %s and user %s: %v; deletion resumes when it is back",
 			s.etcd.name, s.tenancy.Prefix, s.tenancy.User, err)
-		r.setCondition(s, kv1.ConditionDatastoreReady, metav1.ConditionFalse, kv1.ReasonDatastoreUnreachable, msg)
-		r.setCondition(s, kv1.ConditionReady, metav1.ConditionFalse, kv1.ReasonDeletingData, msg)
+		s.fail(kv1.ConditionDatastoreReady, kv1.ReasonDatastoreUnreachable, msg)
+		s.succeed(kv1.ConditionDeleting, kv1.ReasonDeletingData, msg)
 		return ctrl.Result{RequeueAfter: datastoreRetry}, nil
 	}
+	log.Info("deleted the tenant's keys, etcd user and role", "prefix", s.tenancy.Prefix, "datastore", s.etcd.name)
+	r.event(tc, corev1.EventTypeNormal, kv1.ReasonDeletingData, "DeleteData", fmt.Sprintf("deleted every key under %s and etcd user %s in Datastore %q", s.tenancy.Prefix, s.tenancy.User, s.etcd.name))
 	r.forgetTenant(tc.UID)
-	r.forgetTenancy(tc.UID)
+	r.tenancy.forget(tc.UID)
 	patch := client.MergeFrom(tc.DeepCopy())
 	controllerutil.RemoveFinalizer(tc, kv1.Finalizer)
 	if err := r.Client.Patch(ctx, tc, patch); err != nil && !apierrors.IsNotFound(err) {
 		return ctrl.Result{}, fmt.Errorf("remove finalizer: %w", err)
 	}
+	// The object is going: there is no status left to write.
+	s.skipStatus = true
 	return ctrl.Result{}, nil
 }

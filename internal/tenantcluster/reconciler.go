@@ -3,16 +3,14 @@ package tenantcluster
 import (
 	"context"
 	"fmt"
-	"sync"
 	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	"k8s.io/apimachinery/pkg/api/meta"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/tools/events"
 	"k8s.io/utils/clock"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/builder"
@@ -21,7 +19,6 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
 	"sigs.k8s.io/controller-runtime/pkg/event"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
-	"sigs.k8s.io/controller-runtime/pkg/log"
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
@@ -44,6 +41,8 @@ type Reconciler struct {
 	// credentials, which a platform team creates without our label).
 	APIReader client.Reader
 	Clock     clock.PassiveClock
+	// Recorder emits an Event for every phase transition and failure.
+	Recorder events.EventRecorder
 	// Datastores shares etcd clients between tenants.
 	Datastores *datastore.ClientCache
 	// Registry is the default image registry of control-plane images.
@@ -52,16 +51,13 @@ type Reconciler struct {
 	MaxConcurrentReconciles int
 
 	tenants tenantClients
-	// ensured records when each tenant's etcd user and role were last
-	// checked.
-	ensuredMu sync.Mutex
-	ensured   map[types.UID]time.Time
+	tenancy tenancyChecks
 }
 
 // SetupWithManager registers the reconciler.
 func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
 	return ctrl.NewControllerManagedBy(mgr).
-		For(&kv1.TenantCluster{}, builder.WithPredicates(predicate.Or(predicate.GenerationChangedPredicate{}, predicate.AnnotationChangedPredicate{}, deletionStarted))).
+		For(&kv1.TenantCluster{}, builder.WithPredicates(predicate.Or(predicate.GenerationChangedPredicate{}, predicate.AnnotationChangedPredicate{}, finalizersOrDeletionChanged))).
 		Owns(&appsv1.Deployment{}).
 		Owns(&corev1.Service{}).
 		Owns(&corev1.Secret{}).
@@ -70,10 +66,13 @@ func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
 		Complete(r)
 }
 
-// deletionStarted passes the update that marks a tenant for deletion;
-// status writes (which do not change the generation) are filtered out.
-var deletionStarted = predicate.Funcs{UpdateFunc: func(e event.UpdateEvent) bool {
-	return e.ObjectOld.GetDeletionTimestamp().IsZero() != e.ObjectNew.GetDeletionTimestamp().IsZero()
+// finalizersOrDeletionChanged passes the updates that add the finalizer
+// (Reconcile returns right after adding it and goes on from this event) and
+// that mark a tenant for deletion; status writes, which change neither the
+// generation nor these, are filtered out.
+var finalizersOrDeletionChanged = predicate.Funcs{UpdateFunc: func(e event.UpdateEvent) bool {
+	return e.ObjectOld.GetDeletionTimestamp().IsZero() != e.ObjectNew.GetDeletionTimestamp().IsZero() ||
+		!equality.Semantic.DeepEqual(e.ObjectOld.GetFinalizers(), e.ObjectNew.GetFinalizers())
 }}
 
 // tenantsOfDatastore enqueues every tenant placed on a datastore, so that
@@ -81,110 +80,145 @@ var deletionStarted = predicate.Funcs{UpdateFunc: func(e event.UpdateEvent) bool
 func (r *Reconciler) tenantsOfDatastore(ctx context.Context, obj client.Object) []reconcile.Request {
 	var list kv1.TenantClusterList
 	if err := r.Client.List(ctx, &list); err != nil {
+		ctrl.LoggerFrom(ctx).Error(err, "list tenants of a datastore", "datastore", obj.GetName())
 		return nil
 	}
 	var reqs []reconcile.Request
 	for _, tc := range list.Items {
-		if tc.Spec.Datastore.Name == obj.GetName() {
+		if datastoreName(&tc) == obj.GetName() {
 			reqs = append(reqs, reconcile.Request{NamespacedName: types.NamespacedName{Namespace: tc.Namespace, Name: tc.Name}})
 		}
 	}
 	return reqs
 }
 
-// state is what one reconcile learns and passes from phase to phase.
-type state struct {
-	tc  *kv1.TenantCluster
-	now time.Time
-	// Filled by the phases, in order.
-	tenancy  datastore.Tenancy
-	etcd     datastoreConn
-	exposure exposure
-	pkiHash  string
-	// pki is the PKI Secret's data as the certificates phase left it.
-	pki map[string][]byte
+// datastoreName is the Datastore a tenant is placed on.
+func datastoreName(tc *kv1.TenantCluster) string {
+	if tc.Spec.Datastore.Name == "" {
+		return "default"
+	}
+	return tc.Spec.Datastore.Name
 }
 
-// phase is one ordered step. It returns a non-zero result to stop the
-// reconcile there (waiting for something) or an error for a real failure.
-type phase func(ctx context.Context, s *state) (ctrl.Result, error)
-
-// Reconcile brings one TenantCluster towards its spec.
+// Reconcile brings one TenantCluster towards its spec: it reads it, stops
+// if it is paused, makes sure the finalizer is there (and returns, to go on
+// from the update), then runs the deletion or the ordered phases, and
+// writes status once, at the end, from what the phases recorded.
 func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (res ctrl.Result, retErr error) {
-	logger := log.FromContext(ctx)
+	log := ctrl.LoggerFrom(ctx)
 	tc := &kv1.TenantCluster{}
 	if err := r.Client.Get(ctx, req.NamespacedName, tc); err != nil {
 		return ctrl.Result{}, client.IgnoreNotFound(err)
 	}
+	s := newScope(tc, r.Clock.Now())
 	before := tc.DeepCopy()
-	s := &state{tc: tc, now: r.Clock.Now()}
-
-	// One status write per reconcile, whatever happened.
 	defer func() {
-		tc.Status.ObservedGeneration = tc.Generation
+		r.updateStatus(ctx, s, retErr)
 		if equality.Semantic.DeepEqual(before.Status, tc.Status) {
 			return
 		}
 		if err := r.Client.Status().Patch(ctx, tc, client.MergeFrom(before)); err != nil && !apierrors.IsNotFound(err) {
-			logger.Error(err, "write status")
+			log.Error(err, "write status")
 			if retErr == nil {
-				retErr = err
+				retErr = fmt.Errorf("write status: %w", err)
 			}
 		}
 	}()
 
-	if !tc.DeletionTimestamp.IsZero() {
-		return r.reconcileDelete(ctx, s)
+	// Paused comes first: a paused tenant is not even deleted, so a
+	// platform team can hold its keys while it investigates.
+	if tc.Spec.Paused {
+		log.V(1).Info("paused: changing nothing")
+		s.paused = true
+		return ctrl.Result{}, nil
 	}
-	if !controllerutil.ContainsFinalizer(tc, kv1.Finalizer) {
+	if tc.DeletionTimestamp.IsZero() && !controllerutil.ContainsFinalizer(tc, kv1.Finalizer) {
 		patch := client.MergeFrom(tc.DeepCopy())
 		controllerutil.AddFinalizer(tc, kv1.Finalizer)
 		if err := r.Client.Patch(ctx, tc, patch); err != nil {
 			return ctrl.Result{}, fmt.Errorf("add finalizer: %w", err)
 		}
-		before.Finalizers = tc.Finalizers
-		before.ResourceVersion = tc.ResourceVersion
-	}
-	if tc.Spec.Paused {
-		r.setCondition(s, kv1.ConditionReady, metav1.ConditionFalse, kv1.ReasonPaused, "spec.paused is true: the operator changes nothing until it is false")
+		log.Info("added finalizer")
+		// The update event brings the next reconcile; status waits for it.
+		s.skipStatus = true
 		return ctrl.Result{}, nil
 	}
+	if !tc.DeletionTimestamp.IsZero() {
+		return r.reconcileDelete(ctx, s)
+	}
+	return r.reconcileNormal(ctx, s)
+}
 
-	for _, p := range []phase{r.reconcileDatastore, r.reconcileExposure, r.reconcileCertificates, r.reconcileControlPlane, r.reconcileBootstrap} {
-		res, err := p(ctx, s)
-		if err != nil || !res.IsZero() {
-			r.summarize(s)
-			return res, err
+// phase is one ordered step. It records what it found in the scope and
+// returns a non-zero result to stop the reconcile there (waiting for
+// something) or an error for a real failure.
+type phase struct {
+	name string
+	run  func(ctx context.Context, s *scope) (ctrl.Result, error)
+}
+
+// reconcileNormal runs the phases in order and stops at the first that
+// waits or fails.
+func (r *Reconciler) reconcileNormal(ctx context.Context, s *scope) (ctrl.Result, error) {
+	for _, p := range []phase{
+		{"datastore", r.reconcileDatastore},
+		{"exposure", r.reconcileExposure},
+		{"certificates", r.reconcileCertificates},
+		{"control plane", r.reconcileControlPlane},
+		{"bootstrap", r.reconcileBootstrap},
+	} {
+		res, err := p.run(ctx, s)
+		if err != nil {
+			return ctrl.Result{}, fmt.Errorf("%s phase: %w", p.name, err)
+		}
+		if !res.IsZero() {
+			ctrl.LoggerFrom(ctx).V(1).Info("waiting", "phase", p.name, "requeueAfter", res.RequeueAfter)
+			return res, nil
 		}
 	}
-	r.summarize(s)
+	s.done = true
 	return ctrl.Result{RequeueAfter: addonResync}, nil
 }
 
-// setCondition records a condition with the reconcile's clock.
-func (r *Reconciler) setCondition(s *state, typ string, status metav1.ConditionStatus, reason, message string) {
-	cond := metav1.Condition{Type: typ, Status: status, Reason: reason, Message: message, ObservedGeneration: s.tc.Generation}
-	if existing := meta.FindStatusCondition(s.tc.Status.Conditions, typ); existing == nil || existing.Status != status {
-		cond.LastTransitionTime = metav1.NewTime(s.now)
-	} else {
-		cond.LastTransitionTime = existing.LastTransitionTime
-	}
-	meta.SetStatusCondition(&s.tc.Status.Conditions, cond)
+// scope is what one reconcile knows. Each field says which step sets it;
+// a later step may rely on it only if the earlier one ran.
+type scope struct {
+	tc  *kv1.TenantCluster
+	now time.Time
+
+	// Set by the datastore phase (and by deletion, to delete the keys).
+	etcd    datastoreConn
+	tenancy datastore.Tenancy
+	// Set by the exposure phase.
+	exposure exposure
+	// Set by the certificates phase: the PKI Secret's data and its hash.
+	pki     map[string][]byte
+	pkiHash string
+
+	// results are what the phases found, by condition type; the status
+	// function turns them into conditions.
+	results map[string]result
+	// paused, deleting and done say how the reconcile ended.
+	paused, deleting, done bool
+	// skipStatus leaves status alone (the finalizer was just added).
+	skipStatus bool
 }
 
-// summarize sets Ready from the phase conditions: true when all are true,
-// otherwise the first that is not, with its reason and message.
-func (r *Reconciler) summarize(s *state) {
-	for _, typ := range []string{kv1.ConditionDatastoreReady, kv1.ConditionCertificatesReady, kv1.ConditionControlPlaneAvailable, kv1.ConditionAddonsReady} {
-		c := meta.FindStatusCondition(s.tc.Status.Conditions, typ)
-		if c == nil {
-			r.setCondition(s, kv1.ConditionReady, metav1.ConditionFalse, kv1.ReasonWaiting, "waiting for "+typ)
-			return
-		}
-		if c.Status != metav1.ConditionTrue {
-			r.setCondition(s, kv1.ConditionReady, metav1.ConditionFalse, c.Reason, c.Message)
-			return
-		}
-	}
-	r.setCondition(s, kv1.ConditionReady, metav1.ConditionTrue, kv1.ReasonReady, "control plane available at "+s.tc.Status.Endpoint)
+// result is one condition's outcome as a phase recorded it.
+type result struct {
+	ok              bool
+	reason, message string
+}
+
+func newScope(tc *kv1.TenantCluster, now time.Time) *scope {
+	return &scope{tc: tc, now: now, results: map[string]result{}}
+}
+
+// succeed and fail record a condition's outcome.
+func (s *scope) succeed(condition, reason, message string) {
+	s.results[condition] = result{ok: true, reason: reason, message: message}
+}
+
+func (s *scope) fail(condition, reason, message string) {
+	s.results[condition] = result{reason: reason, message: message}
 }

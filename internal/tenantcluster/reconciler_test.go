@@ -2,6 +2,7 @@ package tenantcluster
 
 import (
 	"context"
+	"errors"
 	"strings"
 	"testing"
 	"time"
@@ -13,6 +14,7 @@ import (
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	clocktesting "k8s.io/utils/clock/testing"
 	"sigs.k8s.io/controller-runtime/pkg/client/fake"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	kv1 "kubinception.dev/kubinception/api/v1alpha1"
 	cp "kubinception.dev/kubinception/internal/controlplane"
@@ -32,7 +34,7 @@ func scheme(t *testing.T) *runtime.Scheme {
 	return s
 }
 
-func testState(t *testing.T, now time.Time) (*Reconciler, *state) {
+func testState(t *testing.T, now time.Time) (*Reconciler, *scope) {
 	t.Helper()
 	dsCA, err := pki.NewCA("datastore", now)
 	if err != nil {
@@ -45,9 +47,10 @@ func testState(t *testing.T, now time.Time) (*Reconciler, *state) {
 		t.Fatal(err)
 	}
 	r := &Reconciler{Registry: "kubinception.local", Clock: clocktesting.NewFakePassiveClock(now)}
-	s := &state{tc: tc, now: now, tenancy: tn,
-		etcd:     datastoreConn{name: "default", caKeyPair: dsCA, creds: datastore.Credentials{Endpoints: []string{"https://10.199.0.1:23790"}}},
-		exposure: exposure{serviceIP: "10.201.0.20", port: 31000, advertise: "10.199.0.1", endpoint: "https://10.199.0.1:31000"}}
+	s := newScope(tc, now)
+	s.tenancy = tn
+	s.etcd = datastoreConn{name: "default", access: datastore.Access{CA: dsCA, Credentials: datastore.Credentials{Endpoints: []string{"https://10.199.0.1:23790"}}}}
+	s.exposure = exposure{serviceIP: "10.201.0.20", port: 31000, advertise: "10.199.0.1", endpoint: "https://10.199.0.1:31000"}
 	return r, s
 }
 
@@ -78,7 +81,7 @@ func TestDesiredPKIIsStableAndComplete(t *testing.T) {
 	if client.Cert.Subject.CommonName != s.tenancy.User {
 		t.Fatalf("datastore client certificate CN = %s, want the tenant's etcd user %s", client.Cert.Subject.CommonName, s.tenancy.User)
 	}
-	if err := client.Cert.CheckSignatureFrom(s.etcd.caKeyPair.Cert); err != nil {
+	if err := client.Cert.CheckSignatureFrom(s.etcd.access.CA.Cert); err != nil {
 		t.Fatalf("datastore client certificate is not signed by the datastore CA: %v", err)
 	}
 
@@ -103,27 +106,68 @@ func TestDesiredPKIIsStableAndComplete(t *testing.T) {
 	}
 }
 
-func TestSummarize(t *testing.T) {
+func TestUpdateStatus(t *testing.T) {
 	now := time.Now()
-	r, s := testState(t, now)
-	r.summarize(s)
-	if c := meta.FindStatusCondition(s.tc.Status.Conditions, kv1.ConditionReady); c == nil || c.Status != metav1.ConditionFalse {
-		t.Fatalf("Ready with no phase done: %+v", c)
+	ready := func(s *scope) *metav1.Condition {
+		return meta.FindStatusCondition(s.tc.Status.Conditions, kv1.ConditionReady)
 	}
-	r.setCondition(s, kv1.ConditionDatastoreReady, metav1.ConditionTrue, kv1.ReasonTenancyProvisioned, "ok")
-	r.setCondition(s, kv1.ConditionCertificatesReady, metav1.ConditionTrue, kv1.ReasonCertificatesIssued, "ok")
-	r.setCondition(s, kv1.ConditionControlPlaneAvailable, metav1.ConditionFalse, kv1.ReasonImageMissing, "image X is missing")
-	r.summarize(s)
-	c := meta.FindStatusCondition(s.tc.Status.Conditions, kv1.ConditionReady)
-	if c.Status != metav1.ConditionFalse || c.Reason != kv1.ReasonImageMissing || c.Message != "image X is missing" {
-		t.Fatalf("Ready does not carry the failing phase's reason: %+v", c)
+	tests := []struct {
+		name    string
+		prepare func(s *scope)
+		err     error
+		// want is Ready's status and reason; generation says whether
+		// ObservedGeneration moved.
+		wantStatus metav1.ConditionStatus
+		wantReason string
+		generation bool
+	}{
+		{name: "no phase done", wantStatus: metav1.ConditionFalse, wantReason: kv1.ReasonWaiting, generation: true},
+		{name: "a phase failed carries its reason", prepare: func(s *scope) {
+			s.succeed(kv1.ConditionDatastoreReady, kv1.ReasonTenancyProvisioned, "ok")
+			s.succeed(kv1.ConditionCertificatesReady, kv1.ReasonCertificatesIssued, "ok")
+			s.fail(kv1.ConditionControlPlaneAvailable, kv1.ReasonImageMissing, "image X is missing")
+		}, wantStatus: metav1.ConditionFalse, wantReason: kv1.ReasonImageMissing, generation: true},
+		{name: "all phases done", prepare: func(s *scope) {
+			for _, c := range phaseConditions {
+				s.succeed(c, "Fine", "fine")
+			}
+			s.tc.Status.Endpoint = "https://10.199.0.1:31000"
+		}, wantStatus: metav1.ConditionTrue, wantReason: kv1.ReasonReady, generation: true},
+		{name: "an error keeps the observed generation", prepare: func(s *scope) {
+			for _, c := range phaseConditions {
+				s.succeed(c, "Fine", "fine")
+			}
+		}, err: errors.New("boom"), wantStatus: metav1.ConditionFalse, wantReason: kv1.ReasonReconcileFailed},
+		{name: "an invalid spec says so", err: reconcile.TerminalError(errors.New("bad SAN")), wantStatus: metav1.ConditionFalse, wantReason: kv1.ReasonInvalidSpec},
+		{name: "paused", prepare: func(s *scope) { s.paused = true }, wantStatus: metav1.ConditionFalse, wantReason: kv1.ReasonPaused},
+		{name: "deleting", prepare: func(s *scope) {
+			s.deleting = true
+			s.succeed(kv1.ConditionDeleting, kv1.ReasonDeletingData, "deleting keys")
+		}, wantStatus: metav1.ConditionFalse, wantReason: kv1.ReasonDeletingData, generation: true},
 	}
-	r.setCondition(s, kv1.ConditionControlPlaneAvailable, metav1.ConditionTrue, kv1.ReasonControlPlaneAvailable, "1/1")
-	r.setCondition(s, kv1.ConditionAddonsReady, metav1.ConditionTrue, kv1.ReasonAddonsApplied, "applied")
-	s.tc.Status.Endpoint = "https://10.199.0.1:31000"
-	r.summarize(s)
-	if c := meta.FindStatusCondition(s.tc.Status.Conditions, kv1.ConditionReady); c.Status != metav1.ConditionTrue || !strings.Contains(c.Message, "10.199.0.1:31000") {
-		t.Fatalf("Ready = %+v", c)
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r, s := testState(t, now)
+			s.tc.Generation = 3
+			if tt.prepare != nil {
+				tt.prepare(s)
+			}
+			r.updateStatus(context.Background(), s, tt.err)
+			c := ready(s)
+			if c == nil || c.Status != tt.wantStatus || c.Reason != tt.wantReason {
+				t.Fatalf("Ready = %+v, want %s/%s", c, tt.wantStatus, tt.wantReason)
+			}
+			if got := s.tc.Status.ObservedGeneration == 3; got != tt.generation {
+				t.Fatalf("observedGeneration = %d, moved=%v want %v", s.tc.Status.ObservedGeneration, got, tt.generation)
+			}
+			deleting := meta.FindStatusCondition(s.tc.Status.Conditions, kv1.ConditionDeleting)
+			switch {
+			case s.paused && deleting != nil:
+				t.Fatalf("a paused reconcile set Deleting: %+v", deleting)
+			case !s.paused && (deleting == nil || (deleting.Status == metav1.ConditionTrue) != s.deleting):
+				t.Fatalf("Deleting = %+v, deleting=%v", deleting, s.deleting)
+			}
+		})
 	}
 }
 

@@ -1,0 +1,129 @@
+package tenantcluster
+
+import (
+	"context"
+	"errors"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+
+	kv1 "kubinception.dev/kubinception/api/v1alpha1"
+)
+
+// phaseConditions are the conditions the phases own, in phase order; Ready
+// summarises them.
+var phaseConditions = []string{
+	kv1.ConditionDatastoreReady, kv1.ConditionCertificatesReady,
+	kv1.ConditionControlPlaneAvailable, kv1.ConditionAddonsReady,
+}
+
+// expectedWait are the reasons of a condition that is False only because
+// something it waits for takes time; they are Normal events, not Warnings.
+var expectedWait = map[string]bool{
+	kv1.ReasonWaiting: true, kv1.ReasonControlPlaneStarting: true, kv1.ReasonWaitingForEndpoint: true,
+	kv1.ReasonNotDeleting: true,
+}
+
+// updateStatus is the one place that sets conditions: the phases' results,
+// Deleting, and Ready as their summary. ObservedGeneration moves only when
+// the reconcile acted on the spec without an error. Every condition that
+// changes status emits an Event, as does a failed reconcile.
+func (r *Reconciler) updateStatus(ctx context.Context, s *scope, reconcileErr error) {
+	if s.skipStatus {
+		return
+	}
+	tc := s.tc
+	set := func(typ string, status metav1.ConditionStatus, reason, message string) {
+		old := meta.FindStatusCondition(tc.Status.Conditions, typ)
+		kv1.SetCondition(&tc.Status.Conditions, typ, status, reason, message, tc.Generation, s.now)
+		if old != nil && old.Status == status && old.Reason == reason {
+			return
+		}
+		eventType := corev1.EventTypeNormal
+		if status == metav1.ConditionFalse && !s.deleting && !expectedWait[reason] {
+			eventType = corev1.EventTypeWarning
+		}
+		r.event(tc, eventType, reason, "Update"+typ, typ+": "+message)
+		ctrl.LoggerFrom(ctx).Info("condition changed", "type", typ, "status", status, "reason", reason, "message", message)
+	}
+	for _, typ := range phaseConditions {
+		if res, ok := s.results[typ]; ok {
+			set(typ, boolStatus(res.ok), res.reason, res.message)
+		}
+	}
+	if s.deleting {
+		res := s.results[kv1.ConditionDeleting]
+		set(kv1.ConditionDeleting, metav1.ConditionTrue, res.reason, res.message)
+	} else if !s.paused {
+		set(kv1.ConditionDeleting, metav1.ConditionFalse, kv1.ReasonNotDeleting, "the TenantCluster is not being deleted")
+	}
+
+	switch {
+	case s.paused:
+		set(kv1.ConditionReady, metav1.ConditionFalse, kv1.ReasonPaused, "spec.paused is true: the operator changes nothing, deletion included, until it is false")
+	case s.deleting:
+		res := s.results[kv1.ConditionDeleting]
+		set(kv1.ConditionReady, metav1.ConditionFalse, res.reason, "deleting: "+res.message)
+	default:
+		r.summarize(s, reconcileErr, set)
+	}
+
+	if reconcileErr != nil {
+		r.event(tc, corev1.EventTypeWarning, kv1.ReasonReconcileFailed, "Reconcile", reconcileErr.Error())
+		return
+	}
+	if !s.paused {
+		tc.Status.ObservedGeneration = tc.Generation
+	}
+}
+
+// summarize sets Ready: true when every phase condition is; otherwise the
+// first that is not, with its reason and message, or the reconcile's error
+// when no condition explains it.
+func (r *Reconciler) summarize(s *scope, reconcileErr error, set func(string, metav1.ConditionStatus, string, string)) {
+	for _, typ := range phaseConditions {
+		c := meta.FindStatusCondition(s.tc.Status.Conditions, typ)
+		switch {
+		case c == nil && reconcileErr != nil:
+			set(kv1.ConditionReady, metav1.ConditionFalse, failureReason(reconcileErr), reconcileErr.Error())
+			return
+		case c == nil:
+			set(kv1.ConditionReady, metav1.ConditionFalse, kv1.ReasonWaiting, "waiting for "+typ)
+			return
+		case c.Status != metav1.ConditionTrue:
+			set(kv1.ConditionReady, metav1.ConditionFalse, c.Reason, c.Message)
+			return
+		}
+	}
+	if reconcileErr != nil {
+		set(kv1.ConditionReady, metav1.ConditionFalse, failureReason(reconcileErr), reconcileErr.Error())
+		return
+	}
+	set(kv1.ConditionReady, metav1.ConditionTrue, kv1.ReasonReady, "control plane available at "+s.tc.Status.Endpoint)
+}
+
+// failureReason tells an invalid spec (which retrying cannot fix) from a
+// failure that backoff retries.
+func failureReason(err error) string {
+	if errors.Is(err, reconcile.TerminalError(nil)) {
+		return kv1.ReasonInvalidSpec
+	}
+	return kv1.ReasonReconcileFailed
+}
+
+func boolStatus(ok bool) metav1.ConditionStatus {
+	if ok {
+		return metav1.ConditionTrue
+	}
+	return metav1.ConditionFalse
+}
+
+// event emits an Event when a recorder is set (unit tests may leave it out).
+func (r *Reconciler) event(tc *kv1.TenantCluster, eventType, reason, action, message string) {
+	if r.Recorder != nil {
+		r.Recorder.Eventf(tc, nil, eventType, reason, action, "%s", message)
+	}
+}
