@@ -94,20 +94,36 @@ func ensurePKI(c Config, now func() time.Time) error {
 	return ensureDatastorePKI(c, now)
 }
 
-// ensureDatastorePKI creates the datastore's own CA, a serving and peer
+// ensureDatastorePKI creates the datastore's two CAs, a serving and a peer
 // certificate per member, the root client certificate, and the key pair
-// etcd signs its auth tokens with.
+// etcd signs its auth tokens with. The client CA signs the members'
+// serving certificates and the clients the platform runs (root, the
+// gateway); the peer CA signs only members' peer certificates, so no client
+// certificate of any kind is accepted on a peer port. Tenants' certificates
+// come from neither: they are issued by each Datastore's gateway CA, which
+// only the gateway trusts.
 func ensureDatastorePKI(c Config, now func() time.Time) error {
 	d := pki.Dir{Path: c.paths().DatastorePKI(), Now: now}
 	ca, err := d.CA("ca", "kubinception-datastore-ca")
 	if err != nil {
 		return err
 	}
+	peerCA, err := d.CA("peer-ca", "kubinception-datastore-peer-ca")
+	if err != nil {
+		return err
+	}
 	for i := 0; i < DatastoreMembers; i++ {
 		name := fmt.Sprintf("datastore-%d", i)
-		if _, err := d.Leaf(name, ca, pki.Spec{CommonName: name, DNSNames: []string{"localhost", name},
-			IPs: []net.IP{c.NodeIP, net.ParseIP("127.0.0.1").To4()}, Server: true, Client: true}); err != nil {
+		addrs := pki.Spec{CommonName: name, DNSNames: []string{"localhost", name}, IPs: []net.IP{c.NodeIP, net.ParseIP("127.0.0.1").To4()}}
+		serving, peer := addrs, addrs
+		// etcd dials its own gRPC gateway with its serving certificate.
+		serving.Server, serving.Client = true, true
+		peer.Server, peer.Client = true, true
+		if _, err := d.Leaf(name, ca, serving); err != nil {
 			return fmt.Errorf("certificate %s: %w", name, err)
+		}
+		if _, err := d.Leaf(name+"-peer", peerCA, peer); err != nil {
+			return fmt.Errorf("peer certificate %s: %w", name, err)
 		}
 	}
 	if _, err := d.Leaf("root", ca, pki.Spec{CommonName: "root", Client: true}); err != nil {
