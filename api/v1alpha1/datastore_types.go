@@ -1,6 +1,7 @@
 package v1alpha1
 
 import (
+	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
@@ -38,6 +39,31 @@ type DatastoreSpec struct {
 	// +kubebuilder:default="2Gi"
 	// +optional
 	DefaultQuotaBytes *resource.Quantity `json:"defaultQuotaBytes,omitempty"`
+
+	// Gateway configures the etcd gateway the operator runs in front of
+	// this datastore: tenant API servers reach the datastore only through
+	// it.
+	// +kubebuilder:default={}
+	// +optional
+	Gateway GatewaySpec `json:"gateway,omitempty"`
+}
+
+// GatewaySpec configures a Datastore's gateway.
+type GatewaySpec struct {
+	// Replicas of the gateway; two or more so one can restart while the
+	// other serves.
+	// +kubebuilder:default=2
+	// +kubebuilder:validation:Minimum=1
+	// +optional
+	Replicas *int32 `json:"replicas,omitempty"`
+	// DefaultLimits are each tenant's request and byte rates unless the
+	// tenant overrides them.
+	// +kubebuilder:default={requestsPerSecond: 500, writeBytesPerSecond: "8Mi"}
+	// +optional
+	DefaultLimits TenantRateLimits `json:"defaultLimits,omitempty"`
+	// Resources of each gateway container.
+	// +optional
+	Resources corev1.ResourceRequirements `json:"resources,omitempty"`
 }
 
 // DatastoreStatus is what the operator observed of a datastore.
@@ -59,6 +85,23 @@ type DatastoreStatus struct {
 	// Tenants counts TenantClusters placed on this datastore.
 	// +optional
 	Tenants int32 `json:"tenants,omitempty"`
+	// Gateway is the endpoint tenant API servers use, and how many
+	// gateway replicas are ready.
+	// +optional
+	Gateway GatewayStatus `json:"gateway,omitempty"`
+	// UsedBytes sums the tenants' usage as the gateway counts it.
+	// +optional
+	UsedBytes int64 `json:"usedBytes,omitempty"`
+}
+
+// GatewayStatus reports a Datastore's gateway.
+type GatewayStatus struct {
+	// Endpoint is the gateway's client URL.
+	// +optional
+	Endpoint string `json:"endpoint,omitempty"`
+	// ReadyReplicas counts gateway pods ready to serve.
+	// +optional
+	ReadyReplicas int32 `json:"readyReplicas,omitempty"`
 }
 
 // Datastore is a shared etcd cluster holding many tenants' state, each
@@ -70,6 +113,7 @@ type DatastoreStatus struct {
 // +kubebuilder:printcolumn:name="Ready",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].status`
 // +kubebuilder:printcolumn:name="Members",type=string,JSONPath=`.status.healthyMembers`
 // +kubebuilder:printcolumn:name="Tenants",type=integer,JSONPath=`.status.tenants`
+// +kubebuilder:printcolumn:name="Gateway",type=integer,JSONPath=`.status.gateway.readyReplicas`
 // +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
 type Datastore struct {
 	metav1.TypeMeta   `json:",inline"`

@@ -142,10 +142,30 @@ type DatastorePlacement struct {
 	// +optional
 	Name string `json:"name,omitempty"`
 
-	// QuotaBytes caps the tenant's state (the Datastore's default when
-	// unset).
+	// QuotaBytes caps the bytes of the tenant's keys and values in the
+	// datastore (the Datastore's gateway.defaultQuotaBytes when unset). A
+	// write past it fails as a full etcd does ("database space
+	// exceeded"); deletes always pass.
+	// +kubebuilder:validation:XValidation:rule="quantity(string(self)).compareTo(quantity('1Mi')) >= 0",message="datastore.quotaBytes must be at least 1Mi: a control plane alone needs about 1Mi"
 	// +optional
 	QuotaBytes *resource.Quantity `json:"quotaBytes,omitempty"`
+
+	// Limits overrides the Datastore's per-tenant request and byte rates
+	// for this tenant.
+	// +optional
+	Limits *TenantRateLimits `json:"limits,omitempty"`
+}
+
+// TenantRateLimits are the rates the datastore gateway lets one tenant's
+// API servers reach; above them requests wait their turn.
+type TenantRateLimits struct {
+	// RequestsPerSecond is the sustained rate of datastore requests.
+	// +kubebuilder:validation:Minimum=1
+	// +optional
+	RequestsPerSecond *int32 `json:"requestsPerSecond,omitempty"`
+	// WriteBytesPerSecond is the sustained rate of bytes written.
+	// +optional
+	WriteBytesPerSecond *resource.Quantity `json:"writeBytesPerSecond,omitempty"`
 }
 
 // NetworkSpec holds the tenant cluster's address ranges.
@@ -222,6 +242,19 @@ type TenantDatastoreStatus struct {
 	// User is the tenant's etcd user.
 	// +optional
 	User string `json:"user,omitempty"`
+	// UsedBytes is the bytes of the tenant's keys and values, as the
+	// gateway counts them against the quota.
+	// +optional
+	UsedBytes int64 `json:"usedBytes,omitempty"`
+	// Keys counts the tenant's keys.
+	// +optional
+	Keys int64 `json:"keys,omitempty"`
+	// QuotaBytes is the quota in force.
+	// +optional
+	QuotaBytes int64 `json:"quotaBytes,omitempty"`
+	// Usage reads as "12Mi of 2Gi (1%)".
+	// +optional
+	Usage string `json:"usage,omitempty"`
 }
 
 // TenantCluster is a customer cluster: its control plane runs as pods in
@@ -235,6 +268,7 @@ type TenantDatastoreStatus struct {
 // +kubebuilder:printcolumn:name="Ready",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].status`
 // +kubebuilder:printcolumn:name="Reason",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].reason`
 // +kubebuilder:printcolumn:name="Endpoint",type=string,JSONPath=`.status.endpoint`
+// +kubebuilder:printcolumn:name="Datastore",type=string,JSONPath=`.status.datastore.usage`
 // +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
 // +kubebuilder:validation:XValidation:rule="size(self.metadata.name) <= 40",message="metadata.name must be at most 40 characters: it prefixes the names of the control plane's objects"
 // +kubebuilder:validation:XValidation:rule="self.metadata.name.matches('^[a-z]([-a-z0-9]*[a-z0-9])?$')",message="metadata.name must be a DNS label: lower-case letters, digits and '-', starting with a letter"
