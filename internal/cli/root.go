@@ -20,7 +20,7 @@ func Execute(ctx context.Context) int {
 		SilenceErrors: true,
 	}
 	root.AddCommand(newVersionCommand(), newBuildCommand(), newAdminCommand(), newManagerCommand(), newInstallCommand(),
-		newCreateCommand(), newGetCommand(), newKubeconfigCommand(), newDeleteCommand(), newJoinCommand(), newNodeCommand())
+		newCreateCommand(), newGetCommand(), newKubeconfigCommand(), newDeleteCommand(), newJoinCommand(), newNodeCommand(), newGatewayCommand())
 	if err := root.ExecuteContext(ctx); err != nil {
 		fmt.Fprintf(os.Stderr, "error: %v\n", err)
 		return 1

@@ -10,14 +10,19 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 )
 
-// TenantsPrefix is where every tenant's keys live; nothing else of
-// kubinception's is stored in the datastore.
+// TenantsPrefix is where every tenant's keys live; besides them the
+// datastore holds only the etcd gateway's own records (GatewayPrefix).
 const TenantsPrefix = "/tenants/"
+
+// uidLength is the length of every tenant ID (a UID).
+const uidLength = 36
 
 // Tenancy is one tenant's place in a datastore: a key prefix, and an etcd
 // user and role whose only permission is read-write on that prefix. The
 // user authenticates with a client certificate whose common name is User.
 type Tenancy struct {
+	// ID is the tenant's UID.
+	ID string
 	// Prefix is the tenant's keyspace, without a trailing slash; it is the
 	// API server's --etcd-prefix.
 	Prefix string
@@ -30,11 +35,11 @@ type Tenancy struct {
 // tenant's prefix is a prefix of another's, so the permission on
 // [Prefix, end of Prefix) covers exactly this tenant's keys.
 func TenancyFor(id string) (Tenancy, error) {
-	if len(id) != 36 || strings.ContainsAny(id, "/ ") {
+	if len(id) != uidLength || strings.ContainsAny(id, "/ ") {
 		return Tenancy{}, fmt.Errorf("tenant id %q is not a UID", id)
 	}
 	name := "tenant-" + id
-	return Tenancy{Prefix: TenantsPrefix + id, User: name, Role: name}, nil
+	return Tenancy{ID: id, Prefix: TenantsPrefix + id, User: name, Role: name}, nil
 }
 
 // RangeEnd is the end of the tenant's key range (exclusive).
@@ -91,6 +96,13 @@ func EnsureTenancy(ctx context.Context, cli *clientv3.Client, t Tenancy) error {
 func DeleteTenancy(ctx context.Context, cli *clientv3.Client, t Tenancy) error {
 	if _, err := cli.Delete(ctx, t.Prefix, clientv3.WithRange(t.RangeEnd())); err != nil {
 		return fmt.Errorf("delete keys under %s: %w", t.Prefix, err)
+	}
+	// The gateway's record of the tenant's compactions goes with its keys;
+	// its lease records expire with the leases.
+	if t.ID != "" {
+		if _, err := cli.Delete(ctx, CompactionKey(t.ID)); err != nil {
+			return fmt.Errorf("delete the gateway's compaction record of %s: %w", t.ID, err)
+		}
 	}
 	if _, err := cli.UserDelete(ctx, t.User); err != nil && !errors.Is(err, rpctypes.ErrUserNotFound) {
 		return fmt.Errorf("delete user %s: %w", t.User, err)

@@ -1,0 +1,129 @@
+package gateway
+
+import (
+	"encoding/json"
+	"net/http"
+	"sort"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+)
+
+// metrics are the gateway's Prometheus metrics, in a registry of its own
+// so that several gateways may live in one process.
+type metrics struct {
+	registry  *prometheus.Registry
+	requests  *prometheus.CounterVec
+	refused   *prometheus.CounterVec
+	throttled *prometheus.CounterVec
+}
+
+func newMetrics(g *Gateway) *metrics {
+	m := &metrics{
+		registry: prometheus.NewRegistry(),
+		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "kubinception_gateway_requests_total",
+			Help: "Requests from tenants, by tenant and etcd method.",
+		}, []string{"tenant", "method"}),
+		refused: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "kubinception_gateway_refused_total",
+			Help: "Requests refused, by tenant and reason (quota, rate, lease, permission).",
+		}, []string{"tenant", "reason"}),
+		throttled: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "kubinception_gateway_throttled_seconds_total",
+			Help: "Time tenants' requests waited for their rate limits and for a turn in the fair queue.",
+		}, []string{"tenant"}),
+	}
+	m.registry.MustRegister(m.requests, m.refused, m.throttled, &usageCollector{g: g},
+		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	return m
+}
+
+var (
+	bytesDesc = prometheus.NewDesc("kubinception_gateway_tenant_bytes",
+		"Bytes of keys and values under the tenant's prefix.", []string{"tenant"}, nil)
+	keysDesc = prometheus.NewDesc("kubinception_gateway_tenant_keys",
+		"Keys under the tenant's prefix.", []string{"tenant"}, nil)
+	quotaDesc = prometheus.NewDesc("kubinception_gateway_tenant_quota_bytes",
+		"The tenant's quota (0: none).", []string{"tenant"}, nil)
+)
+
+// usageCollector reports usage as it is at scrape time, so a tenant that
+// is gone leaves no series behind.
+type usageCollector struct{ g *Gateway }
+
+func (c *usageCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- bytesDesc
+	ch <- keysDesc
+	ch <- quotaDesc
+}
+
+func (c *usageCollector) Collect(ch chan<- prometheus.Metric) {
+	for _, u := range c.g.Usage() {
+		ch <- prometheus.MustNewConstMetric(bytesDesc, prometheus.GaugeValue, float64(u.Bytes), u.Tenant)
+		ch <- prometheus.MustNewConstMetric(keysDesc, prometheus.GaugeValue, float64(u.Keys), u.Tenant)
+		ch <- prometheus.MustNewConstMetric(quotaDesc, prometheus.GaugeValue, float64(u.QuotaBytes), u.Tenant)
+	}
+}
+
+// TenantUsage is one tenant's line of the /usage endpoint.
+type TenantUsage struct {
+	Tenant string `json:"tenant"`
+	Usage
+	// QuotaBytes is the tenant's quota; 0 means none.
+	QuotaBytes int64 `json:"quotaBytes"`
+}
+
+// Usage returns every tenant's usage and quota, sorted by tenant.
+func (g *Gateway) Usage() []TenantUsage {
+	all := g.usage.all()
+	out := make([]TenantUsage, 0, len(all))
+	for id, u := range all {
+		tu := TenantUsage{Tenant: id, Usage: u}
+		if l, err := g.cfg.Policy.Limits(id); err == nil {
+			tu.QuotaBytes = l.QuotaBytes
+		}
+		out = append(out, tu)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Tenant < out[j].Tenant })
+	return out
+}
+
+// Handler serves /metrics, /usage (JSON, all tenants, or one with
+// ?tenant=<uid>), /healthz and /readyz (ready once usage is counted).
+func (g *Gateway) Handler() http.Handler {
+	mux := http.NewServeMux()
+	mux.Handle("/metrics", promhttp.HandlerFor(g.metrics.registry, promhttp.HandlerOpts{}))
+	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok")) })
+	mux.HandleFunc("/readyz", func(w http.ResponseWriter, _ *http.Request) {
+		if !g.Ready() {
+			http.Error(w, "usage and compactions are still being read from the datastore", http.StatusServiceUnavailable)
+			return
+		}
+		_, _ = w.Write([]byte("ok"))
+	})
+	mux.HandleFunc("/usage", func(w http.ResponseWriter, r *http.Request) {
+		if !g.Ready() {
+			http.Error(w, "usage is still being read from the datastore", http.StatusServiceUnavailable)
+			return
+		}
+		all := g.Usage()
+		w.Header().Set("Content-Type", "application/json")
+		if id := r.URL.Query().Get("tenant"); id != "" {
+			one := TenantUsage{Tenant: id}
+			if l, err := g.cfg.Policy.Limits(id); err == nil {
+				one.QuotaBytes = l.QuotaBytes
+			}
+			for _, u := range all {
+				if u.Tenant == id {
+					one = u
+				}
+			}
+			_ = json.NewEncoder(w).Encode(one)
+			return
+		}
+		_ = json.NewEncoder(w).Encode(all)
+	})
+	return mux
+}
