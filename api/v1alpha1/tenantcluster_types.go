@@ -21,11 +21,10 @@ const (
 //
 // +kubebuilder:validation:XValidation:rule="!has(oldSelf.network) || has(self.network)",message="network cannot be removed once set"
 type TenantClusterSpec struct {
-	// Version is the Kubernetes release of the control plane, e.g. v1.35.4.
-	// Supported: v1.34.x and v1.35.x.
+	// Version is the Kubernetes release of the control plane. Which
+	// releases are supported, and the default, is internal/release's
+	// policy: hack/generate writes the rule and the default into the CRD.
 	// +kubebuilder:validation:MaxLength=20
-	// +kubebuilder:validation:XValidation:rule="self.matches('^v1\\\\.(34|35)\\\\.[0-9]+$')",message="spec.version must be a supported Kubernetes release: v1.34.x or v1.35.x, e.g. v1.35.4"
-	// +kubebuilder:default="v1.35.4"
 	// +optional
 	Version string `json:"version,omitempty"`
 

@@ -2,94 +2,277 @@ package cli
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
+	"sort"
 	"strings"
 
 	"github.com/spf13/cobra"
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
 	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	kv1 "kubinception.dev/kubinception/api/v1alpha1"
 	"kubinception.dev/kubinception/internal/install"
 	"kubinception.dev/kubinception/internal/local/admincluster"
-	"kubinception.dev/kubinception/internal/release"
 )
 
+// installFlags are kubinception install's flags beyond install.Options.
+type installFlags struct {
+	admin            adminFlags
+	root             string
+	dryRun           bool
+	output           string
+	pullPolicy       string
+	requests, limits map[string]string
+	endpoints        []string
+	caSecret         string
+	rootSecret       string
+	noDatastore      bool
+}
+
 func newInstallCommand() *cobra.Command {
-	var f adminFlags
-	var image, registry, root string
+	var f installFlags
+	o := install.DefaultOptions()
 	cmd := &cobra.Command{
 		Use:   "install",
-		Short: "Install the CRDs and the operator into the admin cluster (idempotent)",
+		Short: "Install the CRDs and the operator into the admin cluster (idempotent), or print them with --dry-run",
 		Long: `Installs the TenantCluster and Datastore CRDs, the operator's namespace,
-service account, RBAC and Deployment. On the local admin cluster it also
-imports the operator's image (this binary) and creates the Datastore
-"default" from the credentials admin up stored.`,
+service account, RBAC and Deployment, and the Datastore "default" when one
+is described. On the local admin cluster it also imports the operator's
+image (this binary) and describes the Datastore "default" from the
+credentials admin up stored.
+
+With --dry-run it applies nothing and prints exactly the objects it would
+apply (-o yaml or -o json), for GitOps tools or kubectl apply -f -. The Helm
+chart in deploy/helm/kubinception renders the same objects.`,
+		Example: `  kubinception install
+  kubinception install --dry-run -o yaml --image registry.example.com/kubinception:v0.1.0 \
+    --image-registry registry.example.com/kubernetes \
+    --datastore-endpoints https://10.0.0.1:2379,https://10.0.0.2:2379`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			c, err := f.client()
-			if err != nil {
-				return err
-			}
-			opts := install.Options{Image: image, Registry: registry}
-			local := false
-			if _, err := os.Stat(filepath.Join(root, "run", "containerd.sock")); err == nil {
-				local = true
-			}
-			if image == "" {
-				if !local {
-					return fmt.Errorf("--image is required when the admin cluster is not the local one (no containerd socket under %s)", root)
-				}
-				if opts.Image, err = importSelf(cmd.Context(), root); err != nil {
-					return err
-				}
-			}
-			if opts.Datastore, err = localDatastore(cmd.Context(), c); err != nil {
-				return err
-			}
-			return install.Apply(cmd.Context(), c, opts, cmd.OutOrStdout())
+			return runInstall(cmd, f, o)
 		},
 	}
-	f.register(cmd)
-	cmd.Flags().StringVar(&image, "image", "", "operator image (default: this binary, imported into the local admin cluster)")
-	cmd.Flags().StringVar(&registry, "image-registry", release.LocalRegistry, "registry of tenant control-plane images")
-	cmd.Flags().StringVar(&root, "root", admincluster.DefaultRoot, "state directory of the local admin cluster")
+	f.admin.register(cmd)
+	d := install.DefaultOptions()
+	fl := cmd.Flags()
+	fl.BoolVar(&f.dryRun, "dry-run", false, "print the objects instead of applying them")
+	fl.StringVarP(&f.output, "output", "o", "", "format of --dry-run: "+strings.Join(install.OutputFormats, " or ")+" (default yaml)")
+	fl.StringVar(&o.Image, "image", "", "operator image (default: this binary, imported into the local admin cluster)")
+	fl.StringVar(&f.pullPolicy, "image-pull-policy", string(d.ImagePullPolicy), "pull policy of the operator image: Always, IfNotPresent or Never")
+	fl.StringVar(&o.Registry, "image-registry", d.Registry, "registry of tenant control-plane images")
+	fl.Int32Var(&o.Replicas, "replicas", d.Replicas, "operator replicas (more than one needs --leader-elect)")
+	fl.BoolVar(&o.LeaderElection, "leader-elect", d.LeaderElection, "elect a leader so only one replica reconciles")
+	fl.StringToStringVar(&f.requests, "requests", quantities(d.Resources.Requests), "resource requests of the operator container, e.g. cpu=20m,memory=64Mi")
+	fl.StringToStringVar(&f.limits, "limits", quantities(d.Resources.Limits), "resource limits of the operator container, e.g. memory=256Mi")
+	fl.StringSliceVar(&f.endpoints, "datastore-endpoints", nil,
+		`client URLs of the Datastore "default"'s members (default: the local admin cluster's datastore, when admin up stored its Secrets)`)
+	fl.StringVar(&f.caSecret, "datastore-ca-secret", admincluster.SystemNamespace+"/"+admincluster.DatastoreCASecret,
+		`NAMESPACE/NAME of the Secret with the Datastore "default"'s CA`)
+	fl.StringVar(&f.rootSecret, "datastore-root-secret", admincluster.SystemNamespace+"/"+admincluster.DatastoreRootSecret,
+		`NAMESPACE/NAME of the Secret with the Datastore "default"'s root client certificate`)
+	fl.BoolVar(&f.noDatastore, "no-default-datastore", false, `do not create the Datastore "default"`)
+	fl.StringVar(&f.root, "root", admincluster.DefaultRoot, "state directory of the local admin cluster")
 	return cmd
 }
 
-// importSelf packs this binary as the kubinception image and imports it
-// into the local admin cluster's containerd.
-func importSelf(ctx context.Context, root string) (string, error) {
-	if err := admincluster.RequireRoot("kubinception install (on the local admin cluster)"); err != nil {
-		return "", err
+// runInstall turns the flags into install.Options, renders the objects
+// once, and prints or applies that same list.
+func runInstall(cmd *cobra.Command, f installFlags, o install.Options) error {
+	ctx := cmd.Context()
+	if f.output != "" && !f.dryRun {
+		return fmt.Errorf("--output %s prints the objects instead of applying them: add --dry-run", f.output)
 	}
-	self, tag, err := selfBinary()
+	if f.output == "" {
+		f.output = "yaml"
+	}
+	if err := install.CheckOutputFormat(f.output); err != nil {
+		return fmt.Errorf("--output: %w", err)
+	}
+	o.ImagePullPolicy = corev1.PullPolicy(f.pullPolicy)
+	var err error
+	if o.Resources.Requests, err = parseQuantities("--requests", f.requests); err != nil {
+		return err
+	}
+	if o.Resources.Limits, err = parseQuantities("--limits", f.limits); err != nil {
+		return err
+	}
+
+	// The cluster is reached only when something must be read from it or
+	// applied to it: a dry run with every input given needs no cluster.
+	var c client.Client
+	connect := func() (client.Client, error) {
+		if c == nil {
+			c, err = f.admin.client()
+		}
+		return c, err
+	}
+	if o.Datastore, err = datastoreFromFlags(ctx, f, connect); err != nil {
+		return err
+	}
+
+	var self *localImage
+	if o.Image == "" {
+		if _, err := os.Stat(filepath.Join(f.root, "run", "containerd.sock")); err != nil {
+			return fmt.Errorf("--image is required when the admin cluster is not the local one (no containerd socket under %s, see --root)", f.root)
+		}
+		img, err := selfImage(f.root)
+		if err != nil {
+			return err
+		}
+		self, o.Image = &img, img.ref
+	}
+	objs, err := install.Render(o)
 	if err != nil {
-		return "", err
+		return err
 	}
-	c, _, err := admincluster.LoadSaved(root)
+	if f.dryRun {
+		return install.Write(cmd.OutOrStdout(), objs, f.output)
+	}
+	if self != nil {
+		if err := importSelf(ctx, f.root, *self); err != nil {
+			return err
+		}
+	}
+	if c, err = connect(); err != nil {
+		return err
+	}
+	return install.Apply(ctx, c, objs, cmd.OutOrStdout())
+}
+
+// datastoreFromFlags describes the Datastore "default": from
+// --datastore-endpoints, from the Secrets the local admin cluster stored,
+// or none.
+func datastoreFromFlags(ctx context.Context, f installFlags, connect func() (client.Client, error)) (*kv1.DatastoreSpec, error) {
+	if f.noDatastore {
+		if len(f.endpoints) > 0 {
+			return nil, errors.New("--no-default-datastore and --datastore-endpoints contradict each other: give one")
+		}
+		return nil, nil
+	}
+	caRef, err := secretRef("--datastore-ca-secret", f.caSecret)
 	if err != nil {
-		return "", err
+		return nil, err
 	}
-	c.Images.KubinceptionTag = tag
-	return admincluster.ImportKubinceptionImage(ctx, c, self)
+	rootRef, err := secretRef("--datastore-root-secret", f.rootSecret)
+	if err != nil {
+		return nil, err
+	}
+	if len(f.endpoints) > 0 {
+		return &kv1.DatastoreSpec{Endpoints: f.endpoints, CASecretRef: caRef, RootSecretRef: rootRef}, nil
+	}
+	c, err := connect()
+	if err != nil {
+		return nil, fmt.Errorf("%w (or say which Datastore to create without reading the cluster: --datastore-endpoints, or --no-default-datastore)", err)
+	}
+	return localDatastore(ctx, c, caRef, rootRef)
 }
 
 // localDatastore describes the local admin cluster's datastore from the
 // Secrets admin up stored, or nil when they are not there.
-func localDatastore(ctx context.Context, c client.Client) (*kv1.DatastoreSpec, error) {
+func localDatastore(ctx context.Context, c client.Client, caRef, rootRef kv1.SecretReference) (*kv1.DatastoreSpec, error) {
 	root := &corev1.Secret{}
-	err := c.Get(ctx, types.NamespacedName{Namespace: admincluster.SystemNamespace, Name: admincluster.DatastoreRootSecret}, root)
+	err := c.Get(ctx, types.NamespacedName{Namespace: rootRef.Namespace, Name: rootRef.Name}, root)
 	if err != nil {
-		return nil, client.IgnoreNotFound(err)
+		if err = client.IgnoreNotFound(err); err != nil {
+			return nil, fmt.Errorf("read the datastore Secret %s/%s: %w", rootRef.Namespace, rootRef.Name, err)
+		}
+		return nil, nil
 	}
-	endpoints := strings.Split(string(root.Data["endpoints"]), ",")
 	return &kv1.DatastoreSpec{
-		Endpoints:     endpoints,
-		CASecretRef:   kv1.SecretReference{Namespace: admincluster.SystemNamespace, Name: admincluster.DatastoreCASecret},
-		RootSecretRef: kv1.SecretReference{Namespace: admincluster.SystemNamespace, Name: admincluster.DatastoreRootSecret},
+		Endpoints:     strings.Split(string(root.Data["endpoints"]), ","),
+		CASecretRef:   caRef,
+		RootSecretRef: rootRef,
 	}, nil
+}
+
+// secretRef parses NAMESPACE/NAME.
+func secretRef(flag, s string) (kv1.SecretReference, error) {
+	ns, name, ok := strings.Cut(s, "/")
+	if !ok || ns == "" || name == "" || strings.Contains(name, "/") {
+		return kv1.SecretReference{}, fmt.Errorf("%s %q is not NAMESPACE/NAME, such as %s/%s", flag, s, admincluster.SystemNamespace, admincluster.DatastoreCASecret)
+	}
+	return kv1.SecretReference{Namespace: ns, Name: name}, nil
+}
+
+// parseQuantities reads NAME=QUANTITY pairs such as cpu=20m.
+func parseQuantities(flag string, m map[string]string) (corev1.ResourceList, error) {
+	if len(m) == 0 {
+		return nil, nil
+	}
+	out := corev1.ResourceList{}
+	for name, v := range m {
+		q, err := resource.ParseQuantity(v)
+		if err != nil {
+			return nil, fmt.Errorf("%s %s=%q: %w; give a quantity such as cpu=20m or memory=64Mi", flag, name, v, err)
+		}
+		out[corev1.ResourceName(name)] = q
+	}
+	return out, nil
+}
+
+// quantities shows a resource list as a flag default.
+func quantities(l corev1.ResourceList) map[string]string {
+	out := map[string]string{}
+	names := make([]string, 0, len(l))
+	for name := range l {
+		names = append(names, string(name))
+	}
+	sort.Strings(names)
+	for _, name := range names {
+		q := l[corev1.ResourceName(name)]
+		out[name] = q.String()
+	}
+	return out
+}
+
+// localImage is this binary as the local admin cluster's operator image.
+type localImage struct {
+	self, tag, ref string
+}
+
+// selfImage names the image this binary is imported as into the local
+// admin cluster. Nothing is imported yet, so a dry run can name the image
+// without changing anything.
+func selfImage(root string) (localImage, error) {
+	c, ok, err := admincluster.LoadSaved(root)
+	if err != nil {
+		return localImage{}, err
+	}
+	if !ok {
+		return localImage{}, fmt.Errorf("no local admin cluster configuration under %s: run kubinception admin up, or pass --image", root)
+	}
+	self, tag, err := selfBinary()
+	if err != nil {
+		return localImage{}, err
+	}
+	c.Images.KubinceptionTag = tag
+	return localImage{self: self, tag: tag, ref: c.Images.Kubinception()}, nil
+}
+
+// importSelf packs this binary as the kubinception image and imports it
+// into the local admin cluster's containerd under the reference selfImage
+// named.
+func importSelf(ctx context.Context, root string, img localImage) error {
+	if err := admincluster.RequireRoot("kubinception install (on the local admin cluster)"); err != nil {
+		return err
+	}
+	c, _, err := admincluster.LoadSaved(root)
+	if err != nil {
+		return err
+	}
+	c.Images.KubinceptionTag = img.tag
+	got, err := admincluster.ImportKubinceptionImage(ctx, c, img.self)
+	if err != nil {
+		return err
+	}
+	if got != img.ref {
+		return fmt.Errorf("imported the operator image as %s, but rendered %s", got, img.ref)
+	}
+	return nil
 }

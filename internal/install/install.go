@@ -1,12 +1,8 @@
 package install
 
 import (
-	"context"
-	"embed"
 	"fmt"
-	"io"
-	"io/fs"
-	"time"
+	"strings"
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -15,17 +11,12 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
-	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/intstr"
-	"k8s.io/apimachinery/pkg/util/wait"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/yaml"
 
 	kv1 "kubinception.dev/kubinception/api/v1alpha1"
+	"kubinception.dev/kubinception/internal/release"
 )
-
-//go:embed crds/*.yaml
-var crdFiles embed.FS
 
 // Namespace is where the operator runs.
 const Namespace = "kubinception-system"
@@ -33,39 +24,102 @@ const Namespace = "kubinception-system"
 // Name of the operator's Deployment, service account and RBAC objects.
 const Name = "kubinception-manager"
 
-// Options shape an installation.
+// DefaultDatastoreName is the name of the Datastore an installation may
+// create, the one tenants are placed on unless they name another.
+const DefaultDatastoreName = "default"
+
+// Options shape an installation. Each field is a flag of
+// `kubinception install` and a value of the Helm chart in
+// deploy/helm/kubinception; a test renders both and compares them.
 type Options struct {
-	// Image is the operator's image.
+	// Image is the operator's image reference.
 	Image string
+	// ImagePullPolicy is the operator container's pull policy.
+	ImagePullPolicy corev1.PullPolicy
 	// Registry is where tenant control-plane images come from.
 	Registry string
+	// Replicas of the operator; more than one needs LeaderElection.
+	Replicas int32
+	// LeaderElection makes replicas elect one leader that reconciles.
+	LeaderElection bool
+	// Resources of the operator container.
+	Resources corev1.ResourceRequirements
 	// Datastore, when set, is created as the Datastore named "default".
 	Datastore *kv1.DatastoreSpec
 }
 
-// CRDs returns the CustomResourceDefinitions.
-func CRDs() ([]*unstructured.Unstructured, error) {
-	var out []*unstructured.Unstructured
-	err := fs.WalkDir(crdFiles, "crds", func(path string, d fs.DirEntry, err error) error {
-		if err != nil || d.IsDir() {
-			return err
-		}
-		data, err := crdFiles.ReadFile(path)
-		if err != nil {
-			return err
-		}
-		u := &unstructured.Unstructured{}
-		if err := yaml.Unmarshal(data, &u.Object); err != nil {
-			return fmt.Errorf("%s: %w", path, err)
-		}
-		out = append(out, u)
-		return nil
-	})
-	return out, err
+// DefaultOptions are the options `kubinception install` starts from; the
+// chart's values.yaml holds the same defaults. Image is left empty: it
+// depends on where the operator runs.
+func DefaultOptions() Options {
+	return Options{
+		ImagePullPolicy: corev1.PullIfNotPresent,
+		Registry:        release.LocalRegistry,
+		Replicas:        1,
+		LeaderElection:  true,
+		Resources: corev1.ResourceRequirements{Requests: corev1.ResourceList{
+			corev1.ResourceCPU: resource.MustParse("20m"), corev1.ResourceMemory: resource.MustParse("64Mi"),
+		}},
+	}
 }
 
-// Objects renders everything but the CRDs, in the order they are applied.
-func Objects(o Options) []client.Object {
+// Validate says what is wrong with the options, naming the flag of
+// `kubinception install` that sets the field.
+func (o Options) Validate() error {
+	switch {
+	case strings.TrimSpace(o.Image) == "" || strings.ContainsAny(o.Image, " \t\n"):
+		return fmt.Errorf("--image %q is not an image reference: give one such as registry.example.com/kubinception:v0.1.0", o.Image)
+	case o.ImagePullPolicy != corev1.PullAlways && o.ImagePullPolicy != corev1.PullIfNotPresent && o.ImagePullPolicy != corev1.PullNever:
+		return fmt.Errorf("--image-pull-policy %q is not a pull policy: use Always, IfNotPresent or Never", o.ImagePullPolicy)
+	case o.Registry == "" || strings.ContainsAny(o.Registry, " \t\n@"):
+		return fmt.Errorf("--image-registry %q is not valid: give a host name such as %s or registry.k8s.io", o.Registry, release.LocalRegistry)
+	case o.Replicas < 0:
+		return fmt.Errorf("--replicas %d: give 0 or more", o.Replicas)
+	case o.Replicas > 1 && !o.LeaderElection:
+		return fmt.Errorf("--replicas %d needs --leader-elect: without it every replica would reconcile the same tenants", o.Replicas)
+	}
+	if d := o.Datastore; d != nil {
+		if len(d.Endpoints) == 0 {
+			return fmt.Errorf("--datastore-endpoints is empty: list the datastore members' client URLs, such as https://10.0.0.1:2379,https://10.0.0.2:2379")
+		}
+		for _, e := range d.Endpoints {
+			if !strings.HasPrefix(e, "https://") || strings.ContainsAny(strings.TrimPrefix(e, "https://"), "/ \t") {
+				return fmt.Errorf("--datastore-endpoints: %q is not an https URL of a datastore member: give one such as https://10.0.0.1:2379", e)
+			}
+		}
+		for flag, ref := range map[string]kv1.SecretReference{"--datastore-ca-secret": d.CASecretRef, "--datastore-root-secret": d.RootSecretRef} {
+			if ref.Name == "" || ref.Namespace == "" {
+				return fmt.Errorf("%s is empty: give NAMESPACE/NAME of the Secret", flag)
+			}
+		}
+	}
+	return nil
+}
+
+// Render returns every object of an installation, in the order Apply
+// applies them: the CRDs, the namespace, service account, RBAC, the
+// operator's Deployment and, when asked for, the Datastore "default".
+// `kubinception install --dry-run` prints exactly this list.
+func Render(o Options) ([]*unstructured.Unstructured, error) {
+	if err := o.Validate(); err != nil {
+		return nil, err
+	}
+	out, err := CRDs()
+	if err != nil {
+		return nil, err
+	}
+	for _, obj := range objects(o) {
+		u, err := toUnstructured(obj)
+		if err != nil {
+			return nil, fmt.Errorf("render %T: %w", obj, err)
+		}
+		out = append(out, u)
+	}
+	return out, nil
+}
+
+// objects are the installation's objects other than the CRDs.
+func objects(o Options) []client.Object {
 	labels := map[string]string{"app.kubernetes.io/name": Name, "app.kubernetes.io/managed-by": "kubinception"}
 	rw := []string{"get", "list", "watch", "create", "update", "patch", "delete"}
 	ro := []string{"get", "list", "watch"}
@@ -93,17 +147,18 @@ func Objects(o Options) []client.Object {
 		&rbacv1.RoleBinding{TypeMeta: tm("rbac.authorization.k8s.io/v1", "RoleBinding"), ObjectMeta: metav1.ObjectMeta{Name: Name + "-leader-election", Namespace: Namespace, Labels: labels},
 			RoleRef:  rbacv1.RoleRef{APIGroup: "rbac.authorization.k8s.io", Kind: "Role", Name: Name + "-leader-election"},
 			Subjects: []rbacv1.Subject{{Kind: "ServiceAccount", Name: Name, Namespace: Namespace}}},
-		Deployment(o, labels),
+		deployment(o, labels),
 	}
 	if o.Datastore != nil {
-		objs = append(objs, &kv1.Datastore{TypeMeta: tm(kv1.GroupVersion.String(), "Datastore"), ObjectMeta: metav1.ObjectMeta{Name: "default", Labels: labels}, Spec: *o.Datastore})
+		objs = append(objs, &kv1.Datastore{TypeMeta: tm(kv1.GroupVersion.String(), "Datastore"),
+			ObjectMeta: metav1.ObjectMeta{Name: DefaultDatastoreName, Labels: labels}, Spec: *o.Datastore})
 	}
 	return objs
 }
 
-// Deployment is the operator's Deployment.
-func Deployment(o Options, labels map[string]string) *appsv1.Deployment {
-	replicas := int32(1)
+// deployment is the operator's Deployment.
+func deployment(o Options, labels map[string]string) *appsv1.Deployment {
+	replicas := o.Replicas
 	nonRoot, uid := true, int64(65534)
 	noEscalation := false
 	probe := func(path string) *corev1.Probe {
@@ -124,16 +179,14 @@ func Deployment(o Options, labels map[string]string) *appsv1.Deployment {
 					Containers: []corev1.Container{{
 						Name:            "manager",
 						Image:           o.Image,
-						ImagePullPolicy: corev1.PullIfNotPresent,
-						Args:            []string{"manager", "--leader-elect", "--image-registry=" + o.Registry},
+						ImagePullPolicy: o.ImagePullPolicy,
+						Args:            []string{"manager", fmt.Sprintf("--leader-elect=%t", o.LeaderElection), "--image-registry=" + o.Registry},
 						Ports: []corev1.ContainerPort{
 							{Name: "metrics", ContainerPort: 8080}, {Name: "health", ContainerPort: 8081},
 						},
 						LivenessProbe:  probe("/healthz"),
 						ReadinessProbe: probe("/readyz"),
-						Resources: corev1.ResourceRequirements{Requests: corev1.ResourceList{
-							corev1.ResourceCPU: resource.MustParse("20m"), corev1.ResourceMemory: resource.MustParse("64Mi"),
-						}},
+						Resources:      o.Resources,
 						SecurityContext: &corev1.SecurityContext{AllowPrivilegeEscalation: &noEscalation,
 							Capabilities: &corev1.Capabilities{Drop: []corev1.Capability{"ALL"}}},
 					}},
@@ -147,38 +200,10 @@ func tm(apiVersion, kind string) metav1.TypeMeta {
 	return metav1.TypeMeta{APIVersion: apiVersion, Kind: kind}
 }
 
-// Apply installs everything with server-side apply, waiting for the CRDs
-// to be established before creating objects of their kinds, and then for
-// the operator to be available.
-func Apply(ctx context.Context, c client.Client, o Options, out io.Writer) error {
-	crds, err := CRDs()
-	if err != nil {
-		return err
-	}
-	for _, crd := range crds {
-		if err := apply(ctx, c, crd); err != nil {
-			return fmt.Errorf("apply CRD %s: %w", crd.GetName(), err)
-		}
-		fmt.Fprintf(out, "✓ CustomResourceDefinition %s\n", crd.GetName())
-	}
-	for _, crd := range crds {
-		if err := waitEstablished(ctx, c, crd.GetName()); err != nil {
-			return err
-		}
-	}
-	for _, obj := range Objects(o) {
-		u, err := toUnstructured(obj)
-		if err != nil {
-			return err
-		}
-		if err := apply(ctx, c, u); err != nil {
-			return fmt.Errorf("apply %s %s: %w", u.GetKind(), u.GetName(), err)
-		}
-		fmt.Fprintf(out, "✓ %s %s\n", u.GetKind(), u.GetName())
-	}
-	return waitAvailable(ctx, c, out)
-}
-
+// toUnstructured converts a typed object to what is applied and printed:
+// without status and without the empty structs Go's zero values leave
+// (a Namespace's spec, a Deployment's strategy), so the output reads as a
+// person would write it and as the chart renders it.
 func toUnstructured(obj client.Object) (*unstructured.Unstructured, error) {
 	m, err := runtime.DefaultUnstructuredConverter.ToUnstructured(obj)
 	if err != nil {
@@ -187,64 +212,33 @@ func toUnstructured(obj client.Object) (*unstructured.Unstructured, error) {
 	u := &unstructured.Unstructured{Object: m}
 	unstructured.RemoveNestedField(u.Object, "metadata", "creationTimestamp")
 	unstructured.RemoveNestedField(u.Object, "status")
+	if u.GroupVersionKind().Group == kv1.GroupVersion.Group {
+		// Our own kinds hold nested structs by value, so an empty object
+		// and an absent one mean the same to the operator; the CRD's
+		// defaults fill both alike.
+		pruneEmpty(u.Object)
+	}
+	for _, path := range [][]string{{"spec", "strategy"}, {"spec", "template", "metadata", "creationTimestamp"}, {"spec"}} {
+		if v, ok, _ := unstructured.NestedFieldNoCopy(u.Object, path...); ok && (v == nil || isEmptyMap(v)) {
+			unstructured.RemoveNestedField(u.Object, path...)
+		}
+	}
 	return u, nil
 }
 
-func apply(ctx context.Context, c client.Client, u *unstructured.Unstructured) error {
-	//nolint:staticcheck // unstructured server-side apply
-	return c.Patch(ctx, u, client.Apply, client.ForceOwnership, client.FieldOwner("kubinception-install"))
-}
-
-func waitEstablished(ctx context.Context, c client.Client, name string) error {
-	return poll(ctx, 60*time.Second, "CRD "+name+" to be established", func() (bool, error) {
-		u := &unstructured.Unstructured{}
-		u.SetAPIVersion("apiextensions.k8s.io/v1")
-		u.SetKind("CustomResourceDefinition")
-		if err := c.Get(ctx, types.NamespacedName{Name: name}, u); err != nil {
-			return false, nil
+// pruneEmpty removes null values and empty objects from m, depth first.
+func pruneEmpty(m map[string]any) {
+	for k, v := range m {
+		if child, ok := v.(map[string]any); ok {
+			pruneEmpty(child)
 		}
-		conds, _, _ := unstructured.NestedSlice(u.Object, "status", "conditions")
-		for _, cond := range conds {
-			m, _ := cond.(map[string]any)
-			if m["type"] == "Established" && m["status"] == "True" {
-				return true, nil
-			}
+		if v == nil || isEmptyMap(v) {
+			delete(m, k)
 		}
-		return false, nil
-	})
-}
-
-func waitAvailable(ctx context.Context, c client.Client, out io.Writer) error {
-	var last string
-	err := poll(ctx, 3*time.Minute, "the operator to be available", func() (bool, error) {
-		dep := &appsv1.Deployment{}
-		if err := c.Get(ctx, types.NamespacedName{Namespace: Namespace, Name: Name}, dep); err != nil {
-			return false, nil
-		}
-		last = fmt.Sprintf("%d/%d replicas available", dep.Status.AvailableReplicas, *dep.Spec.Replicas)
-		return dep.Status.ObservedGeneration >= dep.Generation && dep.Status.UpdatedReplicas == *dep.Spec.Replicas &&
-			dep.Status.AvailableReplicas == *dep.Spec.Replicas && dep.Status.UnavailableReplicas == 0, nil
-	})
-	if err != nil {
-		var pods corev1.PodList
-		_ = c.List(ctx, &pods, client.InNamespace(Namespace), client.MatchingLabels{"app.kubernetes.io/name": Name})
-		for _, p := range pods.Items {
-			for _, cs := range p.Status.ContainerStatuses {
-				if cs.State.Waiting != nil {
-					last += fmt.Sprintf("; pod %s: %s %s", p.Name, cs.State.Waiting.Reason, cs.State.Waiting.Message)
-				}
-			}
-		}
-		return fmt.Errorf("%w (%s)", err, last)
 	}
-	fmt.Fprintf(out, "✓ operator available (%s)\n", last)
-	return nil
 }
 
-func poll(ctx context.Context, timeout time.Duration, what string, cond func() (bool, error)) error {
-	err := wait.PollUntilContextTimeout(ctx, 500*time.Millisecond, timeout, true, func(context.Context) (bool, error) { return cond() })
-	if wait.Interrupted(err) {
-		return fmt.Errorf("timed out after %s waiting for %s", timeout, what)
-	}
-	return err
+func isEmptyMap(v any) bool {
+	m, ok := v.(map[string]any)
+	return ok && len(m) == 0
 }

@@ -3,6 +3,7 @@ package release
 import (
 	"fmt"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 )
@@ -53,6 +54,21 @@ func SupportedMinorsText() string {
 		return parts[0]
 	}
 	return strings.Join(parts[:len(parts)-1], ", ") + " and " + parts[len(parts)-1]
+}
+
+// SupportedMinors returns the supported Kubernetes minors, oldest first.
+func SupportedMinors() []int { return slices.Clone(supportedMinors) }
+
+// SupportedVersionPattern is a regular expression (RE2, so the same for Go
+// and for CEL's matches()) that matches exactly the releases
+// ValidateKubernetesVersion accepts. The TenantCluster CRD's rule on
+// spec.version is built from it.
+func SupportedVersionPattern() string {
+	minors := make([]string, len(supportedMinors))
+	for i, m := range supportedMinors {
+		minors[i] = strconv.Itoa(m)
+	}
+	return `^v1\.(` + strings.Join(minors, "|") + `)\.[0-9]+$`
 }
 
 // StagingVersion maps a Kubernetes release to the version its staging

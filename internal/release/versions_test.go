@@ -1,6 +1,8 @@
 package release
 
 import (
+	"fmt"
+	"regexp"
 	"strings"
 	"testing"
 )
@@ -53,4 +55,36 @@ func FuzzValidateKubernetesVersion(f *testing.F) {
 			t.Fatalf("accepted %q, which is not of the form v1.MINOR.PATCH", v)
 		}
 	})
+}
+
+// TestSupportedVersionPattern checks that the pattern the CRD's rule is built
+// from agrees with ValidateKubernetesVersion, on every supported minor and
+// on its neighbours.
+func TestSupportedVersionPattern(t *testing.T) {
+	re := regexp.MustCompile(SupportedVersionPattern())
+	var versions []string
+	for _, m := range SupportedMinors() {
+		for _, minor := range []int{m - 1, m, m + 1, m * 10} {
+			for _, patch := range []string{"0", "4", "17"} {
+				versions = append(versions, fmt.Sprintf("v1.%d.%s", minor, patch))
+			}
+		}
+	}
+	versions = append(versions, DefaultKubernetesVersion, "v1.35", "1.35.4", "v1.35.4-rc.1", "v2.35.4", "latest", "")
+	for _, v := range versions {
+		if got, want := re.MatchString(v), ValidateKubernetesVersion(v) == nil; got != want {
+			t.Errorf("%q: pattern matches = %v, ValidateKubernetesVersion accepts = %v", v, got, want)
+		}
+	}
+	minors := SupportedMinors()
+	for _, v := range []string{fmt.Sprintf("v1.%d.0", minors[0]), fmt.Sprintf("v1.%d.9", minors[len(minors)-1]), DefaultKubernetesVersion} {
+		if !re.MatchString(v) {
+			t.Errorf("pattern %s rejects the supported %s", re, v)
+		}
+	}
+	for _, v := range []string{fmt.Sprintf("v1.%d.0", minors[0]-1), fmt.Sprintf("v1.%d.0", minors[len(minors)-1]+1)} {
+		if re.MatchString(v) {
+			t.Errorf("pattern %s accepts the unsupported %s", re, v)
+		}
+	}
 }
