@@ -27,7 +27,7 @@ type installFlags struct {
 	dryRun           bool
 	output           string
 	pullPolicy       string
-	requests, limits map[string]string
+	requests, limits string
 	endpoints        []string
 	caSecret         string
 	rootSecret       string
@@ -68,8 +68,8 @@ chart in deploy/helm/kubinception renders the same objects.`,
 	fl.StringVar(&o.Registry, "image-registry", d.Registry, "registry of tenant control-plane images")
 	fl.Int32Var(&o.Replicas, "replicas", d.Replicas, "operator replicas (more than one needs --leader-elect)")
 	fl.BoolVar(&o.LeaderElection, "leader-elect", d.LeaderElection, "elect a leader so only one replica reconciles")
-	fl.StringToStringVar(&f.requests, "requests", quantities(d.Resources.Requests), "resource requests of the operator container, e.g. cpu=20m,memory=64Mi")
-	fl.StringToStringVar(&f.limits, "limits", quantities(d.Resources.Limits), "resource limits of the operator container, e.g. memory=256Mi")
+	fl.StringVar(&f.requests, "requests", quantities(d.Resources.Requests), `resource requests of the operator container, NAME=QUANTITY,... ("" for none)`)
+	fl.StringVar(&f.limits, "limits", quantities(d.Resources.Limits), "resource limits of the operator container, NAME=QUANTITY,... such as memory=256Mi")
 	fl.StringSliceVar(&f.endpoints, "datastore-endpoints", nil,
 		`client URLs of the Datastore "default"'s members (default: the local admin cluster's datastore, when admin up stored its Secrets)`)
 	fl.StringVar(&f.caSecret, "datastore-ca-secret", admincluster.SystemNamespace+"/"+admincluster.DatastoreCASecret,
@@ -200,35 +200,41 @@ func secretRef(flag, s string) (kv1.SecretReference, error) {
 	return kv1.SecretReference{Namespace: ns, Name: name}, nil
 }
 
-// parseQuantities reads NAME=QUANTITY pairs such as cpu=20m.
-func parseQuantities(flag string, m map[string]string) (corev1.ResourceList, error) {
-	if len(m) == 0 {
+// parseQuantities reads NAME=QUANTITY,... such as cpu=20m,memory=64Mi.
+func parseQuantities(flag, s string) (corev1.ResourceList, error) {
+	if strings.TrimSpace(s) == "" {
 		return nil, nil
 	}
 	out := corev1.ResourceList{}
-	for name, v := range m {
+	for _, pair := range strings.Split(s, ",") {
+		name, v, ok := strings.Cut(strings.TrimSpace(pair), "=")
+		if !ok || name == "" {
+			return nil, fmt.Errorf("%s: %q is not NAME=QUANTITY; give e.g. %s cpu=20m,memory=64Mi", flag, pair, flag)
+		}
 		q, err := resource.ParseQuantity(v)
 		if err != nil {
-			return nil, fmt.Errorf("%s %s=%q: %w; give a quantity such as cpu=20m or memory=64Mi", flag, name, v, err)
+			return nil, fmt.Errorf("%s: %s=%q is not a quantity (%w); give e.g. %s cpu=20m,memory=64Mi", flag, name, v, err, flag)
+		}
+		if _, dup := out[corev1.ResourceName(name)]; dup {
+			return nil, fmt.Errorf("%s names %s twice", flag, name)
 		}
 		out[corev1.ResourceName(name)] = q
 	}
 	return out, nil
 }
 
-// quantities shows a resource list as a flag default.
-func quantities(l corev1.ResourceList) map[string]string {
-	out := map[string]string{}
+// quantities shows a resource list as parseQuantities reads it.
+func quantities(l corev1.ResourceList) string {
 	names := make([]string, 0, len(l))
 	for name := range l {
 		names = append(names, string(name))
 	}
 	sort.Strings(names)
-	for _, name := range names {
+	for i, name := range names {
 		q := l[corev1.ResourceName(name)]
-		out[name] = q.String()
+		names[i] = name + "=" + q.String()
 	}
-	return out
+	return strings.Join(names, ",")
 }
 
 // localImage is this binary as the local admin cluster's operator image.
