@@ -15,6 +15,11 @@ const (
 	ConditionControlPlaneAvailable = "ControlPlaneAvailable"
 	ConditionAddonsReady           = "AddonsReady"
 	ConditionDeleting              = "Deleting"
+	// ConditionQuotaAvailable says whether the tenant may still grow its
+	// state: False at 90 % of its datastore quota and at the quota.
+	ConditionQuotaAvailable = "QuotaAvailable"
+	// ConditionGatewayAvailable says whether a Datastore's gateway serves.
+	ConditionGatewayAvailable = "GatewayAvailable"
 )
 
 // Reasons, each one a person can act on.
@@ -39,6 +44,13 @@ const (
 	ReasonDeletingData          = "DeletingData"
 	ReasonNotDeleting           = "NotDeleting"
 	ReasonReconcileFailed       = "ReconcileFailed"
+	ReasonWaitingForGateway     = "WaitingForGateway"
+	ReasonGatewayFailed         = "GatewayFailed"
+	ReasonGatewayStarting       = "GatewayStarting"
+	ReasonGatewayAvailable      = "GatewayAvailable"
+	ReasonWithinQuota           = "WithinQuota"
+	ReasonQuotaNearlyExhausted  = "QuotaNearlyExhausted"
+	ReasonQuotaExhausted        = "QuotaExhausted"
 	ReasonMembersUnhealthy      = "MembersUnhealthy"
 	ReasonAllMembersHealthy     = "AllMembersHealthy"
 )

@@ -13,12 +13,14 @@ import (
 	"flag"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"sort"
 	"strconv"
 	"strings"
 	"time"
+
+	"kubinception.dev/kubinception/bench/internal/benchkit"
+	"kubinception.dev/kubinception/internal/local/hostproc"
 )
 
 func main() {
@@ -44,43 +46,43 @@ func run(cold bool, out, root string, idle time.Duration) error {
 	if err := os.Chmod(tmp, 0o755); err != nil {
 		return err
 	}
-	bin := filepath.Join(tmp, "kubinception")
-	if _, err := cmd(nil, "go", "build", "-ldflags", "-s -w", "-o", bin, "./cmd/kubinception"); err != nil {
+	bin, err := benchkit.BuildBinary(tmp)
+	if err != nil {
 		return err
 	}
 	var rows []row
 	if cold {
 		env := []string{"GOCACHE=" + filepath.Join(tmp, "gocache"), "KUBINCEPTION_CACHE=" + filepath.Join(tmp, "cache")}
-		d, err := timed(env, bin, "build", "components")
+		d, err := benchkit.Timed(env, bin, "build", "components")
 		if err != nil {
 			return err
 		}
 		rows = append(rows, row{"component build, cold (empty Go build cache and component cache)", d.Round(time.Second).String(),
 			"kube multi-call binary v1.35.4 + etcd + tinyhost; Go module cache kept (downloads excluded)"})
 	}
-	d, err := timed(nil, bin, "build", "components")
+	d, err := benchkit.Timed(nil, bin, "build", "components")
 	if err != nil {
 		return err
 	}
 	rows = append(rows, row{"component build, warm (cached)", d.Round(time.Millisecond).String(), "checks the cache stamps only"})
 
-	if _, err := cmd(nil, bin, "admin", "down", "--purge", "--root", root); err != nil {
+	if _, err := benchkit.Run(nil, bin, "admin", "down", "--purge", "--root", root); err != nil {
 		return err
 	}
-	d, err = timed(nil, bin, "admin", "up", "--root", root)
+	d, err = benchkit.Timed(nil, bin, "admin", "up", "--root", root)
 	if err != nil {
 		return err
 	}
 	rows = append(rows, row{"admin up, fresh state, warm caches", d.Round(100 * time.Millisecond).String(), "PKI, image import, 8 static pods, datastore auth"})
-	if _, err := cmd(nil, bin, "admin", "down", "--root", root); err != nil {
+	if _, err := benchkit.Run(nil, bin, "admin", "down", "--root", root); err != nil {
 		return err
 	}
-	d, err = timed(nil, bin, "admin", "up", "--root", root)
+	d, err = benchkit.Timed(nil, bin, "admin", "up", "--root", root)
 	if err != nil {
 		return err
 	}
 	rows = append(rows, row{"admin up, resumed after down", d.Round(100 * time.Millisecond).String(), "data kept; images already imported"})
-	d, err = timed(nil, bin, "admin", "up", "--root", root)
+	d, err = benchkit.Timed(nil, bin, "admin", "up", "--root", root)
 	if err != nil {
 		return err
 	}
@@ -100,40 +102,17 @@ func run(cold bool, out, root string, idle time.Duration) error {
 		parts = append(parts, fmt.Sprintf("%s %d", n, mem[n]>>20))
 	}
 	rows = append(rows, row{fmt.Sprintf("memory of the admin plane, idle %s (RSS, MiB)", idle), strconv.FormatInt(total>>20, 10), strings.Join(parts, ", ")})
-	if _, err := cmd(nil, bin, "admin", "down", "--purge", "--root", root); err != nil {
+	if _, err := benchkit.Run(nil, bin, "admin", "down", "--purge", "--root", root); err != nil {
 		return err
 	}
 
 	var b bytes.Buffer
-	fmt.Fprintf(&b, "# Admin cluster benchmark\n\nMeasured %s on %s (%d cores). One run; the machine is shared, so treat single figures as indicative.\n\n| what | result | note |\n|---|---|---|\n",
-		time.Now().UTC().Format("2006-01-02 15:04 UTC"), hostname(), numCPU())
+	fmt.Fprintf(&b, "# Admin cluster benchmark\n\nMeasured %s on %s. One run; the machine is shared, so treat single figures as indicative.\n\n| what | result | note |\n|---|---|---|\n",
+		benchkit.Now(), benchkit.Machine())
 	for _, r := range rows {
 		fmt.Fprintf(&b, "| %s | %s | %s |\n", r.what, r.value, r.note)
 	}
-	if err := os.MkdirAll(filepath.Dir(out), 0o755); err != nil {
-		return err
-	}
-	if err := os.WriteFile(out, b.Bytes(), 0o644); err != nil {
-		return err
-	}
-	fmt.Print(b.String())
-	return nil
-}
-
-func timed(env []string, name string, args ...string) (time.Duration, error) {
-	start := time.Now()
-	_, err := cmd(env, name, args...)
-	return time.Since(start), err
-}
-
-func cmd(env []string, name string, args ...string) (string, error) {
-	c := exec.Command(name, args...)
-	c.Env = append(append(os.Environ(), "CGO_ENABLED=0"), env...)
-	out, err := c.CombinedOutput()
-	if err != nil {
-		return string(out), fmt.Errorf("%s %s: %w\n%s", name, strings.Join(args, " "), err, out)
-	}
-	return string(out), nil
+	return benchkit.WriteReport(out, b.String())
 }
 
 // memory sums resident memory by component over every process that belongs
@@ -141,73 +120,35 @@ func cmd(env []string, name string, args ...string) (string, error) {
 // container shims and the static pods' processes.
 func memory(root string) map[string]int64 {
 	out := map[string]int64{}
-	entries, _ := os.ReadDir("/proc")
-	for _, e := range entries {
-		pid, err := strconv.Atoi(e.Name())
-		if err != nil {
-			continue
-		}
-		cmdline, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
-		if err != nil || len(cmdline) == 0 {
-			continue
-		}
-		args := strings.Split(strings.TrimRight(string(cmdline), "\x00"), "\x00")
-		name := component(args, root)
-		if name == "" {
-			continue
-		}
-		out[name] += rss(pid)
+	for _, p := range hostproc.Find(func(p hostproc.Process) bool { return component(p, root) != "" }) {
+		out[component(p, root)] += hostproc.RSS(p.PID)
 	}
 	return out
 }
 
-func component(args []string, root string) string {
-	joined := strings.Join(args, " ")
-	base := filepath.Base(args[0])
+// component names the part of the admin plane p belongs to, or is empty.
+func component(p hostproc.Process, root string) string {
+	base := p.Command()
 	switch {
-	case base == "containerd-shim-runc-v2" && strings.Contains(joined, root):
+	case base == "containerd-shim-runc-v2" && p.Mentions(root):
 		return "shims"
-	case base == "containerd" && strings.Contains(joined, root):
+	case base == "containerd" && p.Mentions(root):
 		return "containerd"
-	case base == "kubinception" && strings.Contains(joined, "supervise") && strings.Contains(joined, root):
+	case base == "kubinception" && p.Mentions("supervise") && p.Mentions(root):
 		return "supervisor"
-	case base == "kubelet" && strings.Contains(joined, root):
+	case base == "kubelet" && p.Mentions(root):
 		return "kubelet"
-	case base == "etcd" && strings.Contains(joined, root):
-		for _, a := range args {
+	case base == "etcd" && p.Mentions(root):
+		for _, a := range p.Args {
 			if strings.HasPrefix(a, "--name=datastore") {
 				return "datastore"
 			}
 		}
 		return "etcd"
-	case strings.HasPrefix(base, "kube-") && strings.Contains(joined, root), base == "kube-proxy":
+	case strings.HasPrefix(base, "kube-") && p.Mentions(root), base == "kube-proxy":
 		return base
 	case base == "pause":
 		return "pause"
 	}
 	return ""
-}
-
-func rss(pid int) int64 {
-	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
-	if err != nil {
-		return 0
-	}
-	for _, line := range strings.Split(string(data), "\n") {
-		if strings.HasPrefix(line, "VmRSS:") {
-			f := strings.Fields(line)
-			if len(f) >= 2 {
-				kb, _ := strconv.ParseInt(f[1], 10, 64)
-				return kb << 10
-			}
-		}
-	}
-	return 0
-}
-
-func hostname() string { h, _ := os.Hostname(); return h }
-
-func numCPU() int {
-	data, _ := os.ReadFile("/proc/cpuinfo")
-	return strings.Count(string(data), "processor\t:")
 }

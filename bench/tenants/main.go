@@ -12,6 +12,7 @@ package main
 import (
 	"context"
 	"crypto/rand"
+	"crypto/tls"
 	"flag"
 	"fmt"
 	"net"
@@ -19,31 +20,26 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"sort"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
 	"time"
 
-	"crypto/tls"
-
-	"k8s.io/apimachinery/pkg/api/meta"
+	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
-	"k8s.io/client-go/kubernetes"
-	"k8s.io/client-go/tools/clientcmd"
+	"k8s.io/apimachinery/pkg/util/wait"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	kv1 "kubinception.dev/kubinception/api/v1alpha1"
+	"kubinception.dev/kubinception/bench/internal/benchkit"
 	cp "kubinception.dev/kubinception/internal/controlplane"
 	"kubinception.dev/kubinception/internal/datastore"
 	"kubinception.dev/kubinception/internal/install"
 	"kubinception.dev/kubinception/internal/local/admincluster"
 	"kubinception.dev/kubinception/internal/local/components"
-	"kubinception.dev/kubinception/internal/operator"
 	"kubinception.dev/kubinception/internal/pki"
-
-	corev1 "k8s.io/api/core/v1"
 )
 
 func main() {
@@ -61,11 +57,10 @@ func main() {
 }
 
 type bench struct {
-	root  string
-	bin   string
-	c     client.Client
-	ctx   context.Context
-	lines []string
+	root string
+	bin  string
+	c    client.Client
+	ctx  context.Context
 }
 
 func (b *bench) logf(format string, args ...any) {
@@ -79,28 +74,23 @@ func run(root string, runs, many int, idle time.Duration, out string, keep bool)
 		return err
 	}
 	defer os.RemoveAll(tmp)
-	b := &bench{root: root, bin: filepath.Join(tmp, "kubinception"), ctx: ctx}
-	if _, err := sh(nil, "go", "build", "-ldflags", "-s -w", "-o", b.bin, "./cmd/kubinception"); err != nil {
+	b := &bench{root: root, ctx: ctx}
+	if b.bin, err = benchkit.BuildBinary(tmp); err != nil {
 		return err
 	}
-	if _, err := sh(nil, b.bin, "admin", "up", "--root", root); err != nil {
+	if _, err := benchkit.Run(nil, b.bin, "admin", "up", "--root", root); err != nil {
 		return err
 	}
 	if !keep {
-		defer sh(nil, b.bin, "admin", "down", "--purge", "--root", root)
+		defer benchkit.Run(nil, b.bin, "admin", "down", "--purge", "--root", root)
 	}
 	kc := filepath.Join(root, "admin.conf")
-	if _, err := sh(nil, b.bin, "install", "--kubeconfig", kc, "--root", root); err != nil {
-		return err
-	}
-	rc, err := clientcmd.BuildConfigFromFlags("", kc)
-	if err != nil {
+	if _, err := benchkit.Run(nil, b.bin, "install", "--kubeconfig", kc, "--root", root); err != nil {
 		return err
 	}
 	// The benchmark polls many tenants; it must not queue behind its own
 	// client-side rate limit.
-	rc.QPS, rc.Burst = 200, 400
-	if b.c, err = client.New(rc, client.Options{Scheme: operator.Scheme()}); err != nil {
+	if b.c, err = benchkit.AdminClient(kc); err != nil {
 		return err
 	}
 	cfg, _, err := admincluster.LoadSaved(root)
@@ -154,27 +144,14 @@ func run(root string, runs, many int, idle time.Duration, out string, keep bool)
 	if err != nil {
 		return err
 	}
-	sort.Slice(tenantMem, func(i, j int) bool { return tenantMem[i] < tenantMem[j] })
 	if err := b.deleteAll(); err != nil {
 		return err
 	}
 
-	med := func(d []time.Duration) time.Duration {
-		s := append([]time.Duration(nil), d...)
-		sort.Slice(s, func(i, j int) bool { return s[i] < s[j] })
-		return s[len(s)/2]
-	}
-	worst := func(d []time.Duration) time.Duration {
-		w := d[0]
-		for _, x := range d {
-			w = max(w, x)
-		}
-		return w
-	}
 	mib := func(b int64) string { return fmt.Sprintf("%.0f MiB", float64(b)/(1<<20)) }
 	report := fmt.Sprintf(`# Tenant control-plane benchmark
 
-Measured %s on a %d-core machine; Kubernetes %s; one run of this program. The
+Measured %s on %s; Kubernetes %s; one run of this program. The
 floor is a bare kube-apiserver started directly (no pod, no operator) against
 the same datastore with its own tenancy, measured in the same run, interleaved
 with the tenant runs.
@@ -190,17 +167,13 @@ with the tenant runs.
 | operator working set with 0 tenants → with %d | %s → %s (%s per tenant) |
 
 Per-run times (tenant / floor): %s
-`, time.Now().UTC().Format("2006-01-02 15:04 UTC"), numCPU(), cfg.KubernetesVersion,
-		runs, med(readies).Round(10*time.Millisecond), runs, worst(readies).Round(10*time.Millisecond),
-		runs, med(floors).Round(10*time.Millisecond), float64(med(readies))/float64(med(floors)),
+`, benchkit.Now(), benchkit.Machine(), cfg.KubernetesVersion,
+		runs, benchkit.Median(readies).Round(10*time.Millisecond), runs, benchkit.Worst(readies).Round(10*time.Millisecond),
+		runs, benchkit.Median(floors).Round(10*time.Millisecond), benchkit.Ratio(benchkit.Median(readies), benchkit.Median(floors)),
 		many, manyTime.Round(100*time.Millisecond),
-		many, mib(tenantMem[len(tenantMem)/2]), mib(tenantMem[0]), mib(tenantMem[len(tenantMem)-1]),
+		many, mib(benchkit.Median(tenantMem)), mib(slices.Min(tenantMem)), mib(benchkit.Worst(tenantMem)),
 		many, mib(opMem0), mib(opMemN), mib((opMemN-opMem0)/int64(many)), pairs(readies, floors))
-	if err := os.MkdirAll(filepath.Dir(out), 0o755); err != nil {
-		return err
-	}
-	fmt.Print(report)
-	return os.WriteFile(out, []byte(report), 0o644)
+	return benchkit.WriteReport(out, report)
 }
 
 func pairs(a, b []time.Duration) string {
@@ -226,7 +199,8 @@ func (b *bench) createReady(names []string, timeout time.Duration) (time.Duratio
 				errs <- err
 				return
 			}
-			errs <- b.waitUsable(n, timeout)
+			_, err := benchkit.WaitTenantUsable(b.ctx, b.c, types.NamespacedName{Namespace: "default", Name: n}, timeout)
+			errs <- err
 		}()
 	}
 	wg.Wait()
@@ -239,43 +213,18 @@ func (b *bench) createReady(names []string, timeout time.Duration) (time.Duratio
 	return time.Since(start), nil
 }
 
-func (b *bench) waitUsable(name string, timeout time.Duration) error {
-	deadline := time.Now().Add(timeout)
-	for time.Now().Before(deadline) {
-		tc := &kv1.TenantCluster{}
-		if err := b.c.Get(b.ctx, types.NamespacedName{Namespace: "default", Name: name}, tc); err == nil &&
-			meta.IsStatusConditionTrue(tc.Status.Conditions, kv1.ConditionReady) {
-			s := &corev1.Secret{}
-			if err := b.c.Get(b.ctx, types.NamespacedName{Namespace: "default", Name: tc.Status.AdminKubeconfigSecret}, s); err == nil {
-				if rc, err := clientcmd.RESTConfigFromKubeConfig(s.Data["kubeconfig"]); err == nil {
-					rc.Timeout = 5 * time.Second
-					if cs, err := kubernetes.NewForConfig(rc); err == nil {
-						body, err := cs.Discovery().RESTClient().Get().AbsPath("/readyz").DoRaw(b.ctx)
-						if err == nil && string(body) == "ok" {
-							return nil
-						}
-					}
-				}
-			}
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-	return fmt.Errorf("tenant %s not Ready and usable within %s", name, timeout)
-}
-
 func (b *bench) deleteAll() error {
 	if err := b.c.DeleteAllOf(b.ctx, &kv1.TenantCluster{}, client.InNamespace("default")); err != nil {
 		return err
 	}
-	deadline := time.Now().Add(5 * time.Minute)
-	for time.Now().Before(deadline) {
+	err := wait.PollUntilContextTimeout(b.ctx, 200*time.Millisecond, 5*time.Minute, true, func(ctx context.Context) (bool, error) {
 		var list kv1.TenantClusterList
-		if err := b.c.List(b.ctx, &list); err == nil && len(list.Items) == 0 {
-			return nil
-		}
-		time.Sleep(200 * time.Millisecond)
+		return b.c.List(ctx, &list) == nil && len(list.Items) == 0, nil
+	})
+	if err != nil {
+		return fmt.Errorf("tenants not deleted within 5 minutes: %w", err)
 	}
-	return fmt.Errorf("tenants not deleted within 5 minutes")
+	return nil
 }
 
 // bareAPIServer starts kube-apiserver directly with a fresh tenancy in the
@@ -348,15 +297,16 @@ func (b *bench) bareAPIServer(cfg admincluster.Config, tmp string) (time.Duratio
 	defer func() { _ = cmd.Process.Kill(); _ = cmd.Wait() }()
 	hc := &http.Client{Timeout: 2 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}}
 	url := fmt.Sprintf("https://127.0.0.1:%d/readyz", port)
-	for time.Since(start) < 2*time.Minute {
-		if resp, err := hc.Get(url); err == nil {
-			ok := resp.StatusCode == http.StatusOK
-			resp.Body.Close()
-			if ok {
-				return time.Since(start), nil
-			}
+	err = wait.PollUntilContextTimeout(b.ctx, 20*time.Millisecond, 2*time.Minute, true, func(ctx context.Context) (bool, error) {
+		resp, err := hc.Get(url)
+		if err != nil {
+			return false, nil
 		}
-		time.Sleep(20 * time.Millisecond)
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusOK, nil
+	})
+	if err == nil {
+		return time.Since(start), nil
 	}
 	return 0, fmt.Errorf("bare kube-apiserver not ready in 2 minutes (log %s)", filepath.Join(dir, "apiserver.log"))
 }
@@ -424,19 +374,4 @@ func uuid() string {
 	b := make([]byte, 16)
 	_, _ = rand.Read(b)
 	return fmt.Sprintf("%x-%x-%x-%x-%x", b[0:4], b[4:6], b[6:8], b[8:10], b[10:16])
-}
-
-func sh(env []string, name string, args ...string) (string, error) {
-	c := exec.Command(name, args...)
-	c.Env = append(append(os.Environ(), "CGO_ENABLED=0"), env...)
-	out, err := c.CombinedOutput()
-	if err != nil {
-		return string(out), fmt.Errorf("%s %s: %w\n%s", name, strings.Join(args, " "), err, out)
-	}
-	return string(out), nil
-}
-
-func numCPU() int {
-	data, _ := os.ReadFile("/proc/cpuinfo")
-	return strings.Count(string(data), "processor\t:")
 }

@@ -12,23 +12,18 @@ import (
 	"flag"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"sort"
-	"strings"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
-	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/kubernetes"
-	"k8s.io/client-go/tools/clientcmd"
-	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	kv1 "kubinception.dev/kubinception/api/v1alpha1"
+	"kubinception.dev/kubinception/bench/internal/benchkit"
 	"kubinception.dev/kubinception/internal/local/admincluster"
-	"kubinception.dev/kubinception/internal/operator"
 )
 
 func main() {
@@ -49,24 +44,19 @@ func run(root string, runs int, out string) error {
 		return err
 	}
 	defer os.RemoveAll(tmp)
-	bin := filepath.Join(tmp, "kubinception")
-	if _, err := sh("go", "build", "-ldflags", "-s -w", "-o", bin, "./cmd/kubinception"); err != nil {
-		return err
-	}
-	if _, err := sh(bin, "admin", "up", "--root", root); err != nil {
-		return err
-	}
-	defer sh(bin, "admin", "down", "--purge", "--root", root)
-	kc := filepath.Join(root, "admin.conf")
-	if _, err := sh(bin, "install", "--kubeconfig", kc, "--root", root); err != nil {
-		return err
-	}
-	rc, err := clientcmd.BuildConfigFromFlags("", kc)
+	bin, err := benchkit.BuildBinary(tmp)
 	if err != nil {
 		return err
 	}
-	rc.QPS, rc.Burst = 100, 200
-	c, err := client.New(rc, client.Options{Scheme: operator.Scheme()})
+	if _, err := benchkit.Run(nil, bin, "admin", "up", "--root", root); err != nil {
+		return err
+	}
+	defer benchkit.Run(nil, bin, "admin", "down", "--purge", "--root", root)
+	kc := filepath.Join(root, "admin.conf")
+	if _, err := benchkit.Run(nil, bin, "install", "--kubeconfig", kc, "--root", root); err != nil {
+		return err
+	}
+	c, err := benchkit.AdminClient(kc)
 	if err != nil {
 		return err
 	}
@@ -81,16 +71,16 @@ func run(root string, runs int, out string) error {
 		if err := c.Create(ctx, &kv1.TenantCluster{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: "default"}}); err != nil {
 			return err
 		}
-		tc, err := waitReady(ctx, c, name)
+		tc, err := benchkit.WaitTenantUsable(ctx, c, types.NamespacedName{Namespace: "default", Name: name}, 5*time.Minute)
 		if err != nil {
 			return err
 		}
 		addStart := time.Now()
-		if _, err := sh(bin, "node", "add", name, "--kubeconfig", kc, "--root", root); err != nil {
+		if _, err := benchkit.Run(nil, bin, "node", "add", name, "--kubeconfig", kc, "--root", root); err != nil {
 			return err
 		}
 		nodeAdd = append(nodeAdd, time.Since(addStart))
-		cs, err := tenantClient(ctx, c, tc)
+		cs, err := benchkit.TenantClient(ctx, c, tc)
 		if err != nil {
 			return err
 		}
@@ -104,24 +94,12 @@ func run(root string, runs int, out string) error {
 		}
 		firstPod = append(firstPod, time.Since(start))
 		fmt.Printf("run %d: node add → Ready %s, create → first pod Running %s\n", i, nodeAdd[i].Round(10*time.Millisecond), firstPod[i].Round(10*time.Millisecond))
-		if _, err := sh(bin, "node", "remove", name, name+"-w1", "--kubeconfig", kc, "--root", root); err != nil {
+		if _, err := benchkit.Run(nil, bin, "node", "remove", name, name+"-w1", "--kubeconfig", kc, "--root", root); err != nil {
 			return err
 		}
 		if err := c.Delete(ctx, tc); err != nil {
 			return err
 		}
-	}
-	med := func(d []time.Duration) time.Duration {
-		s := append([]time.Duration(nil), d...)
-		sort.Slice(s, func(i, j int) bool { return s[i] < s[j] })
-		return s[len(s)/2]
-	}
-	worst := func(d []time.Duration) time.Duration {
-		w := d[0]
-		for _, x := range d {
-			w = max(w, x)
-		}
-		return w
 	}
 	report := fmt.Sprintf(`# Worker benchmark
 
@@ -132,58 +110,20 @@ local worker joined by the upstream kubeadm join.
 |---|---|---|
 | node add → node Ready (namespaces, containerd, kubelet, image import, kubeadm join, pod range, routes) | %s | %s |
 | TenantCluster created → first pod Running on a joined node | %s | %s |
-`, time.Now().UTC().Format("2006-01-02 15:04 UTC"), cfg.KubernetesVersion, runs,
-		med(nodeAdd).Round(10*time.Millisecond), worst(nodeAdd).Round(10*time.Millisecond),
-		med(firstPod).Round(10*time.Millisecond), worst(firstPod).Round(10*time.Millisecond))
-	fmt.Print(report)
-	if err := os.MkdirAll(filepath.Dir(out), 0o755); err != nil {
-		return err
-	}
-	return os.WriteFile(out, []byte(report), 0o644)
+`, benchkit.Now(), cfg.KubernetesVersion, runs,
+		benchkit.Median(nodeAdd).Round(10*time.Millisecond), benchkit.Worst(nodeAdd).Round(10*time.Millisecond),
+		benchkit.Median(firstPod).Round(10*time.Millisecond), benchkit.Worst(firstPod).Round(10*time.Millisecond))
+	return benchkit.WriteReport(out, report)
 }
 
-func waitReady(ctx context.Context, c client.Client, name string) (*kv1.TenantCluster, error) {
-	deadline := time.Now().Add(5 * time.Minute)
-	for time.Now().Before(deadline) {
-		tc := &kv1.TenantCluster{}
-		if err := c.Get(ctx, types.NamespacedName{Namespace: "default", Name: name}, tc); err == nil && meta.IsStatusConditionTrue(tc.Status.Conditions, kv1.ConditionReady) {
-			return tc, nil
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-	return nil, fmt.Errorf("tenant %s not Ready in 5 minutes", name)
-}
-
-func tenantClient(ctx context.Context, c client.Client, tc *kv1.TenantCluster) (kubernetes.Interface, error) {
-	s := &corev1.Secret{}
-	if err := c.Get(ctx, types.NamespacedName{Namespace: tc.Namespace, Name: tc.Status.AdminKubeconfigSecret}, s); err != nil {
-		return nil, err
-	}
-	rc, err := clientcmd.RESTConfigFromKubeConfig(s.Data["kubeconfig"])
-	if err != nil {
-		return nil, err
-	}
-	return kubernetes.NewForConfig(rc)
-}
-
+// waitRunning waits for a pod in the default namespace to run.
 func waitRunning(ctx context.Context, cs kubernetes.Interface, name string) error {
-	deadline := time.Now().Add(5 * time.Minute)
-	for time.Now().Before(deadline) {
+	err := wait.PollUntilContextTimeout(ctx, 100*time.Millisecond, 5*time.Minute, true, func(ctx context.Context) (bool, error) {
 		p, err := cs.CoreV1().Pods("default").Get(ctx, name, metav1.GetOptions{})
-		if err == nil && p.Status.Phase == corev1.PodRunning {
-			return nil
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-	return fmt.Errorf("pod %s not Running in 5 minutes", name)
-}
-
-func sh(name string, args ...string) (string, error) {
-	c := exec.Command(name, args...)
-	c.Env = append(os.Environ(), "CGO_ENABLED=0")
-	out, err := c.CombinedOutput()
+		return err == nil && p.Status.Phase == corev1.PodRunning, nil
+	})
 	if err != nil {
-		return string(out), fmt.Errorf("%s %s: %w\n%s", name, strings.Join(args, " "), err, out)
+		return fmt.Errorf("pod %s not Running in 5 minutes: %w", name, err)
 	}
-	return string(out), nil
+	return nil
 }

@@ -17,6 +17,7 @@ import (
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/tools/clientcmd"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -129,15 +130,10 @@ func exactlyOneName(what string) cobra.PositionalArgs {
 func waitReady(ctx context.Context, c client.Client, key types.NamespacedName, timeout time.Duration, out io.Writer) error {
 	start := time.Now()
 	seen := map[string]string{}
-	ctx, cancel := context.WithTimeout(ctx, timeout)
-	defer cancel()
-	for {
-		tc := &kv1.TenantCluster{}
+	tc := &kv1.TenantCluster{}
+	err := wait.PollUntilContextTimeout(ctx, 500*time.Millisecond, timeout, true, func(ctx context.Context) (bool, error) {
 		if err := c.Get(ctx, key, tc); err != nil {
-			if ctx.Err() != nil {
-				return fmt.Errorf("timed out after %s waiting for %s to be Ready", timeout, key.Name)
-			}
-			return err
+			return false, err
 		}
 		for _, typ := range []string{kv1.ConditionDatastoreReady, kv1.ConditionCertificatesReady, kv1.ConditionControlPlaneAvailable, kv1.ConditionReady} {
 			cond := meta.FindStatusCondition(tc.Status.Conditions, typ)
@@ -154,22 +150,21 @@ func waitReady(ctx context.Context, c client.Client, key types.NamespacedName, t
 				fmt.Fprintf(out, "%s [%5.1fs] %-22s %s\n", mark, time.Since(start).Seconds(), typ, cond.Message)
 			}
 		}
-		if meta.IsStatusConditionTrue(tc.Status.Conditions, kv1.ConditionReady) && tc.Status.ObservedGeneration == tc.Generation {
-			fmt.Fprintf(out, "\n%s is Ready in %.1fs at %s\n  kubinception kubeconfig %s -n %s > %s.kubeconfig\n",
-				key.Name, time.Since(start).Seconds(), tc.Status.Endpoint, key.Name, key.Namespace, key.Name)
-			return nil
+		return meta.IsStatusConditionTrue(tc.Status.Conditions, kv1.ConditionReady) && tc.Status.ObservedGeneration == tc.Generation, nil
+	})
+	if wait.Interrupted(err) {
+		why := "no status yet: is the operator running? (kubinception install)"
+		if ready := meta.FindStatusCondition(tc.Status.Conditions, kv1.ConditionReady); ready != nil {
+			why = ready.Reason + ": " + ready.Message
 		}
-		select {
-		case <-ctx.Done():
-			ready := meta.FindStatusCondition(tc.Status.Conditions, kv1.ConditionReady)
-			why := "no status yet: is the operator running? (kubinception install)"
-			if ready != nil {
-				why = ready.Reason + ": " + ready.Message
-			}
-			return fmt.Errorf("timed out after %s waiting for %s to be Ready: %s", timeout, key.Name, why)
-		case <-time.After(500 * time.Millisecond):
-		}
+		return fmt.Errorf("timed out after %s waiting for %s to be Ready: %s", timeout, key.Name, why)
 	}
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(out, "\n%s is Ready in %.1fs at %s\n  kubinception kubeconfig %s -n %s > %s.kubeconfig\n",
+		key.Name, time.Since(start).Seconds(), tc.Status.Endpoint, key.Name, key.Namespace, key.Name)
+	return nil
 }
 
 func newGetCommand() *cobra.Command {
@@ -255,7 +250,7 @@ func newKubeconfigCommand() *cobra.Command {
 func newDeleteCommand() *cobra.Command {
 	del := &cobra.Command{Use: "delete", Short: "Delete kubinception objects"}
 	var f adminFlags
-	var wait bool
+	var waitGone bool
 	var timeout time.Duration
 	cmd := &cobra.Command{
 		Use:   "cluster NAME",
@@ -275,32 +270,36 @@ func newDeleteCommand() *cobra.Command {
 				return err
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "tenant cluster %s/%s is being deleted\n", key.Namespace, key.Name)
-			if !wait {
+			if !waitGone {
 				return nil
 			}
-			ctx, cancel := context.WithTimeout(cmd.Context(), timeout)
-			defer cancel()
 			last := ""
-			for {
+			err = wait.PollUntilContextTimeout(cmd.Context(), 500*time.Millisecond, timeout, true, func(ctx context.Context) (bool, error) {
 				err := c.Get(ctx, key, tc)
 				if apierrors.IsNotFound(err) {
-					fmt.Fprintf(cmd.OutOrStdout(), "✓ %s deleted: control plane, keys, etcd user and role are gone\n", key.Name)
-					return nil
+					return true, nil
+				}
+				if err != nil {
+					return false, err
 				}
 				if cond := meta.FindStatusCondition(tc.Status.Conditions, kv1.ConditionReady); cond != nil && cond.Message != last {
 					last = cond.Message
 					fmt.Fprintf(cmd.OutOrStdout(), "… %s\n", strings.TrimPrefix(cond.Message, "deleting: "))
 				}
-				select {
-				case <-ctx.Done():
-					return fmt.Errorf("timed out after %s waiting for %s to be deleted: %s", timeout, key.Name, last)
-				case <-time.After(500 * time.Millisecond):
-				}
+				return false, nil
+			})
+			if wait.Interrupted(err) {
+				return fmt.Errorf("timed out after %s waiting for %s to be deleted: %s", timeout, key.Name, last)
 			}
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "✓ %s deleted: control plane, keys, etcd user and role are gone\n", key.Name)
+			return nil
 		},
 	}
 	f.register(cmd)
-	cmd.Flags().BoolVar(&wait, "wait", false, "wait until the cluster and its data are gone")
+	cmd.Flags().BoolVar(&waitGone, "wait", false, "wait until the cluster and its data are gone")
 	cmd.Flags().DurationVar(&timeout, "timeout", 3*time.Minute, "how long --wait waits")
 	del.AddCommand(cmd)
 	return del

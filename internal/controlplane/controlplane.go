@@ -47,12 +47,12 @@ type Params struct {
 	ServiceCIDR      string
 	PodCIDR          string
 	ClusterDomain    string
-	EtcdEndpoints    []string
-	EtcdPrefix       string
-	PKISecret        string
-	PKIHash          string
-	ExtraArgs        []string
-	Resources        corev1.ResourceRequirements
+	// EtcdEndpoints are the datastore gateway's URLs.
+	EtcdEndpoints []string
+	PKISecret     string
+	PKIHash       string
+	ExtraArgs     []string
+	Resources     corev1.ResourceRequirements
 }
 
 // Names of the objects of a tenant named name.
@@ -144,18 +144,18 @@ func (p Params) Images() release.Names {
 	return release.Names{Registry: p.Registry, KubernetesVersion: p.Version, EtcdVersion: release.EtcdVersion, CoreDNSVersion: release.CoreDNSVersion}
 }
 
-// APIServerArgs are kube-apiserver's flags. Compaction is left to the
-// datastore: a tenant must not compact the history shared with others.
+// APIServerArgs are kube-apiserver's flags. The API server reaches its
+// datastore only through the datastore's gateway, which confines it to its
+// own keys (so it keeps the default --etcd-prefix) and turns its
+// compactions into compactions of its own view of the history.
 func APIServerArgs(p Params) []string {
 	args := []string{
 		"--advertise-address=" + p.AdvertiseAddress,
 		"--secure-port=" + strconv.Itoa(int(p.Port)),
 		"--etcd-servers=" + strings.Join(p.EtcdEndpoints, ","),
-		"--etcd-prefix=" + p.EtcdPrefix,
 		"--etcd-cafile=" + pkiPath(FileDatastoreCA),
 		"--etcd-certfile=" + pkiPath(FileDatastoreClient),
 		"--etcd-keyfile=" + pkiPath(FileDatastoreClientKey),
-		"--etcd-compaction-interval=0",
 		"--client-ca-file=" + pkiPath(FileCA),
 		"--tls-cert-file=" + pkiPath(FileAPIServer),
 		"--tls-private-key-file=" + pkiPath(FileAPIServerKey),

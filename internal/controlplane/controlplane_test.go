@@ -19,8 +19,7 @@ func testParams() Params {
 		Name: "demo", Namespace: "team-a", Version: "v1.35.4", Registry: "kubinception.local", Replicas: 2,
 		Port: 31234, AdvertiseAddress: "10.199.0.1",
 		ServiceCIDR: "10.96.0.0/16", PodCIDR: "10.244.0.0/16", ClusterDomain: "cluster.local",
-		EtcdEndpoints: []string{"https://10.199.0.1:23790", "https://10.199.0.1:23791"},
-		EtcdPrefix:    "/tenants/3f7c1a8e-0000-4000-8000-000000000001",
+		EtcdEndpoints: []string{"https://10.201.0.9:2379"},
 		PKISecret:     "demo-pki", PKIHash: "abc123",
 	}
 }
@@ -64,14 +63,21 @@ func TestAPIServerArgs(t *testing.T) {
 	p := testParams()
 	args := APIServerArgs(p)
 	for _, want := range []string{
-		"--etcd-prefix=/tenants/3f7c1a8e-0000-4000-8000-000000000001",
-		"--etcd-compaction-interval=0",
 		"--secure-port=31234",
 		"--advertise-address=10.199.0.1",
-		"--etcd-servers=https://10.199.0.1:23790,https://10.199.0.1:23791",
+		"--etcd-servers=https://10.201.0.9:2379",
 	} {
 		if !slices.Contains(args, want) {
 			t.Errorf("API server args lack %s", want)
+		}
+	}
+	// The gateway places the API server's keys under its tenant's prefix
+	// and serves its compactions: the API server keeps upstream defaults.
+	for _, flag := range []string{"--etcd-prefix", "--etcd-compaction-interval"} {
+		for _, a := range args {
+			if strings.HasPrefix(a, flag+"=") {
+				t.Errorf("API server args set %s", a)
+			}
 		}
 	}
 	p.ExtraArgs = []string{"--profiling=true", "--audit-log-maxage=7"}

@@ -6,6 +6,7 @@ import (
 	"strings"
 	"time"
 
+	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
 	"k8s.io/apimachinery/pkg/api/meta"
@@ -17,6 +18,7 @@ import (
 
 	kv1 "kubinception.dev/kubinception/api/v1alpha1"
 	"kubinception.dev/kubinception/internal/datastore"
+	"kubinception.dev/kubinception/internal/gatewaydeploy"
 )
 
 // healthInterval is how often a Datastore's members are asked for health.
@@ -30,11 +32,18 @@ type Reconciler struct {
 	// Recorder emits an Event when the Datastore's health changes.
 	Recorder   events.EventRecorder
 	Datastores *datastore.ClientCache
+	// Gateway says how each Datastore's gateway runs.
+	Gateway GatewayOptions
+	// Usage reads tenants' usage from the gateways; nil leaves usage out
+	// of status.
+	Usage *gatewaydeploy.UsageReader
 }
 
 // SetupWithManager registers the reconciler.
 func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
-	return ctrl.NewControllerManagedBy(mgr).For(&kv1.Datastore{}).Complete(r)
+	return ctrl.NewControllerManagedBy(mgr).For(&kv1.Datastore{}).
+		Owns(&appsv1.Deployment{}).
+		Complete(r)
 }
 
 // Reconcile asks every member for its status and counts the tenants.
@@ -62,35 +71,88 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 	}
 	ds.Status.Tenants = n
 
-	status, reason, message := r.health(ctx, ds)
-	old := meta.FindStatusCondition(ds.Status.Conditions, kv1.ConditionReady)
-	kv1.SetCondition(&ds.Status.Conditions, kv1.ConditionReady, status, reason, message, ds.Generation, now)
-	if old == nil || old.Status != status || old.Reason != reason {
-		eventType := corev1.EventTypeNormal
-		if status != metav1.ConditionTrue {
-			eventType = corev1.EventTypeWarning
-		}
-		ctrl.LoggerFrom(ctx).Info("datastore health changed", "status", status, "reason", reason, "message", message)
-		if r.Recorder != nil {
-			r.Recorder.Eventf(ds, nil, eventType, reason, "CheckHealth", "%s", message)
+	status, reason, message := metav1.ConditionFalse, "", ""
+	var gatewayErr error
+	access, err := datastore.LoadAccess(ctx, r.APIReader, ds)
+	if err != nil {
+		reason, message = kv1.ReasonDatastoreCredentials, err.Error()
+	} else {
+		status, reason, message = r.health(ctx, ds, access)
+		if gatewayErr = r.reconcileGateway(ctx, ds, access, now); gatewayErr != nil {
+			gatewayErr = fmt.Errorf("gateway: %w", gatewayErr)
 		}
 	}
-	ds.Status.ObservedGeneration = ds.Generation
-	if !equality.Semantic.DeepEqual(before.Status, ds.Status) {
-		if err := r.Client.Status().Patch(ctx, ds, client.MergeFrom(before)); err != nil {
-			return ctrl.Result{}, fmt.Errorf("write status: %w", err)
+	r.setCondition(ctx, ds, kv1.ConditionReady, status, reason, message, now)
+	gs, greason, gmessage := r.gatewayCondition(ctx, ds, gatewayErr)
+	r.setCondition(ctx, ds, kv1.ConditionGatewayAvailable, gs, greason, gmessage, now)
+	if gatewayErr != nil {
+		// Status is written with what is known; backoff retries.
+		if err := r.writeStatus(ctx, before, ds); err != nil {
+			return ctrl.Result{}, err
 		}
+		return ctrl.Result{}, gatewayErr
+	}
+	ds.Status.ObservedGeneration = ds.Generation
+	if err := r.writeStatus(ctx, before, ds); err != nil {
+		return ctrl.Result{}, err
 	}
 	return ctrl.Result{RequeueAfter: healthInterval}, nil
 }
 
+func (r *Reconciler) writeStatus(ctx context.Context, before, ds *kv1.Datastore) error {
+	if equality.Semantic.DeepEqual(before.Status, ds.Status) {
+		return nil
+	}
+	if err := r.Client.Status().Patch(ctx, ds, client.MergeFrom(before)); err != nil {
+		return fmt.Errorf("write status: %w", err)
+	}
+	return nil
+}
+
+// setCondition sets one condition and, when its status or reason changes,
+// logs it and emits an Event (a Warning when it is not True).
+func (r *Reconciler) setCondition(ctx context.Context, ds *kv1.Datastore, typ string, status metav1.ConditionStatus, reason, message string, now time.Time) {
+	old := meta.FindStatusCondition(ds.Status.Conditions, typ)
+	kv1.SetCondition(&ds.Status.Conditions, typ, status, reason, message, ds.Generation, now)
+	if old != nil && old.Status == status && old.Reason == reason {
+		return
+	}
+	eventType := corev1.EventTypeNormal
+	if status != metav1.ConditionTrue {
+		eventType = corev1.EventTypeWarning
+	}
+	ctrl.LoggerFrom(ctx).Info("condition changed", "type", typ, "status", status, "reason", reason, "message", message)
+	if r.Recorder != nil {
+		r.Recorder.Eventf(ds, nil, eventType, reason, "Update"+typ, "%s", message)
+	}
+}
+
+// gatewayCondition says whether tenants can reach the datastore through
+// the gateway, and adds the tenants' total usage to status when it can.
+func (r *Reconciler) gatewayCondition(ctx context.Context, ds *kv1.Datastore, gatewayErr error) (metav1.ConditionStatus, string, string) {
+	switch {
+	case gatewayErr != nil:
+		return metav1.ConditionFalse, kv1.ReasonGatewayFailed, gatewayErr.Error()
+	case ds.Status.Gateway.ReadyReplicas == 0:
+		return metav1.ConditionFalse, kv1.ReasonGatewayStarting, fmt.Sprintf("no gateway replica is ready yet at %s", ds.Status.Gateway.Endpoint)
+	}
+	if r.Usage != nil {
+		if usage, err := r.Usage.Read(ctx, gatewaydeploy.UsageURLFor(ds.Status.Gateway.Endpoint)); err != nil {
+			ctrl.LoggerFrom(ctx).V(1).Info("cannot read usage from the gateway", "error", err.Error())
+		} else {
+			var total int64
+			for _, u := range usage {
+				total += u.Bytes
+			}
+			ds.Status.UsedBytes = total
+		}
+	}
+	return metav1.ConditionTrue, kv1.ReasonGatewayAvailable, fmt.Sprintf("%d gateway replicas ready at %s", ds.Status.Gateway.ReadyReplicas, ds.Status.Gateway.Endpoint)
+}
+
 // health is the Ready condition of a Datastore: every member healthy, or
 // what is wrong and with which member.
-func (r *Reconciler) health(ctx context.Context, ds *kv1.Datastore) (metav1.ConditionStatus, string, string) {
-	access, err := datastore.LoadAccess(ctx, r.APIReader, ds)
-	if err != nil {
-		return metav1.ConditionFalse, kv1.ReasonDatastoreCredentials, err.Error()
-	}
+func (r *Reconciler) health(ctx context.Context, ds *kv1.Datastore, access datastore.Access) (metav1.ConditionStatus, string, string) {
 	cli, err := r.Datastores.Get(ds.Name, access.Credentials)
 	if err != nil {
 		return metav1.ConditionFalse, kv1.ReasonDatastoreCredentials, err.Error()

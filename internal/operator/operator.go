@@ -3,6 +3,7 @@ package operator
 import (
 	"context"
 	"fmt"
+	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -21,6 +22,8 @@ import (
 	"kubinception.dev/kubinception/internal/controlplane"
 	"kubinception.dev/kubinception/internal/datastore"
 	"kubinception.dev/kubinception/internal/datastorecontroller"
+	"kubinception.dev/kubinception/internal/gatewaydeploy"
+	"kubinception.dev/kubinception/internal/objects"
 	"kubinception.dev/kubinception/internal/release"
 	"kubinception.dev/kubinception/internal/tenantcluster"
 )
@@ -52,6 +55,9 @@ type Options struct {
 	Registry string
 	// MaxConcurrentReconciles bounds how many tenants reconcile at once.
 	MaxConcurrentReconciles int
+	// Gateway says where and from which image each Datastore's gateway
+	// runs: the operator's own namespace and image.
+	Gateway datastorecontroller.GatewayOptions
 }
 
 // DefaultOptions are the options `kubinception manager` starts with.
@@ -59,13 +65,14 @@ func DefaultOptions() Options {
 	return Options{
 		MetricsAddr: ":8080", ProbeAddr: ":8081", LeaderElect: true,
 		Registry: release.LocalRegistry, MaxConcurrentReconciles: 10,
+		Gateway: datastorecontroller.GatewayOptions{Namespace: "kubinception-system", ImagePullPolicy: corev1.PullIfNotPresent},
 	}
 }
 
 // NewManager builds the manager with every reconciler registered. The
 // returned cleanup closes the datastore clients the reconcilers share.
 func NewManager(rc *rest.Config, o Options) (ctrl.Manager, func(), error) {
-	managed := labels.SelectorFromSet(labels.Set{tenantcluster.ManagedBy: "kubinception"})
+	managed := labels.SelectorFromSet(labels.Set{objects.ManagedBy: objects.ManagedByValue})
 	controlPlanePods := labels.SelectorFromSet(labels.Set{controlplane.LabelComponent: "control-plane"})
 	rc = rest.CopyConfig(rc)
 	// Each tenant's reconcile makes a handful of requests; the client-go
@@ -92,10 +99,13 @@ func NewManager(rc *rest.Config, o Options) (ctrl.Manager, func(), error) {
 		return nil, nil, fmt.Errorf("create manager: %w", err)
 	}
 	stores := &datastore.ClientCache{}
+	// One read of a gateway's usage serves every reconcile for a while.
+	usage := gatewaydeploy.NewUsageReader(10 * time.Second)
 	if err := (&tenantcluster.Reconciler{
 		Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(), Clock: clock.RealClock{},
 
 		Datastores: stores, Registry: o.Registry, MaxConcurrentReconciles: o.MaxConcurrentReconciles,
+		GatewayNamespace: o.Gateway.Namespace, Usage: usage,
 	}).SetupWithManager(mgr); err != nil {
 		stores.Close()
 		return nil, nil, fmt.Errorf("set up TenantCluster reconciler: %w", err)
@@ -103,6 +113,7 @@ func NewManager(rc *rest.Config, o Options) (ctrl.Manager, func(), error) {
 	if err := (&datastorecontroller.Reconciler{
 		Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(), Clock: clock.RealClock{},
 		Recorder: mgr.GetEventRecorder("kubinception"), Datastores: stores,
+		Gateway: o.Gateway, Usage: usage,
 	}).SetupWithManager(mgr); err != nil {
 		stores.Close()
 		return nil, nil, fmt.Errorf("set up Datastore reconciler: %w", err)

@@ -183,6 +183,26 @@ func (ca *KeyPair) Reissue(kp *KeyPair, spec Spec, now time.Time) (reason, messa
 	return "", ""
 }
 
+// KeepOrNewCA returns the CA held in certPEM and keyPEM while it is a CA
+// that stays valid beyond now+RenewBefore, and a new CA otherwise.
+func KeepOrNewCA(certPEM, keyPEM []byte, commonName string, now time.Time) (*KeyPair, error) {
+	if kp, err := ParseKeyPair(certPEM, keyPEM); err == nil && kp.Cert.IsCA && now.Add(RenewBefore).Before(kp.Cert.NotAfter) {
+		return kp, nil
+	}
+	return NewCA(commonName, now)
+}
+
+// KeepOrIssue returns the certificate held in certPEM and keyPEM while the
+// reuse policies keep it, and a new one issued by ca for spec otherwise.
+func (ca *KeyPair) KeepOrIssue(certPEM, keyPEM []byte, spec Spec, now time.Time) (*KeyPair, error) {
+	if kp, err := ParseKeyPair(certPEM, keyPEM); err == nil {
+		if reason, _ := ca.Reissue(kp, spec, now); reason == "" {
+			return kp, nil
+		}
+	}
+	return ca.Issue(spec, now)
+}
+
 // ParseKeyPair parses PEM-encoded certificate and key and checks that they
 // belong together.
 func ParseKeyPair(certPEM, keyPEM []byte) (*KeyPair, error) {

@@ -21,6 +21,7 @@ import (
 
 	kv1 "kubinception.dev/kubinception/api/v1alpha1"
 	cp "kubinception.dev/kubinception/internal/controlplane"
+	"kubinception.dev/kubinception/internal/objects"
 	"kubinception.dev/kubinception/internal/tenantbootstrap"
 )
 
@@ -108,7 +109,7 @@ func (r *Reconciler) reconcileBootstrap(ctx context.Context, s *scope) (ctrl.Res
 	}
 	for _, obj := range objs {
 		//nolint:staticcheck // typed objects with server-side apply
-		if err := t.c.Patch(ctx, obj, client.Apply, client.ForceOwnership, FieldOwner); err != nil {
+		if err := t.c.Patch(ctx, obj, client.Apply, client.ForceOwnership, objects.FieldOwner); err != nil {
 			s.fail(kv1.ConditionAddonsReady, kv1.ReasonTenantAPIUnreachable,
 				fmt.Sprintf("cannot apply %s %s inside the tenant: %v; retrying", obj.GetObjectKind().GroupVersionKind().Kind, obj.GetName(), err))
 			return ctrl.Result{RequeueAfter: endpointRetry}, nil

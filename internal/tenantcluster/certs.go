@@ -2,14 +2,11 @@ package tenantcluster
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"fmt"
 	"net"
 	"sort"
 	"strconv"
 	"strings"
-	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -21,6 +18,7 @@ import (
 	kv1 "kubinception.dev/kubinception/api/v1alpha1"
 	cp "kubinception.dev/kubinception/internal/controlplane"
 	"kubinception.dev/kubinception/internal/kubeconfig"
+	"kubinception.dev/kubinception/internal/objects"
 	"kubinception.dev/kubinception/internal/pki"
 )
 
@@ -53,7 +51,7 @@ func (r *Reconciler) reconcileCertificates(ctx context.Context, s *scope) (ctrl.
 		s.fail(kv1.ConditionCertificatesReady, kv1.ReasonInvalidSpec, err.Error())
 		return ctrl.Result{}, reconcile.TerminalError(err)
 	}
-	if !sameData(old, data) {
+	if !objects.SameData(old, data) {
 		var changed []string
 		for k := range data {
 			if string(old[k]) != string(data[k]) {
@@ -74,7 +72,7 @@ func (r *Reconciler) reconcileCertificates(ctx context.Context, s *scope) (ctrl.
 			return ctrl.Result{}, fmt.Errorf("apply PKI Secret: %w", err)
 		}
 	}
-	s.pki, s.pkiHash = data, hashData(data)
+	s.pki, s.pkiHash = data, objects.HashData(data)
 
 	admin, err := r.adminKubeconfig(s, data)
 	if err != nil {
@@ -106,12 +104,12 @@ func (r *Reconciler) desiredPKI(s *scope, old map[string][]byte) (map[string][]b
 	tc := s.tc
 	now := s.now
 	data := map[string][]byte{}
-	ca, err := keepOrNewCA(old, cp.FileCA, cp.FileCAKey, tc.Name+"-ca", now)
+	ca, err := pki.KeepOrNewCA(old[cp.FileCA], old[cp.FileCAKey], tc.Name+"-ca", now)
 	if err != nil {
 		return nil, err
 	}
 	put(data, cp.FileCA, cp.FileCAKey, ca)
-	front, err := keepOrNewCA(old, cp.FileFrontProxyCA, cp.FileFrontProxyCAKey, tc.Name+"-front-proxy-ca", now)
+	front, err := pki.KeepOrNewCA(old[cp.FileFrontProxyCA], old[cp.FileFrontProxyCAKey], tc.Name+"-front-proxy-ca", now)
 	if err != nil {
 		return nil, err
 	}
@@ -134,19 +132,19 @@ func (r *Reconciler) desiredPKI(s *scope, old map[string][]byte) (map[string][]b
 		{cp.FileAPIServer, cp.FileAPIServerKey, ca, cp.APIServerSANs(p, s.exposure.serviceIP, tc.Spec.Exposure.Hostname, tc.Spec.Exposure.ExtraSANs)},
 		{cp.FileKubeletClient, cp.FileKubeletClientKey, ca, pki.Spec{CommonName: "kube-apiserver-kubelet-client", Organization: []string{adminGroup}, Client: true}},
 		{cp.FileFrontProxyClient, cp.FileFrontProxyClientKey, front, pki.Spec{CommonName: "front-proxy-client", Client: true}},
-		{cp.FileDatastoreClient, cp.FileDatastoreClientKey, s.etcd.access.CA, pki.Spec{CommonName: s.tenancy.User, Client: true}},
+		{cp.FileDatastoreClient, cp.FileDatastoreClientKey, s.etcd.gatewayCA, pki.Spec{CommonName: s.tenancy.User, Client: true}},
 		{fileCMClient + ".crt", fileCMClient + ".key", ca, pki.Spec{CommonName: "system:kube-controller-manager", Client: true}},
 		{fileSchedClient + ".crt", fileSchedClient + ".key", ca, pki.Spec{CommonName: "system:kube-scheduler", Client: true}},
 		{fileAdminClient + ".crt", fileAdminClient + ".key", ca, pki.Spec{CommonName: adminUserName, Organization: []string{adminGroup}, Client: true}},
 	}
 	for _, l := range leaves {
-		kp, err := keepOrIssue(old, l.cert, l.key, l.ca, l.spec, now)
+		kp, err := l.ca.KeepOrIssue(old[l.cert], old[l.key], l.spec, now)
 		if err != nil {
 			return nil, fmt.Errorf("certificate %s: %w", l.cert, err)
 		}
 		put(data, l.cert, l.key, kp)
 	}
-	data[cp.FileDatastoreCA] = s.etcd.access.CA.CertPEM
+	data[cp.FileDatastoreCA] = s.etcd.gatewayCA.CertPEM
 
 	local := "https://" + net.JoinHostPort("127.0.0.1", strconv.Itoa(int(s.exposure.port)))
 	for _, kc := range []struct{ file, client, user string }{
@@ -172,49 +170,4 @@ func (r *Reconciler) adminKubeconfig(s *scope, data map[string][]byte) ([]byte, 
 
 func put(data map[string][]byte, cert, key string, kp *pki.KeyPair) {
 	data[cert], data[key] = kp.CertPEM, kp.KeyPEM
-}
-
-func keepOrNewCA(old map[string][]byte, cert, key, cn string, now time.Time) (*pki.KeyPair, error) {
-	if kp, err := pki.ParseKeyPair(old[cert], old[key]); err == nil && kp.Cert.IsCA && now.Add(pki.RenewBefore).Before(kp.Cert.NotAfter) {
-		return kp, nil
-	}
-	return pki.NewCA(cn, now)
-}
-
-func keepOrIssue(old map[string][]byte, cert, key string, ca *pki.KeyPair, spec pki.Spec, now time.Time) (*pki.KeyPair, error) {
-	if kp, err := pki.ParseKeyPair(old[cert], old[key]); err == nil {
-		if reason, _ := ca.Reissue(kp, spec, now); reason == "" {
-			return kp, nil
-		}
-	}
-	return ca.Issue(spec, now)
-}
-
-func sameData(a, b map[string][]byte) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for k, v := range a {
-		if string(b[k]) != string(v) {
-			return false
-		}
-	}
-	return true
-}
-
-// hashData hashes a Secret's data in key order.
-func hashData(data map[string][]byte) string {
-	keys := make([]string, 0, len(data))
-	for k := range data {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	h := sha256.New()
-	for _, k := range keys {
-		h.Write([]byte(k))
-		h.Write([]byte{0})
-		h.Write(data[k])
-		h.Write([]byte{0})
-	}
-	return hex.EncodeToString(h.Sum(nil))[:16]
 }

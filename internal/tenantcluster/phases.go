@@ -23,6 +23,9 @@ import (
 	kv1 "kubinception.dev/kubinception/api/v1alpha1"
 	"kubinception.dev/kubinception/internal/controlplane"
 	"kubinception.dev/kubinception/internal/datastore"
+	"kubinception.dev/kubinception/internal/gatewaydeploy"
+	"kubinception.dev/kubinception/internal/objects"
+	"kubinception.dev/kubinception/internal/pki"
 )
 
 // Waits between checks of things that do not send events.
@@ -34,11 +37,17 @@ const (
 	deletionRetry         = 2 * time.Second
 )
 
-// datastoreConn is a tenant's datastore: its name, access and client.
+// datastoreConn is a tenant's datastore: the Datastore, the operator's
+// access and client, and the gateway tenants reach it through.
 type datastoreConn struct {
 	name   string
+	ds     *kv1.Datastore
 	access datastore.Access
 	cli    *clientv3.Client
+	// gatewayEndpoint is the gateway's URL; gatewayCA signs the tenant's
+	// client certificate and the gateway's serving certificate.
+	gatewayEndpoint string
+	gatewayCA       *pki.KeyPair
 }
 
 // connectDatastore resolves the tenant's Datastore and its credentials. A
@@ -65,7 +74,22 @@ func (r *Reconciler) connectDatastore(ctx context.Context, s *scope) (ctrl.Resul
 		s.fail(kv1.ConditionDatastoreReady, kv1.ReasonDatastoreCredentials, fmt.Sprintf("Datastore %q: %v", name, err))
 		return ctrl.Result{RequeueAfter: datastoreMissingRetry}, nil
 	}
-	s.etcd = datastoreConn{name: name, access: access, cli: cli}
+	if ds.Status.Gateway.Endpoint == "" {
+		s.fail(kv1.ConditionDatastoreReady, kv1.ReasonWaitingForGateway,
+			fmt.Sprintf("Datastore %q has no gateway endpoint yet: the operator starts its gateway (see the Datastore's GatewayAvailable condition)", name))
+		return ctrl.Result{RequeueAfter: datastoreMissingRetry}, nil
+	}
+	caSecret := &corev1.Secret{}
+	if err := r.APIReader.Get(ctx, types.NamespacedName{Namespace: r.GatewayNamespace, Name: gatewaydeploy.CASecretName(name)}, caSecret); err != nil {
+		s.fail(kv1.ConditionDatastoreReady, kv1.ReasonWaitingForGateway, fmt.Sprintf("Datastore %q: cannot read its gateway's CA: %v", name, err))
+		return ctrl.Result{RequeueAfter: datastoreMissingRetry}, nil
+	}
+	gatewayCA, err := pki.ParseKeyPair(caSecret.Data[gatewaydeploy.FileCACert], caSecret.Data[gatewaydeploy.FileCAKey])
+	if err != nil {
+		s.fail(kv1.ConditionDatastoreReady, kv1.ReasonWaitingForGateway, fmt.Sprintf("Datastore %q: its gateway's CA Secret %s/%s: %v", name, r.GatewayNamespace, caSecret.Name, err))
+		return ctrl.Result{RequeueAfter: datastoreMissingRetry}, nil
+	}
+	s.etcd = datastoreConn{name: name, ds: ds, access: access, cli: cli, gatewayEndpoint: ds.Status.Gateway.Endpoint, gatewayCA: gatewayCA}
 	if s.tenancy, err = datastore.TenancyFor(string(s.tc.UID)); err != nil {
 		return ctrl.Result{}, err
 	}
@@ -82,6 +106,7 @@ func (r *Reconciler) reconcileDatastore(ctx context.Context, s *scope) (ctrl.Res
 	reason, detail := r.tenancy.needsCheck(s)
 	if reason == "" {
 		s.succeed(kv1.ConditionDatastoreReady, kv1.ReasonTenancyProvisioned, tenancyMessage(s))
+		r.reportUsage(ctx, s)
 		return ctrl.Result{}, nil
 	}
 	ctrl.LoggerFrom(ctx).V(1).Info("checking tenancy", "reason", reason, "detail", detail)
@@ -93,13 +118,76 @@ func (r *Reconciler) reconcileDatastore(ctx context.Context, s *scope) (ctrl.Res
 		return ctrl.Result{RequeueAfter: datastoreRetry}, nil
 	}
 	r.tenancy.mark(s.tc.UID, s.now)
-	s.tc.Status.Datastore = kv1.TenantDatastoreStatus{Prefix: s.tenancy.Prefix, User: s.tenancy.User}
+	s.tc.Status.Datastore.Prefix, s.tc.Status.Datastore.User = s.tenancy.Prefix, s.tenancy.User
 	s.succeed(kv1.ConditionDatastoreReady, kv1.ReasonTenancyProvisioned, tenancyMessage(s))
+	r.reportUsage(ctx, s)
 	return ctrl.Result{}, nil
 }
 
+// reportUsage puts the tenant's usage, as its gateway counts it, and the
+// quota in force into status, and records QuotaAvailable. A gateway that
+// does not answer leaves the last report in place: usage is information,
+// not a reason to stop the reconcile.
+func (r *Reconciler) reportUsage(ctx context.Context, s *scope) {
+	limits := datastore.TenantLimits(s.tc, s.etcd.ds)
+	st := &s.tc.Status.Datastore
+	st.QuotaBytes = limits.QuotaBytes
+	if r.Usage != nil {
+		all, err := r.Usage.Read(ctx, gatewaydeploy.UsageURLFor(s.etcd.gatewayEndpoint))
+		if err != nil {
+			ctrl.LoggerFrom(ctx).V(1).Info("cannot read usage from the gateway", "error", err.Error())
+		} else {
+			u := all[string(s.tc.UID)]
+			st.UsedBytes, st.Keys = u.Bytes, u.Keys
+		}
+	}
+	reason, message := quotaState(st.UsedBytes, st.QuotaBytes)
+	st.Usage = usageText(st.UsedBytes, st.QuotaBytes)
+	if reason == kv1.ReasonWithinQuota {
+		s.succeed(kv1.ConditionQuotaAvailable, reason, message)
+	} else {
+		s.fail(kv1.ConditionQuotaAvailable, reason, message)
+	}
+}
+
 func tenancyMessage(s *scope) string {
-	return fmt.Sprintf("keys under %s in Datastore %q, readable only by etcd user %s", s.tenancy.Prefix, s.etcd.name, s.tenancy.User)
+	return fmt.Sprintf("keys under %s in Datastore %q, reached only through its gateway at %s", s.tenancy.Prefix, s.etcd.name, s.etcd.gatewayEndpoint)
+}
+
+// quotaState is QuotaAvailable's reason and message for a usage and quota.
+func quotaState(used, quota int64) (string, string) {
+	switch {
+	case quota <= 0:
+		return kv1.ReasonWithinQuota, "no quota"
+	case used >= quota:
+		return kv1.ReasonQuotaExhausted, fmt.Sprintf("the tenant uses %s, its whole quota: writes fail with \"database space exceeded\" until it deletes objects or spec.datastore.quotaBytes is raised", usageText(used, quota))
+	case used*10 >= quota*9:
+		return kv1.ReasonQuotaNearlyExhausted, fmt.Sprintf("the tenant uses %s: at the quota writes fail; delete objects or raise spec.datastore.quotaBytes", usageText(used, quota))
+	}
+	return kv1.ReasonWithinQuota, "the tenant uses " + usageText(used, quota)
+}
+
+// usageText reads as "12Mi of 2Gi (1%)".
+func usageText(used, quota int64) string {
+	if quota <= 0 {
+		return roundedBinary(used)
+	}
+	return fmt.Sprintf("%s of %s (%d%%)", roundedBinary(used), roundedBinary(quota), used*100/quota)
+}
+
+// roundedBinary prints bytes in the largest binary unit that keeps one
+// decimal, as people read sizes.
+func roundedBinary(n int64) string {
+	const units = "KMGTPE"
+	if n < 1024 {
+		return fmt.Sprintf("%d", n)
+	}
+	f, i := float64(n)/1024, 0
+	for f >= 1024 && i < len(units)-1 {
+		f /= 1024
+		i++
+	}
+	return strconv.FormatFloat(f, 'f', 1, 64) + string(units[i]) + "i"
 }
 
 // exposure is where the API server is reached.
@@ -237,8 +325,8 @@ func (r *Reconciler) params(s *scope) controlplane.Params {
 		Name: tc.Name, Namespace: tc.Namespace, Version: tc.Spec.Version, Registry: registry, Replicas: replicas,
 		Port: s.exposure.port, AdvertiseAddress: s.exposure.advertise,
 		ServiceCIDR: tc.Spec.Network.ServiceCIDR, PodCIDR: tc.Spec.Network.PodCIDR, ClusterDomain: tc.Spec.Network.ClusterDomain,
-		EtcdEndpoints: s.etcd.access.Credentials.Endpoints, EtcdPrefix: s.tenancy.Prefix,
-		PKISecret: controlplane.PKISecretName(tc.Name), PKIHash: s.pkiHash,
+		EtcdEndpoints: []string{s.etcd.gatewayEndpoint},
+		PKISecret:     controlplane.PKISecretName(tc.Name), PKIHash: s.pkiHash,
 		ExtraArgs: tc.Spec.ControlPlane.ExtraArgs, Resources: tc.Spec.ControlPlane.Resources,
 	}
 }
@@ -298,23 +386,10 @@ func (r *Reconciler) diagnosePods(ctx context.Context, tc *kv1.TenantCluster) (s
 	return "", ""
 }
 
-// apply server-side applies obj, owned by tc, and reads back the result
-// into obj.
+// apply server-side applies obj, owned by tc and labelled with its name,
+// and reads back the result into obj.
 func (r *Reconciler) apply(ctx context.Context, tc *kv1.TenantCluster, obj client.Object) error {
-	labels := obj.GetLabels()
-	if labels == nil {
-		labels = map[string]string{}
-	}
-	labels[ManagedBy] = "kubinception"
-	labels[controlplane.LabelTenant] = tc.Name
-	obj.SetLabels(labels)
-	if err := controllerutil.SetControllerReference(tc, obj, r.Client.Scheme()); err != nil {
-		return err
-	}
-	obj.SetManagedFields(nil)
-	obj.SetResourceVersion("")
-	//nolint:staticcheck // typed objects with server-side apply
-	return r.Client.Patch(ctx, obj, client.Apply, client.ForceOwnership, FieldOwner)
+	return objects.Apply(ctx, r.Client, tc, obj, map[string]string{controlplane.LabelTenant: tc.Name})
 }
 
 // reconcileDelete removes the control plane, then every key under the

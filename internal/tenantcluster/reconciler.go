@@ -24,15 +24,8 @@ import (
 
 	kv1 "kubinception.dev/kubinception/api/v1alpha1"
 	"kubinception.dev/kubinception/internal/datastore"
+	"kubinception.dev/kubinception/internal/gatewaydeploy"
 )
-
-// FieldOwner is the server-side apply field manager of everything the
-// operator writes.
-const FieldOwner = client.FieldOwner("kubinception")
-
-// ManagedBy labels every object the operator creates; the operator's cache
-// only holds objects with it.
-const ManagedBy = "app.kubernetes.io/managed-by"
 
 // Reconciler reconciles TenantClusters.
 type Reconciler struct {
@@ -49,6 +42,11 @@ type Reconciler struct {
 	Registry string
 	// MaxConcurrentReconciles bounds how many tenants reconcile at once.
 	MaxConcurrentReconciles int
+	// GatewayNamespace holds the Datastores' gateways and their CAs.
+	GatewayNamespace string
+	// Usage reads tenants' usage from the gateways; nil leaves usage at
+	// zero in status.
+	Usage *gatewaydeploy.UsageReader
 
 	tenants tenantClients
 	tenancy tenancyChecks

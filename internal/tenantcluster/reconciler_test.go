@@ -19,6 +19,7 @@ import (
 	kv1 "kubinception.dev/kubinception/api/v1alpha1"
 	cp "kubinception.dev/kubinception/internal/controlplane"
 	"kubinception.dev/kubinception/internal/datastore"
+	"kubinception.dev/kubinception/internal/objects"
 	"kubinception.dev/kubinception/internal/pki"
 )
 
@@ -36,7 +37,7 @@ func scheme(t *testing.T) *runtime.Scheme {
 
 func testState(t *testing.T, now time.Time) (*Reconciler, *scope) {
 	t.Helper()
-	dsCA, err := pki.NewCA("datastore", now)
+	gatewayCA, err := pki.NewCA("gateway", now)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -49,7 +50,7 @@ func testState(t *testing.T, now time.Time) (*Reconciler, *scope) {
 	r := &Reconciler{Registry: "kubinception.local", Clock: clocktesting.NewFakePassiveClock(now)}
 	s := newScope(tc, now)
 	s.tenancy = tn
-	s.etcd = datastoreConn{name: "default", access: datastore.Access{CA: dsCA, Credentials: datastore.Credentials{Endpoints: []string{"https://10.199.0.1:23790"}}}}
+	s.etcd = datastoreConn{name: "default", ds: &kv1.Datastore{}, gatewayCA: gatewayCA, gatewayEndpoint: "https://10.201.0.9:2379"}
 	s.exposure = exposure{serviceIP: "10.201.0.20", port: 31000, advertise: "10.199.0.1", endpoint: "https://10.199.0.1:31000"}
 	return r, s
 }
@@ -71,7 +72,7 @@ func TestDesiredPKIIsStableAndComplete(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !sameData(first, again) {
+	if !objects.SameData(first, again) {
 		t.Fatal("a second reconcile with nothing changed reissued certificates")
 	}
 	client, err := pki.ParseKeyPair(first[cp.FileDatastoreClient], first[cp.FileDatastoreClientKey])
@@ -81,8 +82,8 @@ func TestDesiredPKIIsStableAndComplete(t *testing.T) {
 	if client.Cert.Subject.CommonName != s.tenancy.User {
 		t.Fatalf("datastore client certificate CN = %s, want the tenant's etcd user %s", client.Cert.Subject.CommonName, s.tenancy.User)
 	}
-	if err := client.Cert.CheckSignatureFrom(s.etcd.access.CA.Cert); err != nil {
-		t.Fatalf("datastore client certificate is not signed by the datastore CA: %v", err)
+	if err := client.Cert.CheckSignatureFrom(s.etcd.gatewayCA.Cert); err != nil {
+		t.Fatalf("datastore client certificate is not signed by the gateway's tenant CA: %v", err)
 	}
 
 	// A new endpoint address reissues the serving certificate and nothing
@@ -101,7 +102,7 @@ func TestDesiredPKIIsStableAndComplete(t *testing.T) {
 	if string(moved[cp.FileDatastoreClient]) != string(first[cp.FileDatastoreClient]) {
 		t.Error("the datastore client certificate changed with the endpoint")
 	}
-	if hashData(moved) == hashData(first) {
+	if objects.HashData(moved) == objects.HashData(first) {
 		t.Error("the PKI hash did not change, so the pods would not roll")
 	}
 }

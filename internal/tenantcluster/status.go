@@ -49,7 +49,7 @@ func (r *Reconciler) updateStatus(ctx context.Context, s *scope, reconcileErr er
 		r.event(tc, eventType, reason, "Update"+typ, typ+": "+message)
 		ctrl.LoggerFrom(ctx).Info("condition changed", "type", typ, "status", status, "reason", reason, "message", message)
 	}
-	for _, typ := range phaseConditions {
+	for _, typ := range append(phaseConditions, kv1.ConditionQuotaAvailable) {
 		if res, ok := s.results[typ]; ok {
 			set(typ, boolStatus(res.ok), res.reason, res.message)
 		}

@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -18,6 +19,7 @@ import (
 	"kubinception.dev/kubinception/internal/datastore"
 	"kubinception.dev/kubinception/internal/local/admincluster"
 	"kubinception.dev/kubinception/internal/local/components"
+	"kubinception.dev/kubinception/internal/local/hostproc"
 )
 
 // TestAdminCluster brings the admin cluster up once and checks it from
@@ -25,6 +27,7 @@ import (
 // up works; pods, Services and the datastore behave; a crashed supervisor
 // recovers; down then up keeps data; teardown leaves nothing behind.
 func TestAdminCluster(t *testing.T) {
+	requireE2E(t)
 	t.Run("a second Kubernetes version builds", testSecondVersion)
 	t.Run("bad invocations fail fast and say what to do", testBadInvocations)
 	if !t.Run("up", testUp) {
@@ -123,10 +126,10 @@ func testUp(t *testing.T) {
 func testDeploymentAndService(t *testing.T) {
 	c := config(t)
 	ns := "e2e-web"
-	_, _ = kube(t, "delete", "namespace", ns, "--wait=true", "--ignore-not-found")
+	mustKube(t, "delete", "namespace", ns, "--wait=true", "--ignore-not-found")
 	mustKube(t, "create", "namespace", ns)
-	t.Cleanup(func() { _, _ = kube(t, "delete", "namespace", ns, "--wait=false") })
-	manifest := fmt.Sprintf(`
+	t.Cleanup(func() { cleanupKubectl(t, adminKubeconfig(), "delete", "namespace", ns, "--wait=false") })
+	mustApply(t, adminKubeconfig(), fmt.Sprintf(`
 apiVersion: apps/v1
 kind: Deployment
 metadata: {name: web, namespace: %[1]s}
@@ -150,17 +153,12 @@ metadata: {name: web, namespace: %[1]s}
 spec:
   selector: {app: web}
   ports: [{port: 80, targetPort: 8080}]
-`, ns, c.Images.Tinyhost())
-	apply := exec.Command(kubectl, "--kubeconfig", filepath.Join(root, "admin.conf"), "apply", "-f", "-")
-	apply.Stdin = strings.NewReader(manifest)
-	if out, err := apply.CombinedOutput(); err != nil {
-		t.Fatalf("apply: %v\n%s", err, out)
-	}
+`, ns, c.Images.Tinyhost()))
 	mustKube(t, "-n", ns, "rollout", "status", "deployment/web", "--timeout=180s")
-	eventually(t, 2*time.Minute, "2 ready endpoints behind the Service", func() error {
+	eventually(t, 2*time.Minute, "2 ready endpoints behind the Service", func(ctx context.Context) error {
 		out, err := kube(t, "-n", ns, "get", "endpointslices", "-l", "kubernetes.io/service-name=web", "-o", "jsonpath={.items[*].endpoints[?(@.conditions.ready==true)].addresses[0]}")
 		if err != nil {
-			return fmt.Errorf("%v: %s", err, out)
+			return err
 		}
 		if n := len(strings.Fields(out)); n != 2 {
 			return fmt.Errorf("%d ready endpoints: %q", n, out)
@@ -168,34 +166,44 @@ spec:
 		return nil
 	})
 	ip := strings.TrimSpace(mustKube(t, "-n", ns, "get", "service", "web", "-o", "jsonpath={.spec.clusterIP}"))
+	if ip == "" {
+		t.Fatal("the Service has no ClusterIP")
+	}
 
 	// From another pod, through the Service's ClusterIP.
-	script := fmt.Sprintf("http://%s/", ip)
+	url := fmt.Sprintf("http://%s/", ip)
 	mustKube(t, "-n", ns, "run", "client", "--image="+c.Images.Tinyhost(), "--image-pull-policy=Never", "--restart=Never", "--command", "--",
-		"/usr/local/bin/tinyhost", "get", script, "60")
-	eventually(t, 2*time.Minute, "the client pod to finish", func() error {
-		phase, err := kube(t, "-n", ns, "get", "pod", "client", "-o", "jsonpath={.status.phase}")
-		if err != nil {
-			return fmt.Errorf("%v: %s", err, phase)
-		}
-		if phase == "Failed" {
-			logs, _ := kube(t, "-n", ns, "logs", "client")
-			t.Fatalf("client pod failed to reach the Service at %s:\n%s\n%s", ip, logs, clusterState(t))
-		}
-		if phase != "Succeeded" {
-			return fmt.Errorf("phase %s", phase)
-		}
-		return nil
-	})
+		"/usr/local/bin/tinyhost", "get", url, "60")
+	waitPodSucceeded(t, adminKubeconfig(), ns, "client", "reach the Service at "+url)
 	logs := mustKube(t, "-n", ns, "logs", "client")
 	if !strings.HasPrefix(logs, "hello from web-") {
 		t.Fatalf("client pod got %q through the Service, want a greeting from a web replica", logs)
 	}
 	// kubectl exec reaches the kubelet through the API server.
-	out := mustKube(t, "-n", ns, "exec", "deploy/web", "--", "/usr/local/bin/tinyhost", "get", script, "10")
+	out := mustKube(t, "-n", ns, "exec", "deploy/web", "--", "/usr/local/bin/tinyhost", "get", url, "10")
 	if !strings.HasPrefix(out, "hello from web-") {
 		t.Fatalf("exec in a web pod got %q", out)
 	}
+}
+
+// waitPodSucceeded waits for a run-to-completion pod to succeed, and fails
+// at once, with its logs, if it fails.
+func waitPodSucceeded(t *testing.T, kubeconfig, ns, pod, what string) {
+	t.Helper()
+	eventually(t, 3*time.Minute, pod+" to "+what, func(ctx context.Context) error {
+		phase, err := kubectlIn(ctx, kubeconfig, "", "-n", ns, "get", "pod", pod, "-o", "jsonpath={.status.phase}")
+		if err != nil {
+			return err
+		}
+		switch phase {
+		case "Succeeded":
+			return nil
+		case "Failed":
+			logs, err := kubectlIn(ctx, kubeconfig, "", "-n", ns, "logs", pod)
+			return stopWaiting("%s failed to %s: %s (%v)", pod, what, logs, err)
+		}
+		return fmt.Errorf("phase %q", phase)
+	}, func() string { return tenantState(t, kubeconfig) })
 }
 
 // datastoreClient connects to the datastore with the root credential Up
@@ -215,27 +223,17 @@ func datastoreClient(t *testing.T) *clientv3.Client {
 	return cli
 }
 
-// memberPID finds the etcd process of a datastore member.
-func memberPID(name string) int {
-	entries, _ := os.ReadDir("/proc")
-	for _, e := range entries {
-		pid, err := strconv.Atoi(e.Name())
-		if err != nil {
-			continue
-		}
-		cmdline, _ := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
-		args := strings.Split(string(cmdline), "\x00")
-		if len(args) > 0 && filepath.Base(args[0]) == "etcd" && strings.Contains(string(cmdline), "--name="+name+"\x00") &&
-			strings.Contains(string(cmdline), root) {
-			return pid
-		}
-	}
-	return 0
+// memberPID finds the etcd process of a datastore member, or 0.
+func memberPID(t *testing.T, name string) int {
+	t.Helper()
+	return onePID(t, name, func(p hostproc.Process) bool {
+		return p.Command() == "etcd" && slices.Contains(p.Args, "--name="+name) && p.Mentions(root)
+	})
 }
 
 func testDatastoreMemberFailure(t *testing.T) {
 	cli := datastoreClient(t)
-	ctx := context.Background()
+	ctx := t.Context()
 	members := healthyMembers(t, cli)
 	if len(members) != 3 {
 		t.Fatalf("want 3 healthy members, have %+v", members)
@@ -252,7 +250,7 @@ func testDatastoreMemberFailure(t *testing.T) {
 	// Freeze one member so it is certainly unavailable while the writes
 	// happen, then kill it; the kubelet restarts it.
 	victim := "datastore-1"
-	pid := memberPID(victim)
+	pid := memberPID(t, victim)
 	if pid == 0 {
 		t.Fatalf("no etcd process for %s", victim)
 	}
@@ -264,7 +262,7 @@ func testDatastoreMemberFailure(t *testing.T) {
 	// Writes go on with two of three members.
 	for i := 0; i < 20; i++ {
 		key := fmt.Sprintf("/e2e/outage/%d", i)
-		eventually(t, 30*time.Second, "a write with one member down", func() error {
+		eventually(t, 30*time.Second, "a write with one member down", func(ctx context.Context) error {
 			wctx, cancel := context.WithTimeout(ctx, 3*time.Second)
 			defer cancel()
 			_, err := cli.Put(wctx, key, "written while "+victim+" was down")
@@ -284,16 +282,22 @@ func testDatastoreMemberFailure(t *testing.T) {
 			endpoint = m.Endpoint
 		}
 	}
+	if endpoint == "" {
+		t.Fatalf("no endpoint for %s among %+v", victim, members)
+	}
 	cl := &admincluster.Cluster{Config: config(t)}
-	creds, _ := cl.DatastoreCredentials()
+	creds, err := cl.DatastoreCredentials()
+	if err != nil {
+		t.Fatal(err)
+	}
 	creds.Endpoints = []string{endpoint}
 	single, err := datastore.Connect(creds)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer single.Close()
-	eventually(t, 3*time.Minute, victim+" to restart and catch up", func() error {
-		if p := memberPID(victim); p == 0 || p == pid {
+	eventually(t, 3*time.Minute, victim+" to restart and catch up", func(ctx context.Context) error {
+		if p := memberPID(t, victim); p == 0 || p == pid {
 			return fmt.Errorf("%s has not restarted", victim)
 		}
 		rctx, cancel := context.WithTimeout(ctx, 3*time.Second)
@@ -315,8 +319,8 @@ func testDatastoreMemberFailure(t *testing.T) {
 func healthyMembers(t *testing.T, cli *clientv3.Client) []datastore.MemberHealth {
 	t.Helper()
 	var healthy []datastore.MemberHealth
-	eventually(t, 2*time.Minute, "3 healthy datastore members", func() error {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	eventually(t, 2*time.Minute, "3 healthy datastore members", func(ctx context.Context) error {
+		ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 		defer cancel()
 		members, err := datastore.Health(ctx, cli)
 		if err != nil {
@@ -364,7 +368,10 @@ func testSupervisorCrash(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	pid, _ := strconv.Atoi(strings.TrimSpace(string(pidData)))
+	pid, err := strconv.Atoi(strings.TrimSpace(string(pidData)))
+	if err != nil || pid <= 1 {
+		t.Fatalf("supervisor pid file holds %q: %v", pidData, err)
+	}
 	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
 		t.Fatalf("kill supervisor %d: %v", pid, err)
 	}
@@ -381,7 +388,7 @@ func testSupervisorCrash(t *testing.T) {
 
 func testDownUpKeepsData(t *testing.T) {
 	cli := datastoreClient(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
 	_, err := cli.Put(ctx, "/e2e/persist", "kept")
 	cancel()
 	if err != nil {
@@ -394,9 +401,7 @@ func testDownUpKeepsData(t *testing.T) {
 	if r.err != nil {
 		t.Fatalf("down failed:\n%s", r)
 	}
-	if left := admincluster.Leftovers(context.Background(), config(t)); len(left) > 0 {
-		t.Fatalf("down left behind:\n  %s", strings.Join(left, "\n  "))
-	}
+	requireNothingLeft(t)
 	st := run(t, "admin", "status")
 	if st.err == nil || !strings.Contains(st.stdout, "is down") {
 		t.Fatalf("status after down does not say the cluster is down:\n%s", st)
@@ -407,8 +412,8 @@ func testDownUpKeepsData(t *testing.T) {
 		t.Fatalf("up after down failed:\n%s", r)
 	}
 	cli = datastoreClient(t)
-	eventually(t, time.Minute, "the datastore key written before down", func() error {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	eventually(t, time.Minute, "the datastore key written before down", func(ctx context.Context) error {
+		ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 		defer cancel()
 		resp, err := cli.Get(ctx, "/e2e/persist")
 		if err != nil {
@@ -427,7 +432,5 @@ func testDownUpKeepsData(t *testing.T) {
 	if r.err != nil {
 		t.Fatalf("final down failed:\n%s", r)
 	}
-	if left := admincluster.Leftovers(context.Background(), config(t)); len(left) > 0 {
-		t.Fatalf("down left behind:\n  %s", strings.Join(left, "\n  "))
-	}
+	requireNothingLeft(t)
 }

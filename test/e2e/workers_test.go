@@ -4,13 +4,10 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"os/exec"
+	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
-
-	"kubinception.dev/kubinception/internal/local/admincluster"
 )
 
 // TestWorkers joins local worker machines to tenant clusters with the
@@ -18,91 +15,46 @@ import (
 // pods across nodes, Services, DNS, logs and exec, rescheduling when a
 // worker goes, isolation between tenants with nodes, refused joins that
 // leave nothing behind, and a teardown that leaves nothing on the machine.
+// The subtests are one scenario, in order: each starts from what the
+// previous ones left, and the scenario stops at the first that fails.
 func TestWorkers(t *testing.T) {
+	requireE2E(t)
 	if r := run(t, "admin", "up"); r.err != nil {
 		t.Fatalf("admin up:\n%s", r)
 	}
 	if r := run(t, "install", "--kubeconfig", adminKubeconfig(), "--root", root); r.err != nil {
 		t.Fatalf("install:\n%s", r)
 	}
-	var wg sync.WaitGroup
-	for _, n := range []string{"wa", "wb"} {
-		wg.Add(1)
-		go func() { defer wg.Done(); createTenant(t, n) }()
-	}
-	wg.Wait()
+	createTenants(t, "wa", "wb")
 	waitTenantReady(t, "wa")
 	waitTenantReady(t, "wb")
 	ka, kb := tenantKubeconfig(t, "wa"), tenantKubeconfig(t, "wb")
 
-	if !t.Run("two workers join with kubeadm", func(t *testing.T) {
-		for i := 0; i < 2; i++ {
+	steps := []struct {
+		name string
+		fn   func(t *testing.T)
+	}{
+		{"two workers join with kubeadm", func(t *testing.T) {
 			nodeAdd(t, "wa")
-		}
-		nodesReady(t, ka, 2)
-	}) {
-		t.FailNow()
+			nodeAdd(t, "wa")
+			nodesReady(t, ka, 2)
+		}},
+		{"pods across nodes, Service, DNS, logs and exec", func(t *testing.T) { testWorkloads(t, ka, 3) }},
+		{"two tenants with nodes stay apart", func(t *testing.T) { testTenantsApart(t, ka, kb) }},
+		{"refused joins leave nothing half-joined", func(t *testing.T) { testRefusedJoins(t, ka) }},
+		{"removing a worker reschedules its pods", func(t *testing.T) { testRemoveWorker(t, ka) }},
+		{"down removes workers and leaves nothing", func(t *testing.T) {
+			if r := run(t, "admin", "down"); r.err != nil {
+				t.Fatalf("down:\n%s", r)
+			}
+			requireNothingLeft(t)
+		}},
 	}
-	t.Run("pods across nodes, Service, DNS, logs and exec", func(t *testing.T) { testWorkloads(t, ka, 3) })
-	t.Run("two tenants with nodes stay apart", func(t *testing.T) {
-		nodeAdd(t, "wb")
-		nodesReady(t, kb, 1)
-		testWorkloads(t, kb, 1)
-		na, _ := tkube(ka, "get", "nodes", "-o", "name")
-		nb, _ := tkube(kb, "get", "nodes", "-o", "name")
-		for _, n := range strings.Fields(nb) {
-			if strings.Contains(na, n) {
-				t.Errorf("tenant wa sees wb's %s", n)
-			}
+	for _, s := range steps {
+		if !t.Run(s.name, s.fn) {
+			t.FailNow()
 		}
-		pa, _ := tkube(ka, "get", "pods", "-A", "-o", "name")
-		pb, _ := tkube(kb, "get", "pods", "-A", "-o", "name")
-		for _, p := range strings.Fields(pb) {
-			if strings.Contains(p, "web-") && strings.Contains(pa, p) {
-				t.Errorf("tenant wa sees wb's %s", p)
-			}
-		}
-		// Both tenants use the default pod range 10.244.0.0/16; each still
-		// reaches its own Service while the other runs.
-		testServiceOnce(t, ka)
-		testServiceOnce(t, kb)
-	})
-	t.Run("refused joins leave nothing half-joined", testRefusedJoins)
-	t.Run("removing a worker reschedules its pods", func(t *testing.T) {
-		r := run(t, "node", "remove", "wa", "wa-w1", "--kubeconfig", adminKubeconfig(), "--root", root)
-		if r.err != nil {
-			t.Fatalf("node remove:\n%s", r)
-		}
-		eventually(t, 3*time.Minute, "all web replicas running on wa-w2", func() error {
-			out, err := tkube(ka, "get", "pods", "-l", "app=web", "--field-selector=status.phase=Running",
-				"-o", "jsonpath={range .items[*]}{.spec.nodeName}{\" \"}{.metadata.deletionTimestamp}{\"\\n\"}{end}")
-			if err != nil {
-				return fmt.Errorf("%v: %s", err, out)
-			}
-			running := 0
-			for _, line := range strings.Split(strings.TrimSpace(out), "\n") {
-				f := strings.Fields(line)
-				if len(f) == 1 && f[0] == "wa-w2" {
-					running++
-				}
-			}
-			if running != 3 {
-				return fmt.Errorf("%d of 3 replicas running on wa-w2: %q", running, out)
-			}
-			return nil
-		})
-		if out, _ := tkube(ka, "get", "nodes", "-o", "name"); strings.Contains(out, "wa-w1") {
-			t.Fatalf("removed node still listed: %s", out)
-		}
-	})
-	t.Run("down removes workers and leaves nothing", func(t *testing.T) {
-		if r := run(t, "admin", "down"); r.err != nil {
-			t.Fatalf("down:\n%s", r)
-		}
-		if left := admincluster.Leftovers(context.Background(), config(t)); len(left) > 0 {
-			t.Fatalf("down left behind:\n  %s", strings.Join(left, "\n  "))
-		}
-	})
+	}
 }
 
 func nodeAdd(t *testing.T, tenant string, extra ...string) result {
@@ -120,33 +72,16 @@ func nodeAdd(t *testing.T, tenant string, extra ...string) result {
 
 func nodesReady(t *testing.T, kc string, n int) {
 	t.Helper()
-	eventually(t, 3*time.Minute, fmt.Sprintf("%d Ready nodes", n), func() error {
-		out, err := tkube(kc, "get", "nodes", "-o", "jsonpath={range .items[*]}{.status.conditions[?(@.type==\"Ready\")].status}{\" \"}{end}")
+	eventually(t, 3*time.Minute, fmt.Sprintf("%d Ready nodes", n), func(ctx context.Context) error {
+		out, err := kubectlIn(ctx, kc, "", "get", "nodes", "-o", "jsonpath={range .items[*]}{.status.conditions[?(@.type==\"Ready\")].status}{\" \"}{end}")
 		if err != nil {
-			return fmt.Errorf("%v: %s", err, out)
+			return err
 		}
 		if f := strings.Fields(out); len(f) != n || strings.Count(out, "True") != n {
 			return fmt.Errorf("node Ready states: %q", out)
 		}
 		return nil
-	})
-}
-
-// tenantState describes a tenant for a failure message.
-func tenantState(kc string) string {
-	var b strings.Builder
-	for _, args := range [][]string{{"get", "nodes", "-o", "wide"}, {"get", "pods", "-A", "-o", "wide"}, {"get", "events", "-A", "--sort-by=.lastTimestamp"}} {
-		out, _ := tkube(kc, args...)
-		fmt.Fprintf(&b, "=== kubectl %s\n%s\n", strings.Join(args, " "), out)
-	}
-	return b.String()
-}
-
-func tkubeApply(kc, manifest string) (string, error) {
-	cmd := exec.Command(kubectl, "--kubeconfig", kc, "apply", "-f", "-")
-	cmd.Stdin = strings.NewReader(manifest)
-	out, err := cmd.CombinedOutput()
-	return string(out), err
+	}, func() string { return tenantState(t, kc) })
 }
 
 // testWorkloads runs a web Deployment spread over the nodes, then reaches
@@ -154,8 +89,7 @@ func tkubeApply(kc, manifest string) (string, error) {
 // kubectl logs and exec.
 func testWorkloads(t *testing.T, kc string, replicas int) {
 	t.Helper()
-	img := config(t).Images.Tinyhost()
-	manifest := fmt.Sprintf(`
+	mustApply(t, kc, fmt.Sprintf(`
 apiVersion: apps/v1
 kind: Deployment
 metadata: {name: web, namespace: default}
@@ -180,27 +114,22 @@ metadata: {name: web, namespace: default}
 spec:
   selector: {app: web}
   ports: [{port: 80, targetPort: 8080}]
-`, replicas, img)
-	if out, err := tkubeApply(kc, manifest); err != nil {
-		t.Fatalf("apply: %v\n%s", err, out)
+`, replicas, config(t).Images.Tinyhost()))
+	mustTkube(t, kc, "rollout", "status", "deployment/web", "--timeout=180s")
+	nodes := strings.Fields(mustTkube(t, kc, "get", "pods", "-l", "app=web", "-o", "jsonpath={.items[*].spec.nodeName}"))
+	if len(nodes) != replicas {
+		t.Fatalf("%d web pods scheduled (%v), want %d\n%s", len(nodes), nodes, replicas, tenantState(t, kc))
 	}
-	rollout := exec.Command(kubectl, "--kubeconfig", kc, "rollout", "status", "deployment/web", "--timeout=180s")
-	if out, err := rollout.CombinedOutput(); err != nil {
-		t.Fatalf("rollout: %v\n%s\n%s", err, out, tenantState(kc))
-	}
-	nodes, _ := tkube(kc, "get", "pods", "-l", "app=web", "-o", "jsonpath={.items[*].spec.nodeName}")
 	distinct := map[string]bool{}
-	for _, n := range strings.Fields(nodes) {
+	for _, n := range nodes {
 		distinct[n] = true
 	}
-	want := min(replicas, 2)
-	if len(distinct) < want {
+	if want := min(replicas, 2); len(distinct) < want {
 		t.Fatalf("web replicas run on %v, want %d nodes", distinct, want)
 	}
 	testServiceOnce(t, kc)
-	out, err := tkube(kc, "exec", "deploy/web", "--", "/usr/local/bin/tinyhost", "get", "http://web/", "30")
-	if err != nil || !strings.HasPrefix(out, "hello from web-") {
-		t.Fatalf("kubectl exec: %v\n%s\n%s", err, out, tenantState(kc))
+	if out := mustTkube(t, kc, "exec", "deploy/web", "--", "/usr/local/bin/tinyhost", "get", "http://web/", "30"); !strings.HasPrefix(out, "hello from web-") {
+		t.Fatalf("kubectl exec got %q\n%s", out, tenantState(t, kc))
 	}
 }
 
@@ -209,40 +138,55 @@ spec:
 func testServiceOnce(t *testing.T, kc string) {
 	t.Helper()
 	img := config(t).Images.Tinyhost()
-	ip, err := tkube(kc, "get", "service", "web", "-o", "jsonpath={.spec.clusterIP}")
-	if err != nil {
-		t.Fatalf("%v: %s", err, ip)
+	ip := mustTkube(t, kc, "get", "service", "web", "-o", "jsonpath={.spec.clusterIP}")
+	if ip == "" {
+		t.Fatal("the web Service has no ClusterIP")
 	}
 	for i, url := range []string{"http://" + ip + "/", "http://web.default.svc.cluster.local/"} {
 		pod := fmt.Sprintf("client-%d-%d", i, time.Now().UnixNano()%100000)
-		if out, err := tkube(kc, "run", pod, "--image="+img, "--image-pull-policy=Never", "--restart=Never", "--command", "--",
-			"/usr/local/bin/tinyhost", "get", url, "60"); err != nil {
-			t.Fatalf("%v: %s", err, out)
+		mustTkube(t, kc, "run", pod, "--image="+img, "--image-pull-policy=Never", "--restart=Never", "--command", "--",
+			"/usr/local/bin/tinyhost", "get", url, "60")
+		waitPodSucceeded(t, kc, "default", pod, "reach "+url)
+		if logs := mustTkube(t, kc, "logs", pod); !strings.HasPrefix(logs, "hello from web-") {
+			t.Fatalf("kubectl logs %s: %q", pod, logs)
 		}
-		eventually(t, 3*time.Minute, pod+" to reach "+url, func() error {
-			phase, err := tkube(kc, "get", "pod", pod, "-o", "jsonpath={.status.phase}")
-			if err != nil {
-				return fmt.Errorf("%v: %s", err, phase)
-			}
-			if phase == "Failed" {
-				logs, _ := tkube(kc, "logs", pod)
-				t.Fatalf("%s failed to reach %s: %s\n%s", pod, url, logs, tenantState(kc))
-			}
-			if phase != "Succeeded" {
-				return fmt.Errorf("phase %s", phase)
-			}
-			return nil
-		})
-		logs, err := tkube(kc, "logs", pod)
-		if err != nil || !strings.HasPrefix(logs, "hello from web-") {
-			t.Fatalf("kubectl logs %s: %v %q", pod, err, logs)
-		}
-		_, _ = tkube(kc, "delete", "pod", pod, "--wait=false")
+		mustTkube(t, kc, "delete", "pod", pod, "--wait=false")
 	}
 }
 
-func testRefusedJoins(t *testing.T) {
-	ka := tenantKubeconfig(t, "wa")
+// testTenantsApart gives the second tenant a worker and its own web
+// Deployment, and checks that neither tenant sees the other's nodes or
+// pods while both reach their own Service over the same default pod range.
+func testTenantsApart(t *testing.T, ka, kb string) {
+	nodeAdd(t, "wb")
+	nodesReady(t, kb, 1)
+	testWorkloads(t, kb, 1)
+	na, nb := names(t, ka, "get", "nodes"), names(t, kb, "get", "nodes")
+	for _, n := range nb {
+		if slices.Contains(na, n) {
+			t.Errorf("tenant wa sees wb's %s", n)
+		}
+	}
+	pa, pb := names(t, ka, "get", "pods", "-A"), names(t, kb, "get", "pods", "-A")
+	var webB []string
+	for _, p := range pb {
+		if strings.HasPrefix(p, "pod/web-") {
+			webB = append(webB, p)
+			if slices.Contains(pa, p) {
+				t.Errorf("tenant wa sees wb's %s", p)
+			}
+		}
+	}
+	if len(webB) == 0 {
+		t.Fatalf("wb lists no web pod among %v", pb)
+	}
+	// Both tenants use the default pod range 10.244.0.0/16; each still
+	// reaches its own Service while the other runs.
+	testServiceOnce(t, ka)
+	testServiceOnce(t, kb)
+}
+
+func testRefusedJoins(t *testing.T, ka string) {
 	r := run(t, "join-command", "wa", "--kubeconfig", adminKubeconfig())
 	if r.err != nil {
 		t.Fatalf("join-command:\n%s", r)
@@ -253,12 +197,9 @@ func testRefusedJoins(t *testing.T) {
 	}
 	token, hash := f[4], f[6]
 	expired := "exp001.0123456789abcdef"
-	secret := fmt.Sprintf(`{"apiVersion":"v1","kind":"Secret","type":"bootstrap.kubernetes.io/token","metadata":{"name":"bootstrap-token-exp001","namespace":"kube-system"},
+	mustApply(t, ka, fmt.Sprintf(`{"apiVersion":"v1","kind":"Secret","type":"bootstrap.kubernetes.io/token","metadata":{"name":"bootstrap-token-exp001","namespace":"kube-system"},
 "stringData":{"token-id":"exp001","token-secret":"0123456789abcdef","expiration":%q,"usage-bootstrap-authentication":"true","usage-bootstrap-signing":"true","auth-extra-groups":"system:bootstrappers:kubeadm:default-node-token"}}`,
-		time.Now().Add(-time.Hour).UTC().Format(time.RFC3339))
-	if out, err := tkubeApply(ka, secret); err != nil {
-		t.Fatalf("create expired token: %v\n%s", err, out)
-	}
+		time.Now().Add(-time.Hour).UTC().Format(time.RFC3339)))
 	cases := []struct {
 		name, token, hash, want string
 	}{
@@ -266,21 +207,27 @@ func testRefusedJoins(t *testing.T) {
 		{"expired token", expired, hash, `could not find a JWS signature in the cluster-info ConfigMap for token ID "exp001"`},
 		{"wrong CA hash", token, "sha256:" + strings.Repeat("1", 64), "none of the public keys"},
 	}
-	before, _ := tkube(ka, "get", "nodes", "-o", "name")
+	before := names(t, ka, "get", "nodes")
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			r := nodeAdd(t, "wa", "--name", "wa-bad", "--token", c.token, "--discovery-token-ca-cert-hash", c.hash, "--discovery-timeout", "15s")
 			if r.err == nil || !strings.Contains(r.stderr, c.want) {
 				t.Fatalf("want kubeadm's error %q:\n%s", c.want, r)
 			}
-			if after, _ := tkube(ka, "get", "nodes", "-o", "name"); after != before {
-				t.Fatalf("nodes changed after a refused join: before %q after %q", before, after)
+			if after := names(t, ka, "get", "nodes"); !slices.Equal(after, before) {
+				t.Fatalf("nodes changed after a refused join: before %v after %v", before, after)
 			}
 			list := run(t, "node", "list", "wa", "--root", root)
+			if list.err != nil || !strings.Contains(list.stdout, "wa-w1") {
+				t.Fatalf("node list does not list the joined workers:\n%s", list)
+			}
 			if strings.Contains(list.stdout, "wa-bad") {
 				t.Fatalf("the refused worker is still recorded:\n%s", list.stdout)
 			}
-			entries, _ := os.ReadDir("/run/netns")
+			entries, err := os.ReadDir("/run/netns")
+			if err != nil {
+				t.Fatal(err)
+			}
 			var ours []string
 			for _, e := range entries {
 				if strings.HasPrefix(e.Name(), "kubi-") {
@@ -291,5 +238,32 @@ func testRefusedJoins(t *testing.T) {
 				t.Fatalf("network namespaces %v, want the 3 of the joined workers only", ours)
 			}
 		})
+	}
+}
+
+func testRemoveWorker(t *testing.T, ka string) {
+	r := run(t, "node", "remove", "wa", "wa-w1", "--kubeconfig", adminKubeconfig(), "--root", root)
+	if r.err != nil {
+		t.Fatalf("node remove:\n%s", r)
+	}
+	eventually(t, 3*time.Minute, "all web replicas running on wa-w2", func(ctx context.Context) error {
+		out, err := kubectlIn(ctx, ka, "", "get", "pods", "-l", "app=web", "--field-selector=status.phase=Running",
+			"-o", "jsonpath={range .items[*]}{.spec.nodeName}{\" \"}{.metadata.deletionTimestamp}{\"\\n\"}{end}")
+		if err != nil {
+			return err
+		}
+		running := 0
+		for _, line := range strings.Split(strings.TrimSpace(out), "\n") {
+			if f := strings.Fields(line); len(f) == 1 && f[0] == "wa-w2" {
+				running++
+			}
+		}
+		if running != 3 {
+			return fmt.Errorf("%d of 3 replicas running on wa-w2: %q", running, out)
+		}
+		return nil
+	}, func() string { return tenantState(t, ka) })
+	if nodes := names(t, ka, "get", "nodes"); slices.Contains(nodes, "node/wa-w1") || !slices.Contains(nodes, "node/wa-w2") {
+		t.Fatalf("nodes after removing wa-w1: %v, want wa-w2 only", nodes)
 	}
 }

@@ -5,11 +5,12 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"path/filepath"
 	"strings"
-	"syscall"
 	"time"
 
+	"k8s.io/apimachinery/pkg/util/wait"
+
+	"kubinception.dev/kubinception/internal/local/hostproc"
 	"kubinception.dev/kubinception/internal/local/supervisor"
 	"kubinception.dev/kubinception/internal/local/worker"
 )
@@ -31,7 +32,7 @@ func (cl *Cluster) Down(ctx context.Context, purge bool) error {
 		fn   func() error
 	}{
 		{"workers", func() error { return stopWorkers(ctx, c.Root) }},
-		{"stop kubelet", func() error { return cl.stopKubelet() }},
+		{"stop kubelet", func() error { return cl.stopKubelet(ctx) }},
 		{"remove pods", func() error {
 			if files.PID("containerd") == 0 {
 				return nil
@@ -44,13 +45,13 @@ func (cl *Cluster) Down(ctx context.Context, purge bool) error {
 			_, err = cri.removeAllPods(ctx)
 			return err
 		}},
-		{"stop containerd and the supervisor", func() error { return supervisor.Stop(files, 60*time.Second) }},
-		{"stop leftover processes", func() error { return stopLeftovers(c) }},
+		{"stop containerd and the supervisor", func() error { return supervisor.Stop(ctx, files, 60*time.Second) }},
+		{"stop leftover processes", func() error { return stopLeftovers(ctx, c) }},
 		{"unmount", func() error { return unmountAll(c.Root) }},
 		{"iptables rules", func() error { return cleanIptables(ctx) }},
 		{"interfaces", func() error { return deleteInterfaces(ctx) }},
 		{"sysctls", func() error { return restoreSysctls(c) }},
-		{"cgroups", func() error { return removeCgroups() }},
+		{"cgroups", func() error { return hostproc.RemoveCgroup(podCgroup) }},
 		{"runtime state", func() error {
 			// Generated or run-time only: Up writes them again. Data,
 			// PKI and the image store stay.
@@ -109,7 +110,7 @@ func stopWorkers(ctx context.Context, root string) error {
 
 // stopKubelet stops the kubelet and leaves containerd running, so the pods
 // can be removed through the CRI as the kubelet would.
-func (cl *Cluster) stopKubelet() error {
+func (cl *Cluster) stopKubelet(ctx context.Context) error {
 	files := cl.files()
 	if files.PID("supervisor") == 0 || files.PID("kubelet") == 0 {
 		return nil
@@ -130,77 +131,77 @@ func (cl *Cluster) stopKubelet() error {
 	if err := supervisor.Reload(files); err != nil {
 		return err
 	}
-	deadline := time.Now().Add(40 * time.Second)
-	for files.PID("kubelet") != 0 {
-		if time.Now().After(deadline) {
-			return errors.New("the kubelet did not stop within 40s")
-		}
-		time.Sleep(100 * time.Millisecond)
+	err = wait.PollUntilContextTimeout(ctx, 100*time.Millisecond, 40*time.Second, true, func(context.Context) (bool, error) {
+		return files.PID("kubelet") == 0, nil
+	})
+	if err != nil {
+		return fmt.Errorf("the kubelet did not stop within 40s: %w", err)
 	}
 	return nil
 }
 
 // leftoverBinaries are the executables Up's processes run from; only these
-// are stopped by their command line naming our directories.
+// are taken for ours by their command line naming our directories.
 var leftoverBinaries = map[string]bool{
 	"containerd": true, "containerd-shim-runc-v2": true, "containerd-shim": true, "runc": true,
-	"kube": true, "etcd": true, "tinyhost": true, "kubinception": true,
+	"kube": true, "kubelet": true, "etcd": true, "tinyhost": true, "kubinception": true,
+}
+
+// isShim reports whether p is a containerd shim, which outlives the
+// containerd that started it.
+func isShim(p hostproc.Process) bool { return strings.HasPrefix(p.Name(), "containerd-shim") }
+
+// ourProcess says why p belongs to the admin cluster under root or to one
+// of its workers, or returns "" when it does not. hostMountNS is the mount
+// namespace of the machine (this process's).
+func ourProcess(p hostproc.Process, root, hostMountNS string) string {
+	switch {
+	case p.OwnedBy(root):
+		return "started under " + root + " by a supervisor of ours"
+	case p.RunsFrom(root):
+		return "runs a binary from " + root
+	case isShim(p) && p.Mentions(root):
+		return "a container shim of our containerd"
+	case isShim(p) && p.MountNS != "" && hostMountNS != "" && p.MountNS != hostMountNS:
+		// Only a worker's containerd runs in a mount namespace of its
+		// own; its shims name nothing of ours.
+		return "a container shim in a worker's mount namespace"
+	case leftoverBinaries[p.Name()] && p.Mentions(root):
+		return "names " + root
+	}
+	return ""
+}
+
+// ourProcesses lists the live processes of the admin cluster under root
+// and of its workers, other than pod processes (see podCgroup).
+func ourProcesses(root string) []hostproc.Process {
+	host := hostproc.Self().MountNS
+	return hostproc.Find(func(p hostproc.Process) bool { return ourProcess(p, root, host) != "" })
 }
 
 // stopLeftovers kills pod processes and any process of ours still running
 // after the supervisor stopped: container shims, or daemons of a
 // supervisor that was killed.
-func stopLeftovers(c Config) error {
-	for attempt := 0; attempt < 50; attempt++ {
-		pids := leftoverPIDs(c)
-		n := killPods()
-		if len(pids) == 0 && n == 0 {
-			return nil
-		}
-		for _, pid := range pids {
-			_ = syscall.Kill(pid, syscall.SIGKILL)
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
-	if pids := leftoverPIDs(c); len(pids) > 0 {
-		return fmt.Errorf("processes %v did not stop", pids)
-	}
-	return nil
+func stopLeftovers(ctx context.Context, c Config) error {
+	host := hostproc.Self().MountNS
+	return errors.Join(
+		hostproc.KillCgroup(ctx, podCgroup, 10*time.Second),
+		hostproc.KillMatching(ctx, 10*time.Second, func(p hostproc.Process) bool { return ourProcess(p, c.Root, host) != "" }),
+	)
 }
 
 // LeftoverProcesses describes processes of ours still running, for status
 // and for tests that check a teardown.
 func LeftoverProcesses(c Config) []string {
 	var out []string
-	for _, pid := range leftoverPIDs(c) {
-		cmdline, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
-		out = append(out, fmt.Sprintf("pid %d: %s", pid, strings.ReplaceAll(strings.TrimRight(string(cmdline), "\x00"), "\x00", " ")))
+	host := hostproc.Self().MountNS
+	for _, p := range ourProcesses(c.Root) {
+		out = append(out, fmt.Sprintf("%s (%s)", p, ourProcess(p, c.Root, host)))
 	}
-	for _, dir := range kubepodsCgroups() {
-		data, _ := os.ReadFile(filepath.Join(dir, "cgroup.procs"))
-		if s := strings.TrimSpace(string(data)); s != "" {
-			out = append(out, fmt.Sprintf("pod processes in %s: %s", dir, strings.Join(strings.Fields(s), " ")))
-		}
+	if pids := hostproc.CgroupPIDs(podCgroup); len(pids) > 0 {
+		out = append(out, fmt.Sprintf("pod processes in cgroup %s: %v", podCgroup, pids))
 	}
 	return out
-}
-
-func leftoverPIDs(c Config) []int {
-	seen := map[int]bool{}
-	var pids []int
-	for _, needle := range []string{c.Root, c.paths().ContainerdSocket()} {
-		for _, pid := range processesMentioning(needle) {
-			exe, err := os.Readlink(fmt.Sprintf("/proc/%d/exe", pid))
-			if err != nil || seen[pid] {
-				continue
-			}
-			if leftoverBinaries[filepath.Base(strings.TrimSuffix(exe, " (deleted)"))] {
-				seen[pid] = true
-				pids = append(pids, pid)
-			}
-		}
-	}
-	return pids
 }
 
 // Leftovers lists every host object of ours that exists: processes,
@@ -208,7 +209,7 @@ func leftoverPIDs(c Config) []int {
 // empty.
 func Leftovers(ctx context.Context, c Config) []string {
 	out := LeftoverProcesses(c)
-	if mounts, err := ourMounts(c.Root); err == nil {
+	if mounts, err := hostproc.MountPoints(c.Root); err == nil {
 		for _, m := range mounts {
 			out = append(out, "mount "+m)
 		}
@@ -250,7 +251,7 @@ func Leftovers(ctx context.Context, c Config) []string {
 			}
 		}
 	}
-	for _, dir := range kubepodsCgroups() {
+	for _, dir := range hostproc.CgroupDirs(podCgroup) {
 		out = append(out, "cgroup "+dir)
 	}
 	return out

@@ -275,51 +275,11 @@ func iptablesCleanup(table string, lines []string) string {
 	return b.String()
 }
 
-// ourMounts lists mount points under root (deepest first), and any mount
-// whose source or target names root, from /proc/self/mountinfo.
-func ourMounts(root string) ([]string, error) {
-	data, err := os.ReadFile("/proc/self/mountinfo")
-	if err != nil {
-		return nil, err
-	}
-	var mounts []string
-	for _, line := range strings.Split(string(data), "\n") {
-		f := strings.Fields(line)
-		if len(f) < 5 {
-			continue
-		}
-		target := unescapeMount(f[4])
-		if target == root || strings.HasPrefix(target, root+"/") {
-			mounts = append(mounts, target)
-		}
-	}
-	sort.Slice(mounts, func(i, j int) bool { return len(mounts[i]) > len(mounts[j]) })
-	return mounts, nil
-}
-
-func unescapeMount(s string) string {
-	if !strings.Contains(s, `\`) {
-		return s
-	}
-	var b strings.Builder
-	for i := 0; i < len(s); i++ {
-		if s[i] == '\\' && i+3 < len(s) {
-			if n, err := strconv.ParseUint(s[i+1:i+4], 8, 8); err == nil {
-				b.WriteByte(byte(n))
-				i += 3
-				continue
-			}
-		}
-		b.WriteByte(s[i])
-	}
-	return b.String()
-}
-
 // unmountAll detaches every mount under root.
 func unmountAll(root string) error {
 	var errs []error
 	for attempt := 0; attempt < 3; attempt++ {
-		mounts, err := ourMounts(root)
+		mounts, err := hostproc.MountPoints(root)
 		if err != nil || len(mounts) == 0 {
 			return err
 		}
@@ -333,75 +293,17 @@ func unmountAll(root string) error {
 	return errors.Join(errs...)
 }
 
-// kubepodsCgroups lists the kubelet's pod cgroup directories in every
-// cgroup v1 controller, deepest first.
-func kubepodsCgroups() []string { return hostproc.CgroupDirs("kubepods") }
-
-// killPods kills every process in the kubelet's pod cgroups.
-func killPods() int { return hostproc.KillCgroup("kubepods") }
-
-// removeCgroups removes the kubelet's (now empty) cgroup directories.
-func removeCgroups() error { return hostproc.RemoveCgroup("kubepods") }
-
-// processesMentioning lists live processes whose command line contains s.
-func processesMentioning(s string) []int { return hostproc.Mentioning(s) }
-
-// portOwnerPID finds the process listening on a TCP port, or 0.
-func portOwnerPID(port int) int {
-	inodes := map[string]bool{}
-	for _, f := range []string{"/proc/net/tcp", "/proc/net/tcp6"} {
-		data, err := os.ReadFile(f)
-		if err != nil {
-			continue
-		}
-		for _, line := range strings.Split(string(data), "\n")[1:] {
-			fs := strings.Fields(line)
-			if len(fs) < 10 || fs[3] != "0A" { // 0A: LISTEN
-				continue
-			}
-			local := fs[1]
-			if i := strings.LastIndexByte(local, ':'); i >= 0 {
-				if p, err := strconv.ParseUint(local[i+1:], 16, 16); err == nil && int(p) == port {
-					inodes[fs[9]] = true
-				}
-			}
-		}
-	}
-	if len(inodes) == 0 {
-		return 0
-	}
-	procs, _ := os.ReadDir("/proc")
-	for _, e := range procs {
-		pid, err := strconv.Atoi(e.Name())
-		if err != nil {
-			continue
-		}
-		fds, _ := os.ReadDir(filepath.Join("/proc", e.Name(), "fd"))
-		for _, fd := range fds {
-			link, err := os.Readlink(filepath.Join("/proc", e.Name(), "fd", fd.Name()))
-			if err == nil && strings.HasPrefix(link, "socket:[") && inodes[strings.TrimSuffix(strings.TrimPrefix(link, "socket:["), "]")] {
-				return pid
-			}
-		}
-	}
-	return 0
-}
+// podCgroup is the cgroup under which the admin node's kubelet puts pods.
+const podCgroup = "kubepods"
 
 // portOwner describes the process listening on a TCP port for an error
 // message.
 func portOwner(port int) string {
-	pid := portOwnerPID(port)
+	pid := hostproc.ListenerPID(port)
 	if pid == 0 {
 		return "another process"
 	}
-	comm, _ := os.ReadFile(fmt.Sprintf("/proc/%d/comm", pid))
-	return fmt.Sprintf("pid %d (%s)", pid, strings.TrimSpace(string(comm)))
-}
-
-// inPodCgroup reports whether pid runs in one of the kubelet's pod cgroups.
-func inPodCgroup(pid int) bool {
-	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/cgroup", pid))
-	return err == nil && strings.Contains(string(data), "/kubepods")
+	return fmt.Sprintf("pid %d (%s)", pid, hostproc.Read(pid).Name())
 }
 
 // checkPortsFree fails on the first of ports that something already

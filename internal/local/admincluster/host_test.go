@@ -48,12 +48,6 @@ COMMIT
 	}
 }
 
-func TestUnescapeMount(t *testing.T) {
-	if got := unescapeMount(`/var/lib/with\040space`); got != "/var/lib/with space" {
-		t.Fatalf("unescapeMount = %q", got)
-	}
-}
-
 func TestNthHost(t *testing.T) {
 	c := Defaults()
 	if got := nthHost(c.ServiceCIDR, 1).String(); got != "10.201.0.1" {

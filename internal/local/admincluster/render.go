@@ -48,19 +48,11 @@ func renderCNIConfig(c Config) string {
 	return string(out) + "\n"
 }
 
-// renderKubeletConfig is the kubelet's configuration file. Each unusual
-// setting is one this machine needs: cgroup v1, cgroupfs (containerd 1.6
-// lacks the RuntimeConfig call), no swap check, no OOM score change.
+// renderKubeletConfig is the kubelet's configuration file: the machine's
+// settings every kubelet of ours has, then the admin node's own.
 func renderKubeletConfig(c Config) string {
 	p := c.paths()
-	return fmt.Sprintf(`apiVersion: kubelet.config.k8s.io/v1beta1
-kind: KubeletConfiguration
-failCgroupV1: false
-cgroupDriver: cgroupfs
-oomScoreAdj: 0
-failSwapOn: false
-containerRuntimeEndpoint: unix://%s
-staticPodPath: %s
+	return nodeconfig.Kubelet{RuntimeEndpoint: p.ContainerdSocket()}.Render(fmt.Sprintf(`staticPodPath: %s
 fileCheckFrequency: 5s
 podLogsDir: %s
 address: %s
@@ -82,16 +74,8 @@ tlsCertFile: %s
 tlsPrivateKeyFile: %s
 rotateCertificates: false
 serializeImagePulls: false
-# Images are imported, never pulled: nothing may garbage-collect them.
-imageGCHighThresholdPercent: 100
-imageGCLowThresholdPercent: 99
-evictionHard:
-  memory.available: 100Mi
-  nodefs.available: 1%%
-  imagefs.available: 1%%
-  nodefs.inodesFree: 1%%
-`, p.ContainerdSocket(), p.Manifests(), p.PodLogs(), c.NodeIP, c.Ports.Kubelet, c.Ports.KubeletHealthz,
-		c.ClusterDomain, p.join("pki", "ca.crt"), p.join("pki", "kubelet.crt"), p.join("pki", "kubelet.key"))
+`, p.Manifests(), p.PodLogs(), c.NodeIP, c.Ports.Kubelet, c.Ports.KubeletHealthz,
+		c.ClusterDomain, p.join("pki", "ca.crt"), p.join("pki", "kubelet.crt"), p.join("pki", "kubelet.key")))
 }
 
 // kubeletArgs are the kubelet's command-line flags.

@@ -13,16 +13,17 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
-	"syscall"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/clientcmd"
 
 	"kubinception.dev/kubinception/internal/datastore"
+	"kubinception.dev/kubinception/internal/local/hostproc"
 	"kubinception.dev/kubinception/internal/local/images"
 	"kubinception.dev/kubinception/internal/local/supervisor"
 	"kubinception.dev/kubinception/internal/pki"
@@ -140,7 +141,7 @@ func (cl *Cluster) Up(ctx context.Context) error {
 func withoutOurListeners(ports map[int]string) map[int]string {
 	out := map[int]string{}
 	for port, what := range ports {
-		if pid := portOwnerPID(port); pid != 0 && inPodCgroup(pid) {
+		if pid := hostproc.ListenerPID(port); pid != 0 && hostproc.InCgroup(pid, "/"+podCgroup) {
 			continue
 		}
 		out[port] = what
@@ -186,7 +187,7 @@ func (cl *Cluster) startDaemons(ctx context.Context) error {
 		if err := supervisor.Reload(files); err != nil {
 			return err
 		}
-	} else if err := cl.startSupervisor(); err != nil {
+	} else if err := supervisor.Start(ctx, files, exec.Command(c.Self, "admin", "supervise", "--root", c.Root)); err != nil {
 		return err
 	}
 	return waitFor(ctx, 90*time.Second, "containerd to accept connections on "+p.ContainerdSocket(), func() (bool, error) {
@@ -200,33 +201,6 @@ func (cl *Cluster) startDaemons(ctx context.Context) error {
 	}, func() string {
 		return tailFile(files.LogPath("containerd"), 20) + tailFile(files.LogPath("supervisor"), 10)
 	})
-}
-
-// startSupervisor starts `kubinception admin supervise` detached from this
-// process, in its own session, so it outlives the command that started it.
-func (cl *Cluster) startSupervisor() error {
-	files := cl.files()
-	logFile, err := os.OpenFile(files.LogPath("supervisor"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
-	if err != nil {
-		return err
-	}
-	defer logFile.Close()
-	cmd := exec.Command(cl.Config.Self, "admin", "supervise", "--root", cl.Config.Root)
-	cmd.Stdout, cmd.Stderr = logFile, logFile
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
-	if err := cmd.Start(); err != nil {
-		return fmt.Errorf("start supervisor: %w", err)
-	}
-	pid := cmd.Process.Pid
-	_ = cmd.Process.Release()
-	deadline := time.Now().Add(10 * time.Second)
-	for files.PID("supervisor") == 0 {
-		if !supervisor.Alive(pid) || time.Now().After(deadline) {
-			return fmt.Errorf("supervisor did not start:\n%s", tailFile(files.LogPath("supervisor"), 20))
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	return nil
 }
 
 // importImages packs the images and loads those containerd lacks, then
@@ -512,26 +486,15 @@ func (c Config) DatastoreEndpoints() []string { return datastoreEndpoints(c) }
 // waitFor polls cond every half second until it holds, fails, or timeout
 // passes; on timeout the error carries what diag prints.
 func waitFor(ctx context.Context, timeout time.Duration, what string, cond func() (bool, error), diag func() string) error {
-	ctx, cancel := context.WithTimeout(ctx, timeout)
-	defer cancel()
-	for {
-		ok, err := cond()
-		if err != nil {
-			return err
-		}
-		if ok {
-			return nil
-		}
-		select {
-		case <-ctx.Done():
-			msg := fmt.Sprintf("timed out after %s waiting for %s", timeout, what)
-			if diag != nil {
-				msg += "\n" + diag()
-			}
-			return errors.New(msg)
-		case <-time.After(500 * time.Millisecond):
-		}
+	err := wait.PollUntilContextTimeout(ctx, 500*time.Millisecond, timeout, true, func(context.Context) (bool, error) { return cond() })
+	if err == nil || !wait.Interrupted(err) {
+		return err
 	}
+	msg := fmt.Sprintf("timed out after %s waiting for %s", timeout, what)
+	if diag != nil {
+		msg += "\n" + diag()
+	}
+	return errors.New(msg)
 }
 
 // diagnostics is what a person needs to see when the cluster does not come
@@ -566,15 +529,7 @@ func fileExists(path string) bool {
 
 // tailFile returns the last n lines of a file, or a note that it is missing.
 func tailFile(path string, n int) string {
-	data, err := os.ReadFile(path)
-	if err != nil {
-		return "  (" + err.Error() + ")\n"
-	}
-	lines := strings.Split(strings.TrimRight(string(data), "\n"), "\n")
-	if len(lines) > n {
-		lines = lines[len(lines)-n:]
-	}
-	return "  " + strings.Join(lines, "\n  ") + "\n"
+	return "  " + strings.ReplaceAll(supervisor.Tail(path, n), "\n", "\n  ") + "\n"
 }
 
 // ImportKubinceptionImage packs self as the kubinception image and imports

@@ -1,4 +1,5 @@
-// Package hostproc finds and stops processes and cgroups on this machine:
-// what teardown needs when a supervisor is gone and only the kernel's view
-// of processes is left.
+// Package hostproc is this machine's kernel view of processes, cgroups,
+// listening sockets and mounts: the one place that reads /proc to find
+// processes, and what teardown needs when a supervisor is gone and only
+// the kernel knows what still runs.
 package hostproc

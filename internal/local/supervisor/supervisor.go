@@ -16,6 +16,10 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"k8s.io/apimachinery/pkg/util/wait"
+
+	"kubinception.dev/kubinception/internal/local/hostproc"
 )
 
 // Process is one supervised daemon.
@@ -84,23 +88,10 @@ func (f Files) PID(name string) int {
 		return 0
 	}
 	pid, err := strconv.Atoi(strings.TrimSpace(string(data)))
-	if err != nil || pid <= 0 || !Alive(pid) {
+	if err != nil || pid <= 0 || !hostproc.Alive(pid) {
 		return 0
 	}
 	return pid
-}
-
-// Alive reports whether pid is a running (not zombie) process.
-func Alive(pid int) bool {
-	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return false
-	}
-	s := string(data)
-	if i := strings.LastIndexByte(s, ')'); i >= 0 && i+2 < len(s) {
-		return s[i+2] != 'Z' && s[i+2] != 'X'
-	}
-	return true
 }
 
 // Run supervises the spec in files until ctx ends or SIGTERM/SIGINT arrives.
@@ -258,6 +249,9 @@ func (s *state) start(p Process) (*exec.Cmd, error) {
 	defer logFile.Close()
 	cmd := exec.Command(p.Path, p.Args...)
 	cmd.Stdout, cmd.Stderr = logFile, logFile
+	// The mark is inherited by what the daemon starts in turn, so that
+	// teardown finds containerd's shims, which outlive containerd.
+	cmd.Env = append(os.Environ(), hostproc.OwnerEnv+"="+s.files.RunDir)
 	// The child dies with the supervisor, so a killed supervisor never
 	// leaves a daemon that a new one would fight over its socket.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGTERM}
@@ -292,50 +286,88 @@ func (s *state) stopAll() {
 }
 
 // waitReady returns once p's ready socket accepts a connection (or at
-// once when it has none), or when the process exits.
+// once when it has none), when the process exits, or after 90 seconds.
 func waitReady(p Process, exited chan error) {
 	if p.ReadySocket == "" {
 		return
 	}
-	for i := 0; i < 900; i++ {
+	_ = wait.PollUntilContextTimeout(context.Background(), 100*time.Millisecond, 90*time.Second, true, func(context.Context) (bool, error) {
 		if conn, err := net.Dial("unix", p.ReadySocket); err == nil {
 			conn.Close()
-			return
+			return true, nil
 		}
-		if len(exited) > 0 {
-			return
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+		return len(exited) > 0, nil
+	})
 }
 
 // terminate sends SIGTERM, then SIGKILL after 20 seconds. exited, when
 // not nil, reports the process's exit; otherwise /proc is polled.
 func terminate(pid int, exited chan error) {
 	_ = syscall.Kill(pid, syscall.SIGTERM)
-	deadline := time.After(20 * time.Second)
-	tick := time.NewTicker(100 * time.Millisecond)
-	defer tick.Stop()
-	for {
-		select {
-		case <-exited:
-			return
-		case <-deadline:
+	if exited == nil {
+		if hostproc.WaitExit(context.Background(), pid, 20*time.Second) != nil {
 			_ = syscall.Kill(pid, syscall.SIGKILL)
-			if exited != nil {
-				<-exited
-			}
-			return
-		case <-tick.C:
-			if exited == nil && !Alive(pid) {
-				return
-			}
 		}
+		return
+	}
+	select {
+	case <-exited:
+	case <-time.After(20 * time.Second):
+		_ = syscall.Kill(pid, syscall.SIGKILL)
+		<-exited
 	}
 }
 
-// Stop asks the supervisor to stop everything and waits for it to exit.
-func Stop(files Files, timeout time.Duration) error {
+// Start runs cmd, a `kubinception admin supervise` command for files,
+// detached in a session of its own so that it outlives the caller, with
+// its output appended to the supervisor's log; it returns once the
+// supervisor has taken its pid file. cmd may wrap the supervisor, e.g. in
+// nsenter, as long as the supervisor replaces or outlives the wrapper.
+func Start(ctx context.Context, files Files, cmd *exec.Cmd) error {
+	if err := os.MkdirAll(files.LogDir, 0o755); err != nil {
+		return err
+	}
+	logFile, err := os.OpenFile(files.LogPath("supervisor"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		return err
+	}
+	defer logFile.Close()
+	cmd.Stdout, cmd.Stderr = logFile, logFile
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	cmd.Env = append(os.Environ(), hostproc.OwnerEnv+"="+files.RunDir)
+	if err := cmd.Start(); err != nil {
+		return fmt.Errorf("start supervisor: %w", err)
+	}
+	pid := cmd.Process.Pid
+	_ = cmd.Process.Release()
+	err = wait.PollUntilContextTimeout(ctx, 50*time.Millisecond, 10*time.Second, true, func(context.Context) (bool, error) {
+		if files.PID("supervisor") != 0 {
+			return true, nil
+		}
+		if !hostproc.Alive(pid) {
+			return false, errors.New("it exited")
+		}
+		return false, nil
+	})
+	if err != nil {
+		return fmt.Errorf("supervisor did not start: %w\n%s", err, Tail(files.LogPath("supervisor"), 20))
+	}
+	return nil
+}
+
+// Tail is the last n lines of a log file, or what went wrong reading it.
+func Tail(path string, n int) string {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return err.Error()
+	}
+	lines := strings.Split(strings.TrimRight(string(data), "\n"), "\n")
+	return strings.Join(lines[max(0, len(lines)-n):], "\n")
+}
+
+// Stop asks the supervisor to stop everything and waits for it to exit,
+// killing it after timeout.
+func Stop(ctx context.Context, files Files, timeout time.Duration) error {
 	pid := files.PID("supervisor")
 	if pid == 0 {
 		return nil
@@ -343,13 +375,9 @@ func Stop(files Files, timeout time.Duration) error {
 	if err := syscall.Kill(pid, syscall.SIGTERM); err != nil && !errors.Is(err, syscall.ESRCH) {
 		return err
 	}
-	deadline := time.Now().Add(timeout)
-	for Alive(pid) {
-		if time.Now().After(deadline) {
-			_ = syscall.Kill(pid, syscall.SIGKILL)
-			return fmt.Errorf("supervisor (pid %d) did not stop within %s; killed it", pid, timeout)
-		}
-		time.Sleep(100 * time.Millisecond)
+	if err := hostproc.WaitExit(ctx, pid, timeout); err != nil {
+		_ = syscall.Kill(pid, syscall.SIGKILL)
+		return fmt.Errorf("supervisor (pid %d) did not stop within %s; killed it", pid, timeout)
 	}
 	return nil
 }

@@ -3,20 +3,24 @@ package supervisor
 import (
 	"context"
 	"os/exec"
+	"slices"
 	"syscall"
 	"testing"
 	"time"
+
+	"k8s.io/apimachinery/pkg/util/wait"
+
+	"kubinception.dev/kubinception/internal/local/hostproc"
 )
 
 // waitUntil polls cond for up to a generous deadline.
 func waitUntil(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(20 * time.Millisecond)
+	err := wait.PollUntilContextTimeout(t.Context(), 20*time.Millisecond, 30*time.Second, true, func(context.Context) (bool, error) {
+		return cond(), nil
+	})
+	if err != nil {
+		t.Fatalf("waiting for %s: %v", what, err)
 	}
 }
 
@@ -40,6 +44,12 @@ func TestSupervisorRestartsReloadsAndStops(t *testing.T) {
 	waitUntil(t, "both processes", func() bool { return files.PID("first") != 0 && files.PID("second") != 0 })
 	first := files.PID("first")
 
+	// Both carry the mark by which teardown finds what they start.
+	owned := hostproc.PIDs(hostproc.Find(func(p hostproc.Process) bool { return p.OwnedBy(dir) }))
+	if !slices.Contains(owned, first) || !slices.Contains(owned, files.PID("second")) || len(owned) != 2 {
+		t.Fatalf("processes owned by %s: %v, want first (%d) and second (%d)", dir, owned, first, files.PID("second"))
+	}
+
 	// A process that dies is started again.
 	if err := syscall.Kill(first, syscall.SIGKILL); err != nil {
 		t.Fatal(err)
@@ -60,7 +70,7 @@ func TestSupervisorRestartsReloadsAndStops(t *testing.T) {
 	if err := Reload(files); err != nil {
 		t.Fatal(err)
 	}
-	waitUntil(t, "second to stop", func() bool { return !Alive(second) })
+	waitUntil(t, "second to stop", func() bool { return !hostproc.Alive(second) })
 	if files.PID("first") != restarted {
 		t.Fatal("reload restarted a process whose spec did not change")
 	}
@@ -74,7 +84,7 @@ func TestSupervisorRestartsReloadsAndStops(t *testing.T) {
 	case <-time.After(30 * time.Second):
 		t.Fatal("supervisor did not stop")
 	}
-	if Alive(restarted) {
+	if hostproc.Alive(restarted) {
 		t.Fatal("supervisor stopped but left its process running")
 	}
 }

@@ -5,15 +5,16 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"strings"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/kubernetes"
 
 	"kubinception.dev/kubinception/internal/join"
+	"kubinception.dev/kubinception/internal/local/supervisor"
 )
 
 // AddOptions is what adding a worker needs.
@@ -148,19 +149,22 @@ func Add(ctx context.Context, o AddOptions) (w Worker, err error) {
 // certificate has been issued, so the API server can reach the kubelet for
 // logs, exec and port-forward.
 func waitServingCertificate(ctx context.Context, cs kubernetes.Interface, node string, timeout time.Duration) error {
-	deadline := time.Now().Add(timeout)
-	for time.Now().Before(deadline) {
+	err := wait.PollUntilContextTimeout(ctx, 300*time.Millisecond, timeout, true, func(ctx context.Context) (bool, error) {
 		list, err := cs.CertificatesV1().CertificateSigningRequests().List(ctx, metav1.ListOptions{})
-		if err == nil {
-			for _, csr := range list.Items {
-				if csr.Spec.SignerName == "kubernetes.io/kubelet-serving" && csr.Spec.Username == "system:node:"+node && len(csr.Status.Certificate) > 0 {
-					return nil
-				}
+		if err != nil {
+			return false, nil
+		}
+		for _, csr := range list.Items {
+			if csr.Spec.SignerName == "kubernetes.io/kubelet-serving" && csr.Spec.Username == "system:node:"+node && len(csr.Status.Certificate) > 0 {
+				return true, nil
 			}
 		}
-		time.Sleep(300 * time.Millisecond)
+		return false, nil
+	})
+	if err != nil {
+		return fmt.Errorf("no serving certificate was issued to node %s within %s (%w): is the operator running? (kubectl -n kubinception-system logs deploy/kubinception-manager)", node, timeout, err)
 	}
-	return fmt.Errorf("no serving certificate was issued to node %s within %s: is the operator running? (kubectl -n kubinception-system logs deploy/kubinception-manager)", node, timeout)
+	return nil
 }
 
 // Join runs the upstream kubeadm join inside the worker's namespaces,
@@ -194,53 +198,51 @@ timeouts:
 	}
 	defer os.Remove(path)
 	if _, err := w.inNS(ctx, kubeadm, "join", "--config", path); err != nil {
-		return fmt.Errorf("%w\nkubelet log:\n%s", err, tail(w.Files().LogPath("kubelet"), 8))
+		return fmt.Errorf("%w\nkubelet log:\n%s", err, supervisor.Tail(w.Files().LogPath("kubelet"), 8))
 	}
 	return nil
 }
 
-func tail(path string, n int) string {
-	data, err := os.ReadFile(path)
-	if err != nil {
-		return err.Error()
-	}
-	lines := strings.Split(strings.TrimRight(string(data), "\n"), "\n")
-	if len(lines) > n {
-		lines = lines[len(lines)-n:]
-	}
-	return strings.Join(lines, "\n")
-}
-
+// waitPodCIDR waits for the tenant's controller manager to give the node
+// its pod range.
 func waitPodCIDR(ctx context.Context, cs kubernetes.Interface, node string) (string, error) {
-	deadline := time.Now().Add(2 * time.Minute)
-	for time.Now().Before(deadline) {
+	var podCIDR string
+	err := wait.PollUntilContextTimeout(ctx, 500*time.Millisecond, 2*time.Minute, true, func(ctx context.Context) (bool, error) {
 		n, err := cs.CoreV1().Nodes().Get(ctx, node, metav1.GetOptions{})
-		if err == nil && n.Spec.PodCIDR != "" {
-			return n.Spec.PodCIDR, nil
+		if err != nil {
+			return false, nil
 		}
-		time.Sleep(500 * time.Millisecond)
+		podCIDR = n.Spec.PodCIDR
+		return podCIDR != "", nil
+	})
+	if err != nil {
+		return "", fmt.Errorf("node %s got no pod range within 2 minutes (the tenant's controller manager allocates it): %w", node, err)
 	}
-	return "", fmt.Errorf("node %s got no pod range within 2 minutes (the tenant's controller manager allocates it)", node)
+	return podCIDR, nil
 }
 
+// waitNodeReady waits for the node's Ready condition.
 func waitNodeReady(ctx context.Context, cs kubernetes.Interface, node string, timeout time.Duration) error {
-	deadline := time.Now().Add(timeout)
 	last := "not registered"
-	for time.Now().Before(deadline) {
+	err := wait.PollUntilContextTimeout(ctx, 500*time.Millisecond, timeout, true, func(ctx context.Context) (bool, error) {
 		n, err := cs.CoreV1().Nodes().Get(ctx, node, metav1.GetOptions{})
-		if err == nil {
-			for _, c := range n.Status.Conditions {
-				if c.Type == corev1.NodeReady {
-					if c.Status == corev1.ConditionTrue {
-						return nil
-					}
-					last = c.Reason + ": " + c.Message
+		if err != nil {
+			return false, nil
+		}
+		for _, c := range n.Status.Conditions {
+			if c.Type == corev1.NodeReady {
+				if c.Status == corev1.ConditionTrue {
+					return true, nil
 				}
+				last = c.Reason + ": " + c.Message
 			}
 		}
-		time.Sleep(500 * time.Millisecond)
+		return false, nil
+	})
+	if err != nil {
+		return fmt.Errorf("node %s not Ready within %s: %s (%w)", node, timeout, last, err)
 	}
-	return fmt.Errorf("node %s not Ready within %s: %s", node, timeout, last)
+	return nil
 }
 
 // SyncTenantRoutes gives every worker of a tenant routes to the others'

@@ -12,6 +12,8 @@ import (
 	"syscall"
 	"time"
 
+	"k8s.io/apimachinery/pkg/util/wait"
+
 	"kubinception.dev/kubinception/internal/local/hostproc"
 	"kubinception.dev/kubinception/internal/local/nodeconfig"
 	"kubinception.dev/kubinception/internal/local/supervisor"
@@ -153,7 +155,7 @@ func (w Worker) clearStale(ctx context.Context) {
 	if _, err := run(ctx, "ip", "link", "show", w.HostVeth()); err == nil {
 		_, _ = run(ctx, "ip", "link", "del", w.HostVeth())
 	}
-	hostproc.KillCgroup(w.CgroupRoot())
+	_ = hostproc.KillCgroup(ctx, w.CgroupRoot(), 10*time.Second)
 	_ = hostproc.RemoveCgroup(w.CgroupRoot())
 }
 
@@ -161,12 +163,12 @@ func (w Worker) clearStale(ctx context.Context) {
 // file) unless it exists, with the worker's directories bound over the
 // standard paths and its own /run/xtables.lock.
 func (w Worker) setupMountNS(ctx context.Context) error {
-	if isMountPoint(w.MountNS()) {
+	if hostproc.IsMountPoint(w.MountNS()) {
 		return nil
 	}
 	nsDir := w.Path("ns")
 	// A namespace can only be bound to a file on a private mount.
-	if !isMountPoint(nsDir) {
+	if !hostproc.IsMountPoint(nsDir) {
 		if _, err := run(ctx, "mount", "--bind", nsDir, nsDir); err != nil {
 			return err
 		}
@@ -187,31 +189,28 @@ func (w Worker) setupMountNS(ctx context.Context) error {
 	return nil
 }
 
-func isMountPoint(path string) bool {
-	data, err := os.ReadFile("/proc/self/mountinfo")
-	if err != nil {
-		return false
-	}
-	for _, line := range strings.Split(string(data), "\n") {
-		f := strings.Fields(line)
-		if len(f) > 4 && f[4] == path {
-			return true
-		}
-	}
-	return false
-}
-
 // Files are the worker supervisor's files.
 func (w Worker) Files() supervisor.Files {
 	return supervisor.Files{RunDir: w.Path("run"), LogDir: w.Path("logs")}
 }
 
-// StartDaemons writes the worker's containerd configuration and starts its
-// supervisor (containerd, then the kubelet) inside the worker's
-// namespaces. The kubelet exits until kubeadm join has written its
+// StartDaemons writes the worker's containerd and kubelet configuration
+// and starts its supervisor (containerd, then the kubelet) inside the
+// worker's namespaces. The kubelet exits until kubeadm join has written its
 // configuration; the supervisor retries it every two seconds.
 func (w Worker) StartDaemons(ctx context.Context, self, kubelet, pauseImage string) error {
+	const socket = "/run/containerd/containerd.sock"
 	if err := os.WriteFile(w.Path("config", "containerd.toml"), []byte(w.containerdConfig(pauseImage)), 0o644); err != nil {
+		return err
+	}
+	// What this machine needs, whatever the tenant's kubelet
+	// configuration (written by kubeadm join) says.
+	dropIns := w.Path("config", "kubelet.conf.d")
+	if err := os.MkdirAll(dropIns, 0o755); err != nil {
+		return err
+	}
+	machine := nodeconfig.Kubelet{RuntimeEndpoint: socket, CgroupRoot: w.CgroupRoot()}.Render("")
+	if err := os.WriteFile(filepath.Join(dropIns, "50-machine.conf"), []byte(machine), 0o644); err != nil {
 		return err
 	}
 	containerd, err := exec.LookPath("containerd")
@@ -219,24 +218,14 @@ func (w Worker) StartDaemons(ctx context.Context, self, kubelet, pauseImage stri
 		return err
 	}
 	spec := supervisor.Spec{Processes: []supervisor.Process{
-		{Name: "containerd", Path: containerd, Args: []string{"--config", w.Path("config", "containerd.toml")}, ReadySocket: "/run/containerd/containerd.sock"},
+		{Name: "containerd", Path: containerd, Args: []string{"--config", w.Path("config", "containerd.toml")}, ReadySocket: socket},
 		{Name: "kubelet", Path: kubelet, MaxBackoffSeconds: 2, Args: []string{
 			"--bootstrap-kubeconfig=/etc/kubernetes/bootstrap-kubelet.conf",
 			"--kubeconfig=/etc/kubernetes/kubelet.conf",
 			"--config=/var/lib/kubelet/config.yaml",
-			"--container-runtime-endpoint=unix:///run/containerd/containerd.sock",
+			"--config-dir=" + dropIns,
 			"--hostname-override=" + w.Node,
 			"--node-ip=" + w.IP().String(),
-			// What this machine needs, whatever the tenant's kubelet
-			// configuration says.
-			"--cgroup-driver=cgroupfs",
-			"--cgroup-root=" + w.CgroupRoot(),
-			"--fail-cgroupv1=false",
-			"--fail-swap-on=false",
-			"--oom-score-adj=0",
-			"--image-gc-high-threshold=100",
-			"--image-gc-low-threshold=99",
-			"--eviction-hard=memory.available<100Mi,nodefs.available<1%,imagefs.available<1%,nodefs.inodesFree<1%",
 		}},
 	}}
 	files := w.Files()
@@ -246,30 +235,21 @@ func (w Worker) StartDaemons(ctx context.Context, self, kubelet, pauseImage stri
 	if files.PID("supervisor") != 0 {
 		return supervisor.Reload(files)
 	}
-	logFile, err := os.OpenFile(files.LogPath("supervisor"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err := supervisor.Start(ctx, files, w.InNS(context.Background(), self, "admin", "supervise", "--root", w.Dir)); err != nil {
+		return err
+	}
+	err = wait.PollUntilContextTimeout(ctx, 200*time.Millisecond, time.Minute, true, func(ctx context.Context) (bool, error) {
+		c, err := os.Stat(w.ContainerdSocket())
+		if err != nil || c.Mode()&os.ModeSocket == 0 {
+			return false, nil
+		}
+		_, err = run(ctx, "ctr", "--address", w.ContainerdSocket(), "version")
+		return err == nil, nil
+	})
 	if err != nil {
-		return err
+		return fmt.Errorf("worker containerd did not start (%w); see %s and %s", err, files.LogPath("supervisor"), files.LogPath("containerd"))
 	}
-	defer logFile.Close()
-	cmd := w.InNS(context.Background(), self, "admin", "supervise", "--root", w.Dir)
-	cmd.Stdout, cmd.Stderr = logFile, logFile
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
-	if err := cmd.Start(); err != nil {
-		return err
-	}
-	_ = cmd.Process.Release()
-	deadline := time.Now().Add(60 * time.Second)
-	for {
-		if c, err := os.Stat(w.ContainerdSocket()); err == nil && c.Mode()&os.ModeSocket != 0 {
-			if _, err := run(ctx, "ctr", "--address", w.ContainerdSocket(), "version"); err == nil {
-				return nil
-			}
-		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("worker containerd did not start; see %s and %s", files.LogPath("supervisor"), files.LogPath("containerd"))
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
+	return nil
 }
 
 func (w Worker) containerdConfig(pauseImage string) string {
@@ -355,19 +335,25 @@ func (w Worker) SyncRoutes(ctx context.Context, routes []Route) error {
 // failures and reports them all.
 func (w Worker) Teardown(ctx context.Context, last bool) error {
 	var errs []error
-	if err := supervisor.Stop(w.Files(), 60*time.Second); err != nil {
+	if err := supervisor.Stop(ctx, w.Files(), 60*time.Second); err != nil {
 		errs = append(errs, err)
 	}
-	hostproc.KillCgroup(w.CgroupRoot())
-	for _, pid := range hostproc.Mentioning(w.Dir) {
-		_ = syscall.Kill(pid, syscall.SIGKILL)
+	// Pod processes, then what is left of the worker's own: above all
+	// containerd's shims, which nothing stops once containerd is gone.
+	if err := hostproc.KillCgroup(ctx, w.CgroupRoot(), 10*time.Second); err != nil {
+		errs = append(errs, err)
 	}
-	if isMountPoint(w.MountNS()) {
+	if err := hostproc.KillMatching(ctx, 10*time.Second, func(p hostproc.Process) bool {
+		return p.OwnedBy(w.Dir) || p.Mentions(w.Dir)
+	}); err != nil {
+		errs = append(errs, err)
+	}
+	if hostproc.IsMountPoint(w.MountNS()) {
 		if err := syscall.Unmount(w.MountNS(), syscall.MNT_DETACH); err != nil {
 			errs = append(errs, fmt.Errorf("unmount %s: %w", w.MountNS(), err))
 		}
 	}
-	if isMountPoint(w.Path("ns")) {
+	if hostproc.IsMountPoint(w.Path("ns")) {
 		_ = syscall.Unmount(w.Path("ns"), syscall.MNT_DETACH)
 	}
 	if _, err := os.Stat("/run/netns/" + w.NetNS()); err == nil {

@@ -1,0 +1,133 @@
+// Package benchkit is what the benchmark commands share: building the
+// binary under test, running and timing commands, waiting for tenants,
+// summarising samples and writing the Markdown reports.
+package benchkit
+
+import (
+	"cmp"
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"slices"
+	"strings"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/util/wait"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/tools/clientcmd"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	kv1 "kubinception.dev/kubinception/api/v1alpha1"
+	"kubinception.dev/kubinception/internal/operator"
+)
+
+// BuildBinary builds kubinception from the repository (the working
+// directory) into dir and returns its path.
+func BuildBinary(dir string) (string, error) {
+	bin := filepath.Join(dir, "kubinception")
+	_, err := Run(nil, "go", "build", "-ldflags", "-s -w", "-o", bin, "./cmd/kubinception")
+	return bin, err
+}
+
+// Run runs a command with env added to this process's environment (and
+// CGO off, for builds) and returns its combined output; an error carries
+// the output.
+func Run(env []string, name string, args ...string) (string, error) {
+	c := exec.Command(name, args...)
+	c.Env = append(append(os.Environ(), "CGO_ENABLED=0"), env...)
+	out, err := c.CombinedOutput()
+	if err != nil {
+		return string(out), fmt.Errorf("%s %s: %w\n%s", name, strings.Join(args, " "), err, out)
+	}
+	return string(out), nil
+}
+
+// Timed runs a command like Run and returns how long it took.
+func Timed(env []string, name string, args ...string) (time.Duration, error) {
+	start := time.Now()
+	_, err := Run(env, name, args...)
+	return time.Since(start), err
+}
+
+// Median is the middle sample (the upper one of an even count).
+func Median[T cmp.Ordered](samples []T) T {
+	s := slices.Clone(samples)
+	slices.Sort(s)
+	return s[len(s)/2]
+}
+
+// Worst is the largest sample.
+func Worst[T cmp.Ordered](samples []T) T { return slices.Max(samples) }
+
+// Ratio is a / b.
+func Ratio(a, b time.Duration) float64 { return float64(a) / float64(b) }
+
+// Machine describes where a benchmark ran, e.g. "vm (2 cores)".
+func Machine() string {
+	h, _ := os.Hostname()
+	return fmt.Sprintf("%s (%d cores)", h, runtime.NumCPU())
+}
+
+// Now is the time a report is stamped with.
+func Now() string { return time.Now().UTC().Format("2006-01-02 15:04 UTC") }
+
+// WriteReport prints a report and writes it to path.
+func WriteReport(path, report string) error {
+	fmt.Print(report)
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return err
+	}
+	return os.WriteFile(path, []byte(report), 0o644)
+}
+
+// AdminClient connects to the admin cluster with a rate limit high enough
+// for a benchmark that polls many tenants.
+func AdminClient(kubeconfig string) (client.Client, error) {
+	rc, err := clientcmd.BuildConfigFromFlags("", kubeconfig)
+	if err != nil {
+		return nil, err
+	}
+	rc.QPS, rc.Burst = 200, 400
+	return client.New(rc, client.Options{Scheme: operator.Scheme()})
+}
+
+// TenantClient connects to a tenant with its admin kubeconfig.
+func TenantClient(ctx context.Context, c client.Client, tc *kv1.TenantCluster) (kubernetes.Interface, error) {
+	s := &corev1.Secret{}
+	if err := c.Get(ctx, types.NamespacedName{Namespace: tc.Namespace, Name: tc.Status.AdminKubeconfigSecret}, s); err != nil {
+		return nil, err
+	}
+	rc, err := clientcmd.RESTConfigFromKubeConfig(s.Data["kubeconfig"])
+	if err != nil {
+		return nil, err
+	}
+	rc.Timeout = 5 * time.Second
+	return kubernetes.NewForConfig(rc)
+}
+
+// WaitTenantUsable waits until the tenant is Ready and its API server
+// answers /readyz with the tenant's admin kubeconfig, polling every 100ms.
+func WaitTenantUsable(ctx context.Context, c client.Client, key types.NamespacedName, timeout time.Duration) (*kv1.TenantCluster, error) {
+	tc := &kv1.TenantCluster{}
+	err := wait.PollUntilContextTimeout(ctx, 100*time.Millisecond, timeout, true, func(ctx context.Context) (bool, error) {
+		if err := c.Get(ctx, key, tc); err != nil || !meta.IsStatusConditionTrue(tc.Status.Conditions, kv1.ConditionReady) {
+			return false, nil
+		}
+		cs, err := TenantClient(ctx, c, tc)
+		if err != nil {
+			return false, nil
+		}
+		body, err := cs.Discovery().RESTClient().Get().AbsPath("/readyz").DoRaw(ctx)
+		return err == nil && string(body) == "ok", nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("tenant %s not Ready and usable within %s: %w", key, timeout, err)
+	}
+	return tc, nil
+}

@@ -1,0 +1,105 @@
+package hostproc
+
+import (
+	"context"
+	"os"
+	"os/exec"
+	"slices"
+	"testing"
+	"time"
+)
+
+func TestWithin(t *testing.T) {
+	tests := []struct {
+		path, dir string
+		want      bool
+	}{
+		{"/var/lib/kubinception", "/var/lib/kubinception", true},
+		{"/var/lib/kubinception/workers/1/1/run", "/var/lib/kubinception", true},
+		{"/var/lib/kubinception/", "/var/lib/kubinception", true},
+		{"/var/lib/kubinception-e2e/run", "/var/lib/kubinception", false},
+		{"/var/lib", "/var/lib/kubinception", false},
+		{"", "/var/lib/kubinception", false},
+	}
+	for _, tt := range tests {
+		if got := Within(tt.path, tt.dir); got != tt.want {
+			t.Errorf("Within(%q, %q) = %v, want %v", tt.path, tt.dir, got, tt.want)
+		}
+	}
+}
+
+func TestMountPointsIn(t *testing.T) {
+	const mountinfo = `22 1 8:1 / / rw,relatime shared:1 - ext4 /dev/sda1 rw
+90 22 0:50 / /var/lib/kubinception/containerd/state/io.containerd.grpc.v1.cri/sandboxes/abc/shm rw - tmpfs shm rw
+91 22 0:51 / /var/lib/kubinception-e2e/kubelet/pods/x rw - tmpfs tmpfs rw
+92 22 0:52 / /var/lib/kubinception/with\040space rw - tmpfs tmpfs rw
+93 22 0:53 / /var/lib/kubinception rw - tmpfs tmpfs rw
+`
+	got := mountPointsIn(mountinfo, "/var/lib/kubinception")
+	want := []string{
+		"/var/lib/kubinception/containerd/state/io.containerd.grpc.v1.cri/sandboxes/abc/shm",
+		"/var/lib/kubinception/with space",
+		"/var/lib/kubinception",
+	}
+	if !slices.Equal(got, want) {
+		t.Fatalf("mountPointsIn = %q, want %q", got, want)
+	}
+}
+
+func TestListeningInodes(t *testing.T) {
+	const table = `  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode
+   0: 0100007F:2710 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 1111 1 0000000000000000 100 0 0 10 0
+   1: 0100007F:2710 0100007F:D2F0 01 00000000:00000000 00:00000000 00000000     0        0 2222 1 0000000000000000 20 4 30 10 -1
+   2: 00000000:1A0B 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 3333 1 0000000000000000 100 0 0 10 0
+`
+	if got := listeningInodes(table, 10000); !slices.Equal(got, []string{"1111"}) {
+		t.Errorf("port 10000: %v, want [1111] (the established connection is not a listener)", got)
+	}
+	if got := listeningInodes(table, 6667); !slices.Equal(got, []string{"3333"}) {
+		t.Errorf("port 6667: %v, want [3333]", got)
+	}
+	if got := listeningInodes("", 80); len(got) != 0 {
+		t.Errorf("empty table: %v", got)
+	}
+}
+
+// TestFindOwnedAndKill starts a child marked as owned by a directory, finds
+// it by its mark and kills it: the path teardown takes for a shim.
+func TestFindOwnedAndKill(t *testing.T) {
+	dir := t.TempDir()
+	cmd := exec.Command("sleep", "300")
+	cmd.Env = append(os.Environ(), OwnerEnv+"="+dir+"/run")
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan struct{})
+	go func() { _ = cmd.Wait(); close(exited) }()
+	t.Cleanup(func() { _ = cmd.Process.Kill(); <-exited })
+	pid := cmd.Process.Pid
+
+	owned := func(p Process) bool { return p.OwnedBy(dir) }
+	found := Find(owned)
+	if !slices.Equal(PIDs(found), []int{pid}) {
+		t.Fatalf("Find(owned by %s) = %v, want only the child %d", dir, PIDs(found), pid)
+	}
+	if p := found[0]; p.Name() != "sleep" || p.Cmdline() != "sleep 300" {
+		t.Errorf("child seen as name %q, command line %q", p.Name(), p.Cmdline())
+	}
+	if other := Find(func(p Process) bool { return p.OwnedBy(dir + "-other") }); len(other) != 0 {
+		t.Errorf("a sibling directory owns %v", PIDs(other))
+	}
+	if self := Self(); self.MountNS == "" || found[0].MountNS != self.MountNS {
+		t.Errorf("mount namespaces: child %q, self %q", found[0].MountNS, self.MountNS)
+	}
+	if err := KillMatching(context.Background(), 10*time.Second, owned); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-exited:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the child still runs after KillMatching returned")
+	}
+	if Alive(pid) {
+		t.Errorf("pid %d is alive after it was reaped", pid)
+	}
+}

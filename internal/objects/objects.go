@@ -1,0 +1,75 @@
+package objects
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"sort"
+
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
+)
+
+// FieldOwner is the server-side apply field manager of everything the
+// operator writes.
+const FieldOwner = client.FieldOwner("kubinception")
+
+// ManagedBy labels every object the operator creates; the operator's cache
+// only holds objects with it.
+const (
+	ManagedBy      = "app.kubernetes.io/managed-by"
+	ManagedByValue = "kubinception"
+)
+
+// Apply server-side applies obj with the operator's field owner and label,
+// controlled by owner, and reads the result back into obj. extraLabels are
+// added to obj's own.
+func Apply(ctx context.Context, c client.Client, owner, obj client.Object, extraLabels map[string]string) error {
+	labels := obj.GetLabels()
+	if labels == nil {
+		labels = map[string]string{}
+	}
+	for k, v := range extraLabels {
+		labels[k] = v
+	}
+	labels[ManagedBy] = ManagedByValue
+	obj.SetLabels(labels)
+	if err := controllerutil.SetControllerReference(owner, obj, c.Scheme()); err != nil {
+		return err
+	}
+	obj.SetManagedFields(nil)
+	obj.SetResourceVersion("")
+	//nolint:staticcheck // typed objects with server-side apply
+	return c.Patch(ctx, obj, client.Apply, client.ForceOwnership, FieldOwner)
+}
+
+// SameData says whether two Secrets' data are equal.
+func SameData(a, b map[string][]byte) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for k, v := range a {
+		if w, ok := b[k]; !ok || string(w) != string(v) {
+			return false
+		}
+	}
+	return true
+}
+
+// HashData hashes a Secret's data in key order; a pod template annotated
+// with it rolls when the data changes.
+func HashData(data map[string][]byte) string {
+	keys := make([]string, 0, len(data))
+	for k := range data {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	h := sha256.New()
+	for _, k := range keys {
+		h.Write([]byte(k))
+		h.Write([]byte{0})
+		h.Write(data[k])
+		h.Write([]byte{0})
+	}
+	return hex.EncodeToString(h.Sum(nil))[:16]
+}
