@@ -47,7 +47,7 @@ func isDenied(err error) bool {
 	return errors.Is(err, rpctypes.ErrPermissionDenied) || (err != nil && strings.Contains(err.Error(), "permission denied"))
 }
 
-func TestTenancyIsolation(t *testing.T) {
+func TestTenancyLifecycle(t *testing.T) {
 	e := startEtcd(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
@@ -74,28 +74,10 @@ func TestTenancyIsolation(t *testing.T) {
 		t.Fatalf("tenant A reading its prefix: count=%v err=%v", resp, err)
 	}
 
-	denied := []struct {
-		name string
-		op   func() error
-	}{
-		{"read B's key", func() error { _, err := ca.Get(ctx, b.Prefix+"/registry/secrets/x"); return err }},
-		{"list B's prefix", func() error { _, err := ca.Get(ctx, b.Prefix, clientv3.WithPrefix()); return err }},
-		{"write into B's prefix", func() error { _, err := ca.Put(ctx, b.Prefix+"/registry/secrets/y", "evil"); return err }},
-		{"delete B's prefix", func() error { _, err := ca.Delete(ctx, b.Prefix, clientv3.WithPrefix()); return err }},
-		{"read the root /", func() error { _, err := ca.Get(ctx, "/", clientv3.WithPrefix()); return err }},
-		{"read everything", func() error { _, err := ca.Get(ctx, "", clientv3.WithFromKey()); return err }},
-		{"write at the root", func() error { _, err := ca.Put(ctx, "/x", "evil"); return err }},
-		{"write outside /tenants", func() error { _, err := ca.Put(ctx, "/registry/secrets/x", "evil"); return err }},
-		{"read /tenants", func() error { _, err := ca.Get(ctx, TenantsPrefix, clientv3.WithPrefix()); return err }},
-		{"grant itself a role", func() error { _, err := ca.UserGrantRole(ctx, a.User, "root"); return err }},
-		{"list users", func() error { _, err := ca.UserList(ctx); return err }},
-	}
-	for _, d := range denied {
-		t.Run("tenant A may not "+d.name, func(t *testing.T) {
-			if err := d.op(); !isDenied(err) {
-				t.Fatalf("want permission denied from etcd, got %v", err)
-			}
-		})
+	// What tenants may not do is the isolation scenario (isolation_test.go),
+	// run against etcd directly and through the gateway.
+	if _, err := ca.Get(ctx, b.Prefix, clientv3.WithPrefix()); !isDenied(err) {
+		t.Fatalf("tenant A reading B's prefix: want permission denied, got %v", err)
 	}
 	resp, err := e.root.Get(ctx, b.Prefix+"/registry/secrets/x")
 	if err != nil || len(resp.Kvs) != 1 || string(resp.Kvs[0].Value) != "b-secret" {

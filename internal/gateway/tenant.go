@@ -70,7 +70,7 @@ func (ts *tenants) identify(ctx context.Context) (*tenant, error) {
 	cn := info.State.VerifiedChains[0][0].Subject.CommonName
 	tn, err := datastore.TenancyForUser(cn)
 	if err != nil {
-		return nil, status.Error(codes.PermissionDenied, fmt.Sprintf("certificate %q does not name a tenant", cn))
+		return nil, status.Error(codes.PermissionDenied, fmt.Sprintf("etcdserver: permission denied: certificate %q does not name a tenant", cn))
 	}
 	t := ts.get(tn)
 	if _, err := t.currentLimits(ts.g.cfg.Policy, ts.g.cfg.PolicyRefresh, time.Now()); err != nil {
