@@ -1,0 +1,216 @@
+package testenv
+
+import (
+	"bytes"
+	"fmt"
+	"os"
+	"sync"
+	"testing"
+	"time"
+
+	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/client-go/rest"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/envtest"
+
+	kv1 "kubinception.dev/kubinception/api/v1alpha1"
+	"kubinception.dev/kubinception/internal/install"
+)
+
+// APIServer is a real kube-apiserver with an etcd of its own, both from the
+// component build, started by controller-runtime's envtest with the
+// kubinception CRDs installed exactly as `kubinception install` renders
+// them. Nothing else runs: no controller manager (so no garbage collection
+// and no Deployment controller) and no kubelet.
+type APIServer struct {
+	// Config reaches the API server as a member of system:masters.
+	Config *rest.Config
+	// Client reads and writes through the API server, without a cache.
+	Client client.Client
+
+	env *envtest.Environment
+	log *syncBuffer
+}
+
+// APIServerOptions shape a dedicated API server.
+type APIServerOptions struct {
+	// ServiceCIDR is the API server's --service-cluster-ip-range; empty
+	// keeps envtest's 10.0.0.0/24.
+	ServiceCIDR string
+}
+
+// Scheme knows the built-in kinds and kubinception's.
+func Scheme() *runtime.Scheme {
+	s := runtime.NewScheme()
+	if err := clientgoscheme.AddToScheme(s); err != nil {
+		panic(err)
+	}
+	if err := kv1.AddToScheme(s); err != nil {
+		panic(err)
+	}
+	return s
+}
+
+// StartAPIServer starts an API server for tb alone and stops it when tb
+// ends. Most tests share one per package instead (SharedAPIServer); a
+// dedicated one is for a test that needs flags of its own.
+func StartAPIServer(tb testing.TB, o APIServerOptions) *APIServer {
+	tb.Helper()
+	bins := FindBinaries(tb)
+	a, err := startAPIServer(bins, o)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() {
+		if tb.Failed() {
+			tb.Logf("kube-apiserver and etcd output (last %d bytes):\n%s", maxLog, a.log.String())
+		}
+		if err := a.stop(); err != nil {
+			tb.Errorf("stop the API server: %v", err)
+		}
+	})
+	return a
+}
+
+// The package's shared API server, started by the first test that asks for
+// it and stopped by Main.
+var shared struct {
+	mu      sync.Mutex
+	main    bool
+	started bool
+	a       *APIServer
+	err     error
+}
+
+// SharedAPIServer returns the test package's API server, starting it on
+// first use. The package's TestMain must be testenv.Main, which stops it
+// after the last test: envtest's processes do not die with the test
+// binary. Tests sharing it must keep to objects of their own (a namespace
+// or names of their own).
+func SharedAPIServer(tb testing.TB) *APIServer {
+	tb.Helper()
+	bins := FindBinaries(tb)
+	shared.mu.Lock()
+	defer shared.mu.Unlock()
+	if !shared.main {
+		tb.Fatal("SharedAPIServer needs `func TestMain(m *testing.M) { testenv.Main(m) }` in the test package, which stops the API server after the tests")
+	}
+	if !shared.started {
+		shared.started = true
+		shared.a, shared.err = startAPIServer(bins, APIServerOptions{})
+	}
+	if shared.err != nil {
+		tb.Fatalf("the shared API server did not start: %v", shared.err)
+	}
+	return shared.a
+}
+
+// Main runs the package's tests and then stops the shared API server, if
+// a test started it; it exits with the tests' status.
+func Main(m *testing.M) {
+	shared.mu.Lock()
+	shared.main = true
+	shared.mu.Unlock()
+	code := m.Run()
+	shared.mu.Lock()
+	defer shared.mu.Unlock()
+	if shared.a != nil {
+		if code != 0 {
+			fmt.Fprintf(os.Stderr, "shared kube-apiserver and etcd output (last %d bytes):\n%s\n", maxLog, shared.a.log.String())
+		}
+		if err := shared.a.stop(); err != nil {
+			fmt.Fprintf(os.Stderr, "stop the shared API server: %v\n", err)
+			if code == 0 {
+				code = 1
+			}
+		}
+	}
+	os.Exit(code)
+}
+
+// startTimeout bounds the start of each process; generous because the
+// whole test suite shares two cores while it compiles.
+const startTimeout = 90 * time.Second
+
+func startAPIServer(bins Binaries, o APIServerOptions) (*APIServer, error) {
+	crds, err := crds()
+	if err != nil {
+		return nil, err
+	}
+	log := &syncBuffer{}
+	env := &envtest.Environment{
+		Scheme:                   Scheme(),
+		CRDs:                     crds,
+		ControlPlaneStartTimeout: startTimeout,
+		ControlPlaneStopTimeout:  30 * time.Second,
+	}
+	f := false
+	env.UseExistingCluster = &f
+	api := env.ControlPlane.GetAPIServer()
+	api.Path = bins.KubeAPIServer
+	api.Out, api.Err = log, log
+	if o.ServiceCIDR != "" {
+		api.Configure().Set("service-cluster-ip-range", o.ServiceCIDR)
+	}
+	env.ControlPlane.Etcd = &envtest.Etcd{Path: bins.Etcd, Out: log, Err: log}
+	cfg, err := env.Start()
+	if err != nil {
+		_ = env.Stop()
+		return nil, fmt.Errorf("start kube-apiserver (%s) and etcd (%s): %w\n%s", bins.KubeAPIServer, bins.Etcd, err, log.String())
+	}
+	c, err := client.New(cfg, client.Options{Scheme: env.Scheme})
+	if err != nil {
+		_ = env.Stop()
+		return nil, err
+	}
+	return &APIServer{Config: cfg, Client: c, env: env, log: log}, nil
+}
+
+func (a *APIServer) stop() error { return a.env.Stop() }
+
+// crds are the CustomResourceDefinitions `kubinception install` applies.
+func crds() ([]*apiextensionsv1.CustomResourceDefinition, error) {
+	objs, err := install.CRDs()
+	if err != nil {
+		return nil, err
+	}
+	var out []*apiextensionsv1.CustomResourceDefinition
+	for _, u := range objs {
+		crd := &apiextensionsv1.CustomResourceDefinition{}
+		if err := runtime.DefaultUnstructuredConverter.FromUnstructured(u.Object, crd); err != nil {
+			return nil, fmt.Errorf("CRD %s: %w", u.GetName(), err)
+		}
+		out = append(out, crd)
+	}
+	if len(out) == 0 {
+		return nil, fmt.Errorf("install.CRDs returned no CRDs")
+	}
+	return out, nil
+}
+
+// maxLog bounds the process output kept for diagnostics.
+const maxLog = 16 << 10
+
+// syncBuffer keeps the last maxLog bytes the processes wrote.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.buf.Write(p)
+	if extra := b.buf.Len() - maxLog; extra > 0 {
+		b.buf.Next(extra)
+	}
+	return len(p), nil
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
