@@ -58,7 +58,7 @@ type GatewaySpec struct {
 	Replicas *int32 `json:"replicas,omitempty"`
 	// DefaultLimits are each tenant's request and byte rates unless the
 	// tenant overrides them.
-	// +kubebuilder:default={requestsPerSecond: 500, writeBytesPerSecond: "8Mi"}
+	// +kubebuilder:default={requestsPerSecond: 500, bytesPerSecond: "32Mi"}
 	// +optional
 	DefaultLimits TenantRateLimits `json:"defaultLimits,omitempty"`
 	// Resources of each gateway container.

@@ -162,9 +162,9 @@ type TenantRateLimits struct {
 	// +kubebuilder:validation:Minimum=1
 	// +optional
 	RequestsPerSecond *int32 `json:"requestsPerSecond,omitempty"`
-	// WriteBytesPerSecond is the sustained rate of bytes written.
+	// BytesPerSecond is the sustained rate of bytes written and read.
 	// +optional
-	WriteBytesPerSecond *resource.Quantity `json:"writeBytesPerSecond,omitempty"`
+	BytesPerSecond *resource.Quantity `json:"bytesPerSecond,omitempty"`
 }
 
 // NetworkSpec holds the tenant cluster's address ranges.

@@ -419,8 +419,8 @@ func (in *TenantRateLimits) DeepCopyInto(out *TenantRateLimits) {
 		*out = new(int32)
 		**out = **in
 	}
-	if in.WriteBytesPerSecond != nil {
-		in, out := &in.WriteBytesPerSecond, &out.WriteBytesPerSecond
+	if in.BytesPerSecond != nil {
+		in, out := &in.BytesPerSecond, &out.BytesPerSecond
 		x := (*in).DeepCopy()
 		*out = &x
 	}

@@ -9,7 +9,7 @@ import (
 type Limits struct {
 	QuotaBytes          int64
 	RequestsPerSecond   int64
-	WriteBytesPerSecond int64
+	BytesPerSecond int64
 }
 
 // TenantLimits are a tenant's limits in force: its own settings where it
@@ -27,15 +27,15 @@ func TenantLimits(tc *kv1.TenantCluster, ds *kv1.Datastore) Limits {
 		if o.RequestsPerSecond != nil {
 			rates.RequestsPerSecond = o.RequestsPerSecond
 		}
-		if o.WriteBytesPerSecond != nil {
-			rates.WriteBytesPerSecond = o.WriteBytesPerSecond
+		if o.BytesPerSecond != nil {
+			rates.BytesPerSecond = o.BytesPerSecond
 		}
 	}
 	if rates.RequestsPerSecond != nil {
 		l.RequestsPerSecond = int64(*rates.RequestsPerSecond)
 	}
-	if rates.WriteBytesPerSecond != nil {
-		l.WriteBytesPerSecond = rates.WriteBytesPerSecond.Value()
+	if rates.BytesPerSecond != nil {
+		l.BytesPerSecond = rates.BytesPerSecond.Value()
 	}
 	return l
 }
