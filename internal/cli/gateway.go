@@ -7,16 +7,18 @@ import (
 
 	"github.com/spf13/cobra"
 	"k8s.io/apimachinery/pkg/api/resource"
+	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 
 	"kubinception.dev/kubinception/internal/datastore"
 	"kubinception.dev/kubinception/internal/gateway"
+	"kubinception.dev/kubinception/internal/gatewaypolicy"
 )
 
 func newGatewayCommand() *cobra.Command {
 	cfg := gateway.DefaultConfig()
 	def := cfg.Policy.(gateway.StaticPolicy).Default
-	var endpoints, caFile, certFile, keyFile string
+	var endpoints, caFile, certFile, keyFile, datastoreName string
 	quota := resource.NewQuantity(def.QuotaBytes, resource.BinarySI).String()
 	cmd := &cobra.Command{
 		Use:   "gateway",
@@ -40,6 +42,17 @@ It alone holds a datastore credential (--datastore-*).`,
 			}
 			def.QuotaBytes = q.Value()
 			cfg.Policy = gateway.StaticPolicy{Default: def}
+			if datastoreName != "" {
+				// In the admin cluster each tenant's limits come from
+				// its TenantCluster and the Datastore's defaults.
+				rc, err := ctrl.GetConfig()
+				if err != nil {
+					return fmt.Errorf("--datastore needs the admin cluster's API: %w", err)
+				}
+				if cfg.Policy, err = gatewaypolicy.Start(cmd.Context(), rc, datastoreName); err != nil {
+					return err
+				}
+			}
 			g, err := gateway.New(cfg)
 			if err != nil {
 				return err
@@ -57,6 +70,7 @@ It alone holds a datastore credential (--datastore-*).`,
 	f.StringVar(&caFile, "datastore-ca-file", "", "CA of the datastore members' serving certificates")
 	f.StringVar(&certFile, "datastore-cert-file", "", "the gateway's client certificate on the datastore (etcd user root)")
 	f.StringVar(&keyFile, "datastore-key-file", "", "key of --datastore-cert-file")
+	f.StringVar(&datastoreName, "datastore", "", "name of the Datastore served: limits come from its TenantClusters and defaults in the admin cluster, and tenants without a TenantCluster on it are refused (the --default-* flags apply when empty)")
 	f.StringVar(&quota, "default-quota-bytes", quota, "bytes of keys and values each tenant may keep (0: no quota)")
 	f.Float64Var(&def.RequestsPerSecond, "default-request-rate", def.RequestsPerSecond, "requests per second each tenant may send (0: no limit)")
 	f.Float64Var(&def.BytesPerSecond, "default-byte-rate", def.BytesPerSecond, "bytes per second each tenant may write and read (0: no limit)")

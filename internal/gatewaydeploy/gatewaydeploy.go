@@ -43,6 +43,10 @@ const (
 	FileCAKey  = "ca.key"
 )
 
+// ServiceAccount is the gateway pods' account: read-only on TenantClusters
+// and Datastores (kubinception install creates it and its role).
+const ServiceAccount = "kubinception-gateway"
+
 // Names of a Datastore's gateway objects. The tenant CA's key lives in a
 // Secret of its own that no pod mounts: only the operator issues tenants'
 // certificates.
@@ -107,13 +111,13 @@ func Args(p Params) []string {
 		"--datastore=" + p.Datastore,
 		fmt.Sprintf("--listen-address=:%d", ClientPort),
 		fmt.Sprintf("--http-address=:%d", HTTPPort),
-		"--serving-cert=" + f(FileServingCert),
-		"--serving-key=" + f(FileServingKey),
-		"--tenant-ca=" + f(FileTenantCA),
+		"--tls-cert-file=" + f(FileServingCert),
+		"--tls-key-file=" + f(FileServingKey),
+		"--tenant-ca-file=" + f(FileTenantCA),
 		"--datastore-endpoints=" + strings.Join(p.DatastoreEndpoints, ","),
-		"--datastore-ca=" + f(FileDatastoreCA),
-		"--datastore-cert=" + f(FileDatastoreCert),
-		"--datastore-key=" + f(FileDatastoreKey),
+		"--datastore-ca-file=" + f(FileDatastoreCA),
+		"--datastore-cert-file=" + f(FileDatastoreCert),
+		"--datastore-key-file=" + f(FileDatastoreKey),
 	}
 	return append(args, p.ExtraArgs...)
 }
@@ -160,8 +164,10 @@ func Deployment(p Params) *appsv1.Deployment {
 			Template: corev1.PodTemplateSpec{
 				ObjectMeta: metav1.ObjectMeta{Labels: labels, Annotations: map[string]string{AnnotationSecretHash: p.SecretHash}},
 				Spec: corev1.PodSpec{
-					AutomountServiceAccountToken: &noEscalation,
-					SecurityContext:              &corev1.PodSecurityContext{RunAsNonRoot: &nonRoot, RunAsUser: &uid, RunAsGroup: &uid},
+					// The gateway reads TenantClusters and its Datastore
+					// (limits) with a read-only account of its own.
+					ServiceAccountName: ServiceAccount,
+					SecurityContext:    &corev1.PodSecurityContext{RunAsNonRoot: &nonRoot, RunAsUser: &uid, RunAsGroup: &uid},
 					Affinity: &corev1.Affinity{PodAntiAffinity: &corev1.PodAntiAffinity{
 						PreferredDuringSchedulingIgnoredDuringExecution: []corev1.WeightedPodAffinityTerm{{
 							Weight: 100,
