@@ -6,16 +6,19 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/types"
+	certutil "k8s.io/client-go/util/cert"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	kv1 "kubinception.dev/kubinception/api/v1alpha1"
 	"kubinception.dev/kubinception/internal/pki"
 )
 
-// The Secret contract of a Datastore: its CA Secret holds the CA that
-// signed the members' serving certificates and signs the clients the
-// operator issues; its root Secret holds the client certificate of the
-// etcd user "root", with which the operator manages tenants.
+// The Secret contract of a Datastore: its CA Secret holds the certificate
+// of the CA that signed the members' serving certificates (its key, if the
+// Secret has one, is not needed: tenants' certificates come from each
+// gateway's own CA); its root Secret holds the client certificate of the
+// etcd user "root", with which the operator manages tenants and the
+// gateway serves them.
 const (
 	SecretCACert   = "ca.crt"
 	SecretCAKey    = "ca.key"
@@ -23,11 +26,10 @@ const (
 	SecretRootKey  = "tls.key"
 )
 
-// Access is what the operator needs of one Datastore: the root
-// credentials and the CA key pair.
+// Access is what the operator needs of one Datastore: its endpoints, the
+// members' CA and the root credential.
 type Access struct {
 	Credentials Credentials
-	CA          *pki.KeyPair
 }
 
 // SecretError says which Secret of a Datastore is missing or malformed and
@@ -59,10 +61,10 @@ func LoadAccess(ctx context.Context, r client.Reader, ds *kv1.Datastore) (Access
 	if err != nil {
 		return Access{}, err
 	}
-	ca, err := pki.ParseKeyPair(caSecret.Data[SecretCACert], caSecret.Data[SecretCAKey])
-	if err != nil {
+	caPEM := caSecret.Data[SecretCACert]
+	if _, err := certutil.ParseCertsPEM(caPEM); err != nil {
 		return Access{}, &SecretError{Datastore: ds.Name, Secret: ds.Spec.CASecretRef,
-			Err: fmt.Errorf("needs %s and %s of the datastore's CA: %w", SecretCACert, SecretCAKey, err)}
+			Err: fmt.Errorf("needs %s, the certificate of the CA that signed the members' serving certificates: %w", SecretCACert, err)}
 	}
 	rootSecret, err := read(ds.Spec.RootSecretRef)
 	if err != nil {
@@ -73,7 +75,6 @@ func LoadAccess(ctx context.Context, r client.Reader, ds *kv1.Datastore) (Access
 			Err: fmt.Errorf("needs the root client certificate as %s and %s: %w", SecretRootCert, SecretRootKey, err)}
 	}
 	return Access{
-		Credentials: Credentials{Endpoints: ds.Spec.Endpoints, CAPEM: ca.CertPEM, CertPEM: rootSecret.Data[SecretRootCert], KeyPEM: rootSecret.Data[SecretRootKey]},
-		CA:          ca,
+		Credentials: Credentials{Endpoints: ds.Spec.Endpoints, CAPEM: caPEM, CertPEM: rootSecret.Data[SecretRootCert], KeyPEM: rootSecret.Data[SecretRootKey]},
 	}, nil
 }
