@@ -65,7 +65,7 @@ chart in deploy/helm/kubinception renders the same objects.`,
 	fl.StringVarP(&f.output, "output", "o", "", "format of --dry-run: "+strings.Join(install.OutputFormats, " or ")+" (default yaml)")
 	fl.StringVar(&o.Image, "image", "", "operator image (default: this binary, imported into the local admin cluster)")
 	fl.StringVar(&f.pullPolicy, "image-pull-policy", string(d.ImagePullPolicy), "pull policy of the operator image: Always, IfNotPresent or Never")
-	fl.StringVar(&o.Registry, "image-registry", d.Registry, "registry of tenant control-plane images")
+	fl.StringVar(&o.Registry, "image-registry", d.Registry, "registry of tenant control-plane images (default on the local admin cluster: the one admin up imported them under)")
 	fl.Int32Var(&o.Replicas, "replicas", d.Replicas, "operator replicas (more than one needs --leader-elect)")
 	fl.BoolVar(&o.LeaderElection, "leader-elect", d.LeaderElection, "elect a leader so only one replica reconciles")
 	fl.StringVar(&f.requests, "requests", quantities(d.Resources.Requests), `resource requests of the operator container, NAME=QUANTITY,... ("" for none)`)
@@ -117,15 +117,23 @@ func runInstall(cmd *cobra.Command, f installFlags, o install.Options) error {
 	}
 
 	var self *localImage
-	if o.Image == "" {
-		if _, err := os.Stat(filepath.Join(f.root, "run", "containerd.sock")); err != nil {
-			return fmt.Errorf("--image is required when the admin cluster is not the local one (no containerd socket under %s, see --root)", f.root)
+	if _, err := os.Stat(filepath.Join(f.root, "run", "containerd.sock")); err == nil {
+		// The local admin cluster: its images are imported under the
+		// registry name admin up was given.
+		if !cmd.Flags().Changed("image-registry") {
+			if o.Registry, err = localRegistry(f.root); err != nil {
+				return err
+			}
 		}
-		img, err := selfImage(f.root)
-		if err != nil {
-			return err
+		if o.Image == "" {
+			img, err := selfImage(f.root)
+			if err != nil {
+				return err
+			}
+			self, o.Image = &img, img.ref
 		}
-		self, o.Image = &img, img.ref
+	} else if o.Image == "" {
+		return fmt.Errorf("--image is required when the admin cluster is not the local one (no containerd socket under %s, see --root)", f.root)
 	}
 	objs, err := install.Render(o)
 	if err != nil {
@@ -242,16 +250,32 @@ type localImage struct {
 	self, tag, ref string
 }
 
+// loadLocal reads the local admin cluster's recorded configuration.
+func loadLocal(root string) (admincluster.Config, error) {
+	c, ok, err := admincluster.LoadSaved(root)
+	if err != nil {
+		return c, err
+	}
+	if !ok {
+		return c, fmt.Errorf("no local admin cluster configuration under %s: run kubinception admin up, or pass --image and --image-registry", root)
+	}
+	return c, nil
+}
+
+// localRegistry is the registry name the local admin cluster's images are
+// imported under.
+func localRegistry(root string) (string, error) {
+	c, err := loadLocal(root)
+	return c.Images.Registry, err
+}
+
 // selfImage names the image this binary is imported as into the local
 // admin cluster. Nothing is imported yet, so a dry run can name the image
 // without changing anything.
 func selfImage(root string) (localImage, error) {
-	c, ok, err := admincluster.LoadSaved(root)
+	c, err := loadLocal(root)
 	if err != nil {
 		return localImage{}, err
-	}
-	if !ok {
-		return localImage{}, fmt.Errorf("no local admin cluster configuration under %s: run kubinception admin up, or pass --image", root)
 	}
 	self, tag, err := selfBinary()
 	if err != nil {
@@ -268,7 +292,7 @@ func importSelf(ctx context.Context, root string, img localImage) error {
 	if err := admincluster.RequireRoot("kubinception install (on the local admin cluster)"); err != nil {
 		return err
 	}
-	c, _, err := admincluster.LoadSaved(root)
+	c, err := loadLocal(root)
 	if err != nil {
 		return err
 	}

@@ -1,0 +1,260 @@
+package e2e
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"sort"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/types"
+	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
+	"sigs.k8s.io/yaml"
+
+	"kubinception.dev/kubinception/internal/install"
+	"kubinception.dev/kubinception/internal/local/admincluster"
+)
+
+// chartDir is the Helm chart, from this package's directory.
+const chartDir = "../../deploy/helm/kubinception"
+
+// TestHelmChart installs the operator with the Helm chart instead of
+// `kubinception install`, as a platform team would, and checks that a
+// tenant becomes Ready and answers. Before installing, it checks that
+// `kubinception install --dry-run` on this cluster (image and datastore
+// found on their own) and the chart, with values naming the same image
+// and datastore, render the same objects. The release and the tenant go
+// with the test; the CRDs stay, as Helm leaves them.
+func TestHelmChart(t *testing.T) {
+	requireE2E(t)
+	helmBin := helmBinary(t)
+	if r := run(t, "admin", "up"); r.err != nil {
+		t.Fatalf("admin up:\n%s", r)
+	}
+
+	// What install would apply here, and what the chart renders with
+	// values naming the same image (the one admin up imported: the rollout
+	// below shows it is there, as nothing can be pulled from the local
+	// registry name) and the datastore admin up started.
+	r := run(t, "install", "--dry-run", "-o", "yaml", "--kubeconfig", adminKubeconfig(), "--root", root)
+	if r.err != nil {
+		t.Fatalf("install --dry-run:\n%s", r)
+	}
+	fromInstall := renderedObjects(t, []byte(r.stdout))
+	values := chartValues(t, operatorImage(t, fromInstall))
+	withNamespace := map[string]any{}
+	for k, v := range values {
+		withNamespace[k] = v
+	}
+	withNamespace["namespace"] = map[string]any{"create": true}
+	fromChart := renderedObjects(t, helm(t, helmBin, "template", "kubinception", chartDir,
+		"--namespace", install.Namespace, "--include-crds", "-f", writeChartValues(t, withNamespace)))
+	if _, ok := fromInstall["kubinception.dev/v1alpha1/Datastore//default"]; !ok {
+		t.Fatalf("install --dry-run on the local admin cluster renders no Datastore default; objects: %v", sortedKeys(fromInstall))
+	}
+	if diff := cmp.Diff(fromInstall, fromChart); diff != "" {
+		t.Fatalf("install --dry-run and the chart render different objects (-install +chart):\n%s", diff)
+	}
+
+	// Install with Helm; admin up made the namespace, so the chart does not.
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+		defer cancel()
+		if out, err := helmCommand(ctx, helmBin, "uninstall", "kubinception", "--namespace", install.Namespace,
+			"--kubeconfig", adminKubeconfig(), "--wait", "--timeout", "3m").CombinedOutput(); err != nil {
+			t.Errorf("cleanup: helm uninstall: %v\n%s", err, out)
+		}
+	})
+	helm(t, helmBin, "install", "kubinception", chartDir, "--namespace", install.Namespace,
+		"--kubeconfig", adminKubeconfig(), "-f", writeChartValues(t, values), "--wait", "--timeout", "3m")
+	mustKube(t, "-n", install.Namespace, "rollout", "status", "deployment/"+install.Name, "--timeout=2m")
+	owner := mustKube(t, "-n", install.Namespace, "get", "deployment", install.Name, "-o", "jsonpath={.metadata.annotations.meta\\.helm\\.sh/release-name}")
+	if owner != "kubinception" {
+		t.Fatalf("the operator's Deployment belongs to Helm release %q, want kubinception: was it installed by something else?", owner)
+	}
+
+	const name = "charted"
+	t.Cleanup(func() {
+		cleanupKubectl(t, adminKubeconfig(), "-n", "default", "delete", "tenantcluster", name, "--ignore-not-found", "--timeout=5m")
+	})
+	createTenants(t, name)
+	tc := waitTenantReady(t, name)
+	if tc.Spec.Datastore.Name != install.DefaultDatastoreName {
+		t.Fatalf("tenant placed on datastore %q, want the chart's %q", tc.Spec.Datastore.Name, install.DefaultDatastoreName)
+	}
+	kc := tenantKubeconfig(t, name)
+	if got := names(t, kc, "get", "namespaces"); !slices.Contains(got, "namespace/kube-system") {
+		t.Fatalf("the tenant lists namespaces %v, want kube-system among them", got)
+	}
+}
+
+// helmBinary is Helm as hack/deps builds it into bin/tools, $HELM, or helm
+// on the PATH. The end-to-end tests were asked for, so a missing Helm
+// fails the test.
+func helmBinary(t *testing.T) string {
+	t.Helper()
+	if p := os.Getenv("HELM"); p != "" {
+		return p
+	}
+	if p, err := filepath.Abs("../../bin/tools/helm"); err == nil {
+		if _, err := os.Stat(p); err == nil {
+			return p
+		}
+	}
+	if p, err := exec.LookPath("helm"); err == nil {
+		return p
+	}
+	t.Fatal("helm is not installed: run hack/deps, which builds it into bin/tools, or set HELM")
+	return ""
+}
+
+// helmCommand runs Helm with its caches and configuration under a
+// directory of its own, not the machine's.
+func helmCommand(ctx context.Context, helmBin string, args ...string) *exec.Cmd {
+	cmd := exec.CommandContext(ctx, helmBin, args...)
+	home := filepath.Join(os.TempDir(), "kubinception-e2e-helm")
+	cmd.Env = append(os.Environ(),
+		"HELM_CACHE_HOME="+filepath.Join(home, "cache"),
+		"HELM_CONFIG_HOME="+filepath.Join(home, "config"),
+		"HELM_DATA_HOME="+filepath.Join(home, "data"))
+	return cmd
+}
+
+// helm runs Helm and returns its standard output, failing the test with
+// the cluster's state when Helm fails.
+func helm(t *testing.T, helmBin string, args ...string) []byte {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Minute)
+	defer cancel()
+	var stdout, stderr bytes.Buffer
+	cmd := helmCommand(ctx, helmBin, args...)
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Run(); err != nil {
+		t.Fatalf("helm %s: %v\n%s%s\n%s", strings.Join(args, " "), err, stdout.String(), stderr.String(), clusterState(t))
+	}
+	return stdout.Bytes()
+}
+
+// operatorImage is the image of the operator's Deployment among objects.
+func operatorImage(t *testing.T, objs map[string]map[string]any) string {
+	t.Helper()
+	dep := objs["apps/v1/Deployment/"+install.Namespace+"/"+install.Name]
+	containers, _, _ := unstructured.NestedSlice(dep, "spec", "template", "spec", "containers")
+	if len(containers) != 1 {
+		t.Fatalf("install --dry-run renders %d operator containers, want 1; objects: %v", len(containers), sortedKeys(objs))
+	}
+	image, _, _ := unstructured.NestedString(containers[0].(map[string]any), "image")
+	if image == "" || !strings.Contains(image, ":") {
+		t.Fatalf("install --dry-run renders the operator image %q, want REPOSITORY:TAG", image)
+	}
+	return image
+}
+
+// chartValues are the chart values for this admin cluster: the operator
+// image, the registry admin up imported images under, and the datastore
+// admin up started, from the Secret it stored.
+func chartValues(t *testing.T, image string) map[string]any {
+	t.Helper()
+	c := config(t)
+	secret := &corev1.Secret{}
+	if err := adminClient(t).Get(t.Context(), types.NamespacedName{Namespace: admincluster.SystemNamespace, Name: admincluster.DatastoreRootSecret}, secret); err != nil {
+		t.Fatalf("the datastore Secret admin up stores: %v", err)
+	}
+	endpoints := strings.Split(string(secret.Data["endpoints"]), ",")
+	if len(endpoints) == 0 || endpoints[0] == "" {
+		t.Fatalf("the Secret %s/%s lists no endpoints", admincluster.SystemNamespace, admincluster.DatastoreRootSecret)
+	}
+	sep := strings.LastIndex(image, ":")
+	return map[string]any{
+		"image":               map[string]any{"repository": image[:sep], "tag": image[sep+1:]},
+		"tenantImageRegistry": c.Images.Registry,
+		"defaultDatastore": map[string]any{
+			"enabled":       true,
+			"endpoints":     endpoints,
+			"caSecretRef":   map[string]any{"namespace": admincluster.SystemNamespace, "name": admincluster.DatastoreCASecret},
+			"rootSecretRef": map[string]any{"namespace": admincluster.SystemNamespace, "name": admincluster.DatastoreRootSecret},
+		},
+	}
+}
+
+// writeChartValues writes values to a file of their own (not under
+// t.TempDir(), whose name holds the test's: helm splits -f on commas).
+func writeChartValues(t *testing.T, values map[string]any) string {
+	t.Helper()
+	data, err := yaml.Marshal(values)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir, err := os.MkdirTemp("", "kubinception-e2e-values-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	path := filepath.Join(dir, "values.yaml")
+	if err := os.WriteFile(path, data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+// renderedObjects parses a YAML stream into objects keyed by
+// apiVersion/kind/namespace/name, normalised through JSON.
+func renderedObjects(t *testing.T, stream []byte) map[string]map[string]any {
+	t.Helper()
+	out := map[string]map[string]any{}
+	r := utilyaml.NewYAMLReader(bufio.NewReader(bytes.NewReader(stream)))
+	for {
+		doc, err := r.Read()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			t.Fatalf("read YAML: %v", err)
+		}
+		var obj map[string]any
+		if err := yaml.Unmarshal(doc, &obj); err != nil {
+			t.Fatalf("parse YAML: %v\n%s", err, doc)
+		}
+		if len(obj) == 0 {
+			continue
+		}
+		data, _ := json.Marshal(obj)
+		var norm map[string]any
+		if err := json.Unmarshal(data, &norm); err != nil {
+			t.Fatal(err)
+		}
+		meta, _ := norm["metadata"].(map[string]any)
+		ns, _ := meta["namespace"].(string)
+		key := fmt.Sprintf("%v/%v/%s/%v", norm["apiVersion"], norm["kind"], ns, meta["name"])
+		if _, dup := out[key]; dup {
+			t.Fatalf("%s rendered twice", key)
+		}
+		out[key] = norm
+	}
+	if len(out) == 0 {
+		t.Fatalf("no objects in:\n%s", stream)
+	}
+	return out
+}
+
+func sortedKeys(m map[string]map[string]any) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
+}
