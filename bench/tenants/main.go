@@ -57,10 +57,8 @@ func main() {
 }
 
 type bench struct {
-	root string
-	bin  string
-	c    client.Client
-	ctx  context.Context
+	c   client.Client
+	ctx context.Context
 }
 
 func (b *bench) logf(format string, args ...any) {
@@ -74,29 +72,17 @@ func run(root string, runs, many int, idle time.Duration, out string, keep bool)
 		return err
 	}
 	defer os.RemoveAll(tmp)
-	b := &bench{root: root, ctx: ctx}
-	if b.bin, err = benchkit.BuildBinary(tmp); err != nil {
-		return err
+	o, err := benchkit.UpWithOperator(root)
+	if keep {
+		defer o.Close()
+	} else {
+		defer o.Down()
 	}
-	if _, err := benchkit.Run(nil, b.bin, "admin", "up", "--root", root); err != nil {
-		return err
-	}
-	if !keep {
-		defer benchkit.Run(nil, b.bin, "admin", "down", "--purge", "--root", root)
-	}
-	kc := filepath.Join(root, "admin.conf")
-	if _, err := benchkit.Run(nil, b.bin, "install", "--kubeconfig", kc, "--root", root); err != nil {
-		return err
-	}
-	// The benchmark polls many tenants; it must not queue behind its own
-	// client-side rate limit.
-	if b.c, err = benchkit.AdminClient(kc); err != nil {
-		return err
-	}
-	cfg, _, err := admincluster.LoadSaved(root)
 	if err != nil {
 		return err
 	}
+	b := &bench{ctx: ctx, c: o.Client}
+	cfg := o.Config
 
 	// Floor and create-to-Ready, interleaved so both see the same machine.
 	var floors, readies []time.Duration

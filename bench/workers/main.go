@@ -12,7 +12,6 @@ import (
 	"flag"
 	"fmt"
 	"os"
-	"path/filepath"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -23,7 +22,6 @@ import (
 
 	kv1 "kubinception.dev/kubinception/api/v1alpha1"
 	"kubinception.dev/kubinception/bench/internal/benchkit"
-	"kubinception.dev/kubinception/internal/local/admincluster"
 )
 
 func main() {
@@ -39,31 +37,12 @@ func main() {
 
 func run(root string, runs int, out string) error {
 	ctx := context.Background()
-	tmp, err := os.MkdirTemp("", "kubinception-bench-")
+	o, err := benchkit.UpWithOperator(root)
+	defer o.Down()
 	if err != nil {
 		return err
 	}
-	defer os.RemoveAll(tmp)
-	bin, err := benchkit.BuildBinary(tmp)
-	if err != nil {
-		return err
-	}
-	if _, err := benchkit.Run(nil, bin, "admin", "up", "--root", root); err != nil {
-		return err
-	}
-	defer benchkit.Run(nil, bin, "admin", "down", "--purge", "--root", root)
-	kc := filepath.Join(root, "admin.conf")
-	if _, err := benchkit.Run(nil, bin, "install", "--kubeconfig", kc, "--root", root); err != nil {
-		return err
-	}
-	c, err := benchkit.AdminClient(kc)
-	if err != nil {
-		return err
-	}
-	cfg, _, err := admincluster.LoadSaved(root)
-	if err != nil {
-		return err
-	}
+	c, cfg := o.Client, o.Config
 	var nodeAdd, firstPod []time.Duration
 	for i := 0; i < runs; i++ {
 		name := fmt.Sprintf("bw%d", i)
@@ -76,7 +55,7 @@ func run(root string, runs int, out string) error {
 			return err
 		}
 		addStart := time.Now()
-		if _, err := benchkit.Run(nil, bin, "node", "add", name, "--kubeconfig", kc, "--root", root); err != nil {
+		if err := o.Kubinception("node", "add", name); err != nil {
 			return err
 		}
 		nodeAdd = append(nodeAdd, time.Since(addStart))
@@ -94,7 +73,7 @@ func run(root string, runs int, out string) error {
 		}
 		firstPod = append(firstPod, time.Since(start))
 		fmt.Printf("run %d: node add → Ready %s, create → first pod Running %s\n", i, nodeAdd[i].Round(10*time.Millisecond), firstPod[i].Round(10*time.Millisecond))
-		if _, err := benchkit.Run(nil, bin, "node", "remove", name, name+"-w1", "--kubeconfig", kc, "--root", root); err != nil {
+		if err := o.Kubinception("node", "remove", name, name+"-w1"); err != nil {
 			return err
 		}
 		if err := c.Delete(ctx, tc); err != nil {

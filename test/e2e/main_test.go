@@ -136,6 +136,18 @@ func setUpAndRun(m *testing.M) int {
 	return code
 }
 
+// upAndInstall brings the admin cluster up (a no-op when it is up) and
+// installs the operator.
+func upAndInstall(t *testing.T) {
+	t.Helper()
+	if r := run(t, "admin", "up"); r.err != nil {
+		t.Fatalf("admin up:\n%s", r)
+	}
+	if r := run(t, "install", "--kubeconfig", adminKubeconfig(), "--root", root); r.err != nil {
+		t.Fatalf("install:\n%s", r)
+	}
+}
+
 // pidFile reads a pid file; 0 when it is missing or holds no pid.
 func pidFile(path string) int {
 	data, err := os.ReadFile(path)

@@ -36,12 +36,7 @@ import (
 // internal/install.)
 func TestTenantClusters(t *testing.T) {
 	requireE2E(t)
-	if r := run(t, "admin", "up"); r.err != nil {
-		t.Fatalf("admin up:\n%s", r)
-	}
-	if r := run(t, "install", "--kubeconfig", adminKubeconfig(), "--root", root); r.err != nil {
-		t.Fatalf("install:\n%s", r)
-	}
+	upAndInstall(t)
 	// The tenants go with the test, so the next test's tenants do not
 	// share the machine with idle control planes.
 	t.Cleanup(func() {

@@ -19,12 +19,7 @@ import (
 // previous ones left, and the scenario stops at the first that fails.
 func TestWorkers(t *testing.T) {
 	requireE2E(t)
-	if r := run(t, "admin", "up"); r.err != nil {
-		t.Fatalf("admin up:\n%s", r)
-	}
-	if r := run(t, "install", "--kubeconfig", adminKubeconfig(), "--root", root); r.err != nil {
-		t.Fatalf("install:\n%s", r)
-	}
+	upAndInstall(t)
 	createTenants(t, "wa", "wb")
 	waitTenantReady(t, "wa")
 	waitTenantReady(t, "wb")

@@ -24,6 +24,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	kv1 "kubinception.dev/kubinception/api/v1alpha1"
+	"kubinception.dev/kubinception/internal/local/admincluster"
 	"kubinception.dev/kubinception/internal/operator"
 )
 
@@ -84,6 +85,67 @@ func WriteReport(path, report string) error {
 		return err
 	}
 	return os.WriteFile(path, []byte(report), 0o644)
+}
+
+// Operator is an admin cluster brought up for a benchmark with the
+// operator installed.
+type Operator struct {
+	// Bin is the kubinception binary, in a temporary directory; Root the
+	// admin cluster's state directory and Kubeconfig its admin kubeconfig.
+	Bin, Root, Kubeconfig string
+	// Client reaches the admin cluster.
+	Client client.Client
+	// Config is the admin cluster's recorded configuration.
+	Config admincluster.Config
+}
+
+// UpWithOperator builds kubinception, brings the admin cluster up under
+// root and installs the operator. The Operator it returns, even with an
+// error, is to be stopped with Down (or released with Close).
+func UpWithOperator(root string) (*Operator, error) {
+	o := &Operator{Root: root, Kubeconfig: filepath.Join(root, "admin.conf")}
+	dir, err := os.MkdirTemp("", "kubinception-bench-")
+	if err != nil {
+		return o, err
+	}
+	if o.Bin, err = BuildBinary(dir); err != nil {
+		return o, err
+	}
+	if _, err := Run(nil, o.Bin, "admin", "up", "--root", root); err != nil {
+		return o, err
+	}
+	if err := o.Kubinception("install"); err != nil {
+		return o, err
+	}
+	if o.Client, err = AdminClient(o.Kubeconfig); err != nil {
+		return o, err
+	}
+	o.Config, _, err = admincluster.LoadSaved(root)
+	return o, err
+}
+
+// Down stops the admin cluster, removes its state and the binary.
+func (o *Operator) Down() error {
+	defer o.Close()
+	if o.Bin == "" {
+		return nil
+	}
+	_, err := Run(nil, o.Bin, "admin", "down", "--purge", "--root", o.Root)
+	return err
+}
+
+// Close removes the binary and leaves the admin cluster running.
+func (o *Operator) Close() {
+	if o.Bin != "" {
+		_ = os.RemoveAll(filepath.Dir(o.Bin))
+	}
+}
+
+// Kubinception runs the binary with args and the admin kubeconfig and
+// root the command needs.
+func (o *Operator) Kubinception(args ...string) error {
+	_, err := Run(nil, o.Bin, append(args, "--kubeconfig", o.Kubeconfig, "--root", o.Root)...)
+	return err
 }
 
 // AdminClient connects to the admin cluster with a rate limit high enough
