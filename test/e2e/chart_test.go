@@ -69,6 +69,17 @@ func TestHelmChart(t *testing.T) {
 		t.Fatalf("install --dry-run and the chart render different objects (-install +chart):\n%s", diff)
 	}
 
+	// Helm does not adopt objects it did not create: remove what an
+	// earlier `kubinception install` on this cluster left (nothing, when
+	// this test runs first). The CRDs and the namespace stay.
+	if _, err := kube(t, "get", "crd", "datastores.kubinception.dev"); err == nil {
+		mustKube(t, "delete", "--ignore-not-found", "--wait", "datastores.kubinception.dev/"+install.DefaultDatastoreName)
+	}
+	mustKube(t, "delete", "--ignore-not-found", "--wait", "clusterrole/"+install.Name, "clusterrolebinding/"+install.Name)
+	mustKube(t, "-n", install.Namespace, "delete", "--ignore-not-found", "--wait",
+		"deployment/"+install.Name, "serviceaccount/"+install.Name,
+		"role/"+install.Name+"-leader-election", "rolebinding/"+install.Name+"-leader-election")
+
 	// Install with Helm; admin up made the namespace, so the chart does not.
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
