@@ -112,7 +112,12 @@ func (r *Reconciler) writeStatus(ctx context.Context, before, ds *kv1.Datastore)
 // setCondition sets one condition and, when its status or reason changes,
 // logs it and emits an Event (a Warning when it is not True).
 func (r *Reconciler) setCondition(ctx context.Context, ds *kv1.Datastore, typ string, status metav1.ConditionStatus, reason, message string, now time.Time) {
-	old := meta.FindStatusCondition(ds.Status.Conditions, typ)
+	// A copy: SetCondition updates the condition in place.
+	var old *metav1.Condition
+	if c := meta.FindStatusCondition(ds.Status.Conditions, typ); c != nil {
+		prev := *c
+		old = &prev
+	}
 	kv1.SetCondition(&ds.Status.Conditions, typ, status, reason, message, ds.Generation, now)
 	if old != nil && old.Status == status && old.Reason == reason {
 		return

@@ -37,7 +37,12 @@ func (r *Reconciler) updateStatus(ctx context.Context, s *scope, reconcileErr er
 	}
 	tc := s.tc
 	set := func(typ string, status metav1.ConditionStatus, reason, message string) {
-		old := meta.FindStatusCondition(tc.Status.Conditions, typ)
+		// A copy: SetCondition updates the condition in place.
+		var old *metav1.Condition
+		if c := meta.FindStatusCondition(tc.Status.Conditions, typ); c != nil {
+			prev := *c
+			old = &prev
+		}
 		kv1.SetCondition(&tc.Status.Conditions, typ, status, reason, message, tc.Generation, s.now)
 		if old != nil && old.Status == status && old.Reason == reason {
 			return

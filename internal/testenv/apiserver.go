@@ -8,12 +8,14 @@ import (
 	"testing"
 	"time"
 
+	"github.com/go-logr/logr"
 	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
+	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
 
 	kv1 "kubinception.dev/kubinception/api/v1alpha1"
 	"kubinception.dev/kubinception/internal/install"
@@ -28,7 +30,7 @@ type APIServer struct {
 	// Config reaches the API server as a member of system:masters.
 	Config *rest.Config
 	// Client reads and writes through the API server, without a cache.
-	Client client.Client
+	Client client.WithWatch
 
 	env *envtest.Environment
 	log *syncBuffer
@@ -110,6 +112,9 @@ func SharedAPIServer(tb testing.TB) *APIServer {
 // Main runs the package's tests and then stops the shared API server, if
 // a test started it; it exits with the tests' status.
 func Main(m *testing.M) {
+	// Reconcilers log through controller-runtime; tests read status and
+	// Events instead.
+	ctrllog.SetLogger(logr.Discard())
 	shared.mu.Lock()
 	shared.main = true
 	shared.mu.Unlock()
@@ -160,7 +165,7 @@ func startAPIServer(bins Binaries, o APIServerOptions) (*APIServer, error) {
 		_ = env.Stop()
 		return nil, fmt.Errorf("start kube-apiserver (%s) and etcd (%s): %w\n%s", bins.KubeAPIServer, bins.Etcd, err, log.String())
 	}
-	c, err := client.New(cfg, client.Options{Scheme: env.Scheme})
+	c, err := client.NewWithWatch(cfg, client.Options{Scheme: env.Scheme})
 	if err != nil {
 		_ = env.Stop()
 		return nil, err
