@@ -107,9 +107,11 @@ func runInstall(cmd *cobra.Command, f installFlags, o install.Options) error {
 	// applied to it: a dry run with every input given needs no cluster.
 	var c client.Client
 	connect := func() (client.Client, error) {
-		if c == nil {
-			c, err = f.admin.client()
+		if c != nil {
+			return c, nil
 		}
+		var err error
+		c, err = f.admin.client()
 		return c, err
 	}
 	if o.Datastore, err = datastoreFromFlags(ctx, f, connect); err != nil {
