@@ -15,6 +15,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	kv1 "kubinception.dev/kubinception/api/v1alpha1"
+	"kubinception.dev/kubinception/internal/gatewaydeploy"
 	"kubinception.dev/kubinception/internal/release"
 )
 
@@ -23,6 +24,10 @@ const Namespace = "kubinception-system"
 
 // Name of the operator's Deployment, service account and RBAC objects.
 const Name = "kubinception-manager"
+
+// GatewayName is the service account and cluster role of the Datastores'
+// gateways (the operator runs one per Datastore in Namespace).
+const GatewayName = gatewaydeploy.ServiceAccount
 
 // DefaultDatastoreName is the name of the Datastore an installation may
 // create, the one tenants are placed on unless they name another.
@@ -135,10 +140,21 @@ func objects(o Options) []client.Object {
 				{APIGroups: []string{"apps"}, Resources: []string{"deployments"}, Verbs: rw},
 				{APIGroups: []string{""}, Resources: []string{"pods", "nodes"}, Verbs: ro},
 				{APIGroups: []string{""}, Resources: []string{"events"}, Verbs: []string{"create", "patch"}},
+				{APIGroups: []string{"events.k8s.io"}, Resources: []string{"events"}, Verbs: []string{"create", "patch"}},
 			}},
 		&rbacv1.ClusterRoleBinding{TypeMeta: tm("rbac.authorization.k8s.io/v1", "ClusterRoleBinding"), ObjectMeta: metav1.ObjectMeta{Name: Name, Labels: labels},
 			RoleRef:  rbacv1.RoleRef{APIGroup: "rbac.authorization.k8s.io", Kind: "ClusterRole", Name: Name},
 			Subjects: []rbacv1.Subject{{Kind: "ServiceAccount", Name: Name, Namespace: Namespace}}},
+		// The gateways read, and only read, the limits of the tenants
+		// they serve.
+		&corev1.ServiceAccount{TypeMeta: tm("v1", "ServiceAccount"), ObjectMeta: metav1.ObjectMeta{Name: GatewayName, Namespace: Namespace, Labels: labels}},
+		&rbacv1.ClusterRole{TypeMeta: tm("rbac.authorization.k8s.io/v1", "ClusterRole"), ObjectMeta: metav1.ObjectMeta{Name: GatewayName, Labels: labels},
+			Rules: []rbacv1.PolicyRule{
+				{APIGroups: []string{kv1.GroupVersion.Group}, Resources: []string{"tenantclusters", "datastores"}, Verbs: ro},
+			}},
+		&rbacv1.ClusterRoleBinding{TypeMeta: tm("rbac.authorization.k8s.io/v1", "ClusterRoleBinding"), ObjectMeta: metav1.ObjectMeta{Name: GatewayName, Labels: labels},
+			RoleRef:  rbacv1.RoleRef{APIGroup: "rbac.authorization.k8s.io", Kind: "ClusterRole", Name: GatewayName},
+			Subjects: []rbacv1.Subject{{Kind: "ServiceAccount", Name: GatewayName, Namespace: Namespace}}},
 		&rbacv1.Role{TypeMeta: tm("rbac.authorization.k8s.io/v1", "Role"), ObjectMeta: metav1.ObjectMeta{Name: Name + "-leader-election", Namespace: Namespace, Labels: labels},
 			Rules: []rbacv1.PolicyRule{
 				{APIGroups: []string{"coordination.k8s.io"}, Resources: []string{"leases"}, Verbs: rw},
@@ -180,7 +196,9 @@ func deployment(o Options, labels map[string]string) *appsv1.Deployment {
 						Name:            "manager",
 						Image:           o.Image,
 						ImagePullPolicy: o.ImagePullPolicy,
-						Args:            []string{"manager", fmt.Sprintf("--leader-elect=%t", o.LeaderElection), "--image-registry=" + o.Registry},
+						Args: []string{"manager", fmt.Sprintf("--leader-elect=%t", o.LeaderElection), "--image-registry=" + o.Registry,
+							// Each Datastore's gateway runs the operator's own image.
+							"--gateway-namespace=" + Namespace, "--gateway-image=" + o.Image, "--gateway-image-pull-policy=" + string(o.ImagePullPolicy)},
 						Ports: []corev1.ContainerPort{
 							{Name: "metrics", ContainerPort: 8080}, {Name: "health", ContainerPort: 8081},
 						},

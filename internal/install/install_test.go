@@ -243,7 +243,9 @@ func TestRender(t *testing.T) {
 	base := []string{
 		"CustomResourceDefinition/datastores.kubinception.dev", "CustomResourceDefinition/tenantclusters.kubinception.dev",
 		"Namespace/kubinception-system", "ServiceAccount/kubinception-manager", "ClusterRole/kubinception-manager",
-		"ClusterRoleBinding/kubinception-manager", "Role/kubinception-manager-leader-election",
+		"ClusterRoleBinding/kubinception-manager",
+		"ServiceAccount/kubinception-gateway", "ClusterRole/kubinception-gateway", "ClusterRoleBinding/kubinception-gateway",
+		"Role/kubinception-manager-leader-election",
 		"RoleBinding/kubinception-manager-leader-election", "Deployment/kubinception-manager",
 	}
 	objs, err := Render(testOptions())
@@ -269,7 +271,8 @@ func TestRender(t *testing.T) {
 	}
 	containers, _, _ := unstructured.NestedSlice(dep.Object, "spec", "template", "spec", "containers")
 	args, _, _ := unstructured.NestedStringSlice(containers[0].(map[string]any), "args")
-	if want := []string{"manager", "--leader-elect=true", "--image-registry=registry.example.com/k8s"}; !slices.Equal(args, want) {
+	if want := []string{"manager", "--leader-elect=true", "--image-registry=registry.example.com/k8s",
+		"--gateway-namespace=kubinception-system", "--gateway-image=" + o.Image, "--gateway-image-pull-policy=" + string(o.ImagePullPolicy)}; !slices.Equal(args, want) {
 		t.Errorf("args = %v, want %v", args, want)
 	}
 	for _, u := range objs {
