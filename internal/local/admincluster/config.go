@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net"
 	"path/filepath"
+	"strconv"
 
 	"kubinception.dev/kubinception/internal/local/components"
 	"kubinception.dev/kubinception/internal/release"
@@ -147,6 +148,20 @@ func (c Config) ImagesDir() string { return c.paths().Images() }
 type paths struct{ root string }
 
 func (c Config) paths() paths { return paths{root: c.Root} }
+
+// DatastorePKIDir holds the datastore's CAs and certificates: each
+// member's serving (datastore-N) and peer (datastore-N-peer) certificate
+// and the root client certificate.
+func (c Config) DatastorePKIDir() string { return c.paths().DatastorePKI() }
+
+// DatastorePeerEndpoints are the members' peer URLs.
+func (c Config) DatastorePeerEndpoints() []string {
+	out := make([]string, DatastoreMembers)
+	for i := range out {
+		out[i] = "https://" + net.JoinHostPort(c.NodeIP.String(), strconv.Itoa(c.Ports.DatastorePeer+i))
+	}
+	return out
+}
 
 func (p paths) join(elem ...string) string {
 	return filepath.Join(append([]string{p.root}, elem...)...)
