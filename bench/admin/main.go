@@ -14,6 +14,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -130,22 +131,22 @@ func memory(root string) map[string]int64 {
 func component(p hostproc.Process, root string) string {
 	base := p.Command()
 	switch {
-	case base == "containerd-shim-runc-v2" && p.Mentions(root):
+	case base == "containerd-shim-runc-v2" && p.NamesPath(root):
 		return "shims"
-	case base == "containerd" && p.Mentions(root):
+	case base == "containerd" && p.NamesPath(root):
 		return "containerd"
-	case base == "kubinception" && p.Mentions("supervise") && p.Mentions(root):
+	case base == "kubinception" && slices.Contains(p.Args, "supervise") && p.NamesPath(root):
 		return "supervisor"
-	case base == "kubelet" && p.Mentions(root):
+	case base == "kubelet" && p.NamesPath(root):
 		return "kubelet"
-	case base == "etcd" && p.Mentions(root):
+	case base == "etcd" && p.NamesPath(root):
 		for _, a := range p.Args {
 			if strings.HasPrefix(a, "--name=datastore") {
 				return "datastore"
 			}
 		}
 		return "etcd"
-	case strings.HasPrefix(base, "kube-") && p.Mentions(root), base == "kube-proxy":
+	case strings.HasPrefix(base, "kube-") && p.NamesPath(root), base == "kube-proxy":
 		return base
 	case base == "pause":
 		return "pause"

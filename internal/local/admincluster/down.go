@@ -160,13 +160,13 @@ func ourProcess(p hostproc.Process, root, hostMountNS string) string {
 		return "started under " + root + " by a supervisor of ours"
 	case p.RunsFrom(root):
 		return "runs a binary from " + root
-	case isShim(p) && p.Mentions(root):
+	case isShim(p) && p.NamesPath(root):
 		return "a container shim of our containerd"
 	case isShim(p) && p.MountNS != "" && hostMountNS != "" && p.MountNS != hostMountNS:
 		// Only a worker's containerd runs in a mount namespace of its
 		// own; its shims name nothing of ours.
 		return "a container shim in a worker's mount namespace"
-	case leftoverBinaries[p.Name()] && p.Mentions(root):
+	case leftoverBinaries[p.Name()] && p.NamesPath(root):
 		return "names " + root
 	}
 	return ""

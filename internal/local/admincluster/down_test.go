@@ -33,6 +33,7 @@ func TestOurProcess(t *testing.T) {
 		{"etcd naming the state directory", hostproc.Process{Exe: "/usr/local/bin/etcd", Args: []string{"etcd", "--data-dir=" + root + "/data/etcd"}, MountNS: host}, true},
 		{"the machine's own containerd shim", hostproc.Process{Exe: "/usr/bin/containerd-shim-runc-v2",
 			Args: []string{"/usr/bin/containerd-shim-runc-v2", "-namespace", "moby", "-address", "/run/containerd/containerd.sock"}, MountNS: host}, false},
+		{"etcd of another state directory", hostproc.Process{Exe: "/usr/local/bin/etcd", Args: []string{"etcd", "--data-dir=" + root + "-e2e/data/etcd"}, MountNS: host}, false},
 		{"another state directory's supervisor child", hostproc.Process{Exe: "/usr/bin/containerd", Args: []string{"containerd"},
 			Env: []string{hostproc.OwnerEnv + "=" + root + "-e2e/run"}, MountNS: host}, false},
 		{"a shell reading our logs", hostproc.Process{Exe: "/usr/bin/tail", Args: []string{"tail", "-f", root + "/logs/kubelet.log"}, MountNS: host}, false},

@@ -28,6 +28,26 @@ func TestWithin(t *testing.T) {
 	}
 }
 
+func TestNamesPath(t *testing.T) {
+	const dir = "/var/lib/kubinception/workers/1/1"
+	tests := []struct {
+		args []string
+		want bool
+	}{
+		{[]string{"kubinception", "admin", "supervise", "--root", dir}, true},
+		{[]string{"etcd", "--data-dir=" + dir}, true},
+		{[]string{"containerd", "--config", dir + "/config/containerd.toml"}, true},
+		{[]string{"kubinception", "admin", "supervise", "--root", "/var/lib/kubinception/workers/1/12"}, false},
+		{[]string{"containerd", "--config", "/var/lib/kubinception/workers/1/10/config/containerd.toml"}, false},
+		{[]string{"sleep", "100"}, false},
+	}
+	for _, tt := range tests {
+		if got := (Process{Args: tt.args}).NamesPath(dir); got != tt.want {
+			t.Errorf("%q names %s: %v, want %v", tt.args, dir, got, tt.want)
+		}
+	}
+}
+
 func TestMountPointsIn(t *testing.T) {
 	const mountinfo = `22 1 8:1 / / rw,relatime shared:1 - ext4 /dev/sda1 rw
 90 22 0:50 / /var/lib/kubinception/containerd/state/io.containerd.grpc.v1.cri/sandboxes/abc/shm rw - tmpfs shm rw

@@ -82,8 +82,18 @@ func (p Process) OwnedBy(dir string) bool {
 // RunsFrom reports whether the process's executable lies below dir.
 func (p Process) RunsFrom(dir string) bool { return p.Exe != "" && Within(p.Exe, dir) }
 
-// Mentions reports whether the command line contains s.
-func (p Process) Mentions(s string) bool { return strings.Contains(p.Cmdline(), s) }
+// NamesPath reports whether an argument names dir or a path below it,
+// alone or as a flag's value ("--root=DIR"): /var/lib/k names neither
+// /var/lib/k-e2e nor /var/lib/k2.
+func (p Process) NamesPath(dir string) bool {
+	dir = filepath.Clean(dir)
+	for _, a := range p.Args {
+		if strings.HasSuffix(a, dir) || strings.Contains(a, dir+"/") {
+			return true
+		}
+	}
+	return false
+}
 
 // Within reports whether path is dir or lies below it.
 func Within(path, dir string) bool {
@@ -133,12 +143,6 @@ func Find(match func(Process) bool) []Process {
 		}
 	}
 	return out
-}
-
-// Mentioning lists the live processes, other than this one, whose command
-// line contains s.
-func Mentioning(s string) []Process {
-	return Find(func(p Process) bool { return p.Mentions(s) })
 }
 
 // PIDs are the processes' ids.

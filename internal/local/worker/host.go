@@ -344,7 +344,7 @@ func (w Worker) Teardown(ctx context.Context, last bool) error {
 		errs = append(errs, err)
 	}
 	if err := hostproc.KillMatching(ctx, 10*time.Second, func(p hostproc.Process) bool {
-		return p.OwnedBy(w.Dir) || p.Mentions(w.Dir)
+		return p.OwnedBy(w.Dir) || p.NamesPath(w.Dir)
 	}); err != nil {
 		errs = append(errs, err)
 	}
