@@ -1,4 +1,4 @@
-package gateway
+package gateway_test
 
 import (
 	"bytes"
@@ -19,6 +19,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/wait"
 
 	"kubinception.dev/kubinception/internal/datastore"
+	"kubinception.dev/kubinception/internal/gateway"
 	"kubinception.dev/kubinception/internal/pki"
 	"kubinception.dev/kubinception/internal/testenv"
 )
@@ -71,15 +72,15 @@ func newTestEnv(t *testing.T, etcdArgs ...string) *testEnv {
 
 // config is a gateway configuration for the environment, listening on
 // free loopback ports, with no limits.
-func (e *testEnv) config(log *logBuffer) Config {
-	cfg := DefaultConfig()
+func (e *testEnv) config(log *logBuffer) gateway.Config {
+	cfg := gateway.DefaultConfig()
 	cfg.Datastore = e.creds
 	cfg.ListenAddress = "127.0.0.1:0"
 	cfg.HTTPAddress = "127.0.0.1:0"
 	cfg.ServingCertFile = filepath.Join(e.dir, "serving.crt")
 	cfg.ServingKeyFile = filepath.Join(e.dir, "serving.key")
 	cfg.TenantCAFile = filepath.Join(e.dir, "gateway-ca.crt")
-	cfg.Policy = StaticPolicy{}
+	cfg.Policy = gateway.StaticPolicy{}
 	cfg.CompactionInterval = 0
 	cfg.Logger = log.logger()
 	return cfg
@@ -107,20 +108,20 @@ func (l *logBuffer) String() string {
 
 // runningGateway is a gateway served in the test process.
 type runningGateway struct {
-	*Gateway
+	*gateway.Gateway
 	log *logBuffer
 }
 
 // startGateway runs a gateway until the test ends; mutate adjusts its
 // configuration first.
-func (e *testEnv) startGateway(t *testing.T, mutate func(*Config)) *runningGateway {
+func (e *testEnv) startGateway(t *testing.T, mutate func(*gateway.Config)) *runningGateway {
 	t.Helper()
 	log := &logBuffer{}
 	cfg := e.config(log)
 	if mutate != nil {
 		mutate(&cfg)
 	}
-	g, err := New(cfg)
+	g, err := gateway.New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,4 +1,4 @@
-package gateway
+package gateway_test
 
 import (
 	"context"
@@ -43,7 +43,7 @@ func TestForeignCertificatesRefused(t *testing.T) {
 	e := newTestEnv(t)
 	g := e.startGateway(t, nil)
 	get := func(cli *clientv3.Client) error {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
 		defer cancel()
 		_, err := cli.Get(ctx, "/registry/x")
 		return err

@@ -1,4 +1,4 @@
-package gateway
+package gateway_test
 
 import (
 	"context"
@@ -15,6 +15,7 @@ import (
 	"k8s.io/apimachinery/pkg/watch"
 
 	"kubinception.dev/kubinception/internal/datastore/datastoretest"
+	"kubinception.dev/kubinception/internal/gateway"
 	"kubinception.dev/kubinception/internal/pki"
 	"kubinception.dev/kubinception/internal/testenv"
 )
@@ -24,8 +25,8 @@ import (
 // the gateway.
 func TestKubeAPIServer(t *testing.T) {
 	e := newTestEnv(t)
-	g := e.startGateway(t, func(c *Config) {
-		c.Policy = StaticPolicy{Default: Limits{QuotaBytes: 1 << 30}}
+	g := e.startGateway(t, func(c *gateway.Config) {
+		c.Policy = gateway.StaticPolicy{Default: gateway.Limits{QuotaBytes: 1 << 30}}
 		c.CompactionInterval = 2 * time.Second
 	})
 	a := datastoretest.TenantA

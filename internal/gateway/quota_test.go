@@ -1,4 +1,4 @@
-package gateway
+package gateway_test
 
 import (
 	"context"
@@ -17,6 +17,7 @@ import (
 
 	"kubinception.dev/kubinception/internal/datastore"
 	"kubinception.dev/kubinception/internal/datastore/datastoretest"
+	"kubinception.dev/kubinception/internal/gateway"
 )
 
 // TestQuota fills tenant A up to a small quota: the write that would go
@@ -27,8 +28,8 @@ func TestQuota(t *testing.T) {
 	e := newTestEnv(t)
 	const quota = 64 << 10
 	a, b := datastoretest.TenantA, datastoretest.TenantB
-	g := e.startGateway(t, func(c *Config) {
-		c.Policy = StaticPolicy{Default: Limits{QuotaBytes: quota}, Overrides: map[string]Limits{b.ID: {QuotaBytes: 1 << 20}}}
+	g := e.startGateway(t, func(c *gateway.Config) {
+		c.Policy = gateway.StaticPolicy{Default: gateway.Limits{QuotaBytes: quota}, Overrides: map[string]gateway.Limits{b.ID: {QuotaBytes: 1 << 20}}}
 	})
 	ca, cb := e.tenantClient(t, g, a.ID), e.tenantClient(t, g, b.ID)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
@@ -99,7 +100,7 @@ func TestQuota(t *testing.T) {
 // what /usage and /metrics serve.
 func TestUsageIsExact(t *testing.T) {
 	e := newTestEnv(t)
-	g := e.startGateway(t, func(c *Config) { c.Policy = StaticPolicy{Default: Limits{QuotaBytes: 1 << 30}} })
+	g := e.startGateway(t, func(c *gateway.Config) { c.Policy = gateway.StaticPolicy{Default: gateway.Limits{QuotaBytes: 1 << 30}} })
 	a := datastoretest.TenantA
 	ca := e.tenantClient(t, g, a.ID)
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
@@ -114,11 +115,11 @@ func TestUsageIsExact(t *testing.T) {
 			if err != nil {
 				return false, err
 			}
-			got := g.usage.usage(a.ID)
+			got := usageOf(g, a.ID)
 			return got.Bytes == direct.Bytes && got.Keys == direct.Keys, nil
 		})
 		if err != nil {
-			t.Fatalf("after %s: gateway usage %+v, direct count %+v: %v", step, g.usage.usage(a.ID), direct, err)
+			t.Fatalf("after %s: gateway usage %+v, direct count %+v: %v", step, usageOf(g, a.ID), direct, err)
 		}
 	}
 	for i := range 50 {
@@ -158,7 +159,7 @@ func TestUsageIsExact(t *testing.T) {
 	}
 	check("the lease expired")
 
-	used := g.usage.usage(a.ID)
+	used := usageOf(g, a.ID)
 	st, err := ca.Status(ctx, ca.Endpoints()[0])
 	if err != nil {
 		t.Fatal(err)
@@ -166,7 +167,7 @@ func TestUsageIsExact(t *testing.T) {
 	if st.DbSize != used.Bytes || st.DbSizeInUse != used.Bytes || st.DbSizeQuota != 1<<30 || !strings.HasPrefix(st.Version, "3.") {
 		t.Errorf("status = size %d, in use %d, quota %d, version %q; want the tenant's %d bytes, quota 1Gi and etcd's version", st.DbSize, st.DbSizeInUse, st.DbSizeQuota, st.Version, used.Bytes)
 	}
-	var all []TenantUsage
+	var all []gateway.TenantUsage
 	if err := json.Unmarshal(httpGet(t, g, "/usage"), &all); err != nil {
 		t.Fatal(err)
 	}
@@ -176,6 +177,16 @@ func TestUsageIsExact(t *testing.T) {
 	if got := metric(t, g, fmt.Sprintf(`kubinception_gateway_tenant_bytes{tenant=%q}`, a.ID)); int64(got) != used.Bytes {
 		t.Errorf("bytes metric = %v, want %d", got, used.Bytes)
 	}
+}
+
+// usageOf is tenant id's usage as the gateway counts it.
+func usageOf(g *runningGateway, id string) gateway.Usage {
+	for _, u := range g.Usage() {
+		if u.Tenant == id {
+			return u.Usage
+		}
+	}
+	return gateway.Usage{}
 }
 
 // eventually retries f until it succeeds or ctx ends: the gateway counts a
