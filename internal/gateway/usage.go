@@ -130,6 +130,10 @@ func (u *usageTracker) apply(rev int64, events []*clientv3.Event) error {
 	}
 	for id := range u.waiting {
 		t := u.tenants[id]
+		if t == nil {
+			delete(u.waiting, id)
+			continue
+		}
 		i := 0
 		for i < len(t.pending) && t.pending[i].rev <= u.rev {
 			i++
