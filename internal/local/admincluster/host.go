@@ -296,19 +296,14 @@ func unmountAll(root string) error {
 // podCgroup is the cgroup under which the admin node's kubelet puts pods.
 const podCgroup = "kubepods"
 
-// portOwner describes the process listening on a TCP port for an error
-// message.
-func portOwner(port int) string {
-	pid := hostproc.ListenerPID(port)
-	if pid == 0 {
-		return "another process"
-	}
-	return fmt.Sprintf("pid %d (%s)", pid, hostproc.Read(pid).Name())
-}
-
-// checkPortsFree fails on the first of ports that something already
-// listens on, naming the port, its user and what to do.
-func checkPortsFree(ports map[int]string) error {
+// checkPortsFree fails on every one of ports that something other than
+// our own pods listens on, naming the port, its user and what to do. Our
+// components bind loopback or the node address, so a port counts as taken
+// at either (a listener on any address takes both) and not at another
+// address: a test's API server on 127.0.0.5:6443 takes nothing of ours.
+// Listeners in the kubelet's pod cgroups are ours: static pods survive a
+// crashed kubelet and are adopted.
+func checkPortsFree(nodeIP net.IP, ports map[int]string) error {
 	nums := make([]int, 0, len(ports))
 	for p := range ports {
 		nums = append(nums, p)
@@ -316,13 +311,26 @@ func checkPortsFree(ports map[int]string) error {
 	sort.Ints(nums)
 	var errs []error
 	for _, p := range nums {
-		l, err := net.Listen("tcp", ":"+strconv.Itoa(p))
-		if err != nil {
-			owner := portOwner(p)
+		for _, ip := range []net.IP{net.IPv4(127, 0, 0, 1), nodeIP} {
+			l, err := net.Listen("tcp", net.JoinHostPort(ip.String(), strconv.Itoa(p)))
+			if err == nil {
+				l.Close()
+				continue
+			}
+			if errors.Is(err, syscall.EADDRNOTAVAIL) {
+				continue // the node address is not on the machine yet
+			}
+			pid := hostproc.ListenerPID(ip, p)
+			if pid != 0 && hostproc.InCgroup(pid, "/"+podCgroup) {
+				continue
+			}
+			owner := "another process"
+			if pid != 0 {
+				owner = fmt.Sprintf("pid %d (%s)", pid, hostproc.Read(pid).Name())
+			}
 			errs = append(errs, fmt.Errorf("port %d, needed by %s, is in use by %s: stop it, or run `kubinception admin down` if it is a leftover of ours", p, ports[p], owner))
-			continue
+			break
 		}
-		l.Close()
 	}
 	return errors.Join(errs...)
 }

@@ -23,7 +23,6 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 
 	"kubinception.dev/kubinception/internal/datastore"
-	"kubinception.dev/kubinception/internal/local/hostproc"
 	"kubinception.dev/kubinception/internal/local/images"
 	"kubinception.dev/kubinception/internal/local/supervisor"
 	"kubinception.dev/kubinception/internal/pki"
@@ -102,7 +101,7 @@ func (cl *Cluster) Up(ctx context.Context) error {
 			if cl.files().PID("supervisor") != 0 {
 				return nil // ours are already listening
 			}
-			return checkPortsFree(withoutOurListeners(c.Ports.All()))
+			return checkPortsFree(c.NodeIP, c.Ports.All())
 		}},
 		{"host network", func() error {
 			for _, d := range []string{p.Manifests(), p.Config(), p.Logs(), p.Run(), p.State(), p.CNIConf(), p.PodLogs(), p.Images(), p.join("config", "kube-proxy")} {
@@ -134,19 +133,6 @@ func (cl *Cluster) Up(ctx context.Context) error {
 	}
 	cl.printf("\nadmin cluster is up\n  kubectl --kubeconfig %s get nodes\n  datastore: %s\n", p.AdminKubeconfig(), strings.Join(datastoreEndpoints(c), ","))
 	return nil
-}
-
-// withoutOurListeners drops ports held by processes in the kubelet's pod
-// cgroups: static pods survive a crashed kubelet and will be adopted.
-func withoutOurListeners(ports map[int]string) map[int]string {
-	out := map[int]string{}
-	for port, what := range ports {
-		if pid := hostproc.ListenerPID(port); pid != 0 && hostproc.InCgroup(pid, "/"+podCgroup) {
-			continue
-		}
-		out[port] = what
-	}
-	return out
 }
 
 func (cl *Cluster) writeConfigs() error {
@@ -449,15 +435,15 @@ func (cl *Cluster) storeDatastoreSecret(ctx context.Context, creds datastore.Cre
 			Labels: map[string]string{"app.kubernetes.io/managed-by": "kubinception"}},
 		Type: corev1.SecretTypeOpaque,
 		Data: map[string][]byte{
-			"ca.crt":    creds.CAPEM,
-			"tls.crt":   creds.CertPEM,
-			"tls.key":   creds.KeyPEM,
-			"username":  []byte("root"),
-			"password":  []byte(password),
-			"endpoints": []byte(strings.Join(creds.Endpoints, ",")),
+			datastore.SecretCACert:   creds.CAPEM,
+			datastore.SecretRootCert: creds.CertPEM,
+			datastore.SecretRootKey:  creds.KeyPEM,
+			"username":               []byte("root"),
+			"password":               []byte(password),
+			"endpoints":              []byte(strings.Join(creds.Endpoints, ",")),
 		},
 	}
-	caKey, err := os.ReadFile(filepath.Join(cl.Config.paths().DatastorePKI(), "ca.key"))
+	caKey, err := os.ReadFile(filepath.Join(cl.Config.paths().DatastorePKI(), datastore.SecretCAKey))
 	if err != nil {
 		return err
 	}
@@ -465,7 +451,7 @@ func (cl *Cluster) storeDatastoreSecret(ctx context.Context, creds datastore.Cre
 		ObjectMeta: metav1.ObjectMeta{Name: DatastoreCASecret, Namespace: SystemNamespace,
 			Labels: map[string]string{"app.kubernetes.io/managed-by": "kubinception"}},
 		Type: corev1.SecretTypeOpaque,
-		Data: map[string][]byte{"ca.crt": creds.CAPEM, "ca.key": caKey},
+		Data: map[string][]byte{datastore.SecretCACert: creds.CAPEM, datastore.SecretCAKey: caKey},
 	}
 	secrets := client.CoreV1().Secrets(SystemNamespace)
 	for _, s := range []*corev1.Secret{secret, caSecret} {

@@ -2,6 +2,7 @@ package hostproc
 
 import (
 	"context"
+	"net"
 	"os"
 	"os/exec"
 	"slices"
@@ -67,19 +68,65 @@ func TestMountPointsIn(t *testing.T) {
 }
 
 func TestListeningInodes(t *testing.T) {
-	const table = `  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode
+	const tcp = `  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode
    0: 0100007F:2710 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 1111 1 0000000000000000 100 0 0 10 0
    1: 0100007F:2710 0100007F:D2F0 01 00000000:00000000 00:00000000 00000000     0        0 2222 1 0000000000000000 20 4 30 10 -1
    2: 00000000:1A0B 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 3333 1 0000000000000000 100 0 0 10 0
+   3: 0500007F:192B 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 4444 1 0000000000000000 100 0 0 10 0
+   4: 0100C70A:192B 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 5555 1 0000000000000000 100 0 0 10 0
 `
-	if got := listeningInodes(table, 10000); !slices.Equal(got, []string{"1111"}) {
-		t.Errorf("port 10000: %v, want [1111] (the established connection is not a listener)", got)
+	const tcp6 = `  sl  local_address                         remote_address                        st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode
+   0: 00000000000000000000000000000000:1F90 00000000000000000000000000000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 6666 1 0000000000000000 100 0 0 10 0
+   1: 00000000000000000000000001000000:1F91 00000000000000000000000000000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 7777 1 0000000000000000 100 0 0 10 0
+`
+	loopback, node := net.ParseIP("127.0.0.1"), net.ParseIP("10.199.0.1")
+	tests := []struct {
+		name, table string
+		ip          net.IP
+		port        int
+		want        []string
+	}{
+		{"a listener on the address; the established connection is not one", tcp, loopback, 10000, []string{"1111"}},
+		{"a wildcard listener takes every address", tcp, node, 6667, []string{"3333"}},
+		{"another loopback address is not ours", tcp, loopback, 6443, nil},
+		{"the node address", tcp, node, 6443, []string{"5555"}},
+		{"IPv6 wildcard", tcp6, node, 8080, []string{"6666"}},
+		{"IPv6 loopback is not the node address", tcp6, node, 8081, nil},
+		{"IPv6 loopback", tcp6, net.IPv6loopback, 8081, []string{"7777"}},
+		{"empty table", "", loopback, 80, nil},
 	}
-	if got := listeningInodes(table, 6667); !slices.Equal(got, []string{"3333"}) {
-		t.Errorf("port 6667: %v, want [3333]", got)
+	for _, tt := range tests {
+		if got := listeningInodes(tt.table, tt.ip, tt.port); !slices.Equal(got, tt.want) {
+			t.Errorf("%s: listeningInodes(%s, %d) = %v, want %v", tt.name, tt.ip, tt.port, got, tt.want)
+		}
 	}
-	if got := listeningInodes("", 80); len(got) != 0 {
-		t.Errorf("empty table: %v", got)
+}
+
+// TestListenerPID finds a child holding a listening socket by the
+// socket's address and port, and nothing at another address.
+func TestListenerPID(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	port := l.Addr().(*net.TCPAddr).Port
+	f, err := l.(*net.TCPListener).File()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	cmd := exec.Command("sleep", "300")
+	cmd.ExtraFiles = []*os.File{f}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+	if pid := ListenerPID(net.ParseIP("127.0.0.1"), port); pid != cmd.Process.Pid {
+		t.Errorf("ListenerPID(127.0.0.1, %d) = %d, want the child %d", port, pid, cmd.Process.Pid)
+	}
+	if pid := ListenerPID(net.ParseIP("127.0.0.2"), port); pid != 0 {
+		t.Errorf("ListenerPID(127.0.0.2, %d) = %d, want none", port, pid)
 	}
 }
 

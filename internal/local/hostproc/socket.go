@@ -1,22 +1,25 @@
 package hostproc
 
 import (
+	"encoding/hex"
 	"fmt"
+	"net"
 	"os"
 	"strconv"
 	"strings"
 )
 
-// ListenerPID finds the process listening on a TCP port (IPv4 or IPv6),
-// or returns 0.
-func ListenerPID(port int) int {
+// ListenerPID finds the process listening on TCP port at ip, or on any
+// address (a wildcard listener takes every address), and returns 0 when
+// there is none.
+func ListenerPID(ip net.IP, port int) int {
 	inodes := map[string]bool{}
 	for _, f := range []string{"/proc/net/tcp", "/proc/net/tcp6"} {
 		data, err := os.ReadFile(f)
 		if err != nil {
 			continue
 		}
-		for _, inode := range listeningInodes(string(data), port) {
+		for _, inode := range listeningInodes(string(data), ip, port) {
 			inodes[inode] = true
 		}
 	}
@@ -30,9 +33,10 @@ func ListenerPID(port int) int {
 	return owners[0].PID
 }
 
-// listeningInodes parses a /proc/net/tcp table and returns the socket
-// inodes in LISTEN state on port.
-func listeningInodes(table string, port int) []string {
+// listeningInodes parses a /proc/net/tcp or tcp6 table and returns the
+// inodes of the sockets in LISTEN state on port at ip or at a wildcard
+// address.
+func listeningInodes(table string, ip net.IP, port int) []string {
 	var out []string
 	lines := strings.Split(table, "\n")
 	for _, line := range lines[min(1, len(lines)):] {
@@ -40,14 +44,36 @@ func listeningInodes(table string, port int) []string {
 		if len(fs) < 10 || fs[3] != "0A" { // 0A: LISTEN
 			continue
 		}
-		local := fs[1]
-		if i := strings.LastIndexByte(local, ':'); i >= 0 {
-			if p, err := strconv.ParseUint(local[i+1:], 16, 16); err == nil && int(p) == port {
-				out = append(out, fs[9])
-			}
+		addr, portHex, ok := strings.Cut(fs[1], ":")
+		if !ok {
+			continue
+		}
+		p, err := strconv.ParseUint(portHex, 16, 16)
+		if err != nil || int(p) != port {
+			continue
+		}
+		local, err := parseProcIP(addr)
+		if err != nil {
+			continue
+		}
+		if local.IsUnspecified() || local.Equal(ip) {
+			out = append(out, fs[9])
 		}
 	}
 	return out
+}
+
+// parseProcIP decodes an address of /proc/net/tcp{,6}: the address's
+// 32-bit words, each in the machine's (little-endian) byte order.
+func parseProcIP(s string) (net.IP, error) {
+	b, err := hex.DecodeString(s)
+	if err != nil || (len(b) != 4 && len(b) != 16) {
+		return nil, fmt.Errorf("bad address %q", s)
+	}
+	for i := 0; i < len(b); i += 4 {
+		b[i], b[i+1], b[i+2], b[i+3] = b[i+3], b[i+2], b[i+1], b[i]
+	}
+	return net.IP(b), nil
 }
 
 // holdsSocket reports whether one of pid's file descriptors is a socket
