@@ -227,7 +227,7 @@ func datastoreClient(t *testing.T) *clientv3.Client {
 func memberPID(t *testing.T, name string) int {
 	t.Helper()
 	return onePID(t, name, func(p hostproc.Process) bool {
-		return p.Command() == "etcd" && slices.Contains(p.Args, "--name="+name) && p.Mentions(root)
+		return p.Command() == "etcd" && slices.Contains(p.Args, "--name="+name) && p.NamesPath(root)
 	})
 }
 
