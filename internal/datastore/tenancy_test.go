@@ -1,4 +1,4 @@
-package datastore
+package datastore_test
 
 import (
 	"context"
@@ -10,6 +10,7 @@ import (
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
 
+	"kubinception.dev/kubinception/internal/datastore"
 	"kubinception.dev/kubinception/internal/testenv"
 )
 
@@ -26,19 +27,19 @@ func startEtcd(t *testing.T) *testEtcd {
 	root := e.Client(t, "root")
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	if err := EnableAuth(ctx, root, "root-password"); err != nil {
+	if err := datastore.EnableAuth(ctx, root, "root-password"); err != nil {
 		t.Fatal(err)
 	}
 	// Enabling is idempotent.
-	if err := EnableAuth(ctx, root, "root-password"); err != nil {
-		t.Fatalf("second EnableAuth: %v", err)
+	if err := datastore.EnableAuth(ctx, root, "root-password"); err != nil {
+		t.Fatalf("second datastore.EnableAuth: %v", err)
 	}
 	return &testEtcd{Etcd: e, root: root}
 }
 
 // tenantClient connects as the tenant's user, with a certificate whose
 // common name is the user, as a tenant API server does.
-func (e *testEtcd) tenantClient(t *testing.T, tn Tenancy) *clientv3.Client {
+func (e *testEtcd) tenantClient(t *testing.T, tn datastore.Tenancy) *clientv3.Client {
 	t.Helper()
 	return e.Client(t, tn.User)
 }
@@ -51,15 +52,15 @@ func TestTenancyLifecycle(t *testing.T) {
 	e := startEtcd(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	a, _ := TenancyFor("aaaaaaaa-0000-0000-0000-000000000001")
-	b, _ := TenancyFor("aaaaaaaa-0000-0000-0000-000000000002")
-	for _, tn := range []Tenancy{a, b} {
-		if err := EnsureTenancy(ctx, e.root, tn); err != nil {
+	a, _ := datastore.TenancyFor("aaaaaaaa-0000-0000-0000-000000000001")
+	b, _ := datastore.TenancyFor("aaaaaaaa-0000-0000-0000-000000000002")
+	for _, tn := range []datastore.Tenancy{a, b} {
+		if err := datastore.EnsureTenancy(ctx, e.root, tn); err != nil {
 			t.Fatal(err)
 		}
 		// Repeating changes nothing and fails nothing.
-		if err := EnsureTenancy(ctx, e.root, tn); err != nil {
-			t.Fatalf("second EnsureTenancy: %v", err)
+		if err := datastore.EnsureTenancy(ctx, e.root, tn); err != nil {
+			t.Fatalf("second datastore.EnsureTenancy: %v", err)
 		}
 	}
 	ca, cb := e.tenantClient(t, a), e.tenantClient(t, b)
@@ -84,22 +85,22 @@ func TestTenancyLifecycle(t *testing.T) {
 		t.Fatalf("tenant B's key changed: %v %v", resp, err)
 	}
 
-	u, err := TenantUsage(ctx, e.root, a)
+	u, err := datastore.TenantUsage(ctx, e.root, a)
 	if err != nil || u.Keys != 1 {
 		t.Fatalf("usage of A = %+v, %v; want 1 key", u, err)
 	}
 
-	if err := DeleteTenancy(ctx, e.root, a); err != nil {
+	if err := datastore.DeleteTenancy(ctx, e.root, a); err != nil {
 		t.Fatal(err)
 	}
-	if err := DeleteTenancy(ctx, e.root, a); err != nil {
+	if err := datastore.DeleteTenancy(ctx, e.root, a); err != nil {
 		t.Fatalf("deleting twice: %v", err)
 	}
 	left, err := e.root.Get(ctx, a.Prefix, clientv3.WithPrefix(), clientv3.WithCountOnly())
 	if err != nil || left.Count != 0 {
 		t.Fatalf("keys left under A's prefix: %v %v", left, err)
 	}
-	users, err := Tenants(ctx, e.root)
+	users, err := datastore.Tenants(ctx, e.root)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -116,8 +117,8 @@ func TestTenancyLifecycle(t *testing.T) {
 
 func TestTenancyForRejectsNonUIDs(t *testing.T) {
 	for _, id := range []string{"", "short", "aaaaaaaa-0000-0000-0000-00000000000/", strings.Repeat("a", 37)} {
-		if _, err := TenancyFor(id); err == nil {
-			t.Errorf("TenancyFor(%q) accepted", id)
+		if _, err := datastore.TenancyFor(id); err == nil {
+			t.Errorf("datastore.TenancyFor(%q) accepted", id)
 		}
 	}
 }
