@@ -66,7 +66,9 @@ func start(t *testing.T) *env {
 	ds := testenv.CreateDatastore(t, api.Client, e, name, name)
 	cache := &datastore.ClientCache{}
 	t.Cleanup(cache.Close)
-	clock := clocktesting.NewFakePassiveClock(time.Date(2026, 11, 22, 10, 0, 0, 0, time.UTC))
+	// The real time, truncated as the API server stores it: the gateway's
+	// certificates are issued at the reconciler's "now".
+	clock := clocktesting.NewFakePassiveClock(time.Now().Truncate(time.Second))
 	rec := events.NewFakeRecorder(100)
 	return &env{api: api, etcd: e, ds: ds, ns: name, clock: clock, events: rec, r: &datastorecontroller.Reconciler{
 		Client: api.Client, APIReader: api.Client, Clock: clock, Recorder: rec, Datastores: cache,

@@ -3,6 +3,7 @@ package testenv
 import (
 	"bytes"
 	"fmt"
+	"math/rand/v2"
 	"os"
 	"sync"
 	"testing"
@@ -25,7 +26,8 @@ import (
 // component build, started by controller-runtime's envtest with the
 // kubinception CRDs installed exactly as `kubinception install` renders
 // them. Nothing else runs: no controller manager (so no garbage collection
-// and no Deployment controller) and no kubelet.
+// and no Deployment controller) and no kubelet. Service ClusterIPs are
+// loopback addresses (LoopbackServiceCIDR).
 type APIServer struct {
 	// Config reaches the API server as a member of system:masters.
 	Config *rest.Config
@@ -39,8 +41,17 @@ type APIServer struct {
 // APIServerOptions shape a dedicated API server.
 type APIServerOptions struct {
 	// ServiceCIDR is the API server's --service-cluster-ip-range; empty
-	// keeps envtest's 10.0.0.0/24.
+	// picks a random loopback /24 (see LoopbackServiceCIDR).
 	ServiceCIDR string
+}
+
+// LoopbackServiceCIDR is a random /24 of 127.0.0.0/8. An API server whose
+// Services get loopback ClusterIPs lets a test stand in for kube-proxy and
+// a pod at once: a process listening on a Service's ClusterIP and port is
+// reached where the operator expects the Service, without root. The
+// random part keeps test packages running at the same time apart.
+func LoopbackServiceCIDR() string {
+	return fmt.Sprintf("127.%d.%d.0/24", 100+rand.IntN(150), rand.IntN(256))
 }
 
 // Scheme knows the built-in kinds and kubinception's.
@@ -156,9 +167,10 @@ func startAPIServer(bins Binaries, o APIServerOptions) (*APIServer, error) {
 	api := env.ControlPlane.GetAPIServer()
 	api.Path = bins.KubeAPIServer
 	api.Out, api.Err = log, log
-	if o.ServiceCIDR != "" {
-		api.Configure().Set("service-cluster-ip-range", o.ServiceCIDR)
+	if o.ServiceCIDR == "" {
+		o.ServiceCIDR = LoopbackServiceCIDR()
 	}
+	api.Configure().Set("service-cluster-ip-range", o.ServiceCIDR)
 	env.ControlPlane.Etcd = &envtest.Etcd{Path: bins.Etcd, Out: log, Err: log}
 	cfg, err := env.Start()
 	if err != nil {
