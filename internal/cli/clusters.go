@@ -196,14 +196,18 @@ func newGetCommand() *cobra.Command {
 				return list.Items[i].Namespace+"/"+list.Items[i].Name < list.Items[j].Namespace+"/"+list.Items[j].Name
 			})
 			w := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
-			fmt.Fprintln(w, "NAMESPACE\tNAME\tVERSION\tREADY\tREASON\tENDPOINT\tAGE")
+			fmt.Fprintln(w, "NAMESPACE\tNAME\tVERSION\tREADY\tREASON\tENDPOINT\tDATASTORE USAGE\tAGE")
 			for _, tc := range list.Items {
 				ready, reason := "Unknown", ""
 				if cond := meta.FindStatusCondition(tc.Status.Conditions, kv1.ConditionReady); cond != nil {
 					ready, reason = string(cond.Status), cond.Reason
 				}
-				fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", tc.Namespace, tc.Name, tc.Spec.Version, ready, reason, tc.Status.Endpoint,
-					time.Since(tc.CreationTimestamp.Time).Round(time.Second))
+				usage := tc.Status.Datastore.Usage
+				if usage == "" {
+					usage = "-"
+				}
+				fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", tc.Namespace, tc.Name, tc.Spec.Version, ready, reason, tc.Status.Endpoint,
+					usage, time.Since(tc.CreationTimestamp.Time).Round(time.Second))
 			}
 			return w.Flush()
 		},
