@@ -376,6 +376,7 @@ func (e *env) startTenantAPIServer(t *testing.T, tc *kv1.TenantCluster) *tenantA
 		t.Fatal(err)
 	}
 	a.cmd.Stdout, a.cmd.Stderr = logFile, logFile
+	testenv.DieWithTest(a.cmd)
 	if err := a.cmd.Start(); err != nil {
 		t.Fatal(err)
 	}

@@ -36,6 +36,8 @@ type APIServer struct {
 
 	env *envtest.Environment
 	log *syncBuffer
+	// links is the directory of reaper links, if any.
+	links string
 }
 
 // APIServerOptions shape a dedicated API server.
@@ -72,7 +74,10 @@ func Scheme() *runtime.Scheme {
 func StartAPIServer(tb testing.TB, o APIServerOptions) *APIServer {
 	tb.Helper()
 	bins := FindBinaries(tb)
-	a, err := startAPIServer(bins, o)
+	shared.mu.Lock()
+	reap := shared.main
+	shared.mu.Unlock()
+	a, err := startAPIServer(bins, o, reap)
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -112,7 +117,7 @@ func SharedAPIServer(tb testing.TB) *APIServer {
 	}
 	if !shared.started {
 		shared.started = true
-		shared.a, shared.err = startAPIServer(bins, APIServerOptions{})
+		shared.a, shared.err = startAPIServer(bins, APIServerOptions{}, true)
 	}
 	if shared.err != nil {
 		tb.Fatalf("the shared API server did not start: %v", shared.err)
@@ -121,8 +126,11 @@ func SharedAPIServer(tb testing.TB) *APIServer {
 }
 
 // Main runs the package's tests and then stops the shared API server, if
-// a test started it; it exits with the tests' status.
+// a test started it; it exits with the tests' status. Under Main the
+// processes of every API server die with the test binary, even when it is
+// killed (see reaper.go).
 func Main(m *testing.M) {
+	execComponent()
 	// Reconcilers log through controller-runtime; tests read status and
 	// Events instead.
 	ctrllog.SetLogger(logr.Discard())
@@ -150,10 +158,22 @@ func Main(m *testing.M) {
 // whole test suite shares two cores while it compiles.
 const startTimeout = 90 * time.Second
 
-func startAPIServer(bins Binaries, o APIServerOptions) (*APIServer, error) {
+// startAPIServer starts kube-apiserver and etcd; with reap, through the
+// test binary, so that they die with it.
+func startAPIServer(bins Binaries, o APIServerOptions, reap bool) (*APIServer, error) {
 	crds, err := crds()
 	if err != nil {
 		return nil, err
+	}
+	var links string
+	if reap {
+		if links, err = os.MkdirTemp("", "testenv-bin-"); err != nil {
+			return nil, err
+		}
+		if bins, err = reaperBinaries(bins, links); err != nil {
+			os.RemoveAll(links)
+			return nil, err
+		}
 	}
 	log := &syncBuffer{}
 	env := &envtest.Environment{
@@ -175,17 +195,29 @@ func startAPIServer(bins Binaries, o APIServerOptions) (*APIServer, error) {
 	cfg, err := env.Start()
 	if err != nil {
 		_ = env.Stop()
+		removeLinks(links)
 		return nil, fmt.Errorf("start kube-apiserver (%s) and etcd (%s): %w\n%s", bins.KubeAPIServer, bins.Etcd, err, log.String())
 	}
 	c, err := client.NewWithWatch(cfg, client.Options{Scheme: env.Scheme})
 	if err != nil {
 		_ = env.Stop()
+		removeLinks(links)
 		return nil, err
 	}
-	return &APIServer{Config: cfg, Client: c, env: env, log: log}, nil
+	return &APIServer{Config: cfg, Client: c, env: env, log: log, links: links}, nil
 }
 
-func (a *APIServer) stop() error { return a.env.Stop() }
+func (a *APIServer) stop() error {
+	err := a.env.Stop()
+	removeLinks(a.links)
+	return err
+}
+
+func removeLinks(dir string) {
+	if dir != "" {
+		os.RemoveAll(dir)
+	}
+}
 
 // crds are the CustomResourceDefinitions `kubinception install` applies.
 func crds() ([]*apiextensionsv1.CustomResourceDefinition, error) {

@@ -82,6 +82,7 @@ func StartEtcd(tb testing.TB, extraArgs ...string) *Etcd {
 		tb.Fatal(err)
 	}
 	cmd.Stdout, cmd.Stderr = logFile, logFile
+	DieWithTest(cmd)
 	if err := cmd.Start(); err != nil {
 		tb.Fatal(err)
 	}

@@ -96,6 +96,7 @@ func StartKubeAPIServer(tb testing.TB, o KubeAPIServerOptions) *KubeAPIServer {
 		tb.Fatal(err)
 	}
 	cmd.Stdout, cmd.Stderr = logFile, logFile
+	DieWithTest(cmd)
 	if err := cmd.Start(); err != nil {
 		tb.Fatal(err)
 	}
