@@ -385,6 +385,27 @@ func testUsageMatches(t *testing.T) {
 		}
 		return nil
 	}
+	// Inside the tenant, the API server's own storage-size metric reports
+	// the tenant's usage: the gateway answers its status calls with it.
+	ka := tenantKubeconfig(t, "gw-a")
+	eventually(t, 3*time.Minute, "gw-a's apiserver_storage_size_bytes to report its usage", func(ctx context.Context) error {
+		out, err := kubectlIn(ctx, ka, "", "get", "--raw", "/metrics")
+		if err != nil {
+			return err
+		}
+		metric, err := storageSize(out)
+		if err != nil {
+			return err
+		}
+		u, err := datastore.TenantUsage(ctx, root, tn)
+		if err != nil {
+			return err
+		}
+		if math.Abs(metric-float64(u.Bytes)) > float64(u.Bytes)/10 {
+			return fmt.Errorf("apiserver_storage_size_bytes = %.0f, the prefix holds %d bytes", metric, u.Bytes)
+		}
+		return nil
+	})
 	eventually(t, 3*time.Minute, "gw-a's usage to match its prefix after expiring leases", func(ctx context.Context) error {
 		left, err := root.Get(ctx, tn.Prefix+"/e2e-leased/", clientv3.WithPrefix(), clientv3.WithCountOnly())
 		if err != nil {
@@ -548,4 +569,21 @@ func testGatewayKilled(t *testing.T) {
 		return nil
 	})
 	waitTenantReady(t, "gw-b")
+}
+
+// storageSize reads apiserver_storage_size_bytes from a Prometheus text
+// exposition.
+func storageSize(metrics string) (float64, error) {
+	for _, line := range strings.Split(metrics, "\n") {
+		if !strings.HasPrefix(line, "apiserver_storage_size_bytes") {
+			continue
+		}
+		fields := strings.Fields(line)
+		var v float64
+		if _, err := fmt.Sscan(fields[len(fields)-1], &v); err != nil {
+			return 0, fmt.Errorf("parse %q: %w", line, err)
+		}
+		return v, nil
+	}
+	return 0, errors.New("no apiserver_storage_size_bytes in the API server's metrics")
 }
