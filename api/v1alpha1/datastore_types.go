@@ -48,6 +48,21 @@ type DatastoreSpec struct {
 	Gateway GatewaySpec `json:"gateway,omitempty"`
 }
 
+// DefaultRateLimits are the rates every tenant of a Datastore gets unless
+// it sets its own. Each has its own default, so a Datastore written with
+// an empty defaultLimits gets them too.
+type DefaultRateLimits struct {
+	// RequestsPerSecond is the sustained rate of datastore requests.
+	// +kubebuilder:default=500
+	// +kubebuilder:validation:Minimum=1
+	// +optional
+	RequestsPerSecond *int32 `json:"requestsPerSecond,omitempty"`
+	// BytesPerSecond is the sustained rate of bytes written and read.
+	// +kubebuilder:default="32Mi"
+	// +optional
+	BytesPerSecond *resource.Quantity `json:"bytesPerSecond,omitempty"`
+}
+
 // GatewaySpec configures a Datastore's gateway.
 type GatewaySpec struct {
 	// Replicas of the gateway; two or more so one can restart while the
@@ -58,9 +73,9 @@ type GatewaySpec struct {
 	Replicas *int32 `json:"replicas,omitempty"`
 	// DefaultLimits are each tenant's request and byte rates unless the
 	// tenant overrides them.
-	// +kubebuilder:default={requestsPerSecond: 500, bytesPerSecond: "32Mi"}
+	// +kubebuilder:default={}
 	// +optional
-	DefaultLimits TenantRateLimits `json:"defaultLimits,omitempty"`
+	DefaultLimits DefaultRateLimits `json:"defaultLimits,omitempty"`
 	// Resources of each gateway container.
 	// +optional
 	Resources corev1.ResourceRequirements `json:"resources,omitempty"`

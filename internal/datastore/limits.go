@@ -22,7 +22,8 @@ func TenantLimits(tc *kv1.TenantCluster, ds *kv1.Datastore) Limits {
 	} else if q := ds.Spec.DefaultQuotaBytes; q != nil {
 		l.QuotaBytes = q.Value()
 	}
-	rates := ds.Spec.Gateway.DefaultLimits
+	d := ds.Spec.Gateway.DefaultLimits
+	rates := kv1.TenantRateLimits{RequestsPerSecond: d.RequestsPerSecond, BytesPerSecond: d.BytesPerSecond}
 	if o := tc.Spec.Datastore.Limits; o != nil {
 		if o.RequestsPerSecond != nil {
 			rates.RequestsPerSecond = o.RequestsPerSecond

@@ -12,7 +12,7 @@ import (
 func TestTenantLimits(t *testing.T) {
 	q := func(s string) *resource.Quantity { v := resource.MustParse(s); return &v }
 	ds := &kv1.Datastore{Spec: kv1.DatastoreSpec{DefaultQuotaBytes: q("2Gi"),
-		Gateway: kv1.GatewaySpec{DefaultLimits: kv1.TenantRateLimits{RequestsPerSecond: ptr.To[int32](500), BytesPerSecond: q("32Mi")}}}}
+		Gateway: kv1.GatewaySpec{DefaultLimits: kv1.DefaultRateLimits{RequestsPerSecond: ptr.To[int32](500), BytesPerSecond: q("32Mi")}}}}
 	tests := []struct {
 		name string
 		spec kv1.DatastorePlacement

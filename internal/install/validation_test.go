@@ -416,14 +416,6 @@ func TestDatastoreDefaults(t *testing.T) {
 				t.Errorf("gateway.replicas = %v, want 2", g.Replicas)
 			}
 			l := g.DefaultLimits
-			if c.typed && l.RequestsPerSecond == nil && l.BytesPerSecond == nil {
-				// The default sits on defaultLimits as a whole, which a
-				// typed client always sends as {}: a Datastore created
-				// from Go (install's "default") has no rate limits. The
-				// defaults belong on requestsPerSecond and
-				// bytesPerSecond themselves.
-				t.Skip("known defect: gateway.defaultLimits from a typed client stays {} (no rate limits); move the defaults to its fields")
-			}
 			if l.RequestsPerSecond == nil || *l.RequestsPerSecond != 500 || l.BytesPerSecond == nil || l.BytesPerSecond.Cmp(resource.MustParse("32Mi")) != 0 {
 				t.Errorf("gateway.defaultLimits = %+v, want 500 requests and 32Mi per second", l)
 			}

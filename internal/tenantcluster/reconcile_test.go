@@ -367,14 +367,6 @@ func TestWaitingForEndpoint(t *testing.T) {
 	got := e.get(t, tc)
 	wantCondition(t, got, kv1.ConditionControlPlaneAvailable, metav1.ConditionFalse, kv1.ReasonWaitingForEndpoint)
 	t.Run("Ready names the wait", func(t *testing.T) {
-		c := condition(t, got, kv1.ConditionReady)
-		if c.Status == metav1.ConditionFalse && c.Reason == kv1.ReasonWaiting {
-			// Ready takes the first phase condition that is not True in
-			// phase order; CertificatesReady has not been recorded yet, so
-			// it reports "waiting for CertificatesReady" and hides
-			// ControlPlaneAvailable's actionable WaitingForEndpoint.
-			t.Skipf("known defect: Ready = %s (%s) instead of %s", c.Reason, c.Message, kv1.ReasonWaitingForEndpoint)
-		}
 		wantCondition(t, got, kv1.ConditionReady, metav1.ConditionFalse, kv1.ReasonWaitingForEndpoint)
 	})
 	objs := controlPlaneObjects(tc.Name)

@@ -86,28 +86,32 @@ func (r *Reconciler) updateStatus(ctx context.Context, s *scope, reconcileErr er
 }
 
 // summarize sets Ready: true when every phase condition is; otherwise the
-// first that is not, with its reason and message, or the reconcile's error
-// when no condition explains it.
+// first phase condition that is False, with its reason and message (a
+// phase may wait before an earlier condition was ever set: the exposure
+// phase waits for an address before certificates exist); then the
+// reconcile's error; then the first condition not set yet.
 func (r *Reconciler) summarize(s *scope, reconcileErr error, set func(string, metav1.ConditionStatus, string, string)) {
+	missing := ""
 	for _, typ := range phaseConditions {
 		c := meta.FindStatusCondition(s.tc.Status.Conditions, typ)
 		switch {
-		case c == nil && reconcileErr != nil:
-			set(kv1.ConditionReady, metav1.ConditionFalse, failureReason(reconcileErr), reconcileErr.Error())
-			return
 		case c == nil:
-			set(kv1.ConditionReady, metav1.ConditionFalse, kv1.ReasonWaiting, "waiting for "+typ)
-			return
+			if missing == "" {
+				missing = typ
+			}
 		case c.Status != metav1.ConditionTrue:
 			set(kv1.ConditionReady, metav1.ConditionFalse, c.Reason, c.Message)
 			return
 		}
 	}
-	if reconcileErr != nil {
+	switch {
+	case reconcileErr != nil:
 		set(kv1.ConditionReady, metav1.ConditionFalse, failureReason(reconcileErr), reconcileErr.Error())
-		return
+	case missing != "":
+		set(kv1.ConditionReady, metav1.ConditionFalse, kv1.ReasonWaiting, "waiting for "+missing)
+	default:
+		set(kv1.ConditionReady, metav1.ConditionTrue, kv1.ReasonReady, "control plane available at "+s.tc.Status.Endpoint)
 	}
-	set(kv1.ConditionReady, metav1.ConditionTrue, kv1.ReasonReady, "control plane available at "+s.tc.Status.Endpoint)
 }
 
 // failureReason tells an invalid spec (which retrying cannot fix) from a
