@@ -23,8 +23,8 @@ import (
 
 	kv1 "kubinception.dev/kubinception/api/v1alpha1"
 	"kubinception.dev/kubinception/internal/local/admincluster"
-	"kubinception.dev/kubinception/internal/operator"
 	"kubinception.dev/kubinception/internal/release"
+	"kubinception.dev/kubinception/internal/scheme"
 )
 
 // adminFlags locate the admin cluster.
@@ -58,7 +58,7 @@ func (f *adminFlags) client() (client.Client, error) {
 		return nil, fmt.Errorf("admin kubeconfig %s: %w", path, err)
 	}
 	rc.Timeout = 30 * time.Second
-	return client.New(rc, client.Options{Scheme: operator.Scheme()})
+	return client.New(rc, client.Options{Scheme: scheme.New()})
 }
 
 func newCreateCommand() *cobra.Command {

@@ -12,7 +12,7 @@ import (
 	kv1 "kubinception.dev/kubinception/api/v1alpha1"
 	"kubinception.dev/kubinception/internal/datastore"
 	"kubinception.dev/kubinception/internal/gateway"
-	"kubinception.dev/kubinception/internal/operator"
+	"kubinception.dev/kubinception/internal/scheme"
 )
 
 // uidIndex indexes TenantClusters by UID: the gateway knows a tenant by the
@@ -59,7 +59,7 @@ func (p *Policy) Limits(tenantID string) (gateway.Limits, error) {
 // Start builds the informer cache of TenantClusters and Datastores, starts
 // it and waits until it has synced; it stops with ctx.
 func Start(ctx context.Context, rc *rest.Config, datastoreName string) (*Policy, error) {
-	c, err := cache.New(rc, cache.Options{Scheme: operator.Scheme(), ByObject: map[client.Object]cache.ByObject{
+	c, err := cache.New(rc, cache.Options{Scheme: scheme.New(), ByObject: map[client.Object]cache.ByObject{
 		&kv1.TenantCluster{}: {},
 		&kv1.Datastore{}:     {},
 	}})

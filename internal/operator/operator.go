@@ -8,8 +8,6 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/labels"
-	"k8s.io/apimachinery/pkg/runtime"
-	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
 	"k8s.io/utils/clock"
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -18,27 +16,15 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
-	kv1 "kubinception.dev/kubinception/api/v1alpha1"
 	"kubinception.dev/kubinception/internal/controlplane"
 	"kubinception.dev/kubinception/internal/datastore"
 	"kubinception.dev/kubinception/internal/datastorecontroller"
 	"kubinception.dev/kubinception/internal/gatewaydeploy"
 	"kubinception.dev/kubinception/internal/objects"
 	"kubinception.dev/kubinception/internal/release"
+	"kubinception.dev/kubinception/internal/scheme"
 	"kubinception.dev/kubinception/internal/tenantcluster"
 )
-
-// Scheme holds every type the operator and its clients read and write.
-func Scheme() *runtime.Scheme {
-	s := runtime.NewScheme()
-	if err := clientgoscheme.AddToScheme(s); err != nil {
-		panic(err)
-	}
-	if err := kv1.AddToScheme(s); err != nil {
-		panic(err)
-	}
-	return s
-}
 
 // Options configure the operator. The zero value of a field means its
 // default.
@@ -80,7 +66,7 @@ func NewManager(rc *rest.Config, o Options) (ctrl.Manager, func(), error) {
 	// client rather than the API server.
 	rc.QPS, rc.Burst = 100, 200
 	mgr, err := ctrl.NewManager(rc, ctrl.Options{
-		Scheme:                  Scheme(),
+		Scheme:                  scheme.New(),
 		Metrics:                 metricsserver.Options{BindAddress: o.MetricsAddr},
 		HealthProbeBindAddress:  o.ProbeAddr,
 		LeaderElection:          o.LeaderElect,

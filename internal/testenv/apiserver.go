@@ -12,14 +12,13 @@ import (
 	"github.com/go-logr/logr"
 	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
 	"k8s.io/apimachinery/pkg/runtime"
-	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
 
-	kv1 "kubinception.dev/kubinception/api/v1alpha1"
 	"kubinception.dev/kubinception/internal/install"
+	"kubinception.dev/kubinception/internal/scheme"
 )
 
 // APIServer is a real kube-apiserver with an etcd of its own, both from the
@@ -54,18 +53,6 @@ type APIServerOptions struct {
 // random part keeps test packages running at the same time apart.
 func LoopbackServiceCIDR() string {
 	return fmt.Sprintf("127.%d.%d.0/24", 100+rand.IntN(150), rand.IntN(256))
-}
-
-// Scheme knows the built-in kinds and kubinception's.
-func Scheme() *runtime.Scheme {
-	s := runtime.NewScheme()
-	if err := clientgoscheme.AddToScheme(s); err != nil {
-		panic(err)
-	}
-	if err := kv1.AddToScheme(s); err != nil {
-		panic(err)
-	}
-	return s
 }
 
 // StartAPIServer starts an API server for tb alone and stops it when tb
@@ -177,7 +164,7 @@ func startAPIServer(bins Binaries, o APIServerOptions, reap bool) (*APIServer, e
 	}
 	log := &syncBuffer{}
 	env := &envtest.Environment{
-		Scheme:                   Scheme(),
+		Scheme:                   scheme.New(),
 		CRDs:                     crds,
 		ControlPlaneStartTimeout: startTimeout,
 		ControlPlaneStopTimeout:  30 * time.Second,

@@ -24,7 +24,7 @@ import (
 	"kubinception.dev/kubinception/internal/install"
 	"kubinception.dev/kubinception/internal/local/admincluster"
 	"kubinception.dev/kubinception/internal/local/hostproc"
-	"kubinception.dev/kubinception/internal/operator"
+	"kubinception.dev/kubinception/internal/scheme"
 )
 
 // TestTenantClusters runs the operator on the admin cluster and checks
@@ -57,7 +57,7 @@ func adminClient(t *testing.T) client.Client {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c, err := client.New(rc, client.Options{Scheme: operator.Scheme()})
+	c, err := client.New(rc, client.Options{Scheme: scheme.New()})
 	if err != nil {
 		t.Fatal(err)
 	}

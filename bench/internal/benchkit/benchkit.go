@@ -25,7 +25,7 @@ import (
 
 	kv1 "kubinception.dev/kubinception/api/v1alpha1"
 	"kubinception.dev/kubinception/internal/local/admincluster"
-	"kubinception.dev/kubinception/internal/operator"
+	"kubinception.dev/kubinception/internal/scheme"
 )
 
 // BuildBinary builds kubinception from the repository (the working
@@ -156,7 +156,7 @@ func AdminClient(kubeconfig string) (client.Client, error) {
 		return nil, err
 	}
 	rc.QPS, rc.Burst = 200, 400
-	return client.New(rc, client.Options{Scheme: operator.Scheme()})
+	return client.New(rc, client.Options{Scheme: scheme.New()})
 }
 
 // TenantClient connects to a tenant with its admin kubeconfig.

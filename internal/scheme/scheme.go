@@ -1,0 +1,22 @@
+// Package scheme builds the runtime scheme every client of kubinception
+// uses: Kubernetes' built-in kinds and kubinception.dev/v1alpha1.
+package scheme
+
+import (
+	"k8s.io/apimachinery/pkg/runtime"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+
+	kv1 "kubinception.dev/kubinception/api/v1alpha1"
+)
+
+// New returns a scheme with the built-in kinds and kubinception's.
+func New() *runtime.Scheme {
+	s := runtime.NewScheme()
+	if err := clientgoscheme.AddToScheme(s); err != nil {
+		panic(err)
+	}
+	if err := kv1.AddToScheme(s); err != nil {
+		panic(err)
+	}
+	return s
+}
