@@ -9,49 +9,29 @@
 package helm_test
 
 import (
-	"bufio"
 	"bytes"
 	"encoding/json"
-	"errors"
 	"fmt"
-	"io"
+	"maps"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"sort"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
-	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 	"sigs.k8s.io/yaml"
+
+	"kubinception.dev/kubinception/internal/install"
+	"kubinception.dev/kubinception/internal/testenv"
 )
 
 const chartDir = "kubinception"
 
-// helm returns the Helm binary: $HELM, bin/tools/helm (hack/deps builds it
-// there), or helm on the PATH.
-func helm(t *testing.T) string {
-	t.Helper()
-	if p := os.Getenv("HELM"); p != "" {
-		return p
-	}
-	if p, err := filepath.Abs("../../bin/tools/helm"); err == nil {
-		if _, err := os.Stat(p); err == nil {
-			return p
-		}
-	}
-	if p, err := exec.LookPath("helm"); err == nil {
-		return p
-	}
-	msg := "helm is not installed: run hack/deps, which builds it into bin/tools, or set HELM; this test renders the chart with the real helm"
-	if os.Getenv("KUBINCEPTION_REQUIRE_BINARIES") == "1" {
-		t.Fatal(msg)
-	}
-	t.Skip(msg)
-	return ""
-}
+// helm is the Helm binary the tests render the chart with.
+func helm(t *testing.T) string { return testenv.Helm(t) }
 
 var built struct {
 	once sync.Once
@@ -105,59 +85,14 @@ func run(t *testing.T, name string, args ...string) []byte {
 	return stdout.Bytes()
 }
 
-// objects parses a YAML stream into objects keyed by
-// apiVersion/kind/namespace/name, each normalised through JSON so numbers
-// compare alike. Documents holding only comments are skipped; a key seen
-// twice fails the test.
+// objects parses a rendered stream, failing the test on a bad one.
 func objects(t *testing.T, stream []byte) map[string]map[string]any {
 	t.Helper()
-	out := map[string]map[string]any{}
-	r := utilyaml.NewYAMLReader(bufio.NewReader(bytes.NewReader(stream)))
-	for {
-		doc, err := r.Read()
-		if errors.Is(err, io.EOF) {
-			break
-		}
-		if err != nil {
-			t.Fatalf("read YAML: %v", err)
-		}
-		var obj map[string]any
-		if err := yaml.Unmarshal(doc, &obj); err != nil {
-			t.Fatalf("parse YAML document: %v\n%s", err, doc)
-		}
-		if len(obj) == 0 {
-			continue
-		}
-		add(t, out, obj)
-	}
-	return out
-}
-
-func add(t *testing.T, out map[string]map[string]any, obj map[string]any) {
-	t.Helper()
-	data, err := json.Marshal(obj)
+	objs, err := install.ReadObjects(stream)
 	if err != nil {
 		t.Fatal(err)
 	}
-	var norm map[string]any
-	if err := json.Unmarshal(data, &norm); err != nil {
-		t.Fatal(err)
-	}
-	meta, _ := norm["metadata"].(map[string]any)
-	key := fmt.Sprintf("%v/%v/%v/%v", norm["apiVersion"], norm["kind"], meta["namespace"], meta["name"])
-	if _, dup := out[key]; dup {
-		t.Fatalf("%s rendered twice", key)
-	}
-	out[key] = norm
-}
-
-func keys(m map[string]map[string]any) []string {
-	out := make([]string, 0, len(m))
-	for k := range m {
-		out = append(out, k)
-	}
-	sort.Strings(out)
-	return out
+	return objs
 }
 
 // chartCase is one setting, as chart values and as install flags.
@@ -172,19 +107,22 @@ type chartCase struct {
 
 var (
 	crdKeys = []string{
-		"apiextensions.k8s.io/v1/CustomResourceDefinition/<nil>/datastores.kubinception.dev",
-		"apiextensions.k8s.io/v1/CustomResourceDefinition/<nil>/tenantclusters.kubinception.dev",
+		"apiextensions.k8s.io/v1/CustomResourceDefinition//datastores.kubinception.dev",
+		"apiextensions.k8s.io/v1/CustomResourceDefinition//tenantclusters.kubinception.dev",
 	}
 	operatorKeys = []string{
-		"v1/Namespace/<nil>/kubinception-system",
+		"v1/Namespace//kubinception-system",
 		"v1/ServiceAccount/kubinception-system/kubinception-manager",
-		"rbac.authorization.k8s.io/v1/ClusterRole/<nil>/kubinception-manager",
-		"rbac.authorization.k8s.io/v1/ClusterRoleBinding/<nil>/kubinception-manager",
+		"rbac.authorization.k8s.io/v1/ClusterRole//kubinception-manager",
+		"rbac.authorization.k8s.io/v1/ClusterRoleBinding//kubinception-manager",
+		"v1/ServiceAccount/kubinception-system/kubinception-gateway",
+		"rbac.authorization.k8s.io/v1/ClusterRole//kubinception-gateway",
+		"rbac.authorization.k8s.io/v1/ClusterRoleBinding//kubinception-gateway",
 		"rbac.authorization.k8s.io/v1/Role/kubinception-system/kubinception-manager-leader-election",
 		"rbac.authorization.k8s.io/v1/RoleBinding/kubinception-system/kubinception-manager-leader-election",
 		"apps/v1/Deployment/kubinception-system/kubinception-manager",
 	}
-	datastoreKey = "kubinception.dev/v1alpha1/Datastore/<nil>/default"
+	datastoreKey = "kubinception.dev/v1alpha1/Datastore//default"
 )
 
 func chartCases() []chartCase {
@@ -284,10 +222,10 @@ func TestChartRendersWhatInstallApplies(t *testing.T) {
 					t.Errorf("%s: rendered by the chart = %v, by install = %v; want both", k, chart[k] != nil, install[k] != nil)
 				}
 			}
-			if diff := cmp.Diff(keys(install), keys(chart)); diff != "" {
+			if diff := cmp.Diff(slices.Sorted(maps.Keys(install)), slices.Sorted(maps.Keys(chart))); diff != "" {
 				t.Fatalf("objects differ (-install +chart):\n%s", diff)
 			}
-			for _, k := range keys(install) {
+			for _, k := range slices.Sorted(maps.Keys(install)) {
 				if diff := cmp.Diff(install[k], chart[k]); diff != "" {
 					t.Errorf("%s differs (-install +chart):\n%s", k, diff)
 				}
@@ -301,10 +239,16 @@ func TestChartRendersWhatInstallApplies(t *testing.T) {
 			if err := json.Unmarshal(run(t, bin, installArgs(t, "json", c.flags)...), &list); err != nil {
 				t.Fatalf("install -o json: %v", err)
 			}
-			fromJSON := map[string]map[string]any{}
+			// Each item as a document of its own: JSON is YAML.
+			var stream bytes.Buffer
 			for _, item := range list.Items {
-				add(t, fromJSON, item)
+				data, err := json.Marshal(item)
+				if err != nil {
+					t.Fatal(err)
+				}
+				fmt.Fprintf(&stream, "---\n%s\n", data)
 			}
+			fromJSON := objects(t, stream.Bytes())
 			if diff := cmp.Diff(install, fromJSON); list.Kind != "List" || diff != "" {
 				t.Errorf("install -o json (a %s) differs from -o yaml (-yaml +json):\n%s", list.Kind, diff)
 			}

@@ -32,7 +32,13 @@ func FindBinaries(tb testing.TB) Binaries {
 
 func missing(tb testing.TB, err error) {
 	tb.Helper()
-	msg := "components are not built (" + err.Error() + "): run `go run ./cmd/kubinception build components`; this test runs the real binaries"
+	missingTool(tb, "components are not built ("+err.Error()+"): run `go run ./cmd/kubinception build components`; this test runs the real binaries")
+}
+
+// missingTool skips the test saying what is missing and how to get it, or
+// fails it when KUBINCEPTION_REQUIRE_BINARIES=1.
+func missingTool(tb testing.TB, msg string) {
+	tb.Helper()
 	if os.Getenv("KUBINCEPTION_REQUIRE_BINARIES") == "1" {
 		tb.Fatal(msg)
 	}

@@ -1,18 +1,13 @@
 package e2e
 
 import (
-	"bufio"
 	"bytes"
 	"context"
-	"encoding/json"
-	"errors"
-	"fmt"
-	"io"
+	"maps"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"slices"
-	"sort"
 	"strings"
 	"testing"
 	"time"
@@ -21,11 +16,11 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/types"
-	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 	"sigs.k8s.io/yaml"
 
 	"kubinception.dev/kubinception/internal/install"
 	"kubinception.dev/kubinception/internal/local/admincluster"
+	"kubinception.dev/kubinception/internal/testenv"
 )
 
 // chartDir is the Helm chart, from this package's directory.
@@ -40,7 +35,7 @@ const chartDir = "../../deploy/helm/kubinception"
 // with the test; the CRDs stay, as Helm leaves them.
 func TestHelmChart(t *testing.T) {
 	requireE2E(t)
-	helmBin := helmBinary(t)
+	helmBin := testenv.Helm(t)
 	if r := run(t, "admin", "up"); r.err != nil {
 		t.Fatalf("admin up:\n%s", r)
 	}
@@ -63,7 +58,7 @@ func TestHelmChart(t *testing.T) {
 	fromChart := renderedObjects(t, helm(t, helmBin, "template", "kubinception", chartDir,
 		"--namespace", install.Namespace, "--include-crds", "-f", writeChartValues(t, withNamespace)))
 	if _, ok := fromInstall["kubinception.dev/v1alpha1/Datastore//default"]; !ok {
-		t.Fatalf("install --dry-run on the local admin cluster renders no Datastore default; objects: %v", sortedKeys(fromInstall))
+		t.Fatalf("install --dry-run on the local admin cluster renders no Datastore default; objects: %v", slices.Sorted(maps.Keys(fromInstall)))
 	}
 	if diff := cmp.Diff(fromInstall, fromChart); diff != "" {
 		t.Fatalf("install --dry-run and the chart render different objects (-install +chart):\n%s", diff)
@@ -112,26 +107,6 @@ func TestHelmChart(t *testing.T) {
 	}
 }
 
-// helmBinary is Helm as hack/deps builds it into bin/tools, $HELM, or helm
-// on the PATH. The end-to-end tests were asked for, so a missing Helm
-// fails the test.
-func helmBinary(t *testing.T) string {
-	t.Helper()
-	if p := os.Getenv("HELM"); p != "" {
-		return p
-	}
-	if p, err := filepath.Abs("../../bin/tools/helm"); err == nil {
-		if _, err := os.Stat(p); err == nil {
-			return p
-		}
-	}
-	if p, err := exec.LookPath("helm"); err == nil {
-		return p
-	}
-	t.Fatal("helm is not installed: run hack/deps, which builds it into bin/tools, or set HELM")
-	return ""
-}
-
 // helmCommand runs Helm with its caches and configuration under a
 // directory of its own, not the machine's.
 func helmCommand(ctx context.Context, helmBin string, args ...string) *exec.Cmd {
@@ -165,7 +140,7 @@ func operatorImage(t *testing.T, objs map[string]map[string]any) string {
 	dep := objs["apps/v1/Deployment/"+install.Namespace+"/"+install.Name]
 	containers, _, _ := unstructured.NestedSlice(dep, "spec", "template", "spec", "containers")
 	if len(containers) != 1 {
-		t.Fatalf("install --dry-run renders %d operator containers, want 1; objects: %v", len(containers), sortedKeys(objs))
+		t.Fatalf("install --dry-run renders %d operator containers, want 1; objects: %v", len(containers), slices.Sorted(maps.Keys(objs)))
 	}
 	image, _, _ := unstructured.NestedString(containers[0].(map[string]any), "image")
 	if image == "" || !strings.Contains(image, ":") {
@@ -221,51 +196,16 @@ func writeChartValues(t *testing.T, values map[string]any) string {
 	return path
 }
 
-// renderedObjects parses a YAML stream into objects keyed by
-// apiVersion/kind/namespace/name, normalised through JSON.
+// renderedObjects parses a rendered stream, failing the test on a bad or
+// empty one.
 func renderedObjects(t *testing.T, stream []byte) map[string]map[string]any {
 	t.Helper()
-	out := map[string]map[string]any{}
-	r := utilyaml.NewYAMLReader(bufio.NewReader(bytes.NewReader(stream)))
-	for {
-		doc, err := r.Read()
-		if errors.Is(err, io.EOF) {
-			break
-		}
-		if err != nil {
-			t.Fatalf("read YAML: %v", err)
-		}
-		var obj map[string]any
-		if err := yaml.Unmarshal(doc, &obj); err != nil {
-			t.Fatalf("parse YAML: %v\n%s", err, doc)
-		}
-		if len(obj) == 0 {
-			continue
-		}
-		data, _ := json.Marshal(obj)
-		var norm map[string]any
-		if err := json.Unmarshal(data, &norm); err != nil {
-			t.Fatal(err)
-		}
-		meta, _ := norm["metadata"].(map[string]any)
-		ns, _ := meta["namespace"].(string)
-		key := fmt.Sprintf("%v/%v/%s/%v", norm["apiVersion"], norm["kind"], ns, meta["name"])
-		if _, dup := out[key]; dup {
-			t.Fatalf("%s rendered twice", key)
-		}
-		out[key] = norm
+	objs, err := install.ReadObjects(stream)
+	if err != nil {
+		t.Fatal(err)
 	}
-	if len(out) == 0 {
+	if len(objs) == 0 {
 		t.Fatalf("no objects in:\n%s", stream)
 	}
-	return out
-}
-
-func sortedKeys(m map[string]map[string]any) []string {
-	out := make([]string, 0, len(m))
-	for k := range m {
-		out = append(out, k)
-	}
-	sort.Strings(out)
-	return out
+	return objs
 }
