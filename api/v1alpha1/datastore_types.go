@@ -24,9 +24,9 @@ type DatastoreSpec struct {
 	// +kubebuilder:validation:items:Pattern=`^https://[^\s/]+(:[0-9]+)?$`
 	Endpoints []string `json:"endpoints"`
 
-	// CASecretRef names a Secret holding the CA of the members' serving
-	// certificates ("ca.crt") and its key ("ca.key"), with which the
-	// operator issues each tenant's client certificate.
+	// CASecretRef names a Secret holding the certificate ("ca.crt") of
+	// the CA that signed the members' serving certificates. Its key is
+	// not needed: tenants' certificates come from the gateway's own CA.
 	CASecretRef SecretReference `json:"caSecretRef"`
 
 	// RootSecretRef names a Secret holding the root user's client

@@ -21,7 +21,6 @@ import (
 // gateway serves them.
 const (
 	SecretCACert   = "ca.crt"
-	SecretCAKey    = "ca.key"
 	SecretRootCert = "tls.crt"
 	SecretRootKey  = "tls.key"
 )

@@ -443,15 +443,13 @@ func (cl *Cluster) storeDatastoreSecret(ctx context.Context, creds datastore.Cre
 			"endpoints":              []byte(strings.Join(creds.Endpoints, ",")),
 		},
 	}
-	caKey, err := os.ReadFile(filepath.Join(cl.Config.paths().DatastorePKI(), datastore.SecretCAKey))
-	if err != nil {
-		return err
-	}
+	// The CA's certificate only: its key stays on this machine. Tenants'
+	// datastore certificates come from each gateway's own CA.
 	caSecret := &corev1.Secret{
 		ObjectMeta: metav1.ObjectMeta{Name: DatastoreCASecret, Namespace: SystemNamespace,
 			Labels: map[string]string{"app.kubernetes.io/managed-by": "kubinception"}},
 		Type: corev1.SecretTypeOpaque,
-		Data: map[string][]byte{datastore.SecretCACert: creds.CAPEM, datastore.SecretCAKey: caKey},
+		Data: map[string][]byte{datastore.SecretCACert: creds.CAPEM},
 	}
 	secrets := client.CoreV1().Secrets(SystemNamespace)
 	for _, s := range []*corev1.Secret{secret, caSecret} {
