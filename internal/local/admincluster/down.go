@@ -190,9 +190,8 @@ func stopLeftovers(ctx context.Context, c Config) error {
 	)
 }
 
-// LeftoverProcesses describes processes of ours still running, for status
-// and for tests that check a teardown.
-func LeftoverProcesses(c Config) []string {
+// leftoverProcesses describes processes of ours still running.
+func leftoverProcesses(c Config) []string {
 	var out []string
 	host := hostproc.Self().MountNS
 	for _, p := range ourProcesses(c.Root) {
@@ -208,7 +207,7 @@ func LeftoverProcesses(c Config) []string {
 // mounts, interfaces, iptables chains and pod cgroups. After Down it is
 // empty.
 func Leftovers(ctx context.Context, c Config) []string {
-	out := LeftoverProcesses(c)
+	out := leftoverProcesses(c)
 	if mounts, err := hostproc.MountPoints(c.Root); err == nil {
 		for _, m := range mounts {
 			out = append(out, "mount "+m)
