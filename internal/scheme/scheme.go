@@ -1,5 +1,3 @@
-// Package scheme builds the runtime scheme every client of kubinception
-// uses: Kubernetes' built-in kinds and kubinception.dev/v1alpha1.
 package scheme
 
 import (
