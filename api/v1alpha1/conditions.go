@@ -66,10 +66,15 @@ const Finalizer = "kubinception.dev/tenant-cleanup"
 
 // SetCondition records a condition observed at now. The transition time
 // moves only when the status changes, so it says since when a condition
-// holds; callers pass the reconcile's clock, never the wall clock.
-func SetCondition(conds *[]metav1.Condition, typ string, status metav1.ConditionStatus, reason, message string, generation int64, now time.Time) (changed bool) {
-	return meta.SetStatusCondition(conds, metav1.Condition{
+// holds; callers pass the reconcile's clock, never the wall clock. It
+// reports whether the condition is new or changed its status or reason:
+// the changes worth a log line and an Event.
+func SetCondition(conds *[]metav1.Condition, typ string, status metav1.ConditionStatus, reason, message string, generation int64, now time.Time) (transitioned bool) {
+	old := meta.FindStatusCondition(*conds, typ)
+	transitioned = old == nil || old.Status != status || old.Reason != reason
+	meta.SetStatusCondition(conds, metav1.Condition{
 		Type: typ, Status: status, Reason: reason, Message: message,
 		ObservedGeneration: generation, LastTransitionTime: metav1.NewTime(now),
 	})
+	return transitioned
 }

@@ -7,9 +7,7 @@ import (
 	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
-	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
-	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/tools/events"
 	"k8s.io/utils/clock"
@@ -19,6 +17,7 @@ import (
 	kv1 "kubinception.dev/kubinception/api/v1alpha1"
 	"kubinception.dev/kubinception/internal/datastore"
 	"kubinception.dev/kubinception/internal/gatewaydeploy"
+	"kubinception.dev/kubinception/internal/objects"
 )
 
 // healthInterval is how often a Datastore's members are asked for health.
@@ -112,23 +111,8 @@ func (r *Reconciler) writeStatus(ctx context.Context, before, ds *kv1.Datastore)
 // setCondition sets one condition and, when its status or reason changes,
 // logs it and emits an Event (a Warning when it is not True).
 func (r *Reconciler) setCondition(ctx context.Context, ds *kv1.Datastore, typ string, status metav1.ConditionStatus, reason, message string, now time.Time) {
-	// A copy: SetCondition updates the condition in place.
-	var old *metav1.Condition
-	if c := meta.FindStatusCondition(ds.Status.Conditions, typ); c != nil {
-		prev := *c
-		old = &prev
-	}
-	kv1.SetCondition(&ds.Status.Conditions, typ, status, reason, message, ds.Generation, now)
-	if old != nil && old.Status == status && old.Reason == reason {
-		return
-	}
-	eventType := corev1.EventTypeNormal
-	if status != metav1.ConditionTrue {
-		eventType = corev1.EventTypeWarning
-	}
-	ctrl.LoggerFrom(ctx).Info("condition changed", "type", typ, "status", status, "reason", reason, "message", message)
-	if r.Recorder != nil {
-		r.Recorder.Eventf(ds, nil, eventType, reason, "Update"+typ, "%s", message)
+	if kv1.SetCondition(&ds.Status.Conditions, typ, status, reason, message, ds.Generation, now) {
+		objects.AnnounceCondition(ctx, r.Recorder, ds, typ, status, reason, message, status != metav1.ConditionTrue)
 	}
 }
 

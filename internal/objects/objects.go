@@ -6,6 +6,11 @@ import (
 	"encoding/hex"
 	"sort"
 
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/client-go/tools/events"
+	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
 )
@@ -72,4 +77,19 @@ func HashData(data map[string][]byte) string {
 		h.Write([]byte{0})
 	}
 	return hex.EncodeToString(h.Sum(nil))[:16]
+}
+
+// AnnounceCondition logs a condition that changed and emits it as an Event
+// on obj: a Warning when warning is set, Normal otherwise. rec may be nil
+// (unit tests).
+func AnnounceCondition(ctx context.Context, rec events.EventRecorder, obj runtime.Object, typ string, status metav1.ConditionStatus, reason, message string, warning bool) {
+	ctrl.LoggerFrom(ctx).Info("condition changed", "type", typ, "status", status, "reason", reason, "message", message)
+	if rec == nil {
+		return
+	}
+	eventType := corev1.EventTypeNormal
+	if warning {
+		eventType = corev1.EventTypeWarning
+	}
+	rec.Eventf(obj, nil, eventType, reason, "Update"+typ, "%s: %s", typ, message)
 }

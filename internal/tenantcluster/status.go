@@ -7,10 +7,10 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	kv1 "kubinception.dev/kubinception/api/v1alpha1"
+	"kubinception.dev/kubinception/internal/objects"
 )
 
 // phaseConditions are the conditions the phases own, in phase order; Ready
@@ -37,22 +37,10 @@ func (r *Reconciler) updateStatus(ctx context.Context, s *scope, reconcileErr er
 	}
 	tc := s.tc
 	set := func(typ string, status metav1.ConditionStatus, reason, message string) {
-		// A copy: SetCondition updates the condition in place.
-		var old *metav1.Condition
-		if c := meta.FindStatusCondition(tc.Status.Conditions, typ); c != nil {
-			prev := *c
-			old = &prev
+		if kv1.SetCondition(&tc.Status.Conditions, typ, status, reason, message, tc.Generation, s.now) {
+			warning := status == metav1.ConditionFalse && !s.deleting && !expectedWait[reason]
+			objects.AnnounceCondition(ctx, r.Recorder, tc, typ, status, reason, message, warning)
 		}
-		kv1.SetCondition(&tc.Status.Conditions, typ, status, reason, message, tc.Generation, s.now)
-		if old != nil && old.Status == status && old.Reason == reason {
-			return
-		}
-		eventType := corev1.EventTypeNormal
-		if status == metav1.ConditionFalse && !s.deleting && !expectedWait[reason] {
-			eventType = corev1.EventTypeWarning
-		}
-		r.event(tc, eventType, reason, "Update"+typ, typ+": "+message)
-		ctrl.LoggerFrom(ctx).Info("condition changed", "type", typ, "status", status, "reason", reason, "message", message)
 	}
 	for _, typ := range append(phaseConditions, kv1.ConditionQuotaAvailable) {
 		if res, ok := s.results[typ]; ok {
