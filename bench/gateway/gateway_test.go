@@ -1,0 +1,240 @@
+package gateway_test
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"kubinception.dev/kubinception/bench/internal/benchkit"
+	"kubinception.dev/kubinception/internal/gateway"
+	"kubinception.dev/kubinception/internal/release"
+)
+
+// report is where the results are written, from this package's directory.
+var report = filepath.Join("..", "results", "gateway.md")
+
+// TestGatewayBenchmark measures the etcd gateway with real processes: one
+// etcd with authentication on (the datastore), the gateway in this process
+// or as `kubinception gateway`, real kube-apiservers. It only measures and
+// writes bench/results/gateway.md; it asserts no timing.
+func TestGatewayBenchmark(t *testing.T) {
+	if os.Getenv("KUBINCEPTION_BENCH") != "1" {
+		t.Skip("KUBINCEPTION_BENCH is not 1: this benchmark runs real etcd, kube-apiserver and gateway processes for about 20 minutes and rewrites bench/results/gateway.md; run it with KUBINCEPTION_BENCH=1 go test -v -timeout 60m ./bench/gateway")
+	}
+	start := time.Now()
+	load0 := benchkit.LoadAverage()
+	t.Log("building kubinception")
+	bin := buildKubinception(t, t.TempDir())
+	e := newEnv(t)
+
+	var (
+		api       apiserverResult
+		neighbour []*neighbourSetting
+		idle      []idleResult
+	)
+	steps := []struct {
+		name string
+		run  func(t *testing.T)
+	}{
+		{"kube-apiserver through the gateway and straight", func(t *testing.T) { api = benchAPIServer(t, e) }},
+		{"noisy neighbour", func(t *testing.T) { neighbour = benchNeighbour(t, e) }},
+		{"idle tenants, minimal", func(t *testing.T) { idle = append(idle, benchIdleTenants(t, e, bin, minimalShape, 3)) }},
+		{"idle tenants, shaped like the kube-apiserver", func(t *testing.T) {
+			idle = append(idle, benchIdleTenants(t, e, bin, apiserverShape(api), 4))
+		}},
+	}
+	for _, s := range steps {
+		if !t.Run(s.name, s.run) {
+			t.Fatalf("%s failed: no report written", s.name)
+		}
+	}
+	r := &reportData{took: time.Since(start), load0: load0, load1: benchkit.LoadAverage(), api: api, neighbour: neighbour, idle: idle}
+	if err := benchkit.WriteReport(report, r.markdown()); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// reportData is everything the report shows.
+type reportData struct {
+	took         time.Duration
+	load0, load1 string
+	api          apiserverResult
+	neighbour    []*neighbourSetting
+	idle         []idleResult
+}
+
+func ms(d time.Duration) string { return fmt.Sprintf("%.2f ms", float64(d)/float64(time.Millisecond)) }
+
+func ratio(a, b time.Duration) string { return fmt.Sprintf("%.2f", benchkit.Ratio(a, b)) }
+
+func (r *reportData) markdown() string {
+	var b strings.Builder
+	p := func(format string, args ...any) { fmt.Fprintf(&b, format, args...) }
+	cfg := gateway.DefaultConfig()
+	def := cfg.Policy.(gateway.StaticPolicy).Default
+	p(`# Gateway benchmark
+
+Measured %s on %s: shared 2-core VM, compare ratios from the same run.
+Load average (1, 5, 15 min) %s at the start and %s at the end: other
+work shared the machine. etcd %s, Kubernetes %s. The whole run took %s:
+
+    KUBINCEPTION_BENCH=1 go test -v -timeout 60m ./bench/gateway
+
+One etcd (TLS, client certificates, authentication on) is the datastore
+for everything below. The gateway has its defaults unless said otherwise:
+per tenant %.0f requests/s (bursts of %.0f) and %d MiB/s, a %d GiB quota;
+%d requests in flight to the datastore, tenants served in turn beyond that.
+`, benchkit.Now(), benchkit.Machine(), r.load0, r.load1, release.EtcdVersion, release.DefaultKubernetesVersion, r.took.Round(time.Second),
+		def.RequestsPerSecond, 2*def.RequestsPerSecond, int(def.BytesPerSecond)>>20, def.QuotaBytes>>30, cfg.MaxInFlight)
+
+	r.apiserverSection(p)
+	r.idleSection(p)
+	r.neighbourSection(p)
+	return b.String()
+}
+
+func (r *reportData) apiserverSection(p func(string, ...any)) {
+	a := r.api
+	dt, d50, d99 := medians(a.direct)
+	gt, g50, g99 := medians(a.gateway)
+	rt, r50, r99 := a.roundRatios()
+	p(`
+## kube-apiserver through the gateway vs straight to the datastore
+
+Two kube-apiservers on the datastore at once. *direct*:
+%s and the datastore's root certificate. *gateway*: --etcd-servers=<the
+gateway, in the benchmark's process>, the default --etcd-prefix=/registry
+and a tenant certificate (the gateway maps its keys under /tenants/<uid>).
+The same load on each in turn: %d client-go workers (no client-side rate
+limit), each creating, getting, updating and deleting %d ConfigMaps of %d
+KiB one after another, %d requests a round. One warm-up round on each,
+then %d rounds alternating which server goes first. Medians over the
+rounds, and the median of each round's own ratio (the two halves of a
+round ran one after the other, so its ratio cancels the machine's slower
+drifts):
+
+| path | throughput | p50 | p99 |
+|---|---|---|---|
+| direct | %.0f req/s | %s | %s |
+| gateway | %.0f req/s | %s | %s |
+| gateway / direct, ratio of the medians | %.2f | %s | %s |
+| **gateway / direct, median of the rounds' ratios** | **%.2f** (goal ≥ 0.90) | **%.2f** (goal ≤ 1.10) | **%.2f** (goal ≤ 1.10) |
+| rounds' ratios, lowest – highest | %.2f – %.2f | %.2f – %.2f | %.2f – %.2f |
+
+The gateway's rate limits and fair queue held the tenant for %.3f s in
+total during the measured rounds. At the end the kube-apiserver held %d
+connections to the gateway and had opened %.0f watches on %.0f watch
+streams through it.
+
+| round | direct req/s | gateway req/s | ratio | direct p50 | gateway p50 | ratio | direct p99 | gateway p99 | ratio |
+|---|---|---|---|---|---|---|---|---|---|
+`, "--etcd-servers=<etcd> --etcd-prefix="+a.directPrefix, apiWorkers, apiIterations, apiDataBytes>>10, apiWorkers*apiIterations*4, apiRounds,
+		dt, ms(d50), ms(d99), gt, ms(g50), ms(g99), gt/dt, ratio(g50, d50), ratio(g99, d99),
+		benchkit.Median(rt), benchkit.Median(r50), benchkit.Median(r99),
+		slices.Min(rt), slices.Max(rt), slices.Min(r50), slices.Max(r50), slices.Min(r99), slices.Max(r99),
+		a.throttled, a.connections, a.watches, a.watchStreams)
+	for i := range a.direct {
+		d, g := a.direct[i], a.gateway[i]
+		p("| %d | %.0f | %.0f | %.2f | %s | %s | %.2f | %s | %s | %.2f |\n", i, d.throughput(), g.throughput(), rt[i], ms(d.p(50)), ms(g.p(50)), r50[i], ms(d.p(99)), ms(g.p(99)), r99[i])
+	}
+}
+
+func (r *reportData) idleSection(p func(string, ...any)) {
+	p(`
+## Gateway memory and CPU with 1, 10 and 50 tenants
+
+`+"`kubinception gateway`"+` as a process of its own (default limits, GODEBUG=gctrace=1),
+a fresh one for each shape of tenant, after the keys left by what ran
+before were deleted and compacted away. From /proc: resident memory
+sampled every %s over a %s window (median and largest), CPU time (user +
+system) over the same window. From the runtime's GC trace: the live heap
+the last collection marked (whole MiB) and the collections in the
+window. From its /metrics at the end of the window: goroutine stacks and
+goroutines. Each level is measured %s after its tenants were added;
+tenants are added to those already there.
+
+A simulated tenant behaves like an idle kube-apiserver: it connects with
+its own tenant certificate; opens watches (with previous values and
+progress notifications, as kube-apiserver's watch cache opens them) on
+prefixes under /registry (%s, then resource-NN); grants a %d s lease that
+its etcd client keeps alive (a keep-alive every %d s); and every %s Puts
+%d bytes to one key, attached to the lease, that one of its watches sees.
+It sends no reads: an idle kube-apiserver serves reads from its watch
+cache. Two shapes:
+
+- *minimal*: %s.
+- *kube-apiserver-like*: %s: what the kube-apiserver of the first part
+  held through the gateway, measured in this run (it keeps an etcd client,
+  hence a connection, per resource, and a watch stream per watch).
+`, idleSampleEvery, idleWindow, idleSettle, strings.Join(idleResources, ", "), idleLeaseTTL, idleLeaseTTL/3, idleWriteEvery, idleValueBytes,
+		minimalShape, apiserverShape(r.api))
+	for _, res := range r.idle {
+		p("\n### %s tenants (%s each)\n\n", res.shape.name, res.shape)
+		p("| tenants | RSS (median / max) | CPU | live heap | goroutine stacks | goroutines | GCs in the window | tenants' writes in the window (errors) |\n|---|---|---|---|---|---|---|---|\n")
+		for _, l := range res.levels {
+			p("| %d | %.1f / %.1f MiB | %.0f mCPU | %d MiB | %.2f MiB | %.0f | %d | %d (%d) |\n", l.tenants, mib(l.rss), mib(l.rssMax), l.milliCPU(), l.liveHeap, l.stacks/(1<<20), l.goroutines, l.gcs, l.writes, l.errors)
+		}
+		p("\nPer tenant added, between levels:\n\n| from → to | RSS | CPU | live heap | goroutine stacks | goroutines |\n|---|---|---|---|---|---|\n")
+		for i := 1; i < len(res.levels); i++ {
+			a, z := res.levels[i-1], res.levels[i]
+			n := float64(z.tenants - a.tenants)
+			p("| %d → %d | %.0f KiB | %.1f mCPU | %.0f KiB | %.0f KiB | %.1f |\n", a.tenants, z.tenants,
+				float64(z.rss-a.rss)/n/1024, (z.milliCPU()-a.milliCPU())/n, float64(z.liveHeap-a.liveHeap)*1024/n, (z.stacks-a.stacks)/n/1024, (z.goroutines-a.goroutines)/n)
+		}
+	}
+}
+
+func (r *reportData) neighbourSection(p func(string, ...any)) {
+	p(`
+## Noisy neighbour
+
+Tenant A floods: %d writers, each overwriting %d keys of its own in turn
+with %d KiB values as fast as the gateway lets it, for %s. Tenant B sends
+one request every %s (a Put of %d bytes and a Get of the same key in
+turn), on schedule whatever the previous one is doing: %s alone
+(*before*), then throughout the flood (*during*). Both reach the same
+in-process gateway with their own certificates. Limits, per tenant:
+*defaults* as above; *lowered*: the defaults with %d requests/s; *off*:
+request and byte rates 0 (unlimited). The fair queue is there in all
+three (it cannot be turned off), but %d writers never fill its %d slots.
+%d rounds, each running the three settings in turn (rotating which goes
+first), a fresh gateway each time, the datastore compacted and
+defragmented after each flood. Medians over the rounds:
+
+| limits | B p50 before | B p50 during | during / before | B p99 before | B p99 during | during / before | A's flood | B errors |
+|---|---|---|---|---|---|---|---|---|
+`, floodWriters, floodKeys, floodValueBytes>>10, floodFor, lightEvery, lightValueBytes, quietFor, loweredRate,
+		floodWriters, gateway.DefaultConfig().MaxInFlight, neighbourRounds)
+	for _, s := range r.neighbour {
+		var b50, b99, d50, d99 []time.Duration
+		var rate []float64
+		errs := 0
+		for _, run := range s.runs {
+			b50 = append(b50, benchkit.Percentile(run.before, 50))
+			b99 = append(b99, benchkit.Percentile(run.before, 99))
+			d50 = append(d50, benchkit.Percentile(run.during, 50))
+			d99 = append(d99, benchkit.Percentile(run.during, 99))
+			rate = append(rate, run.floodRate())
+			errs += run.lightErrors
+		}
+		mb50, mb99, md50, md99 := benchkit.Median(b50), benchkit.Median(b99), benchkit.Median(d50), benchkit.Median(d99)
+		a := benchkit.Median(rate)
+		p("| %s | %s | %s | **%s** | %s | %s | **%s** | %.0f writes/s (%.1f MiB/s) | %d |\n", s.name, ms(mb50), ms(md50), ratio(md50, mb50), ms(mb99), ms(md99), ratio(md99, mb99),
+			a, a*floodValueBytes/(1<<20), errs)
+	}
+	p("\nEach run, in the order run:\n\n| round | limits | B p50 before | B p50 during | B p99 before | B p99 during | B requests before / during | A writes/s | A errors |\n|---|---|---|---|---|---|---|---|---|\n")
+	for round := range neighbourRounds {
+		for i := range r.neighbour {
+			s := r.neighbour[(round+i)%len(r.neighbour)]
+			run := s.runs[round]
+			p("| %d | %s | %s | %s | %s | %s | %d / %d | %.0f | %d |\n", round, s.name,
+				ms(benchkit.Percentile(run.before, 50)), ms(benchkit.Percentile(run.during, 50)),
+				ms(benchkit.Percentile(run.before, 99)), ms(benchkit.Percentile(run.during, 99)),
+				len(run.before), len(run.during), run.floodRate(), run.floodErrors)
+		}
+	}
+}
