@@ -30,7 +30,10 @@ tenant CA whose common name is tenant-<uid>, and run with the default
 It alone holds a datastore credential (--datastore-*).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			cfg.Logger = zap.New(zap.UseDevMode(false)).WithName("gateway")
+			logger := zap.New(zap.UseDevMode(false))
+			// The policy's informer cache logs through controller-runtime.
+			ctrl.SetLogger(logger)
+			cfg.Logger = logger.WithName("gateway")
 			creds, err := readCredentials(endpoints, caFile, certFile, keyFile)
 			if err != nil {
 				return err
@@ -74,7 +77,7 @@ It alone holds a datastore credential (--datastore-*).`,
 	f.StringVar(&quota, "default-quota-bytes", quota, "bytes of keys and values each tenant may keep (0: no quota)")
 	f.Float64Var(&def.RequestsPerSecond, "default-request-rate", def.RequestsPerSecond, "requests per second each tenant may send (0: no limit)")
 	f.Float64Var(&def.BytesPerSecond, "default-byte-rate", def.BytesPerSecond, "bytes per second each tenant may write and read (0: no limit)")
-	f.IntVar(&cfg.MaxInFlight, "max-in-flight", cfg.MaxInFlight, "requests sent to the datastore at once; beyond it tenants take turns")
+	f.IntVar(&cfg.MaxInFlight, "max-in-flight", cfg.MaxInFlight, "requests sent to the datastore at once; with k tenants active each may hold ceil(max-in-flight/k), and waiting tenants take turns")
 	f.IntVar(&cfg.MaxQueuedPerTenant, "max-queued-per-tenant", cfg.MaxQueuedPerTenant, "waiting requests per tenant before 'too many requests'")
 	f.DurationVar(&cfg.CompactionInterval, "compaction-interval", cfg.CompactionInterval, "how often the datastore is compacted where every compacting tenant agrees (0: leave it to the datastore)")
 	f.DurationVar(&cfg.CompactionStaleAfter, "compaction-stale-after", cfg.CompactionStaleAfter, "a tenant that has not compacted for this long no longer holds back the datastore's compaction")
