@@ -77,8 +77,11 @@ type Config struct {
 	PolicyRefresh time.Duration
 
 	// MaxInFlight bounds the unary requests the gateway sends to the
-	// datastore at once; when it is reached, waiting requests are
-	// served round-robin across tenants.
+	// datastore at once: about what the datastore serves without its
+	// latency growing, so that requests wait in the gateway, where they
+	// are ordered fairly, and not inside the datastore. With k tenants
+	// active each may hold ceil(MaxInFlight/k) of them; waiting tenants
+	// are served in turn.
 	MaxInFlight int
 	// MaxQueuedPerTenant bounds a tenant's waiting requests; beyond it
 	// requests are refused with "too many requests".
@@ -105,11 +108,13 @@ func DefaultConfig() Config {
 		HTTPAddress:   ":8080",
 		Policy: StaticPolicy{Default: Limits{
 			QuotaBytes:        2 << 30,
-			RequestsPerSecond: 1000,
+			// The Datastore's defaultLimits defaults, so a gateway
+			// run by hand and one run by the operator agree.
+			RequestsPerSecond: 500,
 			BytesPerSecond:    32 << 20,
 		}},
 		PolicyRefresh:        30 * time.Second,
-		MaxInFlight:          64,
+		MaxInFlight:          8,
 		MaxQueuedPerTenant:   1000,
 		CompactionInterval:   time.Minute,
 		CompactionStaleAfter: time.Hour,

@@ -162,7 +162,7 @@ func (g *Gateway) admit(ctx context.Context, t *tenant, n int) (func(answer int)
 		return nil, rpctypes.ErrGRPCRequestTooManyRequests
 	}
 	return func(answer int) {
-		g.queue.release()
+		g.queue.release(t.ID)
 		if answer > 0 {
 			// Charged after the fact: the next request waits for it.
 			r := t.bytes.ReserveN(time.Now(), min(answer, maxByteBurst))
