@@ -106,10 +106,10 @@ func DefaultConfig() Config {
 	return Config{
 		ListenAddress: ":2379",
 		HTTPAddress:   ":8080",
+		// The rates are the Datastore's defaultLimits defaults, so a
+		// gateway run by hand and one run by the operator agree.
 		Policy: StaticPolicy{Default: Limits{
 			QuotaBytes:        2 << 30,
-			// The Datastore's defaultLimits defaults, so a gateway
-			// run by hand and one run by the operator agree.
 			RequestsPerSecond: 500,
 			BytesPerSecond:    32 << 20,
 		}},
