@@ -93,33 +93,33 @@ func medians(rs []loadResult) (float64, time.Duration, time.Duration) {
 // gateway with a tenant certificate, and puts the same client load on
 // each in turn.
 func benchAPIServer(t *testing.T, e *env) apiserverResult {
-	g := e.startGateway(t, nil)
+	g := e.StartGateway(t, nil)
 	through := tenantID(1, 1)
 	direct, err := datastore.TenancyFor(tenantID(1, 2))
 	if err != nil {
 		t.Fatal(err)
 	}
-	kp, err := e.tenantCert(through)
+	kp, err := e.TenantCert(through)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := (pki.Dir{Path: e.dir}).Save("apiserver-tenant", kp); err != nil {
+	if err := (pki.Dir{Path: e.Dir}).Save("apiserver-tenant", kp); err != nil {
 		t.Fatal(err)
 	}
 	t.Log("starting kube-apiserver straight on the datastore")
 	directAPI := testenv.StartKubeAPIServer(t, testenv.KubeAPIServerOptions{
-		EtcdEndpoint: e.etcd.Endpoint,
-		EtcdCAFile:   e.file("datastore-ca.crt"),
-		EtcdCertFile: e.file("root.crt"),
-		EtcdKeyFile:  e.file("root.key"),
+		EtcdEndpoint: e.Etcd.Endpoint,
+		EtcdCAFile:   e.File("datastore-ca.crt"),
+		EtcdCertFile: e.File("root.crt"),
+		EtcdKeyFile:  e.File("root.key"),
 		Args:         []string{"--etcd-prefix=" + direct.Prefix},
 	})
 	t.Log("starting kube-apiserver through the gateway")
 	gatewayAPI := testenv.StartKubeAPIServer(t, testenv.KubeAPIServerOptions{
 		EtcdEndpoint: "https://" + g.Addr(),
-		EtcdCAFile:   e.file("tenant-ca.crt"),
-		EtcdCertFile: e.file("apiserver-tenant.crt"),
-		EtcdKeyFile:  e.file("apiserver-tenant.key"),
+		EtcdCAFile:   e.File("tenant-ca.crt"),
+		EtcdCertFile: e.File("apiserver-tenant.crt"),
+		EtcdKeyFile:  e.File("apiserver-tenant.key"),
 	})
 	servers := map[string]kubernetes.Interface{"direct": unlimitedClient(t, directAPI.Config), "gateway": unlimitedClient(t, gatewayAPI.Config)}
 

@@ -98,14 +98,14 @@ func benchNeighbour(t *testing.T, e *env) []*neighbourSetting {
 // then beside A's flood, stops the gateway and compacts the flood's
 // history away.
 func neighbourRound(t *testing.T, e *env, mutate func(*gateway.Config)) neighbourRun {
-	g := e.startGateway(t, mutate)
-	defer g.stop()
-	a, err := e.tenantClient(g.Addr(), tenantID(2, 1))
+	g := e.StartGateway(t, mutate)
+	defer g.Stop()
+	a, err := e.TenantClient(g.Addr(), tenantID(2, 1))
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer a.Close()
-	b, err := e.tenantClient(g.Addr(), tenantID(2, 2))
+	b, err := e.TenantClient(g.Addr(), tenantID(2, 2))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -131,7 +131,7 @@ func neighbourRound(t *testing.T, e *env, mutate func(*gateway.Config)) neighbou
 	light.wg.Wait()
 	run.before, run.during, run.lightErrors = light.lat[phaseBefore], light.lat[phaseDuring], light.errors
 
-	g.stop()
+	g.Stop()
 	cctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
 	defer cancel()
 	if err := e.compactAll(cctx); err != nil {

@@ -275,10 +275,10 @@ func startGatewayProcess(t *testing.T, e *env, bin string) *gatewayProcess {
 	}
 	cmd := exec.Command(bin, "gateway",
 		"--listen-address="+gp.addr, "--http-address="+gp.httpAddr,
-		"--tls-cert-file="+e.file("serving.crt"), "--tls-key-file="+e.file("serving.key"),
-		"--tenant-ca-file="+e.file("tenant-ca.crt"),
-		"--datastore-endpoints="+e.etcd.Endpoint, "--datastore-ca-file="+e.file("datastore-ca.crt"),
-		"--datastore-cert-file="+e.file("root.crt"), "--datastore-key-file="+e.file("root.key"),
+		"--tls-cert-file="+e.File("serving.crt"), "--tls-key-file="+e.File("serving.key"),
+		"--tenant-ca-file="+e.File("tenant-ca.crt"),
+		"--datastore-endpoints="+e.Etcd.Endpoint, "--datastore-ca-file="+e.File("datastore-ca.crt"),
+		"--datastore-cert-file="+e.File("root.crt"), "--datastore-key-file="+e.File("root.key"),
 	)
 	cmd.Env = append(os.Environ(), "GODEBUG=gctrace=1")
 	logFile, err := os.Create(gp.logPath)
@@ -344,7 +344,7 @@ type idleTenant struct {
 // shape, grants its lease and opens its watches, then writes every
 // idleWriteEvery until stopped.
 func startIdleTenant(e *env, addr, id string, shape tenantShape) (*idleTenant, error) {
-	tc, err := e.tenantTLS(id)
+	tc, err := e.TenantTLS(id)
 	if err != nil {
 		return nil, err
 	}
@@ -358,7 +358,7 @@ func startIdleTenant(e *env, addr, id string, shape tenantShape) (*idleTenant, e
 		return nil, fmt.Errorf("simulated tenant %s: %w", id, err)
 	}
 	for range shape.connections {
-		cli, err := dial(addr, tc)
+		cli, err := testenv.DialGateway(addr, tc)
 		if err != nil {
 			return fail(err)
 		}

@@ -76,7 +76,7 @@ func TestCompaction(t *testing.T) {
 	if resp, err := cb.Get(ctx, "/registry/k", clientv3.WithRev(revsB[0])); err != nil || len(resp.Kvs) != 1 || string(resp.Kvs[0].Value) != "1" {
 		t.Fatalf("tenant B reading its history: %v %v", resp, err)
 	}
-	if _, err := e.root.Get(ctx, "/", clientv3.WithRev(revs[0])); err != nil {
+	if _, err := e.Root.Get(ctx, "/", clientv3.WithRev(revs[0])); err != nil {
 		t.Fatalf("the datastore was compacted though tenant B never asked: %v", err)
 	}
 
@@ -88,12 +88,12 @@ func TestCompaction(t *testing.T) {
 	e.startGateway(t, func(c *gateway.Config) { c.CompactionInterval = 100 * time.Millisecond })
 	var last error
 	if err := wait.PollUntilContextTimeout(ctx, 100*time.Millisecond, 30*time.Second, true, func(ctx context.Context) (bool, error) {
-		_, last = e.root.Get(ctx, "/", clientv3.WithRev(revs[1]-1))
+		_, last = e.Root.Get(ctx, "/", clientv3.WithRev(revs[1]-1))
 		return errors.Is(last, rpctypes.ErrCompacted), nil
 	}); err != nil {
 		t.Fatalf("the datastore was not compacted at %d: %v", revs[1], last)
 	}
-	if _, err := e.root.Get(ctx, "/", clientv3.WithRev(revs[1])); err != nil {
+	if _, err := e.Root.Get(ctx, "/", clientv3.WithRev(revs[1])); err != nil {
 		t.Fatalf("the datastore was compacted past %d, the lowest revision asked for: %v", revs[1], err)
 	}
 }

@@ -21,7 +21,7 @@ type gatewayTarget struct {
 	g *runningGateway
 }
 
-func (g *gatewayTarget) Root() *clientv3.Client { return g.e.root }
+func (g *gatewayTarget) Root() *clientv3.Client { return g.e.Root }
 func (g *gatewayTarget) Guarded() bool          { return true }
 func (g *gatewayTarget) Tenant(t *testing.T, tn datastore.Tenancy) (*clientv3.Client, string) {
 	return g.e.tenantClient(t, g.g, tn.ID), ""
@@ -49,8 +49,8 @@ func TestForeignCertificatesRefused(t *testing.T) {
 		return err
 	}
 
-	foreign := e.etcd.ClientCert(t, datastoretest.TenantA.User)
-	if err := handshake(g.Addr(), e.gatewayCA, foreign); err == nil {
+	foreign := e.Etcd.ClientCert(t, datastoretest.TenantA.User)
+	if err := handshake(g.Addr(), e.TenantCA, foreign); err == nil {
 		t.Fatal("the TLS handshake accepted a certificate from the datastore's CA")
 	} else {
 		t.Logf("a datastore CA certificate is refused at TLS: %v", err)
@@ -71,7 +71,7 @@ func TestForeignCertificatesRefused(t *testing.T) {
 		t.Fatal("a certificate from an unknown CA was accepted")
 	}
 
-	noTenant, err := e.gatewayCA.Issue(pki.Spec{CommonName: "root", Client: true}, time.Now())
+	noTenant, err := e.TenantCA.Issue(pki.Spec{CommonName: "root", Client: true}, time.Now())
 	if err != nil {
 		t.Fatal(err)
 	}

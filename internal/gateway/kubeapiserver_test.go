@@ -30,14 +30,14 @@ func TestKubeAPIServer(t *testing.T) {
 		c.CompactionInterval = 2 * time.Second
 	})
 	a := datastoretest.TenantA
-	if err := (pki.Dir{Path: e.dir}).Save("tenant-a", e.tenantCert(t, a.ID)); err != nil {
+	if err := (pki.Dir{Path: e.Dir}).Save("tenant-a", e.tenantCert(t, a.ID)); err != nil {
 		t.Fatal(err)
 	}
 	api := testenv.StartKubeAPIServer(t, testenv.KubeAPIServerOptions{
 		EtcdEndpoint: "https://" + g.Addr(),
-		EtcdCAFile:   filepath.Join(e.dir, "gateway-ca.crt"),
-		EtcdCertFile: filepath.Join(e.dir, "tenant-a.crt"),
-		EtcdKeyFile:  filepath.Join(e.dir, "tenant-a.key"),
+		EtcdCAFile:   filepath.Join(e.Dir, "tenant-ca.crt"),
+		EtcdCertFile: filepath.Join(e.Dir, "tenant-a.crt"),
+		EtcdKeyFile:  filepath.Join(e.Dir, "tenant-a.key"),
 		Args:         []string{"--etcd-compaction-interval=5s"},
 	})
 	cs := api.Client
@@ -45,7 +45,7 @@ func TestKubeAPIServer(t *testing.T) {
 	t.Run("keys land under the tenant's prefix", func(t *testing.T) {
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
-		resp, err := e.root.Get(ctx, a.Prefix+"/registry/namespaces/default")
+		resp, err := e.Root.Get(ctx, a.Prefix+"/registry/namespaces/default")
 		if err != nil || len(resp.Kvs) != 1 {
 			t.Fatalf("the default namespace is not at %s/registry/namespaces/default: %v %v", a.Prefix, resp, err)
 		}
@@ -128,7 +128,7 @@ func TestKubeAPIServer(t *testing.T) {
 			// Another tenant's write moves the datastore's revision past
 			// anything tenant A's watch cache has seen: only a progress
 			// notification can tell it that it is up to date.
-			if _, err := e.root.Put(ctx, datastoretest.TenantB.Prefix+"/registry/x", "y"); err != nil {
+			if _, err := e.Root.Put(ctx, datastoretest.TenantB.Prefix+"/registry/x", "y"); err != nil {
 				t.Fatal(err)
 			}
 			list, err := cs.CoreV1().ConfigMaps(ns).List(ctx, metav1.ListOptions{})

@@ -54,7 +54,7 @@ func TestQuota(t *testing.T) {
 	if written == 100 {
 		t.Fatalf("100 writes of %d bytes never went over a quota of %d bytes", len(value), quota)
 	}
-	used, err := datastore.TenantUsage(ctx, e.root, a)
+	used, err := datastore.TenantUsage(ctx, e.Root, a)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -84,7 +84,7 @@ func TestQuota(t *testing.T) {
 	if _, err := cb.Put(ctx, "/registry/configmaps/default/after", value); err != nil {
 		t.Fatalf("tenant B after A hit its quota: %v", err)
 	}
-	alarms, err := e.root.AlarmList(ctx)
+	alarms, err := e.Root.AlarmList(ctx)
 	if err != nil || len(alarms.Alarms) != 0 {
 		t.Fatalf("the datastore raised alarms: %v %v", alarms, err)
 	}
@@ -111,7 +111,7 @@ func TestUsageIsExact(t *testing.T) {
 		var direct datastore.Usage
 		err := wait.PollUntilContextTimeout(ctx, 50*time.Millisecond, 30*time.Second, true, func(ctx context.Context) (bool, error) {
 			var err error
-			direct, err = datastore.TenantUsage(ctx, e.root, a)
+			direct, err = datastore.TenantUsage(ctx, e.Root, a)
 			if err != nil {
 				return false, err
 			}

@@ -84,7 +84,7 @@ type childGateway struct {
 func (e *testEnv) startChild(t *testing.T, c childConfig, log *os.File) *childGateway {
 	t.Helper()
 	b, _ := json.Marshal(c)
-	path := filepath.Join(e.dir, "child.json")
+	path := filepath.Join(e.Dir, "child.json")
 	if err := os.WriteFile(path, b, 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -127,7 +127,7 @@ func (c *childGateway) kill() {
 // still hold.
 func TestRestart(t *testing.T) {
 	e := newTestEnv(t)
-	logPath := filepath.Join(e.dir, "gateway.log")
+	logPath := filepath.Join(e.Dir, "gateway.log")
 	log, err := os.Create(logPath)
 	if err != nil {
 		t.Fatal(err)
@@ -140,12 +140,12 @@ func TestRestart(t *testing.T) {
 		}
 	})
 	c := childConfig{
-		Datastore:     e.creds,
+		Datastore:     e.Credentials,
 		ListenAddress: fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t)),
 		HTTPAddress:   fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t)),
-		ServingCert:   filepath.Join(e.dir, "serving.crt"),
-		ServingKey:    filepath.Join(e.dir, "serving.key"),
-		TenantCA:      filepath.Join(e.dir, "gateway-ca.crt"),
+		ServingCert:   filepath.Join(e.Dir, "serving.crt"),
+		ServingKey:    filepath.Join(e.Dir, "serving.key"),
+		TenantCA:      filepath.Join(e.Dir, "tenant-ca.crt"),
 		QuotaBytes:    1 << 30,
 	}
 	gw := e.startChild(t, c, log)
@@ -206,12 +206,12 @@ func TestRestart(t *testing.T) {
 	t.Logf("%d writes acknowledged, %d killed at, %d not acknowledged", len(acked), killedAt, failures)
 
 	for key, val := range acked {
-		resp, err := e.root.Get(ctx, a.Prefix+key)
+		resp, err := e.Root.Get(ctx, a.Prefix+key)
 		if err != nil || len(resp.Kvs) != 1 || string(resp.Kvs[0].Value) != val {
 			t.Errorf("acknowledged write %s=%s is not in the datastore: %v %v", key, val, resp, err)
 		}
 	}
-	direct, err := datastore.TenantUsage(ctx, e.root, a)
+	direct, err := datastore.TenantUsage(ctx, e.Root, a)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -236,7 +236,7 @@ func TestRestart(t *testing.T) {
 	if _, err := ca.Revoke(ctx, lease.ID); err != nil {
 		t.Errorf("tenant A revoking its lease after the restart: %v", err)
 	}
-	if resp, err := e.root.Get(ctx, datastore.LeaseOwnersPrefix(a.ID), clientv3.WithPrefix(), clientv3.WithCountOnly()); err != nil || resp.Count != 0 {
+	if resp, err := e.Root.Get(ctx, datastore.LeaseOwnersPrefix(a.ID), clientv3.WithPrefix(), clientv3.WithCountOnly()); err != nil || resp.Count != 0 {
 		t.Errorf("the owner record outlived its revoked lease: %v %v", resp, err)
 	}
 }
