@@ -25,10 +25,17 @@ func TestGatewayBenchmark(t *testing.T) {
 	if os.Getenv("KUBINCEPTION_BENCH") != "1" {
 		t.Skip("KUBINCEPTION_BENCH is not 1: this benchmark runs real etcd, kube-apiserver and gateway processes for about 20 minutes and rewrites bench/results/gateway.md; run it with KUBINCEPTION_BENCH=1 go test -v -timeout 60m ./bench/gateway")
 	}
+	parts, err := benchParts(os.Getenv("KUBINCEPTION_BENCH_PARTS"))
+	if err != nil {
+		t.Fatal(err)
+	}
 	start := time.Now()
 	load0 := benchkit.LoadAverage()
-	t.Log("building kubinception")
-	bin := buildKubinception(t, t.TempDir())
+	var bin string
+	if parts[partTenants] {
+		t.Log("building kubinception")
+		bin = buildKubinception(t, t.TempDir())
+	}
 	e := newEnv(t)
 
 	var (
@@ -37,25 +44,121 @@ func TestGatewayBenchmark(t *testing.T) {
 		idle      []idleResult
 	)
 	steps := []struct {
-		name string
-		run  func(t *testing.T)
+		part, name string
+		run        func(t *testing.T)
 	}{
-		{"kube-apiserver through the gateway and straight", func(t *testing.T) { api = benchAPIServer(t, e) }},
-		{"noisy neighbour", func(t *testing.T) { neighbour = benchNeighbour(t, e) }},
-		{"idle tenants, minimal", func(t *testing.T) { idle = append(idle, benchIdleTenants(t, e, bin, minimalShape, 3)) }},
-		{"idle tenants, shaped like the kube-apiserver", func(t *testing.T) {
+		{partAPIServer, "kube-apiserver through the gateway and straight", func(t *testing.T) { api = benchAPIServer(t, e) }},
+		{partNeighbour, "noisy neighbour", func(t *testing.T) { neighbour = benchNeighbour(t, e) }},
+		{partTenants, "idle tenants, minimal", func(t *testing.T) { idle = append(idle, benchIdleTenants(t, e, bin, minimalShape, 3)) }},
+		{partTenants, "idle tenants, shaped like the kube-apiserver", func(t *testing.T) {
 			idle = append(idle, benchIdleTenants(t, e, bin, apiserverShape(api), 4))
 		}},
 	}
 	for _, s := range steps {
+		if !parts[s.part] {
+			continue
+		}
 		if !t.Run(s.name, s.run) {
 			t.Fatalf("%s failed: no report written", s.name)
 		}
 	}
 	r := &reportData{took: time.Since(start), load0: load0, load1: benchkit.LoadAverage(), api: api, neighbour: neighbour, idle: idle}
-	if err := benchkit.WriteReport(report, r.markdown()); err != nil {
-		t.Fatal(err)
+	if len(parts) == len(allParts) {
+		if err := benchkit.WriteReport(report, r.markdown()); err != nil {
+			t.Fatal(err)
+		}
+		return
 	}
+	for _, part := range allParts {
+		if !parts[part] {
+			continue
+		}
+		if err := benchkit.ReplaceSection(report, sectionHeadings[part], r.partAlone(part, sectionOf(r.sections()[part]))); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// The benchmark's parts, as KUBINCEPTION_BENCH_PARTS names them.
+const (
+	partAPIServer = "apiserver"
+	partTenants   = "tenants"
+	partNeighbour = "neighbour"
+)
+
+var allParts = []string{partAPIServer, partTenants, partNeighbour}
+
+// sectionHeadings are the report's headings of the parts.
+var sectionHeadings = map[string]string{
+	partAPIServer: "kube-apiserver through the gateway vs straight to the datastore",
+	partTenants:   "Gateway memory and CPU with 1, 10 and 50 tenants",
+	partNeighbour: "Noisy neighbour",
+}
+
+// benchParts reads KUBINCEPTION_BENCH_PARTS: a comma-separated list of
+// parts to run, all when empty. A run of some parts rewrites only their
+// sections of the report.
+func benchParts(env string) (map[string]bool, error) {
+	parts := map[string]bool{}
+	if env == "" {
+		for _, p := range allParts {
+			parts[p] = true
+		}
+		return parts, nil
+	}
+	for _, p := range strings.Split(env, ",") {
+		p = strings.TrimSpace(p)
+		if _, ok := sectionHeadings[p]; !ok {
+			return nil, fmt.Errorf("KUBINCEPTION_BENCH_PARTS: unknown part %q (parts: %s)", p, strings.Join(allParts, ", "))
+		}
+		parts[p] = true
+	}
+	if parts[partTenants] && !parts[partAPIServer] {
+		return nil, fmt.Errorf("KUBINCEPTION_BENCH_PARTS: the %s part shapes its tenants like the kube-apiserver of the %s part; run both", partTenants, partAPIServer)
+	}
+	return parts, nil
+}
+
+// sectionOf is the text a section writer writes.
+func sectionOf(write func(p func(string, ...any))) string {
+	var b strings.Builder
+	write(func(format string, args ...any) { fmt.Fprintf(&b, format, args...) })
+	return b.String()
+}
+
+// sections are the writers of the parts' sections.
+func (r *reportData) sections() map[string]func(p func(string, ...any)) {
+	return map[string]func(p func(string, ...any)){
+		partAPIServer: r.apiserverSection,
+		partTenants:   r.idleSection,
+		partNeighbour: r.neighbourSection,
+	}
+}
+
+// partAlone marks a section measured by a run of its part alone: when,
+// where, how and with which gateway defaults, below its heading.
+func (r *reportData) partAlone(part, section string) string {
+	cfg := gateway.DefaultConfig()
+	def := cfg.Policy.(gateway.StaticPolicy).Default
+	note := fmt.Sprintf(`
+**A later run of this part alone**, not the run above: measured %s on %s,
+load average (1, 5, 15 min) %s at the start and %s at the end, %s in all,
+etcd %s:
+
+    KUBINCEPTION_BENCH=1 KUBINCEPTION_BENCH_PARTS=%s go test -v -timeout 60m ./bench/gateway
+
+The gateway's defaults in this run: per tenant %.0f requests/s (bursts
+of %.0f) and %d MiB/s, a %d GiB quota; %d requests in flight to the
+datastore, with k tenants active each holding at most ceil(%d/k) of them.
+`, benchkit.Now(), benchkit.Machine(), r.load0, r.load1, r.took.Round(time.Second), release.EtcdVersion, part,
+		def.RequestsPerSecond, 2*def.RequestsPerSecond, int(def.BytesPerSecond)>>20, def.QuotaBytes>>30, cfg.MaxInFlight, cfg.MaxInFlight)
+	heading := "## " + sectionHeadings[part] + "\n"
+	i := strings.Index(section, heading)
+	if i < 0 {
+		return section
+	}
+	i += len(heading)
+	return section[:i] + note + section[i:]
 }
 
 // reportData is everything the report shows.
@@ -87,9 +190,10 @@ work shared the machine. etcd %s, Kubernetes %s. The whole run took %s:
 One etcd (TLS, client certificates, authentication on) is the datastore
 for everything below. The gateway has its defaults unless said otherwise:
 per tenant %.0f requests/s (bursts of %.0f) and %d MiB/s, a %d GiB quota;
-%d requests in flight to the datastore, tenants served in turn beyond that.
+%d requests in flight to the datastore, with k tenants active each holding
+at most ceil(%d/k) of them.
 `, benchkit.Now(), benchkit.Machine(), r.load0, r.load1, release.EtcdVersion, release.DefaultKubernetesVersion, r.took.Round(time.Second),
-		def.RequestsPerSecond, 2*def.RequestsPerSecond, int(def.BytesPerSecond)>>20, def.QuotaBytes>>30, cfg.MaxInFlight)
+		def.RequestsPerSecond, 2*def.RequestsPerSecond, int(def.BytesPerSecond)>>20, def.QuotaBytes>>30, cfg.MaxInFlight, cfg.MaxInFlight)
 
 	r.apiserverSection(p)
 	r.idleSection(p)
@@ -199,16 +303,20 @@ turn), on schedule whatever the previous one is doing: %s alone
 (*before*), then throughout the flood (*during*). Both reach the same
 in-process gateway with their own certificates. Limits, per tenant:
 *defaults* as above; *lowered*: the defaults with %d requests/s; *off*:
-request and byte rates 0 (unlimited). The fair queue is there in all
-three (it cannot be turned off), but %d writers never fill its %d slots.
-%d rounds, each running the three settings in turn (rotating which goes
-first), a fresh gateway each time, the datastore compacted and
+request and byte rates 0 (unlimited); *off, %d in flight*: no rates and
+%d requests in flight, so that the fair share (ceil(%d/2) = %d with both
+tenants active) is more than A's %d writers and never binds: the gateway
+without fairness, for comparison. The others have the default %d in
+flight, A holding at most %d of them while B has a request in flight or
+waiting. %d rounds, each running the settings in turn (rotating which
+goes first), a fresh gateway each time, the datastore compacted and
 defragmented after each flood. Medians over the rounds:
 
 | limits | B p50 before | B p50 during | during / before | B p99 before | B p99 during | during / before | A's flood | B errors |
 |---|---|---|---|---|---|---|---|---|
 `, floodWriters, floodKeys, floodValueBytes>>10, floodFor, lightEvery, lightValueBytes, quietFor, loweredRate,
-		floodWriters, gateway.DefaultConfig().MaxInFlight, neighbourRounds)
+		unfairInFlight, unfairInFlight, unfairInFlight, (unfairInFlight+1)/2, floodWriters,
+		gateway.DefaultConfig().MaxInFlight, (gateway.DefaultConfig().MaxInFlight+1)/2, neighbourRounds)
 	for _, s := range r.neighbour {
 		var b50, b99, d50, d99 []time.Duration
 		var rate []float64

@@ -53,16 +53,24 @@ type neighbourSetting struct {
 	name string
 	// limits are every tenant's limits.
 	limits gateway.Limits
-	runs   []neighbourRun
+	// maxInFlight is the gateway's MaxInFlight; 0 keeps the default.
+	maxInFlight int
+	runs        []neighbourRun
 }
 
 // loweredRate is the request rate of the "lowered" setting: well under
 // the writes a flood reaches on a small machine, so that it binds.
 const loweredRate = 200
 
+// unfairInFlight is MaxInFlight in the setting without fairness: with
+// two tenants active, a share of ceil(unfairInFlight/2) never binds on
+// floodWriters.
+const unfairInFlight = 64
+
 // neighbourSettings are the gateway's defaults ("defaults"), the defaults
-// with a lowered request rate ("lowered"), and no rate limits at all
-// ("off"); the quota is the default in all three.
+// with a lowered request rate ("lowered"), no rate limits at all ("off"),
+// and no rate limits with so many slots in flight that the fair share
+// never binds; the quota is the default in all.
 func neighbourSettings() []*neighbourSetting {
 	def := gateway.DefaultConfig().Policy.(gateway.StaticPolicy).Default
 	lowered := def
@@ -71,6 +79,7 @@ func neighbourSettings() []*neighbourSetting {
 		{name: "defaults", limits: def},
 		{name: "lowered", limits: lowered},
 		{name: "off", limits: gateway.Limits{QuotaBytes: def.QuotaBytes}},
+		{name: fmt.Sprintf("off, %d in flight", unfairInFlight), limits: gateway.Limits{QuotaBytes: def.QuotaBytes}, maxInFlight: unfairInFlight},
 	}
 }
 
@@ -82,8 +91,13 @@ func benchNeighbour(t *testing.T, e *env) []*neighbourSetting {
 	for round := range neighbourRounds {
 		for i := range settings {
 			s := settings[(round+i)%len(settings)]
-			run := neighbourRound(t, e, func(c *gateway.Config) { c.Policy = gateway.StaticPolicy{Default: s.limits} })
-			t.Logf("round %d limits %-8s  B before: p50 %-8s p99 %-8s  during: p50 %-8s p99 %-8s  A: %.0f writes/s (%d errors), B: %d errors",
+			run := neighbourRound(t, e, func(c *gateway.Config) {
+				c.Policy = gateway.StaticPolicy{Default: s.limits}
+				if s.maxInFlight > 0 {
+					c.MaxInFlight = s.maxInFlight
+				}
+			})
+			t.Logf("round %d limits %-16s  B before: p50 %-8s p99 %-8s  during: p50 %-8s p99 %-8s  A: %.0f writes/s (%d errors), B: %d errors",
 				round, s.name,
 				benchkit.Percentile(run.before, 50).Round(10*time.Microsecond), benchkit.Percentile(run.before, 99).Round(10*time.Microsecond),
 				benchkit.Percentile(run.during, 50).Round(10*time.Microsecond), benchkit.Percentile(run.during, 99).Round(10*time.Microsecond),

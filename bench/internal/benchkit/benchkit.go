@@ -193,3 +193,35 @@ func WaitTenantUsable(ctx context.Context, c client.Client, key types.Namespaced
 	}
 	return tc, nil
 }
+
+// ReplaceSection rewrites, in the report at path, the level-two section
+// whose heading line is "## "+heading (up to the next level-two heading or
+// the end) with section, which starts with that heading line, so one part
+// of a benchmark can be measured again while the rest of its report stays
+// from the run that wrote it.
+func ReplaceSection(path, heading, section string) error {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return fmt.Errorf("read the report: %w", err)
+	}
+	out, err := replaceSection(string(data), heading, section)
+	if err != nil {
+		return fmt.Errorf("report %s: %w", path, err)
+	}
+	fmt.Print(section)
+	return os.WriteFile(path, []byte(out), 0o644)
+}
+
+func replaceSection(report, heading, section string) (string, error) {
+	marker := "\n## " + heading + "\n"
+	start := strings.Index(report, marker)
+	if start < 0 {
+		return "", fmt.Errorf("no section %q", heading)
+	}
+	start++
+	end := len(report)
+	if i := strings.Index(report[start+len(marker)-1:], "\n## "); i >= 0 {
+		end = start + len(marker) - 1 + i + 1
+	}
+	return report[:start] + strings.TrimLeft(section, "\n") + report[end:], nil
+}

@@ -121,3 +121,25 @@ func TestCountEstablished(t *testing.T) {
 		t.Errorf("countEstablished = %d, want 1: the established server end only, not the listener, the client end or a TIME_WAIT", n)
 	}
 }
+
+func TestReplaceSection(t *testing.T) {
+	report := "# R\n\nintro\n\n## A\n\na\n\n## B\n\nold b\n\n## C\n\nc\n"
+	for _, tc := range []struct {
+		name, heading, section, want string
+		err                          bool
+	}{
+		{"middle", "B", "## B\n\nnew b\n\n", "# R\n\nintro\n\n## A\n\na\n\n## B\n\nnew b\n\n## C\n\nc\n", false},
+		{"last", "C", "\n## C\n\nnew c\n", "# R\n\nintro\n\n## A\n\na\n\n## B\n\nold b\n\n## C\n\nnew c\n", false},
+		{"missing", "D", "## D\n", "", true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got, err := replaceSection(report, tc.heading, tc.section)
+			if (err != nil) != tc.err {
+				t.Fatalf("error %v, want error %v", err, tc.err)
+			}
+			if got != tc.want {
+				t.Fatalf("got\n%q\nwant\n%q", got, tc.want)
+			}
+		})
+	}
+}
