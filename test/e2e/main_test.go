@@ -335,11 +335,17 @@ func eventually(t *testing.T, timeout time.Duration, what string, cond func(ctx 
 	t.Helper()
 	var last error
 	err := wait.PollUntilContextTimeout(t.Context(), time.Second, timeout, true, func(ctx context.Context) (bool, error) {
-		last = cond(ctx)
-		if errors.As(last, new(stop)) {
-			return false, last
+		err := cond(ctx)
+		if errors.As(err, new(stop)) {
+			return false, err
 		}
-		return last == nil, nil
+		// Errors in the last seconds are often the deadline's own doing
+		// (a client's rate limiter will not wait past it): the one
+		// before says more.
+		if deadline, ok := ctx.Deadline(); last == nil || !ok || time.Until(deadline) > 5*time.Second {
+			last = err
+		}
+		return err == nil, nil
 	})
 	if err == nil {
 		return
