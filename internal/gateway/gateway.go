@@ -42,6 +42,10 @@ type Gateway struct {
 	queue       *fairQueue
 	metrics     *metrics
 
+	// usageMirror and compactionMirror keep usage and compactions up to
+	// date with the datastore.
+	usageMirror, compactionMirror *prefixMirror
+
 	lis     net.Listener
 	httpLis net.Listener
 }
@@ -77,6 +81,8 @@ func New(cfg Config) (*Gateway, error) {
 		queue:       newFairQueue(cfg.MaxInFlight, cfg.MaxQueuedPerTenant),
 	}
 	g.tenants = &tenants{g: g, m: map[string]*tenant{}}
+	g.usageMirror = &prefixMirror{cli: cli, prefix: datastore.TenantsPrefix, pageSize: seedPageSize, sink: g.usage, log: cfg.Logger.WithName("usage"), name: "usage"}
+	g.compactionMirror = &prefixMirror{cli: cli, prefix: datastore.CompactionsPrefix, pageSize: seedPageSize, sink: g.compactions, log: cfg.Logger.WithName("compaction"), name: "compactions"}
 	g.metrics = newMetrics(g)
 	g.lis, err = net.Listen("tcp", cfg.ListenAddress)
 	if err != nil {
@@ -107,19 +113,26 @@ func (g *Gateway) HTTPAddr() string {
 }
 
 // Ready reports whether usage and compactions have been read from the
-// datastore, so quotas and compactions can be enforced.
+// datastore and their mirrors keep up with it, so quotas and compactions
+// can be enforced: a replica whose watch stalled is not ready until it has
+// read the datastore again.
 func (g *Gateway) Ready() bool {
-	select {
-	case <-g.usage.ready:
-	default:
-		return false
+	return g.readiness() == nil
+}
+
+// readiness explains why the gateway is not ready (nil when it is).
+func (g *Gateway) readiness() error {
+	for _, m := range []*prefixMirror{g.usageMirror, g.compactionMirror} {
+		s := m.status()
+		switch {
+		case s.Revision == 0:
+			return fmt.Errorf("%s: still reading %s from the datastore", m.name, m.prefix)
+		case !s.Current:
+			return fmt.Errorf("%s: the view of %s is at revision %d, the datastore at %d, last known current %s ago",
+				m.name, m.prefix, s.Revision, s.DatastoreRevision, s.Staleness.Truncate(time.Second))
+		}
 	}
-	select {
-	case <-g.compactions.ready:
-		return true
-	default:
-		return false
-	}
+	return nil
 }
 
 func (g *Gateway) waitReady(ctx context.Context) error {
@@ -146,12 +159,8 @@ func (g *Gateway) Run(ctx context.Context) error {
 		wg.Add(1)
 		go func() { defer wg.Done(); f() }()
 	}
-	background(func() {
-		(&prefixMirror{cli: g.cli, prefix: datastore.TenantsPrefix, pageSize: seedPageSize, sink: g.usage, log: g.log.WithName("usage")}).run(ctx)
-	})
-	background(func() {
-		(&prefixMirror{cli: g.cli, prefix: datastore.CompactionsPrefix, pageSize: seedPageSize, sink: g.compactions, log: g.log.WithName("compaction")}).run(ctx)
-	})
+	background(func() { g.usageMirror.run(ctx) })
+	background(func() { g.compactionMirror.run(ctx) })
 	background(func() { g.compactions.run(ctx, g.cfg.CompactionInterval, g.cfg.CompactionStaleAfter) })
 	background(func() {
 		t := time.NewTicker(leaseSweep)

@@ -35,7 +35,7 @@ func newMetrics(g *Gateway) *metrics {
 			Help: "Time tenants' requests waited for their rate limits and for a turn in the fair queue.",
 		}, []string{"tenant"}),
 	}
-	m.registry.MustRegister(m.requests, m.refused, m.throttled, &usageCollector{g: g},
+	m.registry.MustRegister(m.requests, m.refused, m.throttled, &usageCollector{g: g}, &mirrorCollector{g: g},
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
@@ -67,6 +67,47 @@ func (c *usageCollector) Collect(ch chan<- prometheus.Metric) {
 	}
 }
 
+var (
+	mirrorRevisionDesc = prometheus.NewDesc("kubinception_gateway_mirror_revision",
+		"The datastore revision a mirror's view (usage, compactions) is at.", []string{"mirror"}, nil)
+	mirrorLagDesc = prometheus.NewDesc("kubinception_gateway_mirror_lag_revisions",
+		"Revisions the mirror's view is behind the datastore's revision at its last check.", []string{"mirror"}, nil)
+	mirrorStalenessDesc = prometheus.NewDesc("kubinception_gateway_mirror_staleness_seconds",
+		"Seconds since the mirror's view was last known current.", []string{"mirror"}, nil)
+	mirrorCurrentDesc = prometheus.NewDesc("kubinception_gateway_mirror_current",
+		"1 when the mirror's view was read and keeps up with the datastore, else 0.", []string{"mirror"}, nil)
+	mirrorReadsDesc = prometheus.NewDesc("kubinception_gateway_mirror_reads_total",
+		"Reads of the mirror's whole prefix, by reason (start, compacted, lag, error).", []string{"mirror", "reason"}, nil)
+)
+
+// mirrorCollector reports the usage and compaction mirrors' state.
+type mirrorCollector struct{ g *Gateway }
+
+func (c *mirrorCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- mirrorRevisionDesc
+	ch <- mirrorLagDesc
+	ch <- mirrorStalenessDesc
+	ch <- mirrorCurrentDesc
+	ch <- mirrorReadsDesc
+}
+
+func (c *mirrorCollector) Collect(ch chan<- prometheus.Metric) {
+	for _, m := range []*prefixMirror{c.g.usageMirror, c.g.compactionMirror} {
+		s := m.status()
+		current := 0.0
+		if s.Current {
+			current = 1
+		}
+		ch <- prometheus.MustNewConstMetric(mirrorRevisionDesc, prometheus.GaugeValue, float64(s.Revision), m.name)
+		ch <- prometheus.MustNewConstMetric(mirrorLagDesc, prometheus.GaugeValue, float64(s.DatastoreRevision-s.Revision), m.name)
+		ch <- prometheus.MustNewConstMetric(mirrorStalenessDesc, prometheus.GaugeValue, s.Staleness.Seconds(), m.name)
+		ch <- prometheus.MustNewConstMetric(mirrorCurrentDesc, prometheus.GaugeValue, current, m.name)
+		for _, reason := range []string{readStart, readCompacted, readLag, readError} {
+			ch <- prometheus.MustNewConstMetric(mirrorReadsDesc, prometheus.CounterValue, float64(s.Reads[reason]), m.name, reason)
+		}
+	}
+}
+
 // TenantUsage is one tenant's line of the /usage endpoint.
 type TenantUsage struct {
 	Tenant string `json:"tenant"`
@@ -91,21 +132,22 @@ func (g *Gateway) Usage() []TenantUsage {
 }
 
 // Handler serves /metrics, /usage (JSON, all tenants, or one with
-// ?tenant=<uid>), /healthz and /readyz (ready once usage is counted).
+// ?tenant=<uid>), /healthz and /readyz (ready once usage and compactions
+// are read and their mirrors keep up with the datastore).
 func (g *Gateway) Handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", promhttp.HandlerFor(g.metrics.registry, promhttp.HandlerOpts{}))
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok")) })
 	mux.HandleFunc("/readyz", func(w http.ResponseWriter, _ *http.Request) {
-		if !g.Ready() {
-			http.Error(w, "usage and compactions are still being read from the datastore", http.StatusServiceUnavailable)
+		if err := g.readiness(); err != nil {
+			http.Error(w, err.Error(), http.StatusServiceUnavailable)
 			return
 		}
 		_, _ = w.Write([]byte("ok"))
 	})
 	mux.HandleFunc("/usage", func(w http.ResponseWriter, r *http.Request) {
-		if !g.Ready() {
-			http.Error(w, "usage is still being read from the datastore", http.StatusServiceUnavailable)
+		if err := g.readiness(); err != nil {
+			http.Error(w, "usage is not current: "+err.Error(), http.StatusServiceUnavailable)
 			return
 		}
 		all := g.Usage()
