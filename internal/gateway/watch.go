@@ -49,11 +49,22 @@ func (s *watchServer) Watch(stream pb.Watch_WatchServer) error {
 		sendc:   make(chan *pb.WatchResponse, 128),
 		cancels: map[int64]context.CancelFunc{},
 	}
-	errc := make(chan error, 2)
-	go func() { errc <- ws.recvLoop(stream) }()
-	go func() { errc <- ws.sendLoop(stream) }()
-	err := <-errc
-	cancel()
+	// The handler may return while recvLoop still waits in Recv (gRPC
+	// ends that Recv when the handler returns), but never while sendLoop
+	// may still call Send: it is waited for.
+	recvDone, sendDone := make(chan error, 1), make(chan error, 1)
+	go func() { recvDone <- ws.recvLoop(stream) }()
+	go func() { sendDone <- ws.sendLoop(stream) }()
+	var err error
+	select {
+	case err = <-recvDone:
+		cancel()
+		if serr := <-sendDone; err == nil {
+			err = serr
+		}
+	case err = <-sendDone:
+		cancel()
+	}
 	ws.wg.Wait()
 	return err
 }
