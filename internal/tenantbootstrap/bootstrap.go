@@ -75,16 +75,7 @@ func Objects(p Params) ([]client.Object, error) {
 	}
 	kubeletConfig := fmt.Sprintf(`apiVersion: kubelet.config.k8s.io/v1beta1
 kind: KubeletConfiguration
-authentication:
-  anonymous:
-    enabled: false
-  webhook:
-    enabled: true
-  x509:
-    clientCAFile: /etc/kubernetes/pki/ca.crt
-authorization:
-  mode: Webhook
-cgroupDriver: cgroupfs
+`+KubeletAccess("/etc/kubernetes/pki/ca.crt")+`cgroupDriver: cgroupfs
 clusterDNS:
 - %s
 clusterDomain: %s
@@ -312,4 +303,22 @@ func coreDNS(p Params) []client.Object {
 				},
 			}},
 	}
+}
+
+// KubeletAccess is the KubeletConfiguration fields that close a kubelet's
+// API to everyone but its cluster: no anonymous requests, clients
+// authenticated by certificates of clientCAFile or by the API server's
+// token review, every request authorised by the API server. Every kubelet
+// of ours (tenants' nodes, the admin node) runs with them.
+func KubeletAccess(clientCAFile string) string {
+	return fmt.Sprintf(`authentication:
+  anonymous:
+    enabled: false
+  webhook:
+    enabled: true
+  x509:
+    clientCAFile: %s
+authorization:
+  mode: Webhook
+`, clientCAFile)
 }

@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	"kubinception.dev/kubinception/internal/local/nodeconfig"
+	"kubinception.dev/kubinception/internal/tenantbootstrap"
 )
 
 // renderContainerdConfig is containerd's configuration: its own root, state
@@ -61,21 +62,12 @@ healthzBindAddress: 127.0.0.1
 healthzPort: %d
 readOnlyPort: 0
 clusterDomain: %s
-authentication:
-  anonymous:
-    enabled: false
-  webhook:
-    enabled: true
-  x509:
-    clientCAFile: %s
-authorization:
-  mode: Webhook
-tlsCertFile: %s
+%stlsCertFile: %s
 tlsPrivateKeyFile: %s
 rotateCertificates: false
 serializeImagePulls: false
 `, p.Manifests(), p.PodLogs(), c.NodeIP, c.Ports.Kubelet, c.Ports.KubeletHealthz,
-		c.ClusterDomain, p.join("pki", "ca.crt"), p.join("pki", "kubelet.crt"), p.join("pki", "kubelet.key")))
+		c.ClusterDomain, tenantbootstrap.KubeletAccess(p.join("pki", "ca.crt")), p.join("pki", "kubelet.crt"), p.join("pki", "kubelet.key")))
 }
 
 // kubeletArgs are the kubelet's command-line flags.
