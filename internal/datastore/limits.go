@@ -7,9 +7,9 @@ import (
 // Limits are what one tenant may use of its datastore: its quota and its
 // sustained request and write-byte rates. Zero means unlimited.
 type Limits struct {
-	QuotaBytes          int64
-	RequestsPerSecond   int64
-	BytesPerSecond int64
+	QuotaBytes        int64
+	RequestsPerSecond int64
+	BytesPerSecond    int64
 }
 
 // TenantLimits are a tenant's limits in force: its own settings where it
