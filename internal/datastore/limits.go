@@ -5,7 +5,7 @@ import (
 )
 
 // Limits are what one tenant may use of its datastore: its quota and its
-// sustained request and write-byte rates. Zero means unlimited.
+// sustained request and byte (written and read) rates. Zero means unlimited.
 type Limits struct {
 	QuotaBytes        int64
 	RequestsPerSecond int64
