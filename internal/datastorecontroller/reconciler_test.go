@@ -101,18 +101,6 @@ func (e *env) get(t *testing.T) *kv1.Datastore {
 	return ds
 }
 
-// update changes an object through the API.
-func (e *env) update(t *testing.T, obj client.Object, mutate func()) {
-	t.Helper()
-	if err := e.api.Client.Get(context.Background(), client.ObjectKeyFromObject(obj), obj); err != nil {
-		t.Fatal(err)
-	}
-	mutate()
-	if err := e.api.Client.Update(context.Background(), obj); err != nil {
-		t.Fatal(err)
-	}
-}
-
 // emitted drains the Events recorded so far.
 func (e *env) emitted() []string {
 	var out []string
@@ -270,21 +258,21 @@ func TestCredentialsProblems(t *testing.T) {
 		spoil func(t *testing.T, e *env) string
 	}{
 		{name: "CA Secret missing", spoil: func(t *testing.T, e *env) string {
-			e.update(t, e.ds, func() { e.ds.Spec.CASecretRef.Name = "no-such-secret" })
+			e.api.Update(t, e.ds, func() { e.ds.Spec.CASecretRef.Name = "no-such-secret" })
 			return "no-such-secret"
 		}},
 		{name: "root Secret missing", spoil: func(t *testing.T, e *env) string {
-			e.update(t, e.ds, func() { e.ds.Spec.RootSecretRef.Name = "no-such-root" })
+			e.api.Update(t, e.ds, func() { e.ds.Spec.RootSecretRef.Name = "no-such-root" })
 			return "no-such-root"
 		}},
 		{name: "CA Secret without the certificate", spoil: func(t *testing.T, e *env) string {
 			s := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: e.ds.Spec.CASecretRef.Namespace, Name: e.ds.Spec.CASecretRef.Name}}
-			e.update(t, s, func() { delete(s.Data, "ca.crt") })
+			e.api.Update(t, s, func() { delete(s.Data, "ca.crt") })
 			return e.ds.Spec.CASecretRef.Name
 		}},
 		{name: "root Secret with a broken certificate", spoil: func(t *testing.T, e *env) string {
 			s := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: e.ds.Spec.RootSecretRef.Namespace, Name: e.ds.Spec.RootSecretRef.Name}}
-			e.update(t, s, func() { s.Data["tls.crt"] = []byte("not a certificate") })
+			e.api.Update(t, s, func() { s.Data["tls.crt"] = []byte("not a certificate") })
 			return e.ds.Spec.RootSecretRef.Name
 		}},
 	}
@@ -331,7 +319,7 @@ func TestUnreachableAndBack(t *testing.T) {
 	healthyAt := e.clock.Now()
 
 	e.clock.SetTime(healthyAt.Add(time.Minute))
-	e.update(t, e.ds, func() { e.ds.Spec.Endpoints = []string{deadEndpoint(t)} })
+	e.api.Update(t, e.ds, func() { e.ds.Spec.Endpoints = []string{deadEndpoint(t)} })
 	res := e.mustReconcile(t)
 	if res.RequeueAfter <= 0 {
 		t.Errorf("result %+v: an unreachable datastore must be checked again", res)
@@ -350,7 +338,7 @@ func TestUnreachableAndBack(t *testing.T) {
 	e.wantEvents(t, "Warning "+kv1.ReasonDatastoreUnreachable)
 
 	e.clock.SetTime(healthyAt.Add(2 * time.Minute))
-	e.update(t, e.ds, func() { e.ds.Spec.Endpoints = []string{e.etcd.Endpoint} })
+	e.api.Update(t, e.ds, func() { e.ds.Spec.Endpoints = []string{e.etcd.Endpoint} })
 	e.mustReconcile(t)
 	ds = e.get(t)
 	c = condition(t, ds, kv1.ConditionReady)
@@ -404,7 +392,7 @@ func TestFailingTenantCount(t *testing.T) {
 	t.Parallel()
 	e := start(t)
 	e.mustReconcile(t)
-	e.update(t, e.ds, func() { e.ds.Spec.Endpoints = append(e.ds.Spec.Endpoints, e.etcd.Endpoint) })
+	e.api.Update(t, e.ds, func() { e.ds.Spec.Endpoints = append(e.ds.Spec.Endpoints, e.etcd.Endpoint) })
 	refused := errors.New("injected: list refused")
 	e.r.Client = intercepted(e.api.Client, interceptor.Funcs{
 		List: func(ctx context.Context, c client.WithWatch, list client.ObjectList, opts ...client.ListOption) error {
@@ -430,7 +418,7 @@ func TestGatewayFailure(t *testing.T) {
 	e := start(t)
 	e.mustReconcile(t)
 	e.emitted()
-	e.update(t, e.ds, func() { e.ds.Spec.Gateway.Replicas = ptr.To[int32](3) })
+	e.api.Update(t, e.ds, func() { e.ds.Spec.Gateway.Replicas = ptr.To[int32](3) })
 	refused := errors.New("injected: Deployment refused")
 	e.r.Client = intercepted(e.api.Client, interceptor.Funcs{
 		Patch: func(ctx context.Context, c client.WithWatch, obj client.Object, patch client.Patch, opts ...client.PatchOption) error {

@@ -161,18 +161,6 @@ func (e *env) get(t *testing.T, tc *kv1.TenantCluster) *kv1.TenantCluster {
 	return got
 }
 
-// update changes an object through the API.
-func (e *env) update(t *testing.T, obj client.Object, mutate func()) {
-	t.Helper()
-	if err := e.api.Client.Get(context.Background(), client.ObjectKeyFromObject(obj), obj); err != nil {
-		t.Fatal(err)
-	}
-	mutate()
-	if err := e.api.Client.Update(context.Background(), obj); err != nil {
-		t.Fatal(err)
-	}
-}
-
 // exists says whether the object of obj's kind and name is in tc's
 // namespace.
 func (e *env) exists(t *testing.T, obj client.Object) bool {
@@ -265,7 +253,7 @@ func (e *env) collectGarbage(t *testing.T, tc *kv1.TenantCluster) {
 	if dep.DeletionTimestamp.IsZero() {
 		t.Fatal("the control-plane Deployment is not being deleted")
 	}
-	e.update(t, dep, func() { dep.Finalizers = nil })
+	e.api.Update(t, dep, func() { dep.Finalizers = nil })
 }
 
 // keys counts the keys under a prefix in the datastore.

@@ -2,6 +2,7 @@ package testenv
 
 import (
 	"bytes"
+	"context"
 	"fmt"
 	"math/rand/v2"
 	"os"
@@ -249,4 +250,17 @@ func (b *syncBuffer) String() string {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.buf.String()
+}
+
+// Update reads obj, applies mutate and writes it back, failing the test on
+// an error.
+func (a *APIServer) Update(tb testing.TB, obj client.Object, mutate func()) {
+	tb.Helper()
+	if err := a.Client.Get(context.Background(), client.ObjectKeyFromObject(obj), obj); err != nil {
+		tb.Fatal(err)
+	}
+	mutate()
+	if err := a.Client.Update(context.Background(), obj); err != nil {
+		tb.Fatal(err)
+	}
 }
