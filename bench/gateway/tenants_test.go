@@ -11,7 +11,6 @@ import (
 	"strconv"
 	"strings"
 	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
 
@@ -281,33 +280,10 @@ func startGatewayProcess(t *testing.T, e *env, bin string) *gatewayProcess {
 		"--datastore-cert-file="+e.File("root.crt"), "--datastore-key-file="+e.File("root.key"),
 	)
 	cmd.Env = append(os.Environ(), "GODEBUG=gctrace=1")
-	logFile, err := os.Create(gp.logPath)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd.Stdout, cmd.Stderr = logFile, logFile
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	exited := make(chan struct{})
-	go func() { _ = cmd.Wait(); close(exited) }()
-	t.Cleanup(func() {
-		_ = cmd.Process.Signal(syscall.SIGTERM)
+	proc := testenv.StartProcess(t, cmd, "gateway", gp.logPath)
+	err := wait.PollUntilContextTimeout(context.Background(), 100*time.Millisecond, 2*time.Minute, true, func(ctx context.Context) (bool, error) {
 		select {
-		case <-exited:
-		case <-time.After(20 * time.Second):
-			_ = cmd.Process.Kill()
-			<-exited
-		}
-		logFile.Close()
-		if t.Failed() {
-			log, _ := os.ReadFile(gp.logPath)
-			t.Logf("gateway log:\n%s", log)
-		}
-	})
-	err = wait.PollUntilContextTimeout(context.Background(), 100*time.Millisecond, 2*time.Minute, true, func(ctx context.Context) (bool, error) {
-		select {
-		case <-exited:
+		case <-proc.Exited:
 			return false, fmt.Errorf("the gateway exited: %v", cmd.ProcessState)
 		default:
 		}

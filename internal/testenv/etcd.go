@@ -75,26 +75,8 @@ func StartEtcd(tb testing.TB, extraArgs ...string) *Etcd {
 		"--cert-file=" + filepath.Join(dir, "server.crt"), "--key-file=" + filepath.Join(dir, "server.key"),
 		"--log-level=error",
 	}, extraArgs...)
-	cmd := exec.Command(bin, args...)
 	logPath := filepath.Join(dir, "etcd.log")
-	logFile, err := os.Create(logPath)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	cmd.Stdout, cmd.Stderr = logFile, logFile
-	DieWithTest(cmd)
-	if err := cmd.Start(); err != nil {
-		tb.Fatal(err)
-	}
-	tb.Cleanup(func() {
-		_ = cmd.Process.Kill()
-		_ = cmd.Wait()
-		logFile.Close()
-		if tb.Failed() {
-			log, _ := os.ReadFile(logPath)
-			tb.Logf("etcd log:\n%s", log)
-		}
-	})
+	StartProcess(tb, exec.Command(bin, args...), "etcd", logPath)
 	root := e.Client(tb, "root")
 	err = wait.PollUntilContextTimeout(context.Background(), 100*time.Millisecond, 60*time.Second, true, func(ctx context.Context) (bool, error) {
 		sctx, cancel := context.WithTimeout(ctx, 2*time.Second)

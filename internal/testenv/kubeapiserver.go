@@ -7,7 +7,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"syscall"
 	"testing"
 	"time"
 
@@ -89,32 +88,7 @@ func StartKubeAPIServer(tb testing.TB, o KubeAPIServerOptions) *KubeAPIServer {
 		"--etcd-certfile=" + o.EtcdCertFile, "--etcd-keyfile=" + o.EtcdKeyFile,
 		"--v=1",
 	}, o.Args...)
-	cmd := exec.Command(bin, args...)
-	logPath := filepath.Join(dir, "kube-apiserver.log")
-	logFile, err := os.Create(logPath)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	cmd.Stdout, cmd.Stderr = logFile, logFile
-	DieWithTest(cmd)
-	if err := cmd.Start(); err != nil {
-		tb.Fatal(err)
-	}
-	exited := make(chan struct{})
-	go func() { _ = cmd.Wait(); close(exited) }()
-	tb.Cleanup(func() {
-		_ = cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-exited:
-		case <-time.After(20 * time.Second):
-			_ = cmd.Process.Kill()
-			<-exited
-		}
-		logFile.Close()
-		if tb.Failed() {
-			tb.Logf("kube-apiserver log (end):\n%s", fileTail(logPath, 16<<10))
-		}
-	})
+	proc := StartProcess(tb, exec.Command(bin, args...), "kube-apiserver", filepath.Join(dir, "kube-apiserver.log"))
 	cfg := &rest.Config{
 		Host: fmt.Sprintf("https://127.0.0.1:%d", port),
 		TLSClientConfig: rest.TLSClientConfig{
@@ -129,8 +103,8 @@ func StartKubeAPIServer(tb testing.TB, o KubeAPIServerOptions) *KubeAPIServer {
 	var last error
 	err = wait.PollUntilContextTimeout(context.Background(), 500*time.Millisecond, kubeAPIServerStartTimeout, true, func(ctx context.Context) (bool, error) {
 		select {
-		case <-exited:
-			return false, fmt.Errorf("kube-apiserver exited: %v", cmd.ProcessState)
+		case <-proc.Exited:
+			return false, fmt.Errorf("kube-apiserver exited: %v", proc.Cmd.ProcessState)
 		default:
 		}
 		rctx, cancel := context.WithTimeout(ctx, 5*time.Second)
@@ -139,7 +113,7 @@ func StartKubeAPIServer(tb testing.TB, o KubeAPIServerOptions) *KubeAPIServer {
 		return last == nil, nil
 	})
 	if err != nil {
-		tb.Fatalf("kube-apiserver did not become ready within %v: %v (last answer: %v)\n%s", kubeAPIServerStartTimeout, err, last, fileTail(logPath, 16<<10))
+		tb.Fatalf("kube-apiserver did not become ready within %v: %v (last answer: %v)\n%s", kubeAPIServerStartTimeout, err, last, fileTail(proc.LogPath, 16<<10))
 	}
 	return &KubeAPIServer{Config: cfg, Client: cs, Dir: dir}
 }

@@ -9,6 +9,8 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
+	"testing"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -89,4 +91,47 @@ func DieWithTest(cmd *exec.Cmd) {
 		cmd.SysProcAttr = &syscall.SysProcAttr{}
 	}
 	cmd.SysProcAttr.Pdeathsig = syscall.SIGKILL
+}
+
+// Process is a command a test started with StartProcess.
+type Process struct {
+	Cmd *exec.Cmd
+	// Exited is closed when the process has exited.
+	Exited <-chan struct{}
+	// LogPath holds its standard output and error.
+	LogPath string
+}
+
+// StartProcess starts cmd with its output in logPath, dying with the test
+// binary (DieWithTest). When the test ends it is sent SIGTERM, killed if
+// it has not exited 20 seconds later, and, if the test failed, the end of
+// its log is printed under name.
+func StartProcess(tb testing.TB, cmd *exec.Cmd, name, logPath string) *Process {
+	tb.Helper()
+	logFile, err := os.Create(logPath)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	cmd.Stdout, cmd.Stderr = logFile, logFile
+	DieWithTest(cmd)
+	if err := cmd.Start(); err != nil {
+		logFile.Close()
+		tb.Fatalf("start %s: %v", name, err)
+	}
+	exited := make(chan struct{})
+	go func() { _ = cmd.Wait(); close(exited) }()
+	tb.Cleanup(func() {
+		_ = cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-exited:
+		case <-time.After(20 * time.Second):
+			_ = cmd.Process.Kill()
+			<-exited
+		}
+		logFile.Close()
+		if tb.Failed() {
+			tb.Logf("%s log (end):\n%s", name, fileTail(logPath, 16<<10))
+		}
+	})
+	return &Process{Cmd: cmd, Exited: exited, LogPath: logPath}
 }
