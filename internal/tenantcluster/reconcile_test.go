@@ -236,7 +236,7 @@ func TestPaused(t *testing.T) {
 
 	t.Run("running", func(t *testing.T) {
 		tc := e.provision(t, e.tenant(t, "paused-running", nil))
-		e.update(t, tc, func() {
+		e.api.Update(t, tc, func() {
 			tc.Spec.Paused = true
 			tc.Spec.ControlPlane.Replicas = ptr.To[int32](3)
 		})
@@ -252,7 +252,7 @@ func TestPaused(t *testing.T) {
 			t.Errorf("observedGeneration = %d: the paused change was not acted on", got.Status.ObservedGeneration)
 		}
 
-		e.update(t, tc, func() { tc.Spec.Paused = false })
+		e.api.Update(t, tc, func() { tc.Spec.Paused = false })
 		e.mustReconcile(t, tc)
 		e.exists(t, dep)
 		if *dep.Spec.Replicas != 3 {
@@ -263,7 +263,7 @@ func TestPaused(t *testing.T) {
 	t.Run("deleted", func(t *testing.T) {
 		tc := e.provision(t, e.tenant(t, "paused-deleted", nil))
 		e.putKey(t, tc)
-		e.update(t, tc, func() { tc.Spec.Paused = true })
+		e.api.Update(t, tc, func() { tc.Spec.Paused = true })
 		if err := e.api.Client.Delete(ctx, tc); err != nil {
 			t.Fatal(err)
 		}
@@ -285,7 +285,7 @@ func TestPaused(t *testing.T) {
 		}
 
 		// Unpaused, deletion goes on.
-		e.update(t, tc, func() { tc.Spec.Paused = false })
+		e.api.Update(t, tc, func() { tc.Spec.Paused = false })
 		e.mustReconcile(t, tc)
 		got = e.get(t, tc)
 		wantCondition(t, got, kv1.ConditionDeleting, metav1.ConditionTrue, kv1.ReasonDeletingControlPlane)
@@ -313,7 +313,7 @@ func TestDatastoreNotReady(t *testing.T) {
 			datastore: func(t *testing.T) string {
 				ds := testenv.CreateDatastore(t, e.api.Client, e.etcd, e.ns+"-broken", e.ns)
 				root := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: e.ns, Name: ds.Spec.RootSecretRef.Name}}
-				e.update(t, root, func() { delete(root.Data, "tls.key") })
+				e.api.Update(t, root, func() { delete(root.Data, "tls.key") })
 				return ds.Name
 			}},
 		{name: "no gateway yet", reason: kv1.ReasonWaitingForGateway, mention: "gateway",
@@ -420,7 +420,7 @@ func TestDeletionWithDatastoreDown(t *testing.T) {
 	e.mustReconcile(t, tc)
 	e.collectGarbage(t, tc)
 
-	e.update(t, e.ds, func() { e.ds.Spec.Endpoints = []string{fmt.Sprintf("https://127.0.0.1:%d", testenv.FreePort(t))} })
+	e.api.Update(t, e.ds, func() { e.ds.Spec.Endpoints = []string{fmt.Sprintf("https://127.0.0.1:%d", testenv.FreePort(t))} })
 	res, err := e.reconcile(t, tc)
 	if err != nil || res.RequeueAfter <= 0 {
 		t.Errorf("Reconcile with the datastore down = %+v, %v; want a requeue and no error", res, err)
@@ -436,7 +436,7 @@ func TestDeletionWithDatastoreDown(t *testing.T) {
 		t.Fatal("keys gone although the datastore was down")
 	}
 
-	e.update(t, e.ds, func() { e.ds.Spec.Endpoints = []string{e.etcd.Endpoint} })
+	e.api.Update(t, e.ds, func() { e.ds.Spec.Endpoints = []string{e.etcd.Endpoint} })
 	e.mustReconcile(t, tc)
 	if gone := e.get(t, tc); gone != nil {
 		t.Fatalf("TenantCluster still there once the datastore is back: %+v", gone.Status)
