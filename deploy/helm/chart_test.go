@@ -22,7 +22,6 @@ import (
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
-	"sigs.k8s.io/yaml"
 
 	"kubinception.dev/kubinception/internal/install"
 	"kubinception.dev/kubinception/internal/testenv"
@@ -181,25 +180,6 @@ func chartCases() []chartCase {
 
 // writeValues writes chart values as a file: through a file, quantities
 // stay strings, as `kubinception install` renders them.
-func writeValues(t *testing.T, values map[string]any) string {
-	t.Helper()
-	data, err := yaml.Marshal(values)
-	if err != nil {
-		t.Fatal(err)
-	}
-	// Not under t.TempDir(): its name holds the test's, and helm splits
-	// -f on commas.
-	dir, err := os.MkdirTemp("", "chart-values-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(dir) })
-	path := filepath.Join(dir, "values.yaml")
-	if err := os.WriteFile(path, data, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	return path
-}
 
 // installArgs runs install --dry-run with nothing to read from a cluster:
 // a kubeconfig that does not exist makes any attempt fail the test.
@@ -213,7 +193,7 @@ func TestChartRendersWhatInstallApplies(t *testing.T) {
 	bin := kubinception(t)
 	for _, c := range chartCases() {
 		t.Run(c.name, func(t *testing.T) {
-			values := writeValues(t, c.values)
+			values := testenv.WriteHelmValues(t, c.values)
 			chart := objects(t, run(t, helmBin, "template", "kubinception", chartDir, "--namespace", "kubinception-system", "--include-crds", "-f", values))
 			install := objects(t, run(t, bin, installArgs(t, "yaml", c.flags)...))
 
@@ -259,7 +239,7 @@ func TestChartRendersWhatInstallApplies(t *testing.T) {
 func TestChartLints(t *testing.T) {
 	helmBin := helm(t)
 	for _, c := range chartCases() {
-		values := writeValues(t, c.values)
+		values := testenv.WriteHelmValues(t, c.values)
 		run(t, helmBin, "lint", "--strict", chartDir, "--namespace", "kubinception-system", "-f", values)
 	}
 }
@@ -285,7 +265,7 @@ func TestChartRefusesBadValues(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			out, err := exec.Command(helmBin, "template", "kubinception", chartDir, "--namespace", tt.namespace, "-f", writeValues(t, tt.values)).CombinedOutput()
+			out, err := exec.Command(helmBin, "template", "kubinception", chartDir, "--namespace", tt.namespace, "-f", testenv.WriteHelmValues(t, tt.values)).CombinedOutput()
 			if err == nil || !strings.Contains(string(out), tt.want) {
 				t.Fatalf("helm template: err = %v, want a refusal mentioning %q:\n%s", err, tt.want, out)
 			}

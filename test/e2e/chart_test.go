@@ -16,7 +16,6 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/types"
-	"sigs.k8s.io/yaml"
 
 	"kubinception.dev/kubinception/internal/install"
 	"kubinception.dev/kubinception/internal/local/admincluster"
@@ -56,7 +55,7 @@ func TestHelmChart(t *testing.T) {
 	}
 	withNamespace["namespace"] = map[string]any{"create": true}
 	fromChart := renderedObjects(t, helm(t, helmBin, "template", "kubinception", chartDir,
-		"--namespace", install.Namespace, "--include-crds", "-f", writeChartValues(t, withNamespace)))
+		"--namespace", install.Namespace, "--include-crds", "-f", testenv.WriteHelmValues(t, withNamespace)))
 	if _, ok := fromInstall["kubinception.dev/v1alpha1/Datastore//default"]; !ok {
 		t.Fatalf("install --dry-run on the local admin cluster renders no Datastore default; objects: %v", slices.Sorted(maps.Keys(fromInstall)))
 	}
@@ -85,7 +84,7 @@ func TestHelmChart(t *testing.T) {
 		}
 	})
 	helm(t, helmBin, "install", "kubinception", chartDir, "--namespace", install.Namespace,
-		"--kubeconfig", adminKubeconfig(), "-f", writeChartValues(t, values), "--wait", "--timeout", "3m")
+		"--kubeconfig", adminKubeconfig(), "-f", testenv.WriteHelmValues(t, values), "--wait", "--timeout", "3m")
 	mustKube(t, "-n", install.Namespace, "rollout", "status", "deployment/"+install.Name, "--timeout=2m")
 	owner := mustKube(t, "-n", install.Namespace, "get", "deployment", install.Name, "-o", "jsonpath={.metadata.annotations.meta\\.helm\\.sh/release-name}")
 	if owner != "kubinception" {
@@ -178,23 +177,6 @@ func chartValues(t *testing.T, image string) map[string]any {
 
 // writeChartValues writes values to a file of their own (not under
 // t.TempDir(), whose name holds the test's: helm splits -f on commas).
-func writeChartValues(t *testing.T, values map[string]any) string {
-	t.Helper()
-	data, err := yaml.Marshal(values)
-	if err != nil {
-		t.Fatal(err)
-	}
-	dir, err := os.MkdirTemp("", "kubinception-e2e-values-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(dir) })
-	path := filepath.Join(dir, "values.yaml")
-	if err := os.WriteFile(path, data, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	return path
-}
 
 // renderedObjects parses a rendered stream, failing the test on a bad or
 // empty one.
