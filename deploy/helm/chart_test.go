@@ -178,9 +178,6 @@ func chartCases() []chartCase {
 	}}
 }
 
-// writeValues writes chart values as a file: through a file, quantities
-// stay strings, as `kubinception install` renders them.
-
 // installArgs runs install --dry-run with nothing to read from a cluster:
 // a kubeconfig that does not exist makes any attempt fail the test.
 func installArgs(t *testing.T, format string, flags []string) []string {

@@ -175,9 +175,6 @@ func chartValues(t *testing.T, image string) map[string]any {
 	}
 }
 
-// writeChartValues writes values to a file of their own (not under
-// t.TempDir(), whose name holds the test's: helm splits -f on commas).
-
 // renderedObjects parses a rendered stream, failing the test on a bad or
 // empty one.
 func renderedObjects(t *testing.T, stream []byte) map[string]map[string]any {
