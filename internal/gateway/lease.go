@@ -136,7 +136,7 @@ func (o *ownedKeepAlives) Recv() (*pb.LeaseKeepAliveRequest, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := o.t.requests.Wait(o.Context()); err != nil {
+	if err := o.t.requests.get().Wait(o.Context()); err != nil {
 		return nil, grpcError(err)
 	}
 	if err := o.g.checkLeases(o.Context(), o.t, []int64{r.ID}); err != nil {

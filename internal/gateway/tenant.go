@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
@@ -31,8 +32,8 @@ type tenant struct {
 	mu       sync.Mutex
 	limits   Limits
 	readAt   time.Time
-	requests *rate.Limiter
-	bytes    *rate.Limiter
+	requests *limiter
+	bytes    *limiter
 	// leases are leases known to be the tenant's own.
 	leases map[int64]struct{}
 }
@@ -94,8 +95,8 @@ func (ts *tenants) get(tn datastore.Tenancy) *tenant {
 		kv:      namespace.NewKV(cli.KV, tn.Prefix),
 		// Never closed: closing it would close the shared watcher.
 		watcher:  namespace.NewWatcher(cli.Watcher, tn.Prefix),
-		requests: rate.NewLimiter(rate.Inf, 0),
-		bytes:    rate.NewLimiter(rate.Inf, 0),
+		requests: newLimiter(),
+		bytes:    newLimiter(),
 		leases:   map[int64]struct{}{},
 	}
 	ts.m[tn.ID] = t
@@ -115,18 +116,40 @@ func (t *tenant) currentLimits(p Policy, refresh time.Duration, now time.Time) (
 		return Limits{}, err
 	}
 	t.limits, t.readAt = l, now
-	setRate(t.requests, l.RequestsPerSecond, int(math.Ceil(2*l.RequestsPerSecond)))
-	setRate(t.bytes, l.BytesPerSecond, maxByteBurst)
+	t.requests.set(l.RequestsPerSecond, int(math.Ceil(2*l.RequestsPerSecond)))
+	t.bytes.set(l.BytesPerSecond, maxByteBurst)
 	return l, nil
 }
 
-func setRate(l *rate.Limiter, perSecond float64, burst int) {
-	if perSecond <= 0 {
-		l.SetLimit(rate.Inf)
-		return
+// limiter is a token bucket whose rate the policy may change while
+// requests wait on it.
+type limiter struct{ p atomic.Pointer[rate.Limiter] }
+
+// newLimiter is a limiter without a limit until the first set.
+func newLimiter() *limiter {
+	l := &limiter{}
+	l.p.Store(rate.NewLimiter(rate.Inf, 0))
+	return l
+}
+
+func (l *limiter) get() *rate.Limiter { return l.p.Load() }
+
+// set applies a rate of perSecond (0: no limit) with bursts of burst. A
+// bucket that had no limit starts full, as a new tenant's does: its
+// first requests may burst.
+func (l *limiter) set(perSecond float64, burst int) {
+	cur := l.p.Load()
+	switch {
+	case perSecond <= 0:
+		if cur.Limit() != rate.Inf {
+			l.p.Store(rate.NewLimiter(rate.Inf, 0))
+		}
+	case cur.Limit() == rate.Inf:
+		l.p.Store(rate.NewLimiter(rate.Limit(perSecond), max(burst, 1)))
+	default:
+		cur.SetLimit(rate.Limit(perSecond))
+		cur.SetBurst(max(burst, 1))
 	}
-	l.SetLimit(rate.Limit(perSecond))
-	l.SetBurst(max(burst, 1))
 }
 
 func (t *tenant) quota() int64 {
@@ -140,9 +163,9 @@ func (t *tenant) quota() int64 {
 // slot and charges the bytes of the answer.
 func (g *Gateway) admit(ctx context.Context, t *tenant, n int) (func(answer int), error) {
 	start := time.Now()
-	err := t.requests.Wait(ctx)
+	err := t.requests.get().Wait(ctx)
 	if err == nil && n > 0 {
-		err = t.bytes.WaitN(ctx, min(n, maxByteBurst))
+		err = t.bytes.get().WaitN(ctx, min(n, maxByteBurst))
 	}
 	if err == nil {
 		err = g.queue.acquire(ctx, t.ID)
@@ -165,7 +188,7 @@ func (g *Gateway) admit(ctx context.Context, t *tenant, n int) (func(answer int)
 		g.queue.release(t.ID)
 		if answer > 0 {
 			// Charged after the fact: the next request waits for it.
-			r := t.bytes.ReserveN(time.Now(), min(answer, maxByteBurst))
+			r := t.bytes.get().ReserveN(time.Now(), min(answer, maxByteBurst))
 			if !r.OK() {
 				r.Cancel()
 			}

@@ -114,7 +114,7 @@ func (ws *watchStream) recvLoop(stream pb.Watch_WatchServer) error {
 		if err != nil {
 			return err
 		}
-		if err := ws.t.requests.Wait(ws.ctx); err != nil {
+		if err := ws.t.requests.get().Wait(ws.ctx); err != nil {
 			return grpcError(err)
 		}
 		switch r := req.RequestUnion.(type) {
