@@ -60,6 +60,7 @@ func newNodeCommand() *cobra.Command {
 
 	var addFlags adminFlags
 	var name, token, caHash string
+	var reachable bool
 	var discoveryTimeout time.Duration
 	add := &cobra.Command{
 		Use:   "add CLUSTER",
@@ -110,7 +111,7 @@ func newNodeCommand() *cobra.Command {
 					patch := []byte(fmt.Sprintf(`{"metadata":{"annotations":{%q:%q}}}`, kv1.AnnotationNudge, time.Now().UTC().Format(time.RFC3339Nano)))
 					return c.Patch(ctx, &kv1.TenantCluster{ObjectMeta: metav1.ObjectMeta{Name: key.Name, Namespace: key.Namespace}}, client.RawPatch(types.MergePatchType, patch))
 				},
-				Layout: worker.Layout{Root: root}, Tenant: addFlags.namespace + "/" + args[0], Access: access, Node: name,
+				Layout: worker.Layout{Root: root}, Tenant: addFlags.namespace + "/" + args[0], Access: access, Node: name, Reachable: reachable,
 				Self: self, Kubelet: bins.Component("kubelet"), Kubeadm: bins.Component("kubeadm"), PauseImage: names.Pause(),
 				ImportImages: func(ctx context.Context, socket string) error {
 					return importWorkerImages(ctx, cfg, bins, names, socket)
@@ -122,6 +123,7 @@ func newNodeCommand() *cobra.Command {
 	}
 	addFlags.register(add)
 	add.Flags().StringVar(&name, "name", "", "node name (default CLUSTER-w<N>)")
+	add.Flags().BoolVar(&reachable, "reachable", true, "let the admin node connect to the worker, as a routed private network would; false puts the worker behind NAT, as customers' machines usually are")
 	add.Flags().StringVar(&token, "token", "", "join with this bootstrap token instead of a new one")
 	add.Flags().StringVar(&caHash, "discovery-token-ca-cert-hash", "", "with --token: the CA public key hash (sha256:...)")
 	add.Flags().DurationVar(&discoveryTimeout, "discovery-timeout", time.Minute, "how long kubeadm looks for a cluster-info signed for the token")

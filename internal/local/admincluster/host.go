@@ -170,8 +170,8 @@ func deleteInterfaces(ctx context.Context) error {
 }
 
 // OurChainPrefixes are the iptables chain prefixes of kube-proxy, the
-// kubelet and the CNI plugins.
-var OurChainPrefixes = []string{"KUBE-", "CNI-"}
+// kubelet, the CNI plugins and the fence.
+var OurChainPrefixes = []string{"KUBE-", "CNI-", "KUBI-"}
 
 // iptablesCommands are the iptables front ends whose rules are cleaned.
 var iptablesCommands = []string{"iptables", "ip6tables", "iptables-legacy", "ip6tables-legacy"}

@@ -115,7 +115,10 @@ func (cl *Cluster) Up(ctx context.Context) error {
 			if err := setNodeSysctls(); err != nil {
 				return err
 			}
-			return ensureNodeInterface(ctx, c)
+			if err := ensureNodeInterface(ctx, c); err != nil {
+				return err
+			}
+			return ensureFence(ctx, c)
 		}},
 		{"certificates and kubeconfigs", func() error { return ensurePKI(c, cl.now) }},
 		{"configuration", func() error { return cl.writeConfigs() }},

@@ -25,6 +25,9 @@ type AddOptions struct {
 	Access *join.Tenant
 	// Node is the node name; empty picks one.
 	Node string
+	// Reachable lets the admin node connect to the worker; otherwise the
+	// worker is behind NAT (see Worker.Reachable).
+	Reachable bool
 	// Self is the kubinception binary (run as the worker's supervisor).
 	Self string
 	// Kubelet and Kubeadm are the binaries of the tenant's version.
@@ -58,7 +61,7 @@ func (o AddOptions) printf(format string, args ...any) {
 // A failure tears the worker down again and deletes its Node if it got
 // that far, so nothing is left half-made on this machine or in the tenant.
 func Add(ctx context.Context, o AddOptions) (w Worker, err error) {
-	w, err = o.Layout.Allocate(o.Tenant, o.Node)
+	w, err = o.Layout.Allocate(o.Tenant, o.Node, o.Reachable)
 	if err != nil {
 		return w, err
 	}

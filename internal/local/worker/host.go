@@ -69,7 +69,7 @@ func (w Worker) SetupHost(ctx context.Context) error {
 			return err
 		}
 	}
-	if _, err := run(ctx, "ip", "link", "set", w.Bridge(), "up"); err != nil {
+	if _, err := run(ctx, "ip", "link", "set", w.Bridge(), "address", SegmentMAC(w.Segment), "up"); err != nil {
 		return err
 	}
 	// Network namespace with a link to the segment.
@@ -107,10 +107,54 @@ func (w Worker) SetupHost(ctx context.Context) error {
 			return err
 		}
 	}
+	if err := w.ensureNAT(ctx); err != nil {
+		return err
+	}
 	if err := ensureCgroup(w.CgroupRoot()); err != nil {
 		return err
 	}
 	return w.setupMountNS(ctx)
+}
+
+// NATChain holds, inside a worker's network namespace, the rules that put
+// it behind NAT.
+const NATChain = "KUBI-NAT"
+
+// natRules is the iptables-restore input (for --noflush) that fills the
+// worker's NAT chain: a new connection arriving from the admin node (any
+// frame from the segment bridge's address: the host itself or anything it
+// forwards) is dropped, as a NAT gateway drops unsolicited inbound
+// connections; answers to the worker's own connections, and everything
+// from the tenant's other nodes and their pods, pass. A reachable worker
+// gets an empty chain.
+func (w Worker) natRules() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "*filter\n:%s - [0:0]\n", NATChain)
+	if !w.Reachable {
+		fmt.Fprintf(&b, "-A %s -i eth0 -m mac --mac-source %s -m conntrack --ctstate NEW -m comment --comment %q -j DROP\n",
+			NATChain, SegmentMAC(w.Segment), "kubinception: behind NAT, the admin side connects to nothing")
+	}
+	b.WriteString("COMMIT\n")
+	return b.String()
+}
+
+// ensureNAT fills the NAT chain and makes it the first rule of INPUT and
+// FORWARD inside the worker's network namespace.
+func (w Worker) ensureNAT(ctx context.Context) error {
+	restore := exec.CommandContext(ctx, "ip", "netns", "exec", w.NetNS(), "iptables-restore", "--noflush")
+	restore.Stdin = strings.NewReader(w.natRules())
+	if out, err := restore.CombinedOutput(); err != nil {
+		return fmt.Errorf("NAT rules in %s: %w: %s", w.NetNS(), err, out)
+	}
+	for _, from := range []string{"INPUT", "FORWARD"} {
+		if _, err := run(ctx, "ip", "netns", "exec", w.NetNS(), "iptables", "-C", from, "-j", NATChain); err == nil {
+			continue
+		}
+		if _, err := run(ctx, "ip", "netns", "exec", w.NetNS(), "iptables", "-I", from, "1", "-j", NATChain); err != nil {
+			return fmt.Errorf("jump from %s to %s in %s: %w", from, NATChain, w.NetNS(), err)
+		}
+	}
+	return nil
 }
 
 // ensureCgroup creates a cgroup in every v1 controller, as the kubelet

@@ -34,6 +34,11 @@ type Worker struct {
 	Index   int `json:"index"`
 	// Dir holds the worker's state on the host.
 	Dir string `json:"dir"`
+	// Reachable lets the admin node open connections to the worker, as a
+	// routed private network would. A worker that is not reachable is
+	// behind NAT, as customers' machines usually are: it connects out,
+	// and nothing from the admin side connects in.
+	Reachable bool `json:"reachable,omitempty"`
 }
 
 // NetNS is the worker's network namespace name.
@@ -47,6 +52,11 @@ func (w Worker) Bridge() string { return SegmentBridge(w.Segment) }
 
 // SegmentBridge names a segment's bridge.
 func SegmentBridge(segment int) string { return fmt.Sprintf("kubi-t%d", segment) }
+
+// SegmentMAC is the fixed hardware address of a segment's bridge: every
+// frame the admin node sends or forwards into the segment carries it, so
+// a worker tells the admin side apart from its peers by it.
+func SegmentMAC(segment int) string { return fmt.Sprintf("02:6b:75:62:69:%02x", segment) }
 
 // Gateway is the host's address on the segment.
 func (w Worker) Gateway() net.IP { return net.IPv4(10, 210, byte(w.Segment), 1).To4() }
@@ -142,8 +152,9 @@ func (l Layout) lock() (func(), error) {
 
 // Allocate records a new worker for tenant, giving the tenant a segment if
 // it has none. An empty node name becomes NAME-w<index> (NAMESPACE-NAME-w<index>
-// outside the default namespace).
-func (l Layout) Allocate(tenant, node string) (Worker, error) {
+// outside the default namespace). A worker that is not reachable is
+// behind NAT (see Worker.Reachable).
+func (l Layout) Allocate(tenant, node string, reachable bool) (Worker, error) {
 	unlock, err := l.lock()
 	if err != nil {
 		return Worker{}, err
@@ -184,7 +195,7 @@ func (l Layout) Allocate(tenant, node string) (Worker, error) {
 	if node == "" {
 		node = fmt.Sprintf("%s-w%d", strings.ReplaceAll(strings.TrimPrefix(tenant, "default/"), "/", "-"), idx)
 	}
-	w := Worker{Tenant: tenant, Node: node, Segment: seg, Index: idx,
+	w := Worker{Tenant: tenant, Node: node, Segment: seg, Index: idx, Reachable: reachable,
 		Dir: filepath.Join(l.dir(), strconv.Itoa(seg), strconv.Itoa(idx))}
 	st.Workers[key(tenant, node)] = w
 	return w, l.save(st)

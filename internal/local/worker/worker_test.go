@@ -7,15 +7,15 @@ import (
 
 func TestLayoutAllocatesSegmentsAndNames(t *testing.T) {
 	l := Layout{Root: t.TempDir()}
-	a1, err := l.Allocate("default/a", "")
+	a1, err := l.Allocate("default/a", "", false)
 	if err != nil {
 		t.Fatal(err)
 	}
-	a2, err := l.Allocate("default/a", "")
+	a2, err := l.Allocate("default/a", "", false)
 	if err != nil {
 		t.Fatal(err)
 	}
-	b1, err := l.Allocate("team/b", "")
+	b1, err := l.Allocate("team/b", "", false)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -33,13 +33,13 @@ func TestLayoutAllocatesSegmentsAndNames(t *testing.T) {
 			t.Errorf("interface names %s/%s exceed the kernel's 15 characters", w.HostVeth(), w.Bridge())
 		}
 	}
-	if _, err := l.Allocate("default/a", "a-w1"); err == nil || !strings.Contains(err.Error(), "already has") {
+	if _, err := l.Allocate("default/a", "a-w1", false); err == nil || !strings.Contains(err.Error(), "already has") {
 		t.Fatalf("a duplicate node name was accepted: %v", err)
 	}
 	if last, err := l.Release(a1); err != nil || last {
 		t.Fatalf("Release(a1) = last %v, %v; a2 remains", last, err)
 	}
-	a3, err := l.Allocate("default/a", "")
+	a3, err := l.Allocate("default/a", "", false)
 	if err != nil || a3.Index != 1 {
 		t.Fatalf("a freed index is not reused: %+v %v", a3, err)
 	}
@@ -51,8 +51,21 @@ func TestLayoutAllocatesSegmentsAndNames(t *testing.T) {
 	if ws, _ := l.List("default/a"); len(ws) != 0 {
 		t.Fatalf("workers left: %v", ws)
 	}
-	c1, err := l.Allocate("default/c", "")
+	c1, err := l.Allocate("default/c", "", false)
 	if err != nil || c1.Segment != a1.Segment {
 		t.Fatalf("a released segment is not reused: %+v %v", c1, err)
+	}
+}
+
+func TestNATRules(t *testing.T) {
+	behind := Worker{Segment: 7, Index: 1}
+	rules := behind.natRules()
+	want := "-A KUBI-NAT -i eth0 -m mac --mac-source 02:6b:75:62:69:07 -m conntrack --ctstate NEW"
+	if !strings.Contains(rules, want) || !strings.Contains(rules, "-j DROP") {
+		t.Errorf("a worker behind NAT must drop new connections from its segment bridge (%s); rules:\n%s", want, rules)
+	}
+	reachable := Worker{Segment: 7, Index: 1, Reachable: true}
+	if rules := reachable.natRules(); strings.Contains(rules, "-A ") || !strings.Contains(rules, ":KUBI-NAT - [0:0]") {
+		t.Errorf("a reachable worker gets an empty NAT chain; rules:\n%s", rules)
 	}
 }
