@@ -69,6 +69,14 @@ type AddonsSpec struct {
 	// +kubebuilder:default={}
 	// +optional
 	KubeProxy AddonSpec `json:"kubeProxy,omitempty"`
+	// Tunnel carries the API server's connections to nodes, pods and
+	// Services (logs, exec, port-forward, webhooks, aggregated APIs, the
+	// proxies) over connections an agent on every node opens, so nodes
+	// behind NAT work. Off, the API server dials them directly and needs
+	// a routed network to the nodes.
+	// +kubebuilder:default={}
+	// +optional
+	Tunnel AddonSpec `json:"tunnel,omitempty"`
 }
 
 // AddonSpec switches one addon.

@@ -123,7 +123,7 @@ func newNodeCommand() *cobra.Command {
 	}
 	addFlags.register(add)
 	add.Flags().StringVar(&name, "name", "", "node name (default CLUSTER-w<N>)")
-	add.Flags().BoolVar(&reachable, "reachable", true, "let the admin node connect to the worker, as a routed private network would; false puts the worker behind NAT, as customers' machines usually are")
+	add.Flags().BoolVar(&reachable, "reachable", false, "let the admin node connect to the worker, as a routed private network would (by default the worker is behind NAT, as customers' machines usually are: it connects out, nothing connects in)")
 	add.Flags().StringVar(&token, "token", "", "join with this bootstrap token instead of a new one")
 	add.Flags().StringVar(&caHash, "discovery-token-ca-cert-hash", "", "with --token: the CA public key hash (sha256:...)")
 	add.Flags().DurationVar(&discoveryTimeout, "discovery-timeout", time.Minute, "how long kubeadm looks for a cluster-info signed for the token")
@@ -208,6 +208,19 @@ func importWorkerImages(ctx context.Context, cfg admincluster.Config, bins compo
 			pick = append(pick, t)
 		}
 	}
+	// The tunnel agent runs from the kubinception image: this binary, as
+	// install imports it for the operator.
+	self, tag, err := selfBinary()
+	if err != nil {
+		return err
+	}
+	own := cfg.Images
+	own.KubinceptionTag = tag
+	agent, err := images.KubinceptionImage(self, own, cfg.LayerDir())
+	if err != nil {
+		return err
+	}
+	pick = append(pick, agent...)
 	_, err = images.Importer{Address: socket, Dir: cfg.ImagesDir()}.Import(ctx, pick)
 	return err
 }

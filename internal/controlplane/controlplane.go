@@ -2,6 +2,7 @@ package controlplane
 
 import (
 	"net"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -28,6 +29,14 @@ const (
 	// DefaultPort is the API server's port when it is not exposed on a
 	// node port.
 	DefaultPort = 6443
+	// TunnelPort is where the tunnel server beside the API server takes
+	// agents' connections; TunnelHTTPPort serves its /healthz and
+	// /metrics inside the pod's network.
+	TunnelPort     = 8132
+	TunnelHTTPPort = 8133
+	// TunnelDir holds the tunnel server's socket and the egress selector
+	// configuration it writes for the API server (a volume of the pod).
+	TunnelDir = "/run/kubinception/tunnel"
 )
 
 // Params is everything the control plane's objects depend on.
@@ -51,8 +60,13 @@ type Params struct {
 	EtcdEndpoints []string
 	PKISecret     string
 	PKIHash       string
-	ExtraArgs     []string
-	Resources     corev1.ResourceRequirements
+	// Tunnel runs the tunnel server beside the API server and sends the
+	// API server's cluster egress through it; Image is the kubinception
+	// image it runs from.
+	Tunnel    bool
+	Image     string
+	ExtraArgs []string
+	Resources corev1.ResourceRequirements
 }
 
 // Names of the objects of a tenant named name.
@@ -83,6 +97,8 @@ const (
 	FileDatastoreCA         = "datastore-ca.crt"
 	FileDatastoreClient     = "datastore-client.crt"
 	FileDatastoreClientKey  = "datastore-client.key"
+	FileTunnelAgent         = "tunnel-agent.crt"
+	FileTunnelAgentKey      = "tunnel-agent.key"
 	FileControllerManager   = "controller-manager.conf"
 	FileScheduler           = "scheduler.conf"
 )
@@ -182,7 +198,27 @@ func APIServerArgs(p Params) []string {
 		"--allow-privileged=true",
 		"--profiling=false",
 	}
+	if p.Tunnel {
+		args = append(args, "--egress-selector-config-file="+TunnelDir+"/egress-selector.yaml")
+	}
 	return mergeArgs(args, p.ExtraArgs)
+}
+
+// TunnelServerArgs are the tunnel server's flags: it serves agents with
+// the API server's own certificate (the names and addresses agents dial)
+// and accepts agent certificates of the tenant CA.
+func TunnelServerArgs(p Params) []string {
+	return []string{
+		"tunnel", "server",
+		"--server-count=" + strconv.Itoa(int(p.Replicas)),
+		"--agent-address=:" + strconv.Itoa(TunnelPort),
+		"--http-address=:" + strconv.Itoa(TunnelHTTPPort),
+		"--socket=" + TunnelDir + "/tunnel.sock",
+		"--egress-config-file=" + TunnelDir + "/egress-selector.yaml",
+		"--tls-cert-file=" + pkiPath(FileAPIServer),
+		"--tls-key-file=" + pkiPath(FileAPIServerKey),
+		"--agent-ca-file=" + pkiPath(FileCA),
+	}
 }
 
 // mergeArgs lets extra "--flag=value" arguments replace defaults of the
@@ -275,6 +311,14 @@ func Deployment(p Params) *appsv1.Deployment {
 	startup.PeriodSeconds = 1
 	replicas := p.Replicas
 	secretMode := int32(0o400)
+	volumes := []corev1.Volume{{Name: "pki", VolumeSource: corev1.VolumeSource{
+		Secret: &corev1.SecretVolumeSource{SecretName: p.PKISecret, DefaultMode: &secretMode},
+	}}}
+	apiserverMounts := mount
+	if p.Tunnel {
+		volumes = append(volumes, corev1.Volume{Name: "tunnel", VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{Medium: corev1.StorageMediumMemory}}})
+		apiserverMounts = append(slices.Clone(mount), corev1.VolumeMount{Name: "tunnel", MountPath: TunnelDir, ReadOnly: true})
+	}
 	always := corev1.ContainerRestartPolicyAlways
 	return &appsv1.Deployment{
 		TypeMeta:   metav1.TypeMeta{APIVersion: "apps/v1", Kind: "Deployment"},
@@ -310,7 +354,7 @@ func Deployment(p Params) *appsv1.Deployment {
 					// the scheduler only once its startup probe passes, so they
 					// never crash-loop, and back off, waiting for it, which on
 					// a busy admin node delays a tenant by minutes.
-					InitContainers: []corev1.Container{{
+					InitContainers: append(tunnelServer(p, small), corev1.Container{
 						Name:            "kube-apiserver",
 						Image:           p.Images().Component("kube-apiserver"),
 						ImagePullPolicy: corev1.PullIfNotPresent,
@@ -321,8 +365,8 @@ func Deployment(p Params) *appsv1.Deployment {
 						LivenessProbe:   liveness,
 						StartupProbe:    startup,
 						Resources:       apiserverResources,
-						VolumeMounts:    mount,
-					}},
+						VolumeMounts:    apiserverMounts,
+					}),
 					Containers: []corev1.Container{
 						{
 							Name:            "kube-controller-manager",
@@ -341,9 +385,7 @@ func Deployment(p Params) *appsv1.Deployment {
 							VolumeMounts:    mount,
 						},
 					},
-					Volumes: []corev1.Volume{{Name: "pki", VolumeSource: corev1.VolumeSource{
-						Secret: &corev1.SecretVolumeSource{SecretName: p.PKISecret, DefaultMode: &secretMode},
-					}}},
+					Volumes: volumes,
 				},
 			},
 		},
@@ -352,10 +394,58 @@ func Deployment(p Params) *appsv1.Deployment {
 
 func ptrTrue() *bool { t := true; return &t }
 
-// Service renders the Service in front of the API server. port is what
-// clients inside the admin cluster use; targetPort is the API server's
-// secure port; nodePort, when not zero, keeps an allocated node port.
-func Service(name, namespace string, typ corev1.ServiceType, targetPort, nodePort int32) *corev1.Service {
+// tunnelServer is the tunnel server's container when the tunnel is on: a
+// sidecar started before the API server (its startup probe passes once
+// the socket listens and the egress selector configuration is written),
+// so the API server finds both when it starts.
+func tunnelServer(p Params, resources corev1.ResourceRequirements) []corev1.Container {
+	if !p.Tunnel {
+		return nil
+	}
+	always := corev1.ContainerRestartPolicyAlways
+	health := &corev1.Probe{
+		ProbeHandler:     corev1.ProbeHandler{HTTPGet: &corev1.HTTPGetAction{Path: "/healthz", Port: intstr.FromInt32(TunnelHTTPPort)}},
+		PeriodSeconds:    1,
+		TimeoutSeconds:   5,
+		FailureThreshold: 120,
+	}
+	return []corev1.Container{{
+		Name:            "tunnel",
+		Image:           p.Image,
+		ImagePullPolicy: corev1.PullIfNotPresent,
+		RestartPolicy:   &always,
+		Args:            TunnelServerArgs(p),
+		Env: []corev1.EnvVar{{Name: "POD_NAME", ValueFrom: &corev1.EnvVarSource{
+			FieldRef: &corev1.ObjectFieldSelector{FieldPath: "metadata.name"},
+		}}},
+		Ports: []corev1.ContainerPort{
+			{Name: "tunnel", ContainerPort: TunnelPort, Protocol: corev1.ProtocolTCP},
+			{Name: "tunnel-http", ContainerPort: TunnelHTTPPort, Protocol: corev1.ProtocolTCP},
+		},
+		StartupProbe: health,
+		Resources:    resources,
+		VolumeMounts: []corev1.VolumeMount{
+			{Name: "pki", MountPath: PKIMountPath, ReadOnly: true},
+			{Name: "tunnel", MountPath: TunnelDir},
+		},
+	}}
+}
+
+// ServicePorts are the ports of the Service in front of the control
+// plane. APIServerTarget is the API server's secure port; the node ports,
+// when not zero, keep allocated node ports; the tunnel port is there
+// only with Tunnel.
+type ServicePorts struct {
+	APIServerTarget   int32
+	APIServerNodePort int32
+	Tunnel            bool
+	TunnelNodePort    int32
+}
+
+// Service renders the Service in front of the API server (port "https",
+// what clients inside the admin cluster use) and the tunnel server (port
+// "tunnel", where agents connect).
+func Service(name, namespace string, typ corev1.ServiceType, ports ServicePorts) *corev1.Service {
 	svc := &corev1.Service{
 		TypeMeta:   metav1.TypeMeta{APIVersion: "v1", Kind: "Service"},
 		ObjectMeta: metav1.ObjectMeta{Name: ServiceName(name), Namespace: namespace, Labels: Labels(name)},
@@ -366,10 +456,19 @@ func Service(name, namespace string, typ corev1.ServiceType, targetPort, nodePor
 				Name:       "https",
 				Protocol:   corev1.ProtocolTCP,
 				Port:       DefaultPort,
-				TargetPort: intstr.FromInt32(targetPort),
-				NodePort:   nodePort,
+				TargetPort: intstr.FromInt32(ports.APIServerTarget),
+				NodePort:   ports.APIServerNodePort,
 			}},
 		},
+	}
+	if ports.Tunnel {
+		svc.Spec.Ports = append(svc.Spec.Ports, corev1.ServicePort{
+			Name:       "tunnel",
+			Protocol:   corev1.ProtocolTCP,
+			Port:       TunnelPort,
+			TargetPort: intstr.FromInt32(TunnelPort),
+			NodePort:   ports.TunnelNodePort,
+		})
 	}
 	return svc
 }

@@ -21,6 +21,7 @@ func testParams() Params {
 		ServiceCIDR: "10.96.0.0/16", PodCIDR: "10.244.0.0/16", ClusterDomain: "cluster.local",
 		EtcdEndpoints: []string{"https://10.201.0.9:2379"},
 		PKISecret:     "demo-pki", PKIHash: "abc123",
+		Tunnel: true, Image: "kubinception.local/kubinception:dev",
 	}
 }
 
@@ -52,7 +53,7 @@ func TestRenderedObjectsMatchGolden(t *testing.T) {
 		t.Fatal(err)
 	}
 	golden(t, "deployment.yaml", dep)
-	svc, err := yaml.Marshal(Service(p.Name, p.Namespace, "NodePort", p.Port, p.Port))
+	svc, err := yaml.Marshal(Service(p.Name, p.Namespace, "NodePort", ServicePorts{APIServerTarget: p.Port, APIServerNodePort: p.Port, Tunnel: true, TunnelNodePort: 31235}))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -66,6 +67,7 @@ func TestAPIServerArgs(t *testing.T) {
 		"--secure-port=31234",
 		"--advertise-address=10.199.0.1",
 		"--etcd-servers=https://10.201.0.9:2379",
+		"--egress-selector-config-file=/run/kubinception/tunnel/egress-selector.yaml",
 	} {
 		if !slices.Contains(args, want) {
 			t.Errorf("API server args lack %s", want)

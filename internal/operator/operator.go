@@ -90,7 +90,7 @@ func NewManager(rc *rest.Config, o Options) (ctrl.Manager, func(), error) {
 	if err := (&tenantcluster.Reconciler{
 		Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(), Clock: clock.RealClock{},
 
-		Datastores: stores, Registry: o.Registry, MaxConcurrentReconciles: o.MaxConcurrentReconciles,
+		Datastores: stores, Registry: o.Registry, Image: o.Gateway.Image, MaxConcurrentReconciles: o.MaxConcurrentReconciles,
 		GatewayNamespace: o.Gateway.Namespace, Usage: usage,
 	}).SetupWithManager(mgr); err != nil {
 		stores.Close()

@@ -38,7 +38,19 @@ type Params struct {
 	CoreDNSImage      string
 	KubeProxy         bool
 	CoreDNS           bool
+	// Tunnel puts the tunnel agent on every node: it connects to
+	// TunnelServer (host:port) with the agent certificate and key, runs
+	// from TunnelImage.
+	Tunnel         bool
+	TunnelServer   string
+	TunnelImage    string
+	TunnelAgentPEM []byte
+	TunnelKeyPEM   []byte
 }
+
+// TunnelAgentName names the tunnel agent's DaemonSet and Secret in
+// kube-system.
+const TunnelAgentName = "kubinception-tunnel-agent"
 
 func tm(apiVersion, kind string) metav1.TypeMeta {
 	return metav1.TypeMeta{APIVersion: apiVersion, Kind: kind}
@@ -126,6 +138,9 @@ staticPodPath: /etc/kubernetes/manifests
 	}
 	if p.CoreDNS {
 		objs = append(objs, coreDNS(p)...)
+	}
+	if p.Tunnel {
+		objs = append(objs, tunnelAgent(p)...)
 	}
 	return objs, nil
 }
@@ -216,6 +231,57 @@ users:
 							{Name: "kube-proxy", VolumeSource: corev1.VolumeSource{ConfigMap: &corev1.ConfigMapVolumeSource{LocalObjectReference: corev1.LocalObjectReference{Name: "kube-proxy"}}}},
 							{Name: "xtables-lock", VolumeSource: corev1.VolumeSource{HostPath: &corev1.HostPathVolumeSource{Path: "/run/xtables.lock", Type: &hostPathFileOrCreate}}},
 						},
+					},
+				},
+			}},
+	}
+}
+
+// tunnelAgent is the tunnel agent on every node (host network, every
+// taint tolerated, as kube-proxy): it opens the connections the API server
+// reaches the node's network through. Its certificate opens nothing but
+// the tunnel: it names a user without any permission in the tenant.
+func tunnelAgent(p Params) []client.Object {
+	labels := map[string]string{"k8s-app": TunnelAgentName}
+	maxUnavailable := intstr.FromString("10%")
+	const dir = "/etc/kubinception/tunnel"
+	secretMode := int32(0o400)
+	fieldEnv := func(name, path string) corev1.EnvVar {
+		return corev1.EnvVar{Name: name, ValueFrom: &corev1.EnvVarSource{FieldRef: &corev1.ObjectFieldSelector{FieldPath: path}}}
+	}
+	return []client.Object{
+		&corev1.Secret{TypeMeta: tm("v1", "Secret"), ObjectMeta: meta(TunnelAgentName, "kube-system", "tunnel"),
+			Type: corev1.SecretTypeTLS,
+			Data: map[string][]byte{corev1.TLSCertKey: p.TunnelAgentPEM, corev1.TLSPrivateKeyKey: p.TunnelKeyPEM, "ca.crt": p.CAPEM}},
+		&appsv1.DaemonSet{TypeMeta: tm("apps/v1", "DaemonSet"), ObjectMeta: meta(TunnelAgentName, "kube-system", "tunnel"),
+			Spec: appsv1.DaemonSetSpec{
+				Selector:       &metav1.LabelSelector{MatchLabels: labels},
+				UpdateStrategy: appsv1.DaemonSetUpdateStrategy{Type: appsv1.RollingUpdateDaemonSetStrategyType, RollingUpdate: &appsv1.RollingUpdateDaemonSet{MaxUnavailable: &maxUnavailable}},
+				Template: corev1.PodTemplateSpec{
+					ObjectMeta: metav1.ObjectMeta{Labels: labels},
+					Spec: corev1.PodSpec{
+						HostNetwork:                  true,
+						PriorityClassName:            "system-node-critical",
+						AutomountServiceAccountToken: new(bool),
+						Tolerations:                  []corev1.Toleration{{Operator: corev1.TolerationOpExists}},
+						NodeSelector:                 map[string]string{"kubernetes.io/os": "linux"},
+						Containers: []corev1.Container{{
+							Name:            "agent",
+							Image:           p.TunnelImage,
+							ImagePullPolicy: corev1.PullIfNotPresent,
+							Args: []string{"tunnel", "agent", "--server=" + p.TunnelServer,
+								"--ca-file=" + dir + "/ca.crt", "--cert-file=" + dir + "/" + corev1.TLSCertKey, "--key-file=" + dir + "/" + corev1.TLSPrivateKeyKey,
+								"--node-name=$(NODE_NAME)", "--node-address=$(HOST_IPS)"},
+							Env: []corev1.EnvVar{fieldEnv("NODE_NAME", "spec.nodeName"), fieldEnv("HOST_IPS", "status.hostIPs")},
+							Resources: corev1.ResourceRequirements{Requests: corev1.ResourceList{
+								corev1.ResourceCPU:    resource.MustParse("5m"),
+								corev1.ResourceMemory: resource.MustParse("16Mi"),
+							}},
+							VolumeMounts: []corev1.VolumeMount{{Name: "tunnel", MountPath: dir, ReadOnly: true}},
+						}},
+						Volumes: []corev1.Volume{{Name: "tunnel", VolumeSource: corev1.VolumeSource{
+							Secret: &corev1.SecretVolumeSource{SecretName: TunnelAgentName, DefaultMode: &secretMode},
+						}}},
 					},
 				},
 			}},

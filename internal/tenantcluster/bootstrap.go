@@ -103,6 +103,11 @@ func (r *Reconciler) reconcileBootstrap(ctx context.Context, s *scope) (ctrl.Res
 		CoreDNSImage:   p.Images().CoreDNS(),
 		KubeProxy:      tc.Spec.Addons.KubeProxy.IsEnabled(),
 		CoreDNS:        tc.Spec.Addons.CoreDNS.IsEnabled(),
+		Tunnel:         tc.Spec.Addons.Tunnel.IsEnabled(),
+		TunnelServer:   s.exposure.tunnel,
+		TunnelImage:    r.Image,
+		TunnelAgentPEM: s.pki[cp.FileTunnelAgent],
+		TunnelKeyPEM:   s.pki[cp.FileTunnelAgentKey],
 	})
 	if err != nil {
 		return ctrl.Result{}, err
@@ -115,7 +120,7 @@ func (r *Reconciler) reconcileBootstrap(ctx context.Context, s *scope) (ctrl.Res
 			return ctrl.Result{RequeueAfter: endpointRetry}, nil
 		}
 	}
-	for addon, enabled := range map[string]bool{"kube-proxy": tc.Spec.Addons.KubeProxy.IsEnabled(), "coredns": tc.Spec.Addons.CoreDNS.IsEnabled()} {
+	for addon, enabled := range map[string]bool{"kube-proxy": tc.Spec.Addons.KubeProxy.IsEnabled(), "coredns": tc.Spec.Addons.CoreDNS.IsEnabled(), "tunnel": tc.Spec.Addons.Tunnel.IsEnabled()} {
 		if !enabled {
 			if err := removeAddon(ctx, t.c, addon); err != nil {
 				return ctrl.Result{}, fmt.Errorf("remove addon %s: %w", addon, err)
@@ -137,7 +142,7 @@ func (r *Reconciler) reconcileBootstrap(ctx context.Context, s *scope) (ctrl.Res
 // removeAddon deletes every object of a switched-off addon.
 func removeAddon(ctx context.Context, c client.Client, addon string) error {
 	sel := client.MatchingLabels{tenantbootstrap.ManagedLabel: addon}
-	for _, obj := range []client.Object{&appsv1.DaemonSet{}, &appsv1.Deployment{}, &corev1.Service{}, &corev1.ConfigMap{}, &corev1.ServiceAccount{}} {
+	for _, obj := range []client.Object{&appsv1.DaemonSet{}, &appsv1.Deployment{}, &corev1.Service{}, &corev1.ConfigMap{}, &corev1.ServiceAccount{}, &corev1.Secret{}} {
 		if err := c.DeleteAllOf(ctx, obj, client.InNamespace("kube-system"), sel); err != nil && !apierrors.IsNotFound(err) {
 			return err
 		}

@@ -20,6 +20,7 @@ import (
 	"kubinception.dev/kubinception/internal/kubeconfig"
 	"kubinception.dev/kubinception/internal/objects"
 	"kubinception.dev/kubinception/internal/pki"
+	"kubinception.dev/kubinception/internal/tunnel"
 )
 
 // Client certificates kept in the PKI Secret beside the kubeconfigs built
@@ -132,6 +133,9 @@ func (r *Reconciler) desiredPKI(s *scope, old map[string][]byte) (map[string][]b
 		{cp.FileAPIServer, cp.FileAPIServerKey, ca, cp.APIServerSANs(p, s.exposure.serviceIP, tc.Spec.Exposure.Hostname, tc.Spec.Exposure.ExtraSANs)},
 		{cp.FileKubeletClient, cp.FileKubeletClientKey, ca, pki.Spec{CommonName: "kube-apiserver-kubelet-client", Organization: []string{adminGroup}, Client: true}},
 		{cp.FileFrontProxyClient, cp.FileFrontProxyClientKey, front, pki.Spec{CommonName: "front-proxy-client", Client: true}},
+		// Copied into the tenant for its nodes' tunnel agents; it names
+		// a user without any permission in the tenant's API.
+		{cp.FileTunnelAgent, cp.FileTunnelAgentKey, ca, pki.Spec{CommonName: tunnel.AgentCommonName, Client: true}},
 		{cp.FileDatastoreClient, cp.FileDatastoreClientKey, s.etcd.gatewayCA, pki.Spec{CommonName: s.tenancy.User, Client: true}},
 		{fileCMClient + ".crt", fileCMClient + ".key", ca, pki.Spec{CommonName: "system:kube-controller-manager", Client: true}},
 		{fileSchedClient + ".crt", fileSchedClient + ".key", ca, pki.Spec{CommonName: "system:kube-scheduler", Client: true}},

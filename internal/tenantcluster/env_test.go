@@ -33,6 +33,7 @@ import (
 	"kubinception.dev/kubinception/internal/datastorecontroller"
 	"kubinception.dev/kubinception/internal/tenantcluster"
 	"kubinception.dev/kubinception/internal/testenv"
+	"kubinception.dev/kubinception/internal/tunnel"
 )
 
 // The tests of this package's Reconcile run against a real kube-apiserver
@@ -99,7 +100,7 @@ func start(t *testing.T) *env {
 	rec := events.NewFakeRecorder(200)
 	return &env{api: api, etcd: e, root: root, ds: ds, ns: name, clock: clock, rec: rec, r: &tenantcluster.Reconciler{
 		Client: api.Client, APIReader: api.Client, Clock: clock, Recorder: rec, Datastores: stores,
-		Registry: "kubinception.local", GatewayNamespace: name,
+		Registry: "kubinception.local", Image: "kubinception.local/kubinception:test", GatewayNamespace: name,
 	}}
 }
 
@@ -345,10 +346,29 @@ func (e *env) startTenantAPIServer(t *testing.T, tc *kv1.TenantCluster) *tenantA
 			t.Fatal(err)
 		}
 	}
-	mount := container.VolumeMounts[0].MountPath
+	// The PKI volume's files are in dir; the tunnel volume gets the
+	// egress selector configuration the tunnel server would write (no
+	// test here dials through it).
+	local := map[string]string{}
+	for _, m := range container.VolumeMounts {
+		switch m.Name {
+		case "pki":
+			local[m.MountPath] = dir
+		case "tunnel":
+			tunnelDir := t.TempDir()
+			egress := tunnel.EgressSelectorConfiguration(filepath.Join(tunnelDir, "tunnel.sock"))
+			if err := os.WriteFile(filepath.Join(tunnelDir, "egress-selector.yaml"), egress, 0o644); err != nil {
+				t.Fatal(err)
+			}
+			local[m.MountPath] = tunnelDir
+		}
+	}
 	var args []string
 	for _, a := range container.Args {
-		args = append(args, strings.ReplaceAll(a, "="+mount+"/", "="+dir+"/"))
+		for mount, d := range local {
+			a = strings.ReplaceAll(a, "="+mount+"/", "="+d+"/")
+		}
+		args = append(args, a)
 	}
 	ip := svc.Spec.ClusterIP
 	// Later flags win.

@@ -198,6 +198,9 @@ type exposure struct {
 	// advertise is the address the API server advertises.
 	advertise string
 	endpoint  string
+	// tunnel is host:port where agents reach the tunnel servers (empty
+	// without the tunnel).
+	tunnel string
 }
 
 // reconcileExposure applies the Service and works out the endpoint. For
@@ -211,32 +214,33 @@ func (r *Reconciler) reconcileExposure(ctx context.Context, s *scope) (ctrl.Resu
 	}
 	// Read past the cache: a stale miss would give up the node port.
 	existing := &corev1.Service{}
-	var nodePort int32
 	err := r.APIReader.Get(ctx, types.NamespacedName{Namespace: tc.Namespace, Name: controlplane.ServiceName(tc.Name)}, existing)
 	if err != nil && !apierrors.IsNotFound(err) {
 		return ctrl.Result{}, err
 	}
-	if err == nil && existing.Spec.Type == corev1.ServiceTypeNodePort && typ == corev1.ServiceTypeNodePort && len(existing.Spec.Ports) > 0 {
-		nodePort = existing.Spec.Ports[0].NodePort
+	ports := controlplane.ServicePorts{APIServerTarget: controlplane.DefaultPort, Tunnel: tc.Spec.Addons.Tunnel.IsEnabled()}
+	if err == nil && existing.Spec.Type == corev1.ServiceTypeNodePort && typ == corev1.ServiceTypeNodePort {
+		ports.APIServerNodePort, ports.TunnelNodePort = servicePorts(existing)
 	}
-	target := int32(controlplane.DefaultPort)
-	if nodePort != 0 {
-		target = nodePort
+	if ports.APIServerNodePort != 0 {
+		ports.APIServerTarget = ports.APIServerNodePort
 	}
-	svc := controlplane.Service(tc.Name, tc.Namespace, typ, target, nodePort)
+	svc := controlplane.Service(tc.Name, tc.Namespace, typ, ports)
 	if err := r.apply(ctx, tc, svc); err != nil {
 		return ctrl.Result{}, fmt.Errorf("apply Service: %w", err)
 	}
-	if typ == corev1.ServiceTypeNodePort && nodePort == 0 {
-		nodePort = svc.Spec.Ports[0].NodePort
-		if nodePort == 0 {
+	if typ == corev1.ServiceTypeNodePort && (ports.APIServerNodePort == 0 || ports.Tunnel && ports.TunnelNodePort == 0) {
+		ports.APIServerNodePort, ports.TunnelNodePort = servicePorts(svc)
+		if ports.APIServerNodePort == 0 || ports.Tunnel && ports.TunnelNodePort == 0 {
 			return ctrl.Result{}, errors.New("the API server allocated no node port")
 		}
-		svc = controlplane.Service(tc.Name, tc.Namespace, typ, nodePort, nodePort)
+		ports.APIServerTarget = ports.APIServerNodePort
+		svc = controlplane.Service(tc.Name, tc.Namespace, typ, ports)
 		if err := r.apply(ctx, tc, svc); err != nil {
 			return ctrl.Result{}, fmt.Errorf("apply Service: %w", err)
 		}
 	}
+	nodePort := ports.APIServerNodePort
 
 	ex := exposure{serviceIP: svc.Spec.ClusterIP, port: controlplane.DefaultPort}
 	switch typ {
@@ -271,9 +275,30 @@ func (r *Reconciler) reconcileExposure(ctx context.Context, s *scope) (ctrl.Resu
 		host = tc.Spec.Exposure.Hostname
 	}
 	ex.endpoint = "https://" + net.JoinHostPort(host, strconv.Itoa(int(ex.port)))
+	if ports.Tunnel {
+		tunnelPort := int32(controlplane.TunnelPort)
+		if typ == corev1.ServiceTypeNodePort {
+			tunnelPort = ports.TunnelNodePort
+		}
+		ex.tunnel = net.JoinHostPort(host, strconv.Itoa(int(tunnelPort)))
+	}
 	s.exposure = ex
 	tc.Status.Endpoint = ex.endpoint
 	return ctrl.Result{}, nil
+}
+
+// servicePorts reads the node ports of the API server's and the
+// tunnel's ports of a Service.
+func servicePorts(svc *corev1.Service) (apiserver, tunnel int32) {
+	for _, p := range svc.Spec.Ports {
+		switch p.Name {
+		case "https":
+			apiserver = p.NodePort
+		case "tunnel":
+			tunnel = p.NodePort
+		}
+	}
+	return apiserver, tunnel
 }
 
 // nodeAddress is the InternalIP of the first Ready admin node by name, so
@@ -328,6 +353,7 @@ func (r *Reconciler) params(s *scope) controlplane.Params {
 		EtcdEndpoints: []string{s.etcd.gatewayEndpoint},
 		PKISecret:     controlplane.PKISecretName(tc.Name), PKIHash: s.pkiHash,
 		ExtraArgs: tc.Spec.ControlPlane.ExtraArgs, Resources: tc.Spec.ControlPlane.Resources,
+		Tunnel: tc.Spec.Addons.Tunnel.IsEnabled(), Image: r.Image,
 	}
 }
 

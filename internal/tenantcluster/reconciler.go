@@ -2,6 +2,7 @@ package tenantcluster
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
@@ -40,6 +41,9 @@ type Reconciler struct {
 	Datastores *datastore.ClientCache
 	// Registry is the default image registry of control-plane images.
 	Registry string
+	// Image is the kubinception image: the tunnel server beside each API
+	// server and the tunnel agent on tenant nodes run from it.
+	Image string
 	// MaxConcurrentReconciles bounds how many tenants reconcile at once.
 	MaxConcurrentReconciles int
 	// GatewayNamespace holds the Datastores' gateways and their CAs.
@@ -54,6 +58,9 @@ type Reconciler struct {
 
 // SetupWithManager registers the reconciler.
 func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
+	if r.Image == "" {
+		return errors.New("the kubinception image is required: tenants' tunnel servers and agents run from it")
+	}
 	return ctrl.NewControllerManagedBy(mgr).
 		For(&kv1.TenantCluster{}, builder.WithPredicates(predicate.Or(predicate.GenerationChangedPredicate{}, predicate.AnnotationChangedPredicate{}, finalizersOrDeletionChanged))).
 		Owns(&appsv1.Deployment{}).

@@ -61,7 +61,9 @@ const (
 // and each rule counts what it refused.
 func fenceRules(c Config) string {
 	seg := SegmentInterfacePrefix + "+"
-	reject := "-j REJECT --reject-with icmp-net-prohibited"
+	// Port unreachable fails a TCP connect at once (net-prohibited
+	// only makes it retry until it times out).
+	reject := "-j REJECT --reject-with icmp-port-unreachable"
 	comment := func(s string) string { return "-m comment --comment " + strconv.Quote(s) }
 	var b strings.Builder
 	line := func(format string, args ...any) { fmt.Fprintf(&b, format+"\n", args...) }
@@ -81,7 +83,7 @@ func fenceRules(c Config) string {
 	}
 	line("-A %s -s %s %s %s", FenceChain, c.PodCIDR, comment(FenceCommentAdminPods), reject)
 	line("-A %s -i %s -m conntrack --ctstate RELATED,ESTABLISHED -j RETURN", FenceInputChain, seg)
-	line("-A %s -i %s %s -j REJECT --reject-with icmp-port-unreachable", FenceInputChain, seg, comment(FenceCommentWorkerHost))
+	line("-A %s -i %s %s %s", FenceInputChain, seg, comment(FenceCommentWorkerHost), reject)
 	line("COMMIT")
 	return b.String()
 }

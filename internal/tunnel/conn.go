@@ -1,0 +1,106 @@
+package tunnel
+
+import (
+	"bufio"
+	"errors"
+	"io"
+	"net"
+	"sync"
+)
+
+// The wire names of the tunnel: the protocol an agent asks to switch to,
+// the path it asks on, and the headers that describe the node and the
+// server.
+const (
+	Protocol    = "kubinception-tunnel/1"
+	ConnectPath = "/v1/connect"
+	// HeaderNode and HeaderNodeAddresses describe the agent's node: its
+	// name and the addresses it reports (comma-separated IPs).
+	HeaderNode          = "Kubinception-Node"
+	HeaderNodeAddresses = "Kubinception-Node-Addresses"
+	// HeaderServerID and HeaderServerCount tell the agent which server
+	// replica answered and how many there are.
+	HeaderServerID    = "Kubinception-Server-Id"
+	HeaderServerCount = "Kubinception-Server-Count"
+	// AgentCommonName is the common name every agent certificate carries;
+	// the server accepts no other client certificate.
+	AgentCommonName = "system:kubinception:tunnel-agent"
+)
+
+// bufferedConn is a connection whose first bytes may already sit in a
+// bufio.Reader (read while parsing the HTTP/1.1 request or response that
+// switched protocols). It reports when it is closed or fails.
+type bufferedConn struct {
+	net.Conn
+	r *bufio.Reader
+
+	once sync.Once
+	done chan struct{}
+}
+
+func newBufferedConn(c net.Conn, r *bufio.Reader) *bufferedConn {
+	return &bufferedConn{Conn: c, r: r, done: make(chan struct{})}
+}
+
+func (c *bufferedConn) Read(p []byte) (int, error) {
+	var n int
+	var err error
+	if c.r != nil && c.r.Buffered() > 0 {
+		n, err = c.r.Read(p)
+	} else {
+		n, err = c.Conn.Read(p)
+	}
+	if err != nil && !errors.Is(err, io.EOF) {
+		c.finish()
+	}
+	return n, err
+}
+
+func (c *bufferedConn) Close() error {
+	c.finish()
+	return c.Conn.Close()
+}
+
+func (c *bufferedConn) finish() { c.once.Do(func() { close(c.done) }) }
+
+// Done is closed once the connection is closed or a read fails.
+func (c *bufferedConn) Done() <-chan struct{} { return c.done }
+
+// CloseWrite half-closes the connection when the transport can.
+func (c *bufferedConn) CloseWrite() error {
+	if hc, ok := c.Conn.(interface{ CloseWrite() error }); ok {
+		return hc.CloseWrite()
+	}
+	return nil
+}
+
+// halfCloser is a stream that can end its sending side alone.
+type halfCloser interface {
+	io.ReadWriteCloser
+	CloseWrite() error
+}
+
+// join copies between a and b in both directions. A side that ends
+// cleanly half-closes the other, so a peer that finishes sending still
+// gets its answer; an error on either side closes both.
+func join(a, b halfCloser) (aToB, bToA int64) {
+	var wg sync.WaitGroup
+	var once sync.Once
+	closeBoth := func() { once.Do(func() { _ = a.Close(); _ = b.Close() }) }
+	pipe := func(dst, src halfCloser, n *int64) {
+		defer wg.Done()
+		var err error
+		*n, err = io.Copy(dst, src)
+		if err != nil {
+			closeBoth()
+			return
+		}
+		_ = dst.CloseWrite()
+	}
+	wg.Add(2)
+	go pipe(b, a, &aToB)
+	go pipe(a, b, &bToA)
+	wg.Wait()
+	closeBoth()
+	return aToB, bToA
+}
