@@ -3,6 +3,7 @@ package e2e
 import (
 	"bufio"
 	"context"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"io"
@@ -17,14 +18,16 @@ import (
 	"time"
 
 	"kubinception.dev/kubinception/internal/local/admincluster"
+	"kubinception.dev/kubinception/internal/pki"
 	"kubinception.dev/kubinception/internal/tenantbootstrap"
 )
 
 // TestNetwork checks the node tunnel and the fence on the local admin
 // node: workers behind NAT (nothing on the admin side can connect to
-// them) still serve logs, exec and port-forward through the tunnel, with
-// two control-plane replicas and after the agents and the tunnel servers
-// are killed; a tenant administrator pointing a Node at admin-cluster
+// them) still serve logs, exec and port-forward, and tenant pods serve
+// admission and conversion webhooks and an aggregated API, all through
+// the tunnel, with two control-plane replicas and again after the agents
+// and the tunnel servers are killed; a tenant administrator pointing a Node at admin-cluster
 // addresses reaches nothing; and a tenant API server without the tunnel
 // that dials a tenant address is refused on the admin node, where the
 // refusal is counted, instead of sending the packets off the machine.
@@ -68,6 +71,7 @@ func TestNetwork(t *testing.T) {
 			testWorkloads(t, ka, 2)
 			testPortForward(t, ka)
 		}},
+		{"webhooks and an aggregated API served by tenant pods", func(t *testing.T) { testWebhooks(t, ka) }},
 		{"again after the agents and the tunnel servers are killed", func(t *testing.T) {
 			mustTkube(t, ka, "-n", "kube-system", "delete", "pods", "-l", "k8s-app="+tenantbootstrap.TunnelAgentName, "--wait=false")
 			killTunnelServers(t)
@@ -87,6 +91,7 @@ func TestNetwork(t *testing.T) {
 			}, func() string { return tenantState(t, ka) })
 			testServiceOnce(t, ka)
 			testPortForward(t, ka)
+			testWebhooks(t, ka)
 		}},
 		{"a Node pointing at the admin cluster reaches nothing", func(t *testing.T) {
 			testAdminProbes(t, ka)
@@ -257,18 +262,7 @@ metadata:
 addressType: IPv4
 ports: [{port: 8443, protocol: TCP}]
 endpoints: [{addresses: ["10.244.9.9"]}]
----
-apiVersion: apiregistration.k8s.io/v1
-kind: APIService
-metadata: {name: v1.probe.kubinception.dev}
-spec:
-  group: probe.kubinception.dev
-  version: v1
-  groupPriorityMinimum: 1000
-  versionPriority: 15
-  insecureSkipTLSVerify: true
-  service: {name: probe, namespace: default, port: 443}
-`)
+`+probeAPIService("probe", "insecureSkipTLSVerify: true"))
 	t.Cleanup(func() {
 		cleanupKubectl(t, kc, "delete", "apiservice", "v1.probe.kubinception.dev", "--ignore-not-found")
 	})
@@ -286,4 +280,152 @@ spec:
 	if status == "True" {
 		t.Fatal("the APIService is Available although nothing may reach its Service")
 	}
+}
+
+// testWebhooks serves, from a tenant pod, a validating admission webhook,
+// a CRD conversion webhook and an aggregated API (tinyhost webhook), and
+// uses each through the tenant's API server: every call reaches the pod
+// through the tunnel. Applying is idempotent, so the test can run again.
+func testWebhooks(t *testing.T, kc string) {
+	t.Helper()
+	ca, err := pki.NewCA("probe-webhook-ca", time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	serving, err := ca.Issue(pki.Spec{CommonName: "probe-webhook", Server: true,
+		DNSNames: []string{"probe-webhook", "probe-webhook.default", "probe-webhook.default.svc"}}, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	bundle := base64.StdEncoding.EncodeToString(ca.CertPEM)
+	mustApply(t, kc, fmt.Sprintf(`
+apiVersion: v1
+kind: Secret
+metadata: {name: probe-webhook-tls, namespace: default}
+type: kubernetes.io/tls
+data: {tls.crt: %s, tls.key: %s}
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: probe-webhook, namespace: default}
+spec:
+  replicas: 2
+  selector: {matchLabels: {app: probe-webhook}}
+  template:
+    metadata: {labels: {app: probe-webhook}}
+    spec:
+      containers:
+      - name: webhook
+        image: %s
+        imagePullPolicy: Never
+        args: [webhook, "8443", /tls/tls.crt, /tls/tls.key, probe.kubinception.dev]
+        readinessProbe: {httpGet: {path: /apis/probe.kubinception.dev/v1, port: 8443, scheme: HTTPS}, periodSeconds: 1}
+        volumeMounts: [{name: tls, mountPath: /tls, readOnly: true}]
+      volumes: [{name: tls, secret: {secretName: probe-webhook-tls}}]
+---
+apiVersion: v1
+kind: Service
+metadata: {name: probe-webhook, namespace: default}
+spec:
+  selector: {app: probe-webhook}
+  ports: [{port: 443, targetPort: 8443}]
+`, base64.StdEncoding.EncodeToString(serving.CertPEM), base64.StdEncoding.EncodeToString(serving.KeyPEM), config(t).Images.Tinyhost()))
+	mustTkube(t, kc, "rollout", "status", "deployment/probe-webhook", "--timeout=180s")
+	mustApply(t, kc, fmt.Sprintf(`
+apiVersion: admissionregistration.k8s.io/v1
+kind: ValidatingWebhookConfiguration
+metadata: {name: probe-webhook}
+webhooks:
+- name: probe.kubinception.dev
+  admissionReviewVersions: [v1]
+  sideEffects: None
+  failurePolicy: Fail
+  timeoutSeconds: 10
+  objectSelector: {matchLabels: {tinyhost/check: "true"}}
+  rules: [{apiGroups: [""], apiVersions: [v1], operations: [CREATE], resources: [configmaps]}]
+  clientConfig:
+    caBundle: %[1]s
+    service: {name: probe-webhook, namespace: default, path: /validate}
+---
+apiVersion: apiextensions.k8s.io/v1
+kind: CustomResourceDefinition
+metadata: {name: widgets.conv.kubinception.dev}
+spec:
+  group: conv.kubinception.dev
+  scope: Namespaced
+  names: {plural: widgets, singular: widget, kind: Widget}
+  versions:
+  - {name: v1, served: true, storage: true, schema: {openAPIV3Schema: {type: object, x-kubernetes-preserve-unknown-fields: true}}}
+  - {name: v2, served: true, storage: false, schema: {openAPIV3Schema: {type: object, x-kubernetes-preserve-unknown-fields: true}}}
+  conversion:
+    strategy: Webhook
+    webhook:
+      conversionReviewVersions: [v1]
+      clientConfig:
+        caBundle: %[1]s
+        service: {name: probe-webhook, namespace: default, path: /convert}
+`, bundle)+probeAPIService("probe-webhook", "caBundle: "+bundle))
+	mustTkube(t, kc, "wait", "--for=condition=Established", "crd/widgets.conv.kubinception.dev", "--timeout=60s")
+
+	// Admission: denied and allowed, as the webhook decides.
+	eventually(t, 2*time.Minute, "the validating webhook to deny a labelled ConfigMap", func(ctx context.Context) error {
+		_ = exec.CommandContext(ctx, kubectl, "--kubeconfig", kc, "delete", "configmap", "probe-denied", "--ignore-not-found").Run()
+		out, err := kubectlIn(ctx, kc, "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: probe-denied, namespace: default, labels: {tinyhost/check: \"true\", tinyhost/deny: \"true\"}}\n", "create", "-f", "-")
+		if err == nil {
+			return fmt.Errorf("a ConfigMap the webhook denies was created: %s", out)
+		}
+		if !strings.Contains(out, "denied by tinyhost") {
+			return fmt.Errorf("create refused without the webhook's answer: %s", strings.TrimSpace(out))
+		}
+		return nil
+	}, func() string { return tenantState(t, kc) })
+	name := fmt.Sprintf("probe-allowed-%d", time.Now().UnixNano())
+	mustApply(t, kc, fmt.Sprintf("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: %s, namespace: default, labels: {tinyhost/check: \"true\"}}\n", name))
+
+	// Conversion: stored as v1, read as v2 through the webhook.
+	widget := fmt.Sprintf("w-%d", time.Now().UnixNano())
+	mustApply(t, kc, fmt.Sprintf("apiVersion: conv.kubinception.dev/v1\nkind: Widget\nmetadata: {name: %s, namespace: default}\nspec: {size: 3}\n", widget))
+	eventually(t, 2*time.Minute, "the conversion webhook to serve v2", func(ctx context.Context) error {
+		out, err := kubectlIn(ctx, kc, "", "get", "widgets.v2.conv.kubinception.dev", widget, "-o", `jsonpath={.apiVersion} {.metadata.annotations.tinyhost/converted-from}`)
+		if err != nil {
+			return err
+		}
+		if out != "conv.kubinception.dev/v2 conv.kubinception.dev/v1" {
+			return fmt.Errorf("read as v2: %q", out)
+		}
+		return nil
+	}, func() string { return tenantState(t, kc) })
+
+	// Aggregated API: available, and answering through the API server.
+	eventually(t, 2*time.Minute, "the aggregated API to answer", func(ctx context.Context) error {
+		out, err := kubectlIn(ctx, kc, "", "get", "--raw", "/apis/probe.kubinception.dev/v1/hello")
+		if err != nil {
+			return err
+		}
+		if !strings.Contains(out, `"hello":"probe-webhook-`) {
+			return fmt.Errorf("aggregated API answered %q", out)
+		}
+		return nil
+	}, func() string {
+		out, _ := tkube(t, kc, "get", "apiservice", "v1.probe.kubinception.dev", "-o", "yaml")
+		return out + tenantState(t, kc)
+	})
+}
+
+// probeAPIService registers the aggregated API probe.kubinception.dev/v1
+// served by the Service of that name in the default namespace; trust is
+// the TLS line ("caBundle: ..." or "insecureSkipTLSVerify: true").
+func probeAPIService(service, trust string) string {
+	return fmt.Sprintf(`---
+apiVersion: apiregistration.k8s.io/v1
+kind: APIService
+metadata: {name: v1.probe.kubinception.dev}
+spec:
+  group: probe.kubinception.dev
+  version: v1
+  groupPriorityMinimum: 1000
+  versionPriority: 15
+  %s
+  service: {name: %s, namespace: default, port: 443}
+`, trust, service)
 }
