@@ -137,10 +137,11 @@ func chartCases() []chartCase {
 	}, {
 		name: "every value set",
 		values: map[string]any{
-			"image":               map[string]any{"repository": "registry.example.com:5000/platform/kubinception", "tag": "v0.1.0", "pullPolicy": "Always"},
-			"tenantImageRegistry": "registry.example.com/kubernetes",
-			"replicas":            3,
-			"leaderElection":      true,
+			"image":                   map[string]any{"repository": "registry.example.com:5000/platform/kubinception", "tag": "v0.1.0", "pullPolicy": "Always"},
+			"tenantImageRegistry":     "registry.example.com/kubernetes",
+			"loadBalancerAddressPool": "192.0.2.128/25",
+			"replicas":                3,
+			"leaderElection":          true,
 			"resources": map[string]any{
 				"requests": map[string]any{"cpu": "100m", "memory": "128Mi"},
 				"limits":   map[string]any{"memory": "512Mi"},
@@ -156,6 +157,7 @@ func chartCases() []chartCase {
 		flags: []string{
 			"--image", "registry.example.com:5000/platform/kubinception:v0.1.0", "--image-pull-policy", "Always",
 			"--image-registry", "registry.example.com/kubernetes", "--replicas", "3", "--leader-elect",
+			"--load-balancer-address-pool", "192.0.2.128/25",
 			"--requests", "cpu=100m,memory=128Mi", "--limits", "memory=512Mi",
 			"--datastore-endpoints", "https://10.0.0.1:2379,https://10.0.0.2:2379,https://10.0.0.3:2379",
 			"--datastore-ca-secret", "platform/etcd-ca", "--datastore-root-secret", "platform/etcd-root",

@@ -31,7 +31,7 @@ func newAdminCommand() *cobra.Command {
 
 func newAdminUpCommand(root *string) *cobra.Command {
 	d := admincluster.Defaults()
-	var nodeIP, podCIDR, serviceCIDR, cache string
+	var nodeIP, podCIDR, serviceCIDR, lbCIDR, cache string
 	cmd := &cobra.Command{
 		Use:   "up",
 		Short: "Build what is missing and bring the admin cluster and the datastore up (idempotent)",
@@ -51,6 +51,9 @@ func newAdminUpCommand(root *string) *cobra.Command {
 			}
 			if _, c.ServiceCIDR, err = net.ParseCIDR(serviceCIDR); err != nil {
 				return fmt.Errorf("--service-cidr %q is not a CIDR such as 10.201.0.0/16", serviceCIDR)
+			}
+			if _, c.LoadBalancerCIDR, err = net.ParseCIDR(lbCIDR); err != nil {
+				return fmt.Errorf("--load-balancer-cidr %q is not a CIDR such as 10.199.128.0/20", lbCIDR)
 			}
 			c.Images.KubernetesVersion = c.KubernetesVersion
 			if err := c.Validate(); err != nil {
@@ -79,6 +82,7 @@ func newAdminUpCommand(root *string) *cobra.Command {
 	f.StringVar(&nodeIP, "node-ip", d.NodeIP.String(), "node address, put on an interface of its own, "+admincluster.NodeInterface)
 	f.StringVar(&podCIDR, "pod-cidr", d.PodCIDR.String(), "pod network of the admin node")
 	f.StringVar(&serviceCIDR, "service-cidr", d.ServiceCIDR.String(), "Service addresses of the admin cluster")
+	f.StringVar(&lbCIDR, "load-balancer-cidr", d.LoadBalancerCIDR.String(), "addresses of the admin cluster's LoadBalancer Services (tenants' load balancers), served on the admin node")
 	f.IntVar(&d.Ports.APIServer, "apiserver-port", d.Ports.APIServer, "admin API server port")
 	f.StringVar(&d.Images.Registry, "image-registry", release.LocalRegistry, "registry name the locally built images are imported under")
 	f.StringVar(&cache, "cache", components.DefaultCacheDir(), "directory where builds are cached (env KUBINCEPTION_CACHE)")

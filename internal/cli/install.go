@@ -64,6 +64,7 @@ chart in deploy/helm/kubinception renders the same objects.`,
 	fl.BoolVar(&f.dryRun, "dry-run", false, "print the objects instead of applying them")
 	fl.StringVarP(&f.output, "output", "o", "", "format of --dry-run: "+strings.Join(install.OutputFormats, " or ")+" (default yaml)")
 	fl.StringVar(&o.Image, "image", "", "operator image (default: this binary, imported into the local admin cluster)")
+	fl.StringVar(&o.LoadBalancerAddressPool, "load-balancer-address-pool", "", "CIDR the operator takes addresses of its LoadBalancer Services from, for admin clusters without a load-balancer implementation (default on the local admin cluster: its load-balancer range)")
 	fl.StringVar(&f.pullPolicy, "image-pull-policy", string(d.ImagePullPolicy), "pull policy of the operator image: Always, IfNotPresent or Never")
 	fl.StringVar(&o.Registry, "image-registry", d.Registry, "registry of tenant control-plane images (default on the local admin cluster: the one admin up imported them under)")
 	fl.Int32Var(&o.Replicas, "replicas", d.Replicas, "operator replicas (more than one needs --leader-elect)")
@@ -126,6 +127,15 @@ func runInstall(cmd *cobra.Command, f installFlags, o install.Options) error {
 			if o.Registry, err = localRegistry(f.root); err != nil {
 				return err
 			}
+		}
+		// The admin node serves its load-balancer range itself: the
+		// operator hands out its addresses.
+		if !cmd.Flags().Changed("load-balancer-address-pool") {
+			lc, err := loadLocal(f.root)
+			if err != nil {
+				return err
+			}
+			o.LoadBalancerAddressPool = lc.LoadBalancerCIDR.String()
 		}
 		if o.Image == "" {
 			img, err := selfImage(f.root)

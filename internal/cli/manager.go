@@ -32,6 +32,7 @@ func newManagerCommand() *cobra.Command {
 	f.StringVar(&o.Gateway.Namespace, "gateway-namespace", o.Gateway.Namespace, "namespace of the Datastores' gateways (the operator's own)")
 	f.StringVar(&o.Gateway.Image, "gateway-image", "", "image of the Datastores' gateways: the kubinception image (kubinception install sets it)")
 	f.StringVar((*string)(&o.Gateway.ImagePullPolicy), "gateway-image-pull-policy", string(o.Gateway.ImagePullPolicy), "pull policy of the gateway image")
+	f.StringVar(&o.LoadBalancerAddressPool, "load-balancer-address-pool", "", "CIDR to take the addresses of the operator's LoadBalancer Services from, on admin clusters without a load-balancer implementation (routed to the nodes)")
 	f.IntVar(&o.MaxConcurrentReconciles, "max-concurrent-reconciles", o.MaxConcurrentReconciles, "tenants reconciled at once")
 	return cmd
 }

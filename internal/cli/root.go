@@ -19,7 +19,7 @@ func Execute(ctx context.Context) int {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(newVersionCommand(), newTunnelCommand(), newBuildCommand(), newAdminCommand(), newManagerCommand(), newInstallCommand(),
+	root.AddCommand(newVersionCommand(), newTunnelCommand(), newLBCommand(), newBuildCommand(), newAdminCommand(), newManagerCommand(), newInstallCommand(),
 		newCreateCommand(), newGetCommand(), newKubeconfigCommand(), newDeleteCommand(), newJoinCommand(), newNodeCommand(), newGatewayCommand())
 	if err := root.ExecuteContext(ctx); err != nil {
 		fmt.Fprintf(os.Stderr, "error: %v\n", err)

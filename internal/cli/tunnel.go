@@ -26,7 +26,7 @@ func newTunnelCommand() *cobra.Command {
 }
 
 func newTunnelServerCommand() *cobra.Command {
-	var id, agentAddress, socket, httpAddress, certFile, keyFile, caFile string
+	var id, agentAddress, clientAddress, socket, httpAddress, certFile, keyFile, caFile string
 	cfg := tunnel.ServerConfig{Count: 1}
 	cmd := &cobra.Command{
 		Use:   "server",
@@ -44,6 +44,7 @@ func newTunnelServerCommand() *cobra.Command {
 				return err
 			}
 			cfg.AgentTLS = agentTLS
+			cfg.ClientTLS = agentTLS.Clone()
 			s, err := tunnel.NewServer(cfg)
 			if err != nil {
 				return err
@@ -63,25 +64,31 @@ func newTunnelServerCommand() *cobra.Command {
 			if err != nil {
 				return fmt.Errorf("--socket: %w", err)
 			}
-			var hl net.Listener
+			var cl, hl net.Listener
+			if clientAddress != "" {
+				if cl, err = net.Listen("tcp", clientAddress); err != nil {
+					return fmt.Errorf("--client-address: %w", err)
+				}
+			}
 			if httpAddress != "" {
 				if hl, err = net.Listen("tcp", httpAddress); err != nil {
 					return fmt.Errorf("--http-address: %w", err)
 				}
 			}
-			return s.Serve(cmd.Context(), agents, sl, hl)
+			return s.Serve(cmd.Context(), tunnel.Listeners{Agents: agents, Socket: sl, Clients: cl, HTTP: hl})
 		},
 	}
 	f := cmd.Flags()
 	f.StringVar(&id, "id", "", "this replica's name, told to agents (default $POD_NAME)")
 	f.IntVar(&cfg.Count, "server-count", cfg.Count, "replicas of the server; every agent connects to this many distinct servers")
 	f.StringVar(&agentAddress, "agent-address", ":8132", "address agents connect to (TLS, agent client certificates required)")
+	f.StringVar(&clientAddress, "client-address", "", "address platform components (the tenant's load balancers) connect to (TLS, client certificates of the --agent-ca-file CA with common name "+tunnel.ClientCommonName+"; empty disables)")
 	f.StringVar(&socket, "socket", "/run/kubinception/tunnel/tunnel.sock", "Unix socket the API server sends its CONNECT requests to")
 	f.StringVar(&cfg.EgressConfigFile, "egress-config-file", "", "write kube-apiserver's egress selector configuration (cluster egress to --socket) here once serving")
 	f.StringVar(&httpAddress, "http-address", ":8133", "address serving /healthz and /metrics over HTTP (empty disables)")
 	f.StringVar(&certFile, "tls-cert-file", "", "serving certificate agents check (PEM)")
 	f.StringVar(&keyFile, "tls-key-file", "", "key of --tls-cert-file")
-	f.StringVar(&caFile, "agent-ca-file", "", "CA of agents' client certificates (common name "+tunnel.AgentCommonName+")")
+	f.StringVar(&caFile, "agent-ca-file", "", "CA of agents' (common name "+tunnel.AgentCommonName+") and clients' certificates")
 	f.DurationVar(&cfg.WaitForAgent, "wait-for-agent", 0, "how long a connection waits for an agent to be connected (default 10s)")
 	return cmd
 }

@@ -34,6 +34,9 @@ const (
 	// /metrics inside the pod's network.
 	TunnelPort     = 8132
 	TunnelHTTPPort = 8133
+	// TunnelClientPort takes the tenant's load balancers, which reach
+	// node ports through the tunnel (Service TunnelClientsServiceName).
+	TunnelClientPort = 8134
 	// TunnelDir holds the tunnel server's socket and the egress selector
 	// configuration it writes for the API server (a volume of the pod).
 	TunnelDir = "/run/kubinception/tunnel"
@@ -70,10 +73,11 @@ type Params struct {
 }
 
 // Names of the objects of a tenant named name.
-func DeploymentName(name string) string        { return name + "-control-plane" }
-func ServiceName(name string) string           { return name + "-apiserver" }
-func PKISecretName(name string) string         { return name + "-pki" }
-func AdminKubeconfigSecret(name string) string { return name + "-admin-kubeconfig" }
+func DeploymentName(name string) string           { return name + "-control-plane" }
+func ServiceName(name string) string              { return name + "-apiserver" }
+func TunnelClientsServiceName(name string) string { return name + "-tunnel-clients" }
+func PKISecretName(name string) string            { return name + "-pki" }
+func AdminKubeconfigSecret(name string) string    { return name + "-admin-kubeconfig" }
 
 // Labels select a tenant's control-plane pods.
 func Labels(name string) map[string]string {
@@ -99,6 +103,8 @@ const (
 	FileDatastoreClientKey  = "datastore-client.key"
 	FileTunnelAgent         = "tunnel-agent.crt"
 	FileTunnelAgentKey      = "tunnel-agent.key"
+	FileTunnelClient        = "tunnel-client.crt"
+	FileTunnelClientKey     = "tunnel-client.key"
 	FileControllerManager   = "controller-manager.conf"
 	FileScheduler           = "scheduler.conf"
 )
@@ -213,6 +219,7 @@ func TunnelServerArgs(p Params) []string {
 		"--server-count=" + strconv.Itoa(int(p.Replicas)),
 		"--agent-address=:" + strconv.Itoa(TunnelPort),
 		"--http-address=:" + strconv.Itoa(TunnelHTTPPort),
+		"--client-address=:" + strconv.Itoa(TunnelClientPort),
 		"--socket=" + TunnelDir + "/tunnel.sock",
 		"--egress-config-file=" + TunnelDir + "/egress-selector.yaml",
 		"--tls-cert-file=" + pkiPath(FileAPIServer),
@@ -421,6 +428,7 @@ func tunnelServer(p Params, resources corev1.ResourceRequirements) []corev1.Cont
 		Ports: []corev1.ContainerPort{
 			{Name: "tunnel", ContainerPort: TunnelPort, Protocol: corev1.ProtocolTCP},
 			{Name: "tunnel-http", ContainerPort: TunnelHTTPPort, Protocol: corev1.ProtocolTCP},
+			{Name: "tunnel-clients", ContainerPort: TunnelClientPort, Protocol: corev1.ProtocolTCP},
 		},
 		StartupProbe: health,
 		Resources:    resources,
@@ -471,4 +479,22 @@ func Service(name, namespace string, typ corev1.ServiceType, ports ServicePorts)
 		})
 	}
 	return svc
+}
+
+// TunnelClientsService renders the Service in front of the tunnel
+// servers' client port: inside the admin cluster only, for the tenant's
+// load balancers.
+func TunnelClientsService(name, namespace string) *corev1.Service {
+	return &corev1.Service{
+		TypeMeta:   metav1.TypeMeta{APIVersion: "v1", Kind: "Service"},
+		ObjectMeta: metav1.ObjectMeta{Name: TunnelClientsServiceName(name), Namespace: namespace, Labels: Labels(name)},
+		Spec: corev1.ServiceSpec{
+			Type:     corev1.ServiceTypeClusterIP,
+			Selector: Labels(name),
+			Ports: []corev1.ServicePort{{
+				Name: "tunnel-clients", Protocol: corev1.ProtocolTCP,
+				Port: TunnelClientPort, TargetPort: intstr.FromInt32(TunnelClientPort),
+			}},
+		},
+	}
 }

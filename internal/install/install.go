@@ -2,6 +2,7 @@ package install
 
 import (
 	"fmt"
+	"net"
 	"strings"
 
 	appsv1 "k8s.io/api/apps/v1"
@@ -51,6 +52,10 @@ type Options struct {
 	Resources corev1.ResourceRequirements
 	// Datastore, when set, is created as the Datastore named "default".
 	Datastore *kv1.DatastoreSpec
+	// LoadBalancerAddressPool, when set, is the CIDR the operator takes
+	// the addresses of its LoadBalancer Services from (an admin cluster
+	// without a load-balancer implementation routes it to its nodes).
+	LoadBalancerAddressPool string
 }
 
 // DefaultOptions are the options `kubinception install` starts from; the
@@ -82,6 +87,11 @@ func (o Options) Validate() error {
 		return fmt.Errorf("--replicas %d: give 0 or more", o.Replicas)
 	case o.Replicas > 1 && !o.LeaderElection:
 		return fmt.Errorf("--replicas %d needs --leader-elect: without it every replica would reconcile the same tenants", o.Replicas)
+	}
+	if o.LoadBalancerAddressPool != "" {
+		if _, _, err := net.ParseCIDR(o.LoadBalancerAddressPool); err != nil {
+			return fmt.Errorf("--load-balancer-address-pool %q is not a CIDR: give one such as 10.199.128.0/20", o.LoadBalancerAddressPool)
+		}
 	}
 	if d := o.Datastore; d != nil {
 		if len(d.Endpoints) == 0 {
@@ -137,6 +147,8 @@ func objects(o Options) []client.Object {
 				{APIGroups: []string{kv1.GroupVersion.Group}, Resources: []string{"tenantclusters/status", "datastores/status"}, Verbs: []string{"get", "update", "patch"}},
 				{APIGroups: []string{kv1.GroupVersion.Group}, Resources: []string{"tenantclusters/finalizers"}, Verbs: []string{"update"}},
 				{APIGroups: []string{""}, Resources: []string{"secrets", "services"}, Verbs: rw},
+				// Addresses of its LoadBalancer Services, from its pool.
+				{APIGroups: []string{""}, Resources: []string{"services/status"}, Verbs: []string{"get", "patch", "update"}},
 				{APIGroups: []string{"apps"}, Resources: []string{"deployments"}, Verbs: rw},
 				{APIGroups: []string{""}, Resources: []string{"pods", "nodes"}, Verbs: ro},
 				{APIGroups: []string{""}, Resources: []string{"events"}, Verbs: []string{"create", "patch"}},
@@ -181,6 +193,12 @@ func deployment(o Options, labels map[string]string) *appsv1.Deployment {
 		return &corev1.Probe{ProbeHandler: corev1.ProbeHandler{HTTPGet: &corev1.HTTPGetAction{Path: path, Port: intstr.FromInt32(8081)}}, PeriodSeconds: 10}
 	}
 	sel := map[string]string{"app.kubernetes.io/name": Name}
+	args := []string{"manager", fmt.Sprintf("--leader-elect=%t", o.LeaderElection), "--image-registry=" + o.Registry,
+		// Each Datastore's gateway runs the operator's own image.
+		"--gateway-namespace=" + Namespace, "--gateway-image=" + o.Image, "--gateway-image-pull-policy=" + string(o.ImagePullPolicy)}
+	if o.LoadBalancerAddressPool != "" {
+		args = append(args, "--load-balancer-address-pool="+o.LoadBalancerAddressPool)
+	}
 	return &appsv1.Deployment{
 		TypeMeta:   tm("apps/v1", "Deployment"),
 		ObjectMeta: metav1.ObjectMeta{Name: Name, Namespace: Namespace, Labels: labels},
@@ -196,9 +214,7 @@ func deployment(o Options, labels map[string]string) *appsv1.Deployment {
 						Name:            "manager",
 						Image:           o.Image,
 						ImagePullPolicy: o.ImagePullPolicy,
-						Args: []string{"manager", fmt.Sprintf("--leader-elect=%t", o.LeaderElection), "--image-registry=" + o.Registry,
-							// Each Datastore's gateway runs the operator's own image.
-							"--gateway-namespace=" + Namespace, "--gateway-image=" + o.Image, "--gateway-image-pull-policy=" + string(o.ImagePullPolicy)},
+						Args:            args,
 						Ports: []corev1.ContainerPort{
 							{Name: "metrics", ContainerPort: 8080}, {Name: "health", ContainerPort: 8081},
 						},

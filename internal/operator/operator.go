@@ -16,6 +16,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
+	"kubinception.dev/kubinception/internal/addresspool"
 	"kubinception.dev/kubinception/internal/controlplane"
 	"kubinception.dev/kubinception/internal/datastore"
 	"kubinception.dev/kubinception/internal/datastorecontroller"
@@ -44,6 +45,10 @@ type Options struct {
 	// Gateway says where and from which image each Datastore's gateway
 	// runs: the operator's own namespace and image.
 	Gateway datastorecontroller.GatewayOptions
+	// LoadBalancerAddressPool, when set, is the CIDR the operator takes
+	// the addresses of its own LoadBalancer Services from (admin clusters
+	// without a load-balancer implementation).
+	LoadBalancerAddressPool string
 }
 
 // DefaultOptions are the options `kubinception manager` starts with.
@@ -103,6 +108,16 @@ func NewManager(rc *rest.Config, o Options) (ctrl.Manager, func(), error) {
 	}).SetupWithManager(mgr); err != nil {
 		stores.Close()
 		return nil, nil, fmt.Errorf("set up Datastore reconciler: %w", err)
+	}
+	if o.LoadBalancerAddressPool != "" {
+		pool, err := addresspool.Parse(o.LoadBalancerAddressPool)
+		if err == nil {
+			err = (&addresspool.Reconciler{Client: mgr.GetClient(), Pool: pool}).SetupWithManager(mgr)
+		}
+		if err != nil {
+			stores.Close()
+			return nil, nil, fmt.Errorf("set up the load-balancer address pool: %w", err)
+		}
 	}
 	if err := mgr.AddHealthzCheck("ping", healthz.Ping); err != nil {
 		stores.Close()

@@ -40,6 +40,9 @@ type tenantClient struct {
 	key       string
 	c         client.Client
 	clientset kubernetes.Interface
+	// services follows the tenant's Services once the load-balancer
+	// phase needs them.
+	services *serviceWatch
 }
 
 // tenantClient connects to the tenant's API server through its Service
@@ -73,6 +76,9 @@ func (r *Reconciler) tenantClient(s *scope) (tenantClient, error) {
 	if r.tenants.clients == nil {
 		r.tenants.clients = map[types.UID]tenantClient{}
 	}
+	if old, ok := r.tenants.clients[s.tc.UID]; ok && old.services != nil {
+		old.services.close()
+	}
 	tc := tenantClient{key: key, c: c, clientset: cs}
 	r.tenants.clients[s.tc.UID] = tc
 	return tc, nil
@@ -82,6 +88,9 @@ func (r *Reconciler) tenantClient(s *scope) (tenantClient, error) {
 func (r *Reconciler) forgetTenant(uid types.UID) {
 	r.tenants.mu.Lock()
 	defer r.tenants.mu.Unlock()
+	if t, ok := r.tenants.clients[uid]; ok && t.services != nil {
+		t.services.close()
+	}
 	delete(r.tenants.clients, uid)
 }
 

@@ -136,6 +136,9 @@ func (r *Reconciler) desiredPKI(s *scope, old map[string][]byte) (map[string][]b
 		// Copied into the tenant for its nodes' tunnel agents; it names
 		// a user without any permission in the tenant's API.
 		{cp.FileTunnelAgent, cp.FileTunnelAgentKey, ca, pki.Spec{CommonName: tunnel.AgentCommonName, Client: true}},
+		// The tenant's load balancers reach node ports through the
+		// tunnel with it; it never leaves the admin cluster.
+		{cp.FileTunnelClient, cp.FileTunnelClientKey, ca, pki.Spec{CommonName: tunnel.ClientCommonName, Client: true}},
 		{cp.FileDatastoreClient, cp.FileDatastoreClientKey, s.etcd.gatewayCA, pki.Spec{CommonName: s.tenancy.User, Client: true}},
 		{fileCMClient + ".crt", fileCMClient + ".key", ca, pki.Spec{CommonName: "system:kube-controller-manager", Client: true}},
 		{fileSchedClient + ".crt", fileSchedClient + ".key", ca, pki.Spec{CommonName: "system:kube-scheduler", Client: true}},

@@ -198,9 +198,10 @@ type exposure struct {
 	// advertise is the address the API server advertises.
 	advertise string
 	endpoint  string
-	// tunnel is host:port where agents reach the tunnel servers (empty
+	// tunnel is host:port where agents reach the tunnel servers, and
+	// tunnelClients where the tenant's load balancers do (both empty
 	// without the tunnel).
-	tunnel string
+	tunnel, tunnelClients string
 }
 
 // reconcileExposure applies the Service and works out the endpoint. For
@@ -281,6 +282,22 @@ func (r *Reconciler) reconcileExposure(ctx context.Context, s *scope) (ctrl.Resu
 			tunnelPort = ports.TunnelNodePort
 		}
 		ex.tunnel = net.JoinHostPort(host, strconv.Itoa(int(tunnelPort)))
+		clients := controlplane.TunnelClientsService(tc.Name, tc.Namespace)
+		if err := r.apply(ctx, tc, clients); err != nil {
+			return ctrl.Result{}, fmt.Errorf("apply Service: %w", err)
+		}
+		ex.tunnelClients = net.JoinHostPort(clients.Spec.ClusterIP, strconv.Itoa(controlplane.TunnelClientPort))
+	} else {
+		// The tunnel was switched off: its clients' Service goes.
+		clients := &corev1.Service{}
+		key := types.NamespacedName{Namespace: tc.Namespace, Name: controlplane.TunnelClientsServiceName(tc.Name)}
+		if err := r.Client.Get(ctx, key, clients); err == nil {
+			if err := r.Client.Delete(ctx, clients); err != nil && !apierrors.IsNotFound(err) {
+				return ctrl.Result{}, err
+			}
+		} else if !apierrors.IsNotFound(err) {
+			return ctrl.Result{}, err
+		}
 	}
 	s.exposure = ex
 	tc.Status.Endpoint = ex.endpoint

@@ -22,6 +22,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/handler"
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+	"sigs.k8s.io/controller-runtime/pkg/source"
 
 	kv1 "kubinception.dev/kubinception/api/v1alpha1"
 	"kubinception.dev/kubinception/internal/datastore"
@@ -54,6 +55,9 @@ type Reconciler struct {
 
 	tenants tenantClients
 	tenancy tenancyChecks
+	// events reconciles a tenant when one of its Services of type
+	// LoadBalancer changes.
+	events chan event.GenericEvent
 }
 
 // SetupWithManager registers the reconciler.
@@ -61,7 +65,9 @@ func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
 	if r.Image == "" {
 		return errors.New("the kubinception image is required: tenants' tunnel servers and agents run from it")
 	}
+	r.events = make(chan event.GenericEvent, 256)
 	return ctrl.NewControllerManagedBy(mgr).
+		WatchesRawSource(source.Channel(r.events, &handler.EnqueueRequestForObject{})).
 		For(&kv1.TenantCluster{}, builder.WithPredicates(predicate.Or(predicate.GenerationChangedPredicate{}, predicate.AnnotationChangedPredicate{}, finalizersOrDeletionChanged))).
 		Owns(&appsv1.Deployment{}).
 		Owns(&corev1.Service{}).
@@ -171,6 +177,7 @@ func (r *Reconciler) reconcileNormal(ctx context.Context, s *scope) (ctrl.Result
 		{"certificates", r.reconcileCertificates},
 		{"control plane", r.reconcileControlPlane},
 		{"bootstrap", r.reconcileBootstrap},
+		{"load balancers", r.reconcileLoadBalancers},
 	} {
 		res, err := p.run(ctx, s)
 		if err != nil {

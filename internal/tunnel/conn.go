@@ -23,8 +23,13 @@ const (
 	HeaderServerID    = "Kubinception-Server-Id"
 	HeaderServerCount = "Kubinception-Server-Count"
 	// AgentCommonName is the common name every agent certificate carries;
-	// the server accepts no other client certificate.
+	// the server accepts no other client certificate from agents.
 	AgentCommonName = "system:kubinception:tunnel-agent"
+	// ClientCommonName is the common name of platform clients'
+	// certificates (the tenant's load balancers), which only the operator
+	// issues; NodesPath lists the nodes whose agents are connected.
+	ClientCommonName = "system:kubinception:tunnel-client"
+	NodesPath        = "/v1/nodes"
 )
 
 // bufferedConn is a connection whose first bytes may already sit in a
@@ -103,4 +108,21 @@ func join(a, b halfCloser) (aToB, bToA int64) {
 	wg.Wait()
 	closeBoth()
 	return aToB, bToA
+}
+
+// Join copies between a and b in both directions until both are done,
+// half-closing where the connections can, and closes both.
+func Join(a, b io.ReadWriteCloser) (aToB, bToA int64) {
+	return join(asHalfCloser(a), asHalfCloser(b))
+}
+
+type noHalfClose struct{ io.ReadWriteCloser }
+
+func (noHalfClose) CloseWrite() error { return nil }
+
+func asHalfCloser(c io.ReadWriteCloser) halfCloser {
+	if h, ok := c.(halfCloser); ok {
+		return h
+	}
+	return noHalfClose{c}
 }

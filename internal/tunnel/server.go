@@ -3,6 +3,7 @@ package tunnel
 import (
 	"context"
 	"crypto/tls"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -32,6 +33,9 @@ type ServerConfig struct {
 	// AgentTLS serves agents: the server's certificate, and the CA that
 	// issued agents' certificates with client certificates required.
 	AgentTLS *tls.Config
+	// ClientTLS serves platform clients (Listeners.Clients): client
+	// certificates with common name ClientCommonName are required.
+	ClientTLS *tls.Config
 	// EgressConfigFile, when set, is where the server writes the API
 	// server's egress selector configuration naming its socket, once the
 	// socket listens.
@@ -101,26 +105,42 @@ func NewServer(cfg ServerConfig) (*Server, error) {
 	}, nil
 }
 
-// Serve accepts agents on agents (TLS is added here) and the API server's
-// CONNECT requests on socket, and serves /healthz and /metrics on
-// httpListener when it is not nil, until ctx ends.
-func (s *Server) Serve(ctx context.Context, agents, socket, httpListener net.Listener) error {
+// Listeners are where a server serves.
+type Listeners struct {
+	// Agents takes agents' connections (TLS is added here).
+	Agents net.Listener
+	// Socket takes the API server's CONNECT requests.
+	Socket net.Listener
+	// Clients, when not nil, takes platform components' CONNECT requests
+	// and GET /v1/nodes (TLS is added here, with ServerConfig.ClientTLS):
+	// the tenant's load balancers reach node ports through it.
+	Clients net.Listener
+	// HTTP, when not nil, serves /healthz and /metrics.
+	HTTP net.Listener
+}
+
+// Serve serves on l until ctx ends.
+func (s *Server) Serve(ctx context.Context, l Listeners) error {
+	if l.Clients != nil && s.cfg.ClientTLS == nil {
+		return errors.New("a client listener needs ServerConfig.ClientTLS")
+	}
+	// Agents switch to our own protocol, and clients use CONNECT, over
+	// HTTP/1.1: no HTTP/2 on either listener.
+	noH2 := map[string]func(*http.Server, *tls.Conn, http.Handler){}
 	agentMux := http.NewServeMux()
 	agentMux.HandleFunc(ConnectPath, s.handleAgent)
-	agentSrv := &http.Server{
-		Handler:           agentMux,
-		ReadHeaderTimeout: 10 * time.Second,
-		// Agents switch to our own protocol over HTTP/1.1: no HTTP/2
-		// between them and this listener.
-		TLSNextProto: map[string]func(*http.Server, *tls.Conn, http.Handler){},
-		ErrorLog:     nil,
-	}
+	agentSrv := &http.Server{Handler: agentMux, ReadHeaderTimeout: 10 * time.Second, TLSNextProto: noH2}
 	socketSrv := &http.Server{Handler: http.HandlerFunc(s.handleConnect), ReadHeaderTimeout: 10 * time.Second}
 	servers := []*http.Server{agentSrv, socketSrv}
-	errc := make(chan error, 3)
-	go func() { errc <- agentSrv.Serve(tls.NewListener(agents, s.cfg.AgentTLS)) }()
-	go func() { errc <- socketSrv.Serve(socket) }()
-	if httpListener != nil {
+	errc := make(chan error, 4)
+	go func() { errc <- agentSrv.Serve(tls.NewListener(l.Agents, s.cfg.AgentTLS)) }()
+	go func() { errc <- socketSrv.Serve(l.Socket) }()
+	if l.Clients != nil {
+		clientSrv := &http.Server{Handler: http.HandlerFunc(s.handleClient), ReadHeaderTimeout: 10 * time.Second, TLSNextProto: noH2}
+		servers = append(servers, clientSrv)
+		go func() { errc <- clientSrv.Serve(tls.NewListener(l.Clients, s.cfg.ClientTLS)) }()
+	}
+	if l.HTTP != nil {
 		mux := http.NewServeMux()
 		mux.Handle("/metrics", promhttp.HandlerFor(s.metrics.registry, promhttp.HandlerOpts{}))
 		mux.HandleFunc("/healthz", func(w http.ResponseWriter, r *http.Request) {
@@ -133,10 +153,10 @@ func (s *Server) Serve(ctx context.Context, agents, socket, httpListener net.Lis
 		})
 		httpSrv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 		servers = append(servers, httpSrv)
-		go func() { errc <- httpSrv.Serve(httpListener) }()
+		go func() { errc <- httpSrv.Serve(l.HTTP) }()
 	}
 	if s.cfg.EgressConfigFile != "" {
-		if err := writeFileAtomic(s.cfg.EgressConfigFile, EgressSelectorConfiguration(socket.Addr().String())); err != nil {
+		if err := writeFileAtomic(s.cfg.EgressConfigFile, EgressSelectorConfiguration(l.Socket.Addr().String())); err != nil {
 			for _, srv := range servers {
 				_ = srv.Close()
 			}
@@ -144,7 +164,7 @@ func (s *Server) Serve(ctx context.Context, agents, socket, httpListener net.Lis
 		}
 	}
 	close(s.ready)
-	s.cfg.Logger.Info("tunnel server serving", "id", s.cfg.ID, "servers", s.cfg.Count, "agents", agents.Addr().String(), "socket", socket.Addr().String())
+	s.cfg.Logger.Info("tunnel server serving", "id", s.cfg.ID, "servers", s.cfg.Count, "agents", l.Agents.Addr().String(), "socket", l.Socket.Addr().String())
 
 	var err error
 	select {
@@ -392,6 +412,45 @@ func (s *stream) Close() error {
 	err := s.body.Close()
 	s.cancel()
 	return err
+}
+
+// handleClient serves a platform client: CONNECT as on the socket, and
+// GET NodesPath, the nodes whose agents are connected here.
+func (s *Server) handleClient(w http.ResponseWriter, r *http.Request) {
+	if r.TLS == nil || len(r.TLS.VerifiedChains) == 0 || r.TLS.VerifiedChains[0][0].Subject.CommonName != ClientCommonName {
+		http.Error(w, "a tunnel client certificate (common name "+ClientCommonName+") is required", http.StatusForbidden)
+		return
+	}
+	if r.Method == http.MethodGet && r.URL.Path == NodesPath {
+		w.Header().Set("Content-Type", "application/json")
+		_ = json.NewEncoder(w).Encode(s.Nodes())
+		return
+	}
+	s.handleConnect(w, r)
+}
+
+// Node is a node whose agent is connected.
+type Node struct {
+	Name      string   `json:"name"`
+	Addresses []string `json:"addresses"`
+}
+
+// Nodes lists the nodes whose agents are connected, by name.
+func (s *Server) Nodes() []Node {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	byName := map[string]Node{}
+	for _, a := range s.agents {
+		if a.cc.CanTakeNewRequest() {
+			byName[a.node] = Node{Name: a.node, Addresses: a.addresses}
+		}
+	}
+	out := make([]Node, 0, len(byName))
+	for _, n := range byName {
+		out = append(out, n)
+	}
+	slices.SortFunc(out, func(a, b Node) int { return strings.Compare(a.Name, b.Name) })
+	return out
 }
 
 // handleConnect serves the API server's CONNECT requests on the socket.

@@ -66,10 +66,11 @@ func tlsCert(t *testing.T, kp *pki.KeyPair) tls.Certificate {
 // testServer is a server replica on loopback and a Unix socket.
 type testServer struct {
 	*Server
-	agentAddr string
-	socket    string
-	egress    string
-	stop      func()
+	agentAddr  string
+	clientAddr string
+	socket     string
+	egress     string
+	stop       func()
 }
 
 func startServer(t *testing.T, p *testPKI, id string, count int, agentAddr string) *testServer {
@@ -80,6 +81,7 @@ func startServer(t *testing.T, p *testPKI, id string, count int, agentAddr strin
 	s, err := NewServer(ServerConfig{
 		ID: id, Count: count, WaitForAgent: 2 * time.Second, Logger: testr.New(t),
 		AgentTLS:         &tls.Config{Certificates: []tls.Certificate{tlsCert(t, p.server)}, ClientCAs: p.pool(), ClientAuth: tls.RequireAndVerifyClientCert},
+		ClientTLS:        &tls.Config{Certificates: []tls.Certificate{tlsCert(t, p.server)}, ClientCAs: p.pool(), ClientAuth: tls.RequireAndVerifyClientCert},
 		EgressConfigFile: filepath.Join(t.TempDir(), "egress", "egress-selector.yaml"),
 	})
 	if err != nil {
@@ -105,7 +107,11 @@ func startServer(t *testing.T, p *testPKI, id string, count int, agentAddr strin
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- s.Serve(ctx, agents, sl, nil) }()
+	clients, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() { done <- s.Serve(ctx, Listeners{Agents: agents, Socket: sl, Clients: clients}) }()
 	var once sync.Once
 	stop := func() {
 		once.Do(func() {
@@ -116,7 +122,7 @@ func startServer(t *testing.T, p *testPKI, id string, count int, agentAddr strin
 		})
 	}
 	t.Cleanup(stop)
-	return &testServer{Server: s, agentAddr: agents.Addr().String(), socket: socket, egress: s.cfg.EgressConfigFile, stop: stop}
+	return &testServer{Server: s, agentAddr: agents.Addr().String(), clientAddr: clients.Addr().String(), socket: socket, egress: s.cfg.EgressConfigFile, stop: stop}
 }
 
 type testAgent struct {
@@ -428,5 +434,45 @@ func TestConfigErrors(t *testing.T) {
 	if _, err := NewAgent(AgentConfig{Server: "nohost", Addresses: []string{"not-an-ip"}}); err == nil ||
 		!strings.Contains(err.Error(), "--server") || !strings.Contains(err.Error(), "--node-name") || !strings.Contains(err.Error(), "not-an-ip") {
 		t.Errorf("bad agent configuration: %v", err)
+	}
+}
+
+func TestClientPort(t *testing.T) {
+	p := newTestPKI(t)
+	s := startServer(t, p, "server-0", 1, "")
+	startAgent(t, p, s.agentAddr, "node-b", "127.0.0.3")
+	startAgent(t, p, s.agentAddr, "node-a", "127.0.0.2")
+	waitFor(t, "both agents", func() bool { return len(s.agentsSnapshot()) == 2 })
+	kp, err := p.ca.Issue(pki.Spec{CommonName: ClientCommonName, Client: true}, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := &Client{Server: s.clientAddr, TLS: &tls.Config{Certificates: []tls.Certificate{tlsCert(t, kp)}, RootCAs: p.pool()}}
+	nodes, err := c.Nodes(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fmt.Sprint(nodes) != "[{node-a [127.0.0.2]} {node-b [127.0.0.3]}]" {
+		t.Errorf("nodes %v, want node-a and node-b with their addresses", nodes)
+	}
+	addr := nodeService(t, "127.0.0.3", "b")
+	conn, err := c.Dial(context.Background(), addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fmt.Fprintln(conn, "via the client port")
+	got, err := bufio.NewReader(conn).ReadString('\n')
+	conn.Close()
+	if err != nil || strings.TrimSpace(got) != "b:via the client port" {
+		t.Errorf("through the client port: %q, %v", got, err)
+	}
+
+	// An agent's certificate opens no client port.
+	agentCert := &Client{Server: s.clientAddr, TLS: &tls.Config{Certificates: []tls.Certificate{tlsCert(t, p.agent)}, RootCAs: p.pool()}}
+	if _, err := agentCert.Nodes(context.Background()); err == nil || !strings.Contains(err.Error(), "403") {
+		t.Errorf("nodes with an agent certificate: %v, want 403", err)
+	}
+	if _, err := agentCert.Dial(context.Background(), addr); err == nil || !strings.Contains(err.Error(), "403") {
+		t.Errorf("CONNECT with an agent certificate: %v, want 403", err)
 	}
 }

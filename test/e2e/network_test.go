@@ -96,6 +96,9 @@ func TestNetwork(t *testing.T) {
 		{"a Node pointing at the admin cluster reaches nothing", func(t *testing.T) {
 			testAdminProbes(t, ka)
 		}},
+		{"a Service of type LoadBalancer is served from the admin cluster", func(t *testing.T) {
+			testLoadBalancer(t, ka)
+		}},
 		{"without the tunnel, tenant addresses are refused on the admin node", func(t *testing.T) {
 			testRefusedTenantRange(t, kb)
 		}},
@@ -428,4 +431,93 @@ spec:
   %s
   service: {name: %s, namespace: default, port: 443}
 `, trust, service)
+}
+
+// testLoadBalancer exposes the web Deployment with a tenant Service of
+// type LoadBalancer: it gets an address, which answers HTTP from the
+// admin node while the Deployment scales and a node goes; deleting the
+// Service removes its load balancer from the admin cluster.
+func testLoadBalancer(t *testing.T, kc string) {
+	t.Helper()
+	start := time.Now()
+	mustApply(t, kc, `
+apiVersion: v1
+kind: Service
+metadata: {name: web-lb, namespace: default}
+spec:
+  type: LoadBalancer
+  selector: {app: web}
+  ports: [{name: http, port: 80, targetPort: 8080}]
+`)
+	var ip string
+	eventually(t, 2*time.Minute, "an address for the LoadBalancer Service", func(ctx context.Context) error {
+		out, err := kubectlIn(ctx, kc, "", "get", "service", "web-lb", "-o", "jsonpath={.status.loadBalancer.ingress[0].ip}")
+		if err != nil {
+			return err
+		}
+		if net.ParseIP(out) == nil {
+			return fmt.Errorf("ingress %q", out)
+		}
+		ip = out
+		return nil
+	}, func() string { return tenantState(t, kc) + clusterState(t) })
+	t.Logf("LoadBalancer address %s after %s", ip, time.Since(start).Round(100*time.Millisecond))
+	answers := func(what string, n int) {
+		t.Helper()
+		eventually(t, 2*time.Minute, fmt.Sprintf("%d answers from http://%s/ (%s)", n, ip, what), func(ctx context.Context) error {
+			for range n {
+				body, err := httpGet(ctx, "http://"+ip+"/")
+				if err != nil {
+					return err
+				}
+				if !strings.HasPrefix(body, "hello from web-") {
+					return fmt.Errorf("answer %q", body)
+				}
+			}
+			return nil
+		}, func() string { return tenantState(t, kc) + clusterState(t) })
+	}
+	answers("two replicas", 6)
+	mustTkube(t, kc, "scale", "deployment/web", "--replicas=4")
+	mustTkube(t, kc, "rollout", "status", "deployment/web", "--timeout=180s")
+	answers("four replicas", 8)
+	nodes := names(t, kc, "get", "nodes", "-l", "!node-role.kubernetes.io/control-plane")
+	last := strings.TrimPrefix(nodes[len(nodes)-1], "node/")
+	if r := run(t, "node", "remove", "na", last, "--kubeconfig", adminKubeconfig(), "--root", root); r.err != nil {
+		t.Fatalf("node remove:\n%s", r)
+	}
+	answers("a node removed", 8)
+
+	mustTkube(t, kc, "delete", "service", "web-lb")
+	eventually(t, 2*time.Minute, "the load balancer to leave the admin cluster", func(ctx context.Context) error {
+		out, err := kubectlIn(ctx, adminKubeconfig(), "", "get", "deployments,services", "-A", "-l", "kubinception.dev/tenant=na,kubinception.dev/component=load-balancer", "-o", "name")
+		if err != nil {
+			return err
+		}
+		if strings.TrimSpace(out) != "" {
+			return fmt.Errorf("still there: %s", out)
+		}
+		return nil
+	})
+}
+
+func httpGet(ctx context.Context, url string) (string, error) {
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return "", err
+	}
+	// A new connection each time: each goes through the load balancer's
+	// choice of node.
+	resp, err := (&http.Client{Transport: &http.Transport{DisableKeepAlives: true}}).Do(req)
+	if err != nil {
+		return "", err
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if resp.StatusCode != http.StatusOK {
+		return string(body), fmt.Errorf("GET %s: %s", url, resp.Status)
+	}
+	return string(body), err
 }

@@ -73,11 +73,16 @@ func (p Ports) All() map[int]string {
 // Config is everything that shapes the admin cluster.
 type Config struct {
 	// Root holds all state: PKI, data, configuration, logs.
-	Root              string
-	NodeName          string
-	NodeIP            net.IP
-	PodCIDR           *net.IPNet
-	ServiceCIDR       *net.IPNet
+	Root        string
+	NodeName    string
+	NodeIP      net.IP
+	PodCIDR     *net.IPNet
+	ServiceCIDR *net.IPNet
+	// LoadBalancerCIDR is where the operator takes the addresses of the
+	// admin cluster's Services of type LoadBalancer (the tenants' load
+	// balancers): routed to the admin node itself, where kube-proxy
+	// serves them.
+	LoadBalancerCIDR  *net.IPNet
 	ClusterDomain     string
 	KubernetesVersion string
 	Ports             Ports
@@ -99,7 +104,9 @@ const DefaultRoot = "/var/lib/kubinception"
 func Defaults() Config {
 	_, pods, _ := net.ParseCIDR("10.200.0.0/16")
 	_, services, _ := net.ParseCIDR("10.201.0.0/16")
+	_, lbs, _ := net.ParseCIDR("10.199.128.0/20")
 	return Config{
+		LoadBalancerCIDR:  lbs,
 		Root:              DefaultRoot,
 		NodeName:          "kubinception-admin",
 		NodeIP:            net.ParseIP("10.199.0.1").To4(),
@@ -131,6 +138,10 @@ func (c Config) Validate() error {
 		return fmt.Errorf("--pod-cidr %s and --service-cidr %s overlap: choose ranges that do not", c.PodCIDR, c.ServiceCIDR)
 	case c.PodCIDR.Contains(c.NodeIP) || c.ServiceCIDR.Contains(c.NodeIP):
 		return fmt.Errorf("--node-ip %s lies inside the pod or service range: choose an address outside both", c.NodeIP)
+	case c.LoadBalancerCIDR == nil:
+		return fmt.Errorf("--load-balancer-cidr must be a CIDR such as 10.199.128.0/20")
+	case overlap(c.LoadBalancerCIDR, c.PodCIDR) || overlap(c.LoadBalancerCIDR, c.ServiceCIDR) || c.LoadBalancerCIDR.Contains(c.NodeIP):
+		return fmt.Errorf("--load-balancer-cidr %s overlaps the pod or service range or holds the node address: choose a range apart from them", c.LoadBalancerCIDR)
 	}
 	if err := release.ValidateKubernetesVersion(c.KubernetesVersion); err != nil {
 		return err
@@ -188,3 +199,5 @@ func (p paths) AdminKubeconfig() string    { return p.join("admin.conf") }
 func (p paths) Kubeconfig(name string) string {
 	return p.join("config", name+".conf")
 }
+
+func overlap(a, b *net.IPNet) bool { return a.Contains(b.IP) || b.Contains(a.IP) }

@@ -44,8 +44,8 @@ const (
 // and so empties, both fence chains and fills them:
 //
 //   - from a worker segment, only connections to the node address that a
-//     node port translated (a tenant's API server and tunnel) may reach
-//     the admin cluster's pods; admin pods and Services are refused
+//     node port translated (a tenant's API server and tunnel), and to a
+//     load-balancer address, may reach the admin cluster's pods; admin pods and Services are refused
 //     otherwise, and so is another tenant's segment; bridged traffic
 //     within a segment (the tenant's own nodes and pods) passes;
 //   - towards our own interfaces (pods, node address, segments) anything
@@ -72,6 +72,7 @@ func fenceRules(c Config) string {
 	line(":%s - [0:0]", FenceInputChain)
 	line("-A %s -i %s -m physdev --physdev-is-bridged -j RETURN", FenceChain, seg)
 	line("-A %s -i %s -m conntrack --ctstate DNAT --ctorigdst %s/32 -j RETURN", FenceChain, seg, c.NodeIP)
+	line("-A %s -i %s -m conntrack --ctstate DNAT --ctorigdst %s -j RETURN", FenceChain, seg, c.LoadBalancerCIDR)
 	line("-A %s -i %s -m conntrack --ctstate RELATED,ESTABLISHED -j RETURN", FenceChain, seg)
 	for _, r := range []string{c.PodCIDR.String(), c.ServiceCIDR.String()} {
 		line("-A %s -i %s -d %s %s %s", FenceChain, seg, r, comment(FenceCommentWorkerPods), reject)

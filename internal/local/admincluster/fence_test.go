@@ -12,6 +12,8 @@ func TestFenceRules(t *testing.T) {
 		":KUBI-FENCE-INPUT - [0:0]",
 		// A worker reaches admin pods only through a node port on the node address.
 		"-A KUBI-FENCE -i kubi-t+ -m conntrack --ctstate DNAT --ctorigdst 10.199.0.1/32 -j RETURN",
+		// and load-balancer addresses.
+		"-A KUBI-FENCE -i kubi-t+ -m conntrack --ctstate DNAT --ctorigdst 10.199.128.0/20 -j RETURN",
 		`-A KUBI-FENCE -i kubi-t+ -d 10.200.0.0/16 -m comment --comment "kubinception: tenant nodes reach no admin pod or Service" -j REJECT`,
 		`-A KUBI-FENCE -i kubi-t+ -d 10.201.0.0/16 -m comment --comment "kubinception: tenant nodes reach no admin pod or Service" -j REJECT`,
 		`-A KUBI-FENCE -i kubi-t+ -o kubi-t+ -m comment --comment "kubinception: tenant segments do not meet" -j REJECT`,

@@ -152,6 +152,11 @@ func ensureNodeInterface(ctx context.Context, c Config) error {
 	if out, err := run(ctx, "ip", "link", "set", NodeInterface, "up"); err != nil {
 		return fmt.Errorf("bring %s up: %w: %s", NodeInterface, err, out)
 	}
+	// Load-balancer addresses are the admin node's own: kube-proxy
+	// translates connections to them to the load balancers' pods.
+	if out, err := run(ctx, "ip", "route", "replace", "local", c.LoadBalancerCIDR.String(), "dev", NodeInterface, "table", "local"); err != nil {
+		return fmt.Errorf("route %s to the admin node: %w: %s", c.LoadBalancerCIDR, err, out)
+	}
 	return nil
 }
 

@@ -18,6 +18,7 @@ type savedConfig struct {
 	NodeIP            string `json:"nodeIP"`
 	PodCIDR           string `json:"podCIDR"`
 	ServiceCIDR       string `json:"serviceCIDR"`
+	LoadBalancerCIDR  string `json:"loadBalancerCIDR,omitempty"`
 	ClusterDomain     string `json:"clusterDomain"`
 	KubernetesVersion string `json:"kubernetesVersion"`
 	Registry          string `json:"registry"`
@@ -30,7 +31,8 @@ func savedPath(root string) string { return filepath.Join(root, "state", "config
 func (c Config) Save() error {
 	data, err := json.MarshalIndent(savedConfig{
 		NodeName: c.NodeName, NodeIP: c.NodeIP.String(), PodCIDR: c.PodCIDR.String(), ServiceCIDR: c.ServiceCIDR.String(),
-		ClusterDomain: c.ClusterDomain, KubernetesVersion: c.KubernetesVersion, Registry: c.Images.Registry, Ports: c.Ports,
+		LoadBalancerCIDR: c.LoadBalancerCIDR.String(),
+		ClusterDomain:    c.ClusterDomain, KubernetesVersion: c.KubernetesVersion, Registry: c.Images.Registry, Ports: c.Ports,
 	}, "", "  ")
 	if err != nil {
 		return err
@@ -61,6 +63,9 @@ func LoadSaved(root string) (Config, bool, error) {
 	c.NodeIP = net.ParseIP(s.NodeIP).To4()
 	_, c.PodCIDR, _ = net.ParseCIDR(s.PodCIDR)
 	_, c.ServiceCIDR, _ = net.ParseCIDR(s.ServiceCIDR)
+	if s.LoadBalancerCIDR != "" { // recorded by earlier versions without it: the default
+		_, c.LoadBalancerCIDR, _ = net.ParseCIDR(s.LoadBalancerCIDR)
+	}
 	c.Images.Registry, c.Images.KubernetesVersion = s.Registry, s.KubernetesVersion
 	return c, true, c.Validate()
 }
