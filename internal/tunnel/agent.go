@@ -126,7 +126,14 @@ func (a *Agent) Run(ctx context.Context) error {
 			case <-t.C:
 			}
 		}
-		id, n, conn, err := a.connect(ctx)
+		id, n, conn, err := a.connect(ctx, a.Connected())
+		if errors.Is(err, errDuplicate) {
+			// The Service sent us to a server we hold already; another
+			// dial will likely reach another.
+			count = n
+			sleep(ctx, 100*time.Millisecond)
+			continue
+		}
 		if err != nil {
 			if ctx.Err() != nil {
 				break
@@ -145,10 +152,9 @@ func (a *Agent) Run(ctx context.Context) error {
 		}
 		a.mu.Unlock()
 		if dup {
-			// The Service sent us to a server we hold already; another
-			// dial will likely reach another.
+			// Connected elsewhere meanwhile (a server restarted under
+			// the same name): keep the older connection.
 			_ = conn.Close()
-			sleep(ctx, 100*time.Millisecond)
 			continue
 		}
 		log.Info("connected to a tunnel server", "server", id, "servers", count)
@@ -184,9 +190,13 @@ func sleep(ctx context.Context, d time.Duration) {
 	}
 }
 
+// errDuplicate says the server reached is one the agent holds already.
+var errDuplicate = errors.New("already connected to this server")
+
 // connect opens one connection to a server and switches it to the
-// tunnel protocol; it returns the server's ID and replica count.
-func (a *Agent) connect(ctx context.Context) (string, int, *bufferedConn, error) {
+// tunnel protocol; it returns the server's ID and replica count. A server
+// among known answers errDuplicate (with its ID and count) instead.
+func (a *Agent) connect(ctx context.Context, known []string) (string, int, *bufferedConn, error) {
 	d := &tls.Dialer{NetDialer: &net.Dialer{Timeout: a.cfg.DialTimeout, KeepAlive: 15 * time.Second}, Config: a.cfg.TLS}
 	c, err := d.DialContext(ctx, "tcp", a.cfg.Server)
 	if err != nil {
@@ -201,6 +211,9 @@ func (a *Agent) connect(ctx context.Context) (string, int, *bufferedConn, error)
 	req.Header.Set("Upgrade", Protocol)
 	req.Header.Set(HeaderNode, a.cfg.Node)
 	req.Header.Set(HeaderNodeAddresses, strings.Join(a.cfg.Addresses, ","))
+	if len(known) > 0 {
+		req.Header.Set(HeaderKnownServers, strings.Join(known, ","))
+	}
 	_ = c.SetDeadline(time.Now().Add(a.cfg.DialTimeout))
 	if err := req.Write(c); err != nil {
 		_ = c.Close()
@@ -211,6 +224,11 @@ func (a *Agent) connect(ctx context.Context) (string, int, *bufferedConn, error)
 	if err != nil {
 		_ = c.Close()
 		return "", 0, nil, fmt.Errorf("read the server's answer: %w", err)
+	}
+	if resp.StatusCode == http.StatusConflict {
+		_ = c.Close()
+		n, _ := strconv.Atoi(resp.Header.Get(HeaderServerCount))
+		return resp.Header.Get(HeaderServerID), max(n, 1), nil, errDuplicate
 	}
 	if resp.StatusCode != http.StatusSwitchingProtocols {
 		msg, _ := io.ReadAll(io.LimitReader(resp.Body, 1024))

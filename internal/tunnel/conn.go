@@ -22,6 +22,10 @@ const (
 	// replica answered and how many there are.
 	HeaderServerID    = "Kubinception-Server-Id"
 	HeaderServerCount = "Kubinception-Server-Count"
+	// HeaderKnownServers lists the servers an agent holds a connection
+	// to already: one of them answers 409 without taking the connection,
+	// so a duplicate never carries a request.
+	HeaderKnownServers = "Kubinception-Known-Servers"
 	// AgentCommonName is the common name every agent certificate carries;
 	// the server accepts no other client certificate from agents.
 	AgentCommonName = "system:kubinception:tunnel-agent"

@@ -234,6 +234,13 @@ func (s *Server) handleAgent(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, fmt.Sprintf("header %s (the node name) and %s (its IP addresses, comma-separated) are required: %v", HeaderNode, HeaderNodeAddresses, err), http.StatusBadRequest)
 		return
 	}
+	if slices.Contains(strings.Split(r.Header.Get(HeaderKnownServers), ","), s.cfg.ID) {
+		// The agent holds a connection to this server already.
+		w.Header().Set(HeaderServerID, s.cfg.ID)
+		w.Header().Set(HeaderServerCount, strconv.Itoa(s.cfg.Count))
+		http.Error(w, "already connected to "+s.cfg.ID, http.StatusConflict)
+		return
+	}
 	conn, brw, err := http.NewResponseController(w).Hijack()
 	if err != nil {
 		log.Error(err, "cannot take over the agent's connection")

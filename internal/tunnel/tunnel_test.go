@@ -335,6 +335,15 @@ func TestEveryAgentReachesEveryServer(t *testing.T) {
 	lb := balancer(t, s0.agentAddr, s1.agentAddr)
 	a := startAgent(t, p, lb, "node-a", "127.0.0.2")
 	waitFor(t, "the agent to reach both servers", func() bool { return len(a.Connected()) == 2 })
+	// The agent keeps looking for new servers (every 200ms here); a server
+	// it holds already never registers it twice, so a request can never
+	// land on a connection about to close.
+	for range 10 {
+		if n0, n1 := len(s0.agentsSnapshot()), len(s1.agentsSnapshot()); n0 != 1 || n1 != 1 {
+			t.Fatalf("agent connections registered: %d and %d, want 1 each", n0, n1)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
 	addr := nodeService(t, "127.0.0.2", "a")
 	for _, s := range []*testServer{s0, s1} {
 		if got := roundTrip(t, s.socket, addr, "hi"); got != "a:hi" {
@@ -394,7 +403,7 @@ func TestTunnelRefusals(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, _, _, err := stranger.connect(context.Background()); err == nil {
+	if _, _, _, err := stranger.connect(context.Background(), nil); err == nil {
 		t.Error("an agent certificate of another CA was accepted")
 	}
 	node, err := p.ca.Issue(pki.Spec{CommonName: "system:node:x", Client: true}, time.Now())
@@ -406,7 +415,7 @@ func TestTunnelRefusals(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, _, _, err := impostor.connect(context.Background()); err == nil || !strings.Contains(err.Error(), "403") {
+	if _, _, _, err := impostor.connect(context.Background(), nil); err == nil || !strings.Contains(err.Error(), "403") {
 		t.Errorf("a node certificate as an agent: %v, want 403", err)
 	}
 	if n := len(s.agentsSnapshot()); n != 0 {
