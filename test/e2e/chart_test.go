@@ -149,8 +149,8 @@ func operatorImage(t *testing.T, objs map[string]map[string]any) string {
 }
 
 // chartValues are the chart values for this admin cluster: the operator
-// image, the registry admin up imported images under, and the datastore
-// admin up started, from the Secret it stored.
+// image, the registry admin up imported images under, its load-balancer
+// range, and the datastore admin up started, from the Secret it stored.
 func chartValues(t *testing.T, image string) map[string]any {
 	t.Helper()
 	c := config(t)
@@ -164,8 +164,9 @@ func chartValues(t *testing.T, image string) map[string]any {
 	}
 	sep := strings.LastIndex(image, ":")
 	return map[string]any{
-		"image":               map[string]any{"repository": image[:sep], "tag": image[sep+1:]},
-		"tenantImageRegistry": c.Images.Registry,
+		"image":                   map[string]any{"repository": image[:sep], "tag": image[sep+1:]},
+		"tenantImageRegistry":     c.Images.Registry,
+		"loadBalancerAddressPool": c.LoadBalancerCIDR.String(),
 		"defaultDatastore": map[string]any{
 			"enabled":       true,
 			"endpoints":     endpoints,
