@@ -50,6 +50,7 @@ func TestNetwork(t *testing.T) {
 	waitTenantReady(t, "na")
 	waitTenantReady(t, "nb")
 	ka, kb := tenantKubeconfig(t, "na"), tenantKubeconfig(t, "nb")
+	hook := newWebhookPKI(t)
 
 	steps := []struct {
 		name string
@@ -71,7 +72,7 @@ func TestNetwork(t *testing.T) {
 			testWorkloads(t, ka, 2)
 			testPortForward(t, ka)
 		}},
-		{"webhooks and an aggregated API served by tenant pods", func(t *testing.T) { testWebhooks(t, ka) }},
+		{"webhooks and an aggregated API served by tenant pods", func(t *testing.T) { testWebhooks(t, ka, hook) }},
 		{"again after the agents and the tunnel servers are killed", func(t *testing.T) {
 			mustTkube(t, ka, "-n", "kube-system", "delete", "pods", "-l", "k8s-app="+tenantbootstrap.TunnelAgentName, "--wait=false")
 			killTunnelServers(t)
@@ -91,7 +92,7 @@ func TestNetwork(t *testing.T) {
 			}, func() string { return tenantState(t, ka) })
 			testServiceOnce(t, ka)
 			testPortForward(t, ka)
-			testWebhooks(t, ka)
+			testWebhooks(t, ka, hook)
 		}},
 		{"a Node pointing at the admin cluster reaches nothing", func(t *testing.T) {
 			testAdminProbes(t, ka)
@@ -285,11 +286,11 @@ endpoints: [{addresses: ["10.244.9.9"]}]
 	}
 }
 
-// testWebhooks serves, from a tenant pod, a validating admission webhook,
-// a CRD conversion webhook and an aggregated API (tinyhost webhook), and
-// uses each through the tenant's API server: every call reaches the pod
-// through the tunnel. Applying is idempotent, so the test can run again.
-func testWebhooks(t *testing.T, kc string) {
+// webhookPKI is the probe webhook's CA and serving certificate, made once
+// per test: the webhook reads its certificate when it starts.
+type webhookPKI struct{ ca, serving *pki.KeyPair }
+
+func newWebhookPKI(t *testing.T) webhookPKI {
 	t.Helper()
 	ca, err := pki.NewCA("probe-webhook-ca", time.Now())
 	if err != nil {
@@ -300,6 +301,16 @@ func testWebhooks(t *testing.T, kc string) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return webhookPKI{ca: ca, serving: serving}
+}
+
+// testWebhooks serves, from a tenant pod, a validating admission webhook,
+// a CRD conversion webhook and an aggregated API (tinyhost webhook), and
+// uses each through the tenant's API server: every call reaches the pod
+// through the tunnel. Applying is idempotent, so the test can run again.
+func testWebhooks(t *testing.T, kc string, hook webhookPKI) {
+	t.Helper()
+	ca, serving := hook.ca, hook.serving
 	bundle := base64.StdEncoding.EncodeToString(ca.CertPEM)
 	mustApply(t, kc, fmt.Sprintf(`
 apiVersion: v1
