@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"kubinception.dev/kubinception/internal/local/admincluster"
+	"kubinception.dev/kubinception/internal/local/worker"
 	"kubinception.dev/kubinception/internal/pki"
 	"kubinception.dev/kubinception/internal/tenantbootstrap"
 )
@@ -46,6 +47,9 @@ func TestNetwork(t *testing.T) {
 			t.Fatalf("create cluster:\n%s", r)
 		}
 	}
+	// The admin cluster is shared with the suites that follow: leave no
+	// worker and no tenant behind, whatever happened.
+	t.Cleanup(func() { removeTenants(t, "na", "nb") })
 	mustKube(t, "patch", "tenantcluster", "nb", "--type=merge", "-p", `{"spec":{"addons":{"tunnel":{"enabled":false}}}}`)
 	waitTenantReady(t, "na")
 	waitTenantReady(t, "nb")
@@ -531,4 +535,28 @@ func httpGet(ctx context.Context, url string) (string, error) {
 		return string(body), fmt.Errorf("GET %s: %s", url, resp.Status)
 	}
 	return string(body), err
+}
+
+// removeTenants removes the tenants' local workers and deletes the
+// tenants, reporting failures as test errors. It runs from t.Cleanup,
+// where the test's context has ended.
+func removeTenants(t *testing.T, tenants ...string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	kubinception := func(args ...string) {
+		if r := runCmd(exec.CommandContext(ctx, bin, args...)); r.err != nil {
+			t.Errorf("cleanup: kubinception %s:\n%s", strings.Join(args, " "), r)
+		}
+	}
+	for _, tenant := range tenants {
+		workers, err := (worker.Layout{Root: root}).List("default/" + tenant)
+		if err != nil {
+			t.Errorf("cleanup: workers of %s: %v", tenant, err)
+		}
+		for _, w := range workers {
+			kubinception("node", "remove", tenant, w.Node, "--kubeconfig", adminKubeconfig(), "--root", root)
+		}
+		kubinception("delete", "cluster", tenant, "--kubeconfig", adminKubeconfig(), "--wait")
+	}
 }
