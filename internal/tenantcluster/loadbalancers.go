@@ -41,13 +41,19 @@ func (w *serviceWatch) close() { w.once.Do(func() { close(w.stop) }) }
 
 // tenantServices starts (once per tenant client) the watch of the
 // tenant's Services and returns it.
-func (r *Reconciler) tenantServices(tc *kv1.TenantCluster, t *tenantClient) *serviceWatch {
+func (r *Reconciler) tenantServices(tc *kv1.TenantCluster, t tenantClient) *serviceWatch {
 	r.tenants.mu.Lock()
 	defer r.tenants.mu.Unlock()
-	if t.services != nil {
-		return t.services
+	cur, ok := r.tenants.clients[tc.UID]
+	if !ok || cur.key != t.key {
+		// The client was replaced meanwhile (new address or
+		// credentials): the next reconcile uses the new one.
+		return nil
 	}
-	factory := informers.NewSharedInformerFactory(t.clientset, 10*time.Minute)
+	if cur.services != nil {
+		return cur.services
+	}
+	factory := informers.NewSharedInformerFactory(cur.clientset, 10*time.Minute)
 	inf := factory.Core().V1().Services()
 	ref := types.NamespacedName{Namespace: tc.Namespace, Name: tc.Name}
 	notify := func(objs ...any) {
@@ -67,8 +73,8 @@ func (r *Reconciler) tenantServices(tc *kv1.TenantCluster, t *tenantClient) *ser
 	})
 	w := &serviceWatch{lister: inf.Lister(), synced: inf.Informer().HasSynced, stop: make(chan struct{})}
 	factory.Start(w.stop)
-	t.services = w
-	r.tenants.clients[tc.UID] = *t
+	cur.services = w
+	r.tenants.clients[tc.UID] = cur
 	return w
 }
 
@@ -101,8 +107,8 @@ func (r *Reconciler) reconcileLoadBalancers(ctx context.Context, s *scope) (ctrl
 	if err != nil {
 		return ctrl.Result{}, err
 	}
-	w := r.tenantServices(tc, &t)
-	if !w.synced() {
+	w := r.tenantServices(tc, t)
+	if w == nil || !w.synced() {
 		return ctrl.Result{RequeueAfter: time.Second}, nil
 	}
 	svcs, err := w.lister.List(labels.Everything())

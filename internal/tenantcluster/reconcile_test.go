@@ -12,6 +12,8 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/util/intstr"
+	"k8s.io/client-go/kubernetes"
 	"k8s.io/utils/ptr"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -21,6 +23,7 @@ import (
 	kv1 "kubinception.dev/kubinception/api/v1alpha1"
 	cp "kubinception.dev/kubinception/internal/controlplane"
 	pkiPkg "kubinception.dev/kubinception/internal/pki"
+	"kubinception.dev/kubinception/internal/tenantlb"
 	"kubinception.dev/kubinception/internal/testenv"
 )
 
@@ -145,8 +148,11 @@ func TestLifecycle(t *testing.T) {
 		t.Errorf("a steady-state reconcile emitted %q", ev)
 	}
 
+	testLoadBalancer(t, e, tc, tenant.Client)
+
 	// Deletion starts with the control plane; the keys stay while it
 	// runs.
+	got = e.get(t, tc)
 	if err := e.api.Client.Delete(ctx, got); err != nil {
 		t.Fatal(err)
 	}
@@ -564,5 +570,75 @@ func TestDeletedTenant(t *testing.T) {
 	res, err := e.r.Reconcile(context.Background(), ctrl.Request{NamespacedName: types.NamespacedName{Namespace: e.ns, Name: "never-created"}})
 	if err != nil || !res.IsZero() {
 		t.Fatalf("Reconcile of a missing TenantCluster = %+v, %v; want nothing to do", res, err)
+	}
+}
+
+// testLoadBalancer: a tenant Service of type LoadBalancer gets a load
+// balancer in the admin cluster (a Deployment reaching the tenant through
+// the tunnel's client port, behind a LoadBalancer Service), whose address
+// the reconcile copies into the tenant Service; deleting the Service
+// removes the load balancer.
+func testLoadBalancer(t *testing.T, e *env, tc *kv1.TenantCluster, tenant kubernetes.Interface) {
+	t.Helper()
+	ctx := context.Background()
+	web := &corev1.Service{ObjectMeta: metav1.ObjectMeta{Name: "web", Namespace: "default"}, Spec: corev1.ServiceSpec{
+		Type:     corev1.ServiceTypeLoadBalancer,
+		Selector: map[string]string{"app": "web"},
+		Ports:    []corev1.ServicePort{{Name: "http", Port: 80, TargetPort: intstr.FromInt32(8080)}},
+	}}
+	web, err := tenant.CoreV1().Services("default").Create(ctx, web, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	name := tenantlb.Name(tc.Name, types.NamespacedName{Namespace: "default", Name: "web"})
+	dep, front := &appsv1.Deployment{ObjectMeta: metav1.ObjectMeta{Name: name}}, &corev1.Service{ObjectMeta: metav1.ObjectMeta{Name: name}}
+	// The first reconciles may wait for the watch of the tenant's Services.
+	reconcileUntil(t, e, tc, "the load balancer of Service default/web", func() bool { return e.exists(t, dep) && e.exists(t, front) })
+	args := strings.Join(dep.Spec.Template.Spec.Containers[0].Args, " ")
+	clients := &corev1.Service{ObjectMeta: metav1.ObjectMeta{Name: cp.TunnelClientsServiceName(tc.Name)}}
+	if !e.exists(t, clients) {
+		t.Fatal("no Service in front of the tunnel's client port")
+	}
+	for _, want := range []string{"--tunnel=" + clients.Spec.ClusterIP + ":8134", fmt.Sprintf("--port=http:80:%d", web.Spec.Ports[0].NodePort)} {
+		if !strings.Contains(args, want) {
+			t.Errorf("load balancer args %q lack %s", args, want)
+		}
+	}
+	if front.Spec.Type != corev1.ServiceTypeLoadBalancer || len(front.Spec.Ports) != 1 || front.Spec.Ports[0].Port != 80 {
+		t.Errorf("admin Service %+v, want type LoadBalancer on port 80", front.Spec)
+	}
+
+	// The admin cluster gives its Service an address: it becomes the
+	// tenant Service's.
+	front.Status.LoadBalancer.Ingress = []corev1.LoadBalancerIngress{{IP: "192.0.2.10"}}
+	if err := e.api.Client.Status().Update(ctx, front); err != nil {
+		t.Fatal(err)
+	}
+	reconcileUntil(t, e, tc, "the address in the tenant Service", func() bool {
+		got, err := tenant.CoreV1().Services("default").Get(ctx, "web", metav1.GetOptions{})
+		return err == nil && len(got.Status.LoadBalancer.Ingress) == 1 && got.Status.LoadBalancer.Ingress[0].IP == "192.0.2.10"
+	})
+
+	if err := tenant.CoreV1().Services("default").Delete(ctx, "web", metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	reconcileUntil(t, e, tc, "the load balancer to go", func() bool {
+		return !e.exists(t, &appsv1.Deployment{ObjectMeta: metav1.ObjectMeta{Name: name}}) && !e.exists(t, &corev1.Service{ObjectMeta: metav1.ObjectMeta{Name: name}})
+	})
+}
+
+// reconcileUntil reconciles tc until cond holds, for up to 30 seconds.
+func reconcileUntil(t *testing.T, e *env, tc *kv1.TenantCluster, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		e.mustReconcile(t, tc)
+		if cond() {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("reconciled for 30s without %s", what)
+		}
+		time.Sleep(200 * time.Millisecond)
 	}
 }
