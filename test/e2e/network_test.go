@@ -140,21 +140,34 @@ func requireUnreachable(t *testing.T, address string) {
 }
 
 // testPortForward forwards a local port to the web Deployment with
-// kubectl port-forward and fetches a page through it.
+// kubectl port-forward and fetches a page through it. Right after the
+// tunnel restarts an attempt may meet a server whose agents are still
+// reconnecting; each failed attempt is logged and a new port-forward
+// tried, for up to two minutes.
 func testPortForward(t *testing.T, kc string) {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
+	eventually(t, 2*time.Minute, "a page through kubectl port-forward", func(ctx context.Context) error {
+		err := portForwardOnce(ctx, kc)
+		if err != nil {
+			t.Logf("port-forward attempt: %v", err)
+		}
+		return err
+	}, func() string { return tenantState(t, kc) })
+}
+
+func portForwardOnce(ctx context.Context, kc string) error {
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, kubectl, "--kubeconfig", kc, "port-forward", "deploy/web", ":8080", "--address", "127.0.0.1")
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
-		t.Fatal(err)
+		return err
 	}
 	var stderr strings.Builder
 	cmd.Stderr = &stderr
 	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
+		return err
 	}
 	defer func() { _ = cmd.Process.Kill(); _ = cmd.Wait() }()
 	// "Forwarding from 127.0.0.1:PORT -> 8080"
@@ -174,17 +187,16 @@ func testPortForward(t *testing.T, kc string) {
 	select {
 	case p = <-port:
 	case <-ctx.Done():
-		t.Fatalf("kubectl port-forward did not start: %s\n%s", stderr.String(), tenantState(t, kc))
+		return fmt.Errorf("kubectl port-forward did not start: %s", stderr.String())
 	}
-	resp, err := http.Get("http://127.0.0.1:" + p + "/")
+	body, err := httpGet(ctx, "http://127.0.0.1:"+p+"/")
 	if err != nil {
-		t.Fatalf("GET through port-forward: %v (kubectl: %s)\n%s", err, stderr.String(), tenantState(t, kc))
+		return fmt.Errorf("GET through port-forward: %w (kubectl: %s)", err, stderr.String())
 	}
-	body, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	if !strings.HasPrefix(string(body), "hello from web-") {
-		t.Fatalf("through port-forward: %d %q", resp.StatusCode, body)
+	if !strings.HasPrefix(body, "hello from web-") {
+		return fmt.Errorf("through port-forward: %q", body)
 	}
+	return nil
 }
 
 // killTunnelServers kills every tunnel server process on the machine;
