@@ -85,7 +85,7 @@ func run(root string, runs int, out string) error {
 	// reachable worker: the API server dials the kubelet itself.
 	bt, bd := tenant{name: "bt"}, tenant{name: "bd"}
 	for _, t := range []*tenant{&bt, &bd} {
-		if err := o.Kubinception("create", "cluster", t.name, "--wait"); err != nil {
+		if _, err := benchkit.Run(nil, o.Bin, "create", "cluster", t.name, "--wait", "--kubeconfig", o.Kubeconfig); err != nil {
 			return err
 		}
 	}

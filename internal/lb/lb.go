@@ -13,6 +13,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"slices"
 	"strconv"
@@ -54,7 +55,7 @@ func ParsePort(s string) (Port, error) {
 
 // Dialer reaches tenant nodes: the tunnel's client.
 type Dialer interface {
-	Dial(ctx context.Context, address string) (net.Conn, error)
+	Dial(ctx context.Context, address string) (io.ReadWriteCloser, error)
 	Nodes(ctx context.Context) ([]tunnel.Node, error)
 }
 

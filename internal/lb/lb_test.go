@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"fmt"
+	"io"
 	"net"
 	"strconv"
 	"strings"
@@ -23,7 +24,7 @@ type directDialer struct {
 	nodes []tunnel.Node
 }
 
-func (d *directDialer) Dial(ctx context.Context, address string) (net.Conn, error) {
+func (d *directDialer) Dial(ctx context.Context, address string) (io.ReadWriteCloser, error) {
 	var nd net.Dialer
 	return nd.DialContext(ctx, "tcp", address)
 }

@@ -267,37 +267,5 @@ func (a *Agent) handleConnect(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, fmt.Sprintf("node %s cannot connect to %s: %v", a.cfg.Node, r.Host, err), http.StatusBadGateway)
 		return
 	}
-	defer c.Close()
-	rc := http.NewResponseController(w)
-	w.WriteHeader(http.StatusOK)
-	if err := rc.Flush(); err != nil {
-		return
-	}
-	// The server's half goes to the address until the server ends its
-	// stream, which half-closes the connection. The address's half goes
-	// back until the address closes; returning then ends the stream (an
-	// HTTP/2 handler cannot end its answer and keep reading).
-	go func() {
-		if _, err := io.Copy(c, r.Body); err == nil {
-			_ = c.(*net.TCPConn).CloseWrite()
-		} else {
-			_ = c.Close()
-		}
-	}()
-	_, _ = io.Copy(flushWriter{w: w, rc: rc}, c)
-}
-
-// flushWriter sends every write at once: the bytes belong to an
-// interactive connection.
-type flushWriter struct {
-	w  io.Writer
-	rc *http.ResponseController
-}
-
-func (f flushWriter) Write(p []byte) (int, error) {
-	n, err := f.w.Write(p)
-	if err == nil {
-		err = f.rc.Flush()
-	}
-	return n, err
+	serveStream(w, r, c.(*net.TCPConn))
 }

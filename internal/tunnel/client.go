@@ -1,7 +1,6 @@
 package tunnel
 
 import (
-	"bufio"
 	"context"
 	"crypto/tls"
 	"encoding/json"
@@ -11,21 +10,28 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+	"sync"
 	"time"
+
+	"golang.org/x/net/http2"
 )
 
 // Client reaches a tenant's nodes through its tunnel servers' client
 // port, for platform components outside the control-plane pod (the
 // tenant's load balancers). Its certificate must carry ClientCommonName.
+// Every connection is a stream of one HTTP/2 connection to a server, kept
+// open, so a connection costs no TLS handshake.
 type Client struct {
 	// Server is host:port of the servers' client port.
 	Server string
 	// TLS holds the client certificate and the CA of the servers'
 	// certificate.
 	TLS *tls.Config
-	// Timeout bounds connecting and the server's answer (10 seconds when
-	// zero).
+	// Timeout bounds the server's answer (10 seconds when zero).
 	Timeout time.Duration
+
+	once sync.Once
+	t    *http2.Transport
 }
 
 func (c *Client) timeout() time.Duration {
@@ -35,60 +41,62 @@ func (c *Client) timeout() time.Duration {
 	return c.Timeout
 }
 
-func (c *Client) tlsConfig() *tls.Config {
-	t := c.TLS.Clone()
-	t.NextProtos = []string{"http/1.1"}
-	if t.ServerName == "" {
-		t.ServerName, _, _ = net.SplitHostPort(c.Server)
-	}
-	return t
+func (c *Client) transport() *http2.Transport {
+	c.once.Do(func() {
+		t := c.TLS.Clone()
+		t.NextProtos = []string{"h2"}
+		if t.ServerName == "" {
+			t.ServerName, _, _ = net.SplitHostPort(c.Server)
+		}
+		c.t = &http2.Transport{TLSClientConfig: t, ReadIdleTimeout: 15 * time.Second, PingTimeout: 10 * time.Second}
+	})
+	return c.t
 }
 
 // Dial opens a connection to address (host:port) from a node of the
-// tenant.
-func (c *Client) Dial(ctx context.Context, address string) (net.Conn, error) {
-	d := &tls.Dialer{NetDialer: &net.Dialer{Timeout: c.timeout()}, Config: c.tlsConfig()}
-	conn, err := d.DialContext(ctx, "tcp", c.Server)
+// tenant. ctx bounds only the opening.
+func (c *Client) Dial(ctx context.Context, address string) (io.ReadWriteCloser, error) {
+	pr, pw := io.Pipe()
+	streamCtx, cancel := context.WithCancel(context.Background())
+	ctx, stopWait := context.WithTimeout(ctx, c.timeout())
+	defer stopWait()
+	stop := context.AfterFunc(ctx, cancel)
+	req := (&http.Request{
+		Method: http.MethodConnect, URL: &url.URL{Scheme: "https", Host: c.Server}, Host: address,
+		Header: http.Header{}, Body: pr, ContentLength: -1, Proto: "HTTP/2.0", ProtoMajor: 2,
+	}).WithContext(streamCtx)
+	resp, err := c.transport().RoundTrip(req)
+	if !stop() {
+		err = fmt.Errorf("CONNECT %s: %w", address, ctx.Err())
+	}
 	if err != nil {
+		cancel()
+		_ = pw.Close()
+		if resp != nil {
+			_ = resp.Body.Close()
+		}
 		return nil, err
-	}
-	req := &http.Request{Method: http.MethodConnect, URL: &url.URL{Host: address}, Host: address, Header: http.Header{}}
-	deadline := time.Now().Add(c.timeout())
-	if d, ok := ctx.Deadline(); ok && d.Before(deadline) {
-		deadline = d
-	}
-	_ = conn.SetDeadline(deadline)
-	if err := req.Write(conn); err != nil {
-		_ = conn.Close()
-		return nil, err
-	}
-	br := bufio.NewReader(conn)
-	resp, err := http.ReadResponse(br, req)
-	if err != nil {
-		_ = conn.Close()
-		return nil, fmt.Errorf("CONNECT %s: %w", address, err)
 	}
 	if resp.StatusCode != http.StatusOK {
 		msg, _ := io.ReadAll(io.LimitReader(resp.Body, 1024))
-		_ = conn.Close()
+		_ = resp.Body.Close()
+		cancel()
+		_ = pw.Close()
 		return nil, fmt.Errorf("CONNECT %s: %s: %s", address, resp.Status, strings.TrimSpace(string(msg)))
 	}
-	_ = conn.SetDeadline(time.Time{})
-	return newBufferedConn(conn, br), nil
+	return &stream{body: resp.Body, pw: pw, cancel: cancel}, nil
 }
 
 // Nodes lists the nodes whose agents are connected to the server that
 // answers.
 func (c *Client) Nodes(ctx context.Context) ([]Node, error) {
-	hc := &http.Client{Timeout: c.timeout(), Transport: &http.Transport{
-		TLSClientConfig: c.tlsConfig(), TLSNextProto: map[string]func(string, *tls.Conn) http.RoundTripper{},
-		DisableKeepAlives: true,
-	}}
+	ctx, cancel := context.WithTimeout(ctx, c.timeout())
+	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "https://"+c.Server+NodesPath, nil)
 	if err != nil {
 		return nil, err
 	}
-	resp, err := hc.Do(req)
+	resp, err := c.transport().RoundTrip(req)
 	if err != nil {
 		return nil, err
 	}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 	"net"
+	"net/http"
 	"sync"
 )
 
@@ -99,7 +100,7 @@ func join(a, b halfCloser) (aToB, bToA int64) {
 	pipe := func(dst, src halfCloser, n *int64) {
 		defer wg.Done()
 		var err error
-		*n, err = io.Copy(dst, src)
+		*n, err = copyBuffered(dst, src)
 		if err != nil {
 			closeBoth()
 			return
@@ -129,4 +130,52 @@ func asHalfCloser(c io.ReadWriteCloser) halfCloser {
 		return h
 	}
 	return noHalfClose{c}
+}
+
+// copyBuffers hold the buffers streams are copied with: large enough
+// that a bulk transfer (port-forward) is not cut into many small
+// flushed writes.
+var copyBuffers = sync.Pool{New: func() any { b := make([]byte, 256<<10); return &b }}
+
+func copyBuffered(dst io.Writer, src io.Reader) (int64, error) {
+	b := copyBuffers.Get().(*[]byte)
+	defer copyBuffers.Put(b)
+	return io.CopyBuffer(dst, src, *b)
+}
+
+// serveStream joins an HTTP/2 CONNECT request's stream to conn after
+// answering 200. The request's half goes to conn until the peer ends its
+// stream, which half-closes conn. conn's half goes back until conn
+// closes; returning then ends the stream (an HTTP/2 handler cannot end
+// its answer and keep reading).
+func serveStream(w http.ResponseWriter, r *http.Request, conn halfCloser) {
+	defer conn.Close()
+	rc := http.NewResponseController(w)
+	w.WriteHeader(http.StatusOK)
+	if err := rc.Flush(); err != nil {
+		return
+	}
+	go func() {
+		if _, err := copyBuffered(conn, r.Body); err == nil {
+			_ = conn.CloseWrite()
+		} else {
+			_ = conn.Close()
+		}
+	}()
+	_, _ = copyBuffered(flushWriter{w: w, rc: rc}, conn)
+}
+
+// flushWriter sends every write at once: the bytes belong to an
+// interactive connection.
+type flushWriter struct {
+	w  io.Writer
+	rc *http.ResponseController
+}
+
+func (f flushWriter) Write(p []byte) (int, error) {
+	n, err := f.w.Write(p)
+	if err == nil {
+		err = f.rc.Flush()
+	}
+	return n, err
 }

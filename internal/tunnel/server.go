@@ -136,9 +136,18 @@ func (s *Server) Serve(ctx context.Context, l Listeners) error {
 	go func() { errc <- agentSrv.Serve(tls.NewListener(l.Agents, s.cfg.AgentTLS)) }()
 	go func() { errc <- socketSrv.Serve(l.Socket) }()
 	if l.Clients != nil {
-		clientSrv := &http.Server{Handler: http.HandlerFunc(s.handleClient), ReadHeaderTimeout: 10 * time.Second, TLSNextProto: noH2}
+		// Clients speak HTTP/2, so that one connection carries all their
+		// streams (a TLS handshake per connection would cost each
+		// connection a load balancer forwards); HTTP/1.1 CONNECT works
+		// too.
+		clientSrv := &http.Server{Handler: http.HandlerFunc(s.handleClient), ReadHeaderTimeout: 10 * time.Second}
+		if err := http2.ConfigureServer(clientSrv, &http2.Server{}); err != nil {
+			return err
+		}
+		clientTLS := s.cfg.ClientTLS.Clone()
+		clientTLS.NextProtos = []string{"h2", "http/1.1"}
 		servers = append(servers, clientSrv)
-		go func() { errc <- clientSrv.Serve(tls.NewListener(l.Clients, s.cfg.ClientTLS)) }()
+		go func() { errc <- clientSrv.Serve(tls.NewListener(l.Clients, clientTLS)) }()
 	}
 	if l.HTTP != nil {
 		mux := http.NewServeMux()
@@ -433,7 +442,25 @@ func (s *Server) handleClient(w http.ResponseWriter, r *http.Request) {
 		_ = json.NewEncoder(w).Encode(s.Nodes())
 		return
 	}
-	s.handleConnect(w, r)
+	if r.ProtoMajor < 2 {
+		s.handleConnect(w, r)
+		return
+	}
+	if r.Method != http.MethodConnect {
+		http.Error(w, "only CONNECT and GET "+NodesPath+" are served here", http.StatusMethodNotAllowed)
+		return
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), s.cfg.WaitForAgent)
+	st, err := s.Dial(ctx, r.Host)
+	cancel()
+	if err != nil {
+		s.refuse(w, r.Host, err)
+		return
+	}
+	s.metrics.dials.WithLabelValues("ok").Inc()
+	s.metrics.streams.Inc()
+	defer s.metrics.streams.Dec()
+	serveStream(w, r, st.(*stream))
 }
 
 // Node is a node whose agent is connected.
@@ -460,6 +487,18 @@ func (s *Server) Nodes() []Node {
 	return out
 }
 
+// refuse answers a connection that could not be made: 503 when no agent
+// was there, 502 when the agent could not dial.
+func (s *Server) refuse(w http.ResponseWriter, address string, err error) {
+	code, result := http.StatusBadGateway, "failed"
+	if errors.Is(err, ErrNoAgent) {
+		code, result = http.StatusServiceUnavailable, "no_agent"
+	}
+	s.metrics.dials.WithLabelValues(result).Inc()
+	s.cfg.Logger.V(1).Info("connection refused", "address", address, "reason", err.Error())
+	http.Error(w, err.Error(), code)
+}
+
 // handleConnect serves the API server's CONNECT requests on the socket.
 func (s *Server) handleConnect(w http.ResponseWriter, r *http.Request) {
 	if r.Method != http.MethodConnect {
@@ -471,14 +510,7 @@ func (s *Server) handleConnect(w http.ResponseWriter, r *http.Request) {
 	st, err := s.Dial(ctx, address)
 	cancel()
 	if err != nil {
-		code := http.StatusBadGateway
-		result := "failed"
-		if errors.Is(err, ErrNoAgent) {
-			code, result = http.StatusServiceUnavailable, "no_agent"
-		}
-		s.metrics.dials.WithLabelValues(result).Inc()
-		s.cfg.Logger.V(1).Info("connection refused", "address", address, "reason", err.Error())
-		http.Error(w, err.Error(), code)
+		s.refuse(w, address, err)
 		return
 	}
 	s.metrics.dials.WithLabelValues("ok").Inc()
@@ -487,6 +519,9 @@ func (s *Server) handleConnect(w http.ResponseWriter, r *http.Request) {
 		_ = st.Close()
 		return
 	}
+	// kube-apiserver refuses bytes that arrive with this answer: the
+	// protocols it carries (TLS, HTTP) have the client speak first, so
+	// nothing comes from the node before the API server writes.
 	if _, err := io.WriteString(conn, "HTTP/1.1 200 Connection established\r\n\r\n"); err != nil {
 		_ = st.Close()
 		_ = conn.Close()

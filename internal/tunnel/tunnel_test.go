@@ -19,7 +19,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/go-logr/logr/testr"
+	"github.com/go-logr/logr"
+	"github.com/go-logr/logr/funcr"
 
 	"kubinception.dev/kubinception/internal/pki"
 )
@@ -79,7 +80,7 @@ func startServer(t *testing.T, p *testPKI, id string, count int, agentAddr strin
 		agentAddr = "127.0.0.1:0"
 	}
 	s, err := NewServer(ServerConfig{
-		ID: id, Count: count, WaitForAgent: 2 * time.Second, Logger: testr.New(t),
+		ID: id, Count: count, WaitForAgent: 2 * time.Second, Logger: testLogger(t),
 		AgentTLS:         &tls.Config{Certificates: []tls.Certificate{tlsCert(t, p.server)}, ClientCAs: p.pool(), ClientAuth: tls.RequireAndVerifyClientCert},
 		ClientTLS:        &tls.Config{Certificates: []tls.Certificate{tlsCert(t, p.server)}, ClientCAs: p.pool(), ClientAuth: tls.RequireAndVerifyClientCert},
 		EgressConfigFile: filepath.Join(t.TempDir(), "egress", "egress-selector.yaml"),
@@ -133,7 +134,7 @@ type testAgent struct {
 func startAgent(t *testing.T, p *testPKI, server, node string, addresses ...string) *testAgent {
 	t.Helper()
 	a, err := NewAgent(AgentConfig{
-		Server: server, Node: node, Addresses: addresses, DiscoverEvery: 200 * time.Millisecond, Logger: testr.New(t),
+		Server: server, Node: node, Addresses: addresses, DiscoverEvery: 200 * time.Millisecond, Logger: testLogger(t),
 		TLS: &tls.Config{Certificates: []tls.Certificate{tlsCert(t, p.agent)}, RootCAs: p.pool()},
 	})
 	if err != nil {
@@ -484,4 +485,25 @@ func TestClientPort(t *testing.T) {
 	if _, err := agentCert.Dial(context.Background(), addr); err == nil || !strings.Contains(err.Error(), "403") {
 		t.Errorf("CONNECT with an agent certificate: %v, want 403", err)
 	}
+}
+
+// testLogger keeps what servers and agents log and shows it when the test
+// fails: their goroutines may log after the test ends, where t.Log may
+// not be called.
+func testLogger(t *testing.T) logr.Logger {
+	t.Helper()
+	var mu sync.Mutex
+	var lines []string
+	t.Cleanup(func() {
+		if t.Failed() {
+			mu.Lock()
+			defer mu.Unlock()
+			t.Logf("log:\n%s", strings.Join(lines, "\n"))
+		}
+	})
+	return funcr.New(func(prefix, args string) {
+		mu.Lock()
+		defer mu.Unlock()
+		lines = append(lines, time.Now().Format("15:04:05.000")+" "+prefix+" "+args)
+	}, funcr.Options{})
 }
