@@ -209,7 +209,10 @@ func (r *reportData) apiserverSection(p func(string, ...any)) {
 	p(`
 ## kube-apiserver through the gateway vs straight to the datastore
 
-Two kube-apiservers on the datastore at once. *direct*:
+The gateway of this part has no request or byte rate (it measures the
+hop; a busy API server would otherwise meet its tenant's rate limit, which
+the noisy-neighbour part measures); its in-flight slots and fair queue are
+the defaults. Two kube-apiservers on the datastore at once. *direct*:
 %s and the datastore's root certificate. *gateway*: --etcd-servers=<the
 gateway, in the benchmark's process>, the default --etcd-prefix=/registry
 and a tenant certificate (the gateway maps its keys under /tenants/<uid>).
