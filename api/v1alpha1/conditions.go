@@ -48,11 +48,15 @@ const (
 	ReasonGatewayFailed         = "GatewayFailed"
 	ReasonGatewayStarting       = "GatewayStarting"
 	ReasonGatewayAvailable      = "GatewayAvailable"
-	ReasonWithinQuota           = "WithinQuota"
-	ReasonQuotaNearlyExhausted  = "QuotaNearlyExhausted"
-	ReasonQuotaExhausted        = "QuotaExhausted"
-	ReasonMembersUnhealthy      = "MembersUnhealthy"
-	ReasonAllMembersHealthy     = "AllMembersHealthy"
+	// ReasonLoadBalancerAddress is the Event emitted when a tenant
+	// Service of type LoadBalancer gets its address from the admin
+	// cluster.
+	ReasonLoadBalancerAddress  = "LoadBalancerAddress"
+	ReasonWithinQuota          = "WithinQuota"
+	ReasonQuotaNearlyExhausted = "QuotaNearlyExhausted"
+	ReasonQuotaExhausted       = "QuotaExhausted"
+	ReasonMembersUnhealthy     = "MembersUnhealthy"
+	ReasonAllMembersHealthy    = "AllMembersHealthy"
 )
 
 // AnnotationNudge, set to a new value on a TenantCluster, makes the operator

@@ -3,6 +3,7 @@ package tenantcluster
 import (
 	"context"
 	"fmt"
+	"strings"
 	"sync"
 	"time"
 
@@ -24,6 +25,18 @@ import (
 	cp "kubinception.dev/kubinception/internal/controlplane"
 	"kubinception.dev/kubinception/internal/tenantlb"
 )
+
+func ingressText(ingress []corev1.LoadBalancerIngress) string {
+	var out []string
+	for _, i := range ingress {
+		if i.IP != "" {
+			out = append(out, i.IP)
+		} else {
+			out = append(out, i.Hostname)
+		}
+	}
+	return strings.Join(out, ", ")
+}
 
 // loadBalancerReplicas run each tenant load balancer.
 const loadBalancerReplicas = 2
@@ -151,7 +164,12 @@ func (r *Reconciler) reconcileLoadBalancers(ctx context.Context, s *scope) (ctrl
 		if _, err := t.clientset.CoreV1().Services(svc.Namespace).UpdateStatus(ctx, updated, metav1.UpdateOptions{}); err != nil {
 			return ctrl.Result{}, fmt.Errorf("write the address of Service %s: %w", key, err)
 		}
+		msg := fmt.Sprintf("Service %s of type LoadBalancer is served from the admin cluster at %s", key, ingressText(ingress))
+		if len(skipped) > 0 {
+			msg += fmt.Sprintf("; not served: %s", strings.Join(skipped, ", "))
+		}
 		log.Info("tenant load balancer has an address", "service", key.String(), "ingress", ingress)
+		r.event(tc, corev1.EventTypeNormal, kv1.ReasonLoadBalancerAddress, "ServeLoadBalancer", msg)
 	}
 	return ctrl.Result{}, r.pruneLoadBalancers(ctx, tc, keep)
 }

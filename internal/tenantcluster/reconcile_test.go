@@ -618,6 +618,7 @@ func testLoadBalancer(t *testing.T, e *env, tc *kv1.TenantCluster, tenant kubern
 		got, err := tenant.CoreV1().Services("default").Get(ctx, "web", metav1.GetOptions{})
 		return err == nil && len(got.Status.LoadBalancer.Ingress) == 1 && got.Status.LoadBalancer.Ingress[0].IP == "192.0.2.10"
 	})
+	wantEvent(t, e.emitted(), "Normal "+kv1.ReasonLoadBalancerAddress)
 
 	if err := tenant.CoreV1().Services("default").Delete(ctx, "web", metav1.DeleteOptions{}); err != nil {
 		t.Fatal(err)
