@@ -170,8 +170,6 @@ type reportData struct {
 	idle         []idleResult
 }
 
-func ms(d time.Duration) string { return fmt.Sprintf("%.2f ms", float64(d)/float64(time.Millisecond)) }
-
 func ratio(a, b time.Duration) string { return fmt.Sprintf("%.2f", benchkit.Ratio(a, b)) }
 
 func (r *reportData) markdown() string {
@@ -240,13 +238,13 @@ streams through it.
 | round | direct req/s | gateway req/s | ratio | direct p50 | gateway p50 | ratio | direct p99 | gateway p99 | ratio |
 |---|---|---|---|---|---|---|---|---|---|
 `, "--etcd-servers=<etcd> --etcd-prefix="+a.directPrefix, apiWorkers, apiIterations, apiDataBytes>>10, apiWorkers*apiIterations*4, apiRounds,
-		dt, ms(d50), ms(d99), gt, ms(g50), ms(g99), gt/dt, ratio(g50, d50), ratio(g99, d99),
+		dt, benchkit.Millis(d50), benchkit.Millis(d99), gt, benchkit.Millis(g50), benchkit.Millis(g99), gt/dt, ratio(g50, d50), ratio(g99, d99),
 		benchkit.Median(rt), benchkit.Median(r50), benchkit.Median(r99),
 		slices.Min(rt), slices.Max(rt), slices.Min(r50), slices.Max(r50), slices.Min(r99), slices.Max(r99),
 		a.throttled, a.connections, a.watches, a.watchStreams)
 	for i := range a.direct {
 		d, g := a.direct[i], a.gateway[i]
-		p("| %d | %.0f | %.0f | %.2f | %s | %s | %.2f | %s | %s | %.2f |\n", i, d.throughput(), g.throughput(), rt[i], ms(d.p(50)), ms(g.p(50)), r50[i], ms(d.p(99)), ms(g.p(99)), r99[i])
+		p("| %d | %.0f | %.0f | %.2f | %s | %s | %.2f | %s | %s | %.2f |\n", i, d.throughput(), g.throughput(), rt[i], benchkit.Millis(d.p(50)), benchkit.Millis(g.p(50)), r50[i], benchkit.Millis(d.p(99)), benchkit.Millis(g.p(99)), r99[i])
 	}
 }
 
@@ -334,7 +332,7 @@ defragmented after each flood. Medians over the rounds:
 		}
 		mb50, mb99, md50, md99 := benchkit.Median(b50), benchkit.Median(b99), benchkit.Median(d50), benchkit.Median(d99)
 		a := benchkit.Median(rate)
-		p("| %s | %s | %s | **%s** | %s | %s | **%s** | %.0f writes/s (%.1f MiB/s) | %d |\n", s.name, ms(mb50), ms(md50), ratio(md50, mb50), ms(mb99), ms(md99), ratio(md99, mb99),
+		p("| %s | %s | %s | **%s** | %s | %s | **%s** | %.0f writes/s (%.1f MiB/s) | %d |\n", s.name, benchkit.Millis(mb50), benchkit.Millis(md50), ratio(md50, mb50), benchkit.Millis(mb99), benchkit.Millis(md99), ratio(md99, mb99),
 			a, a*floodValueBytes/(1<<20), errs)
 	}
 	p("\nEach run, in the order run:\n\n| round | limits | B p50 before | B p50 during | B p99 before | B p99 during | B requests before / during | A writes/s | A errors |\n|---|---|---|---|---|---|---|---|---|\n")
@@ -343,8 +341,8 @@ defragmented after each flood. Medians over the rounds:
 			s := r.neighbour[(round+i)%len(r.neighbour)]
 			run := s.runs[round]
 			p("| %d | %s | %s | %s | %s | %s | %d / %d | %.0f | %d |\n", round, s.name,
-				ms(benchkit.Percentile(run.before, 50)), ms(benchkit.Percentile(run.during, 50)),
-				ms(benchkit.Percentile(run.before, 99)), ms(benchkit.Percentile(run.during, 99)),
+				benchkit.Millis(benchkit.Percentile(run.before, 50)), benchkit.Millis(benchkit.Percentile(run.during, 50)),
+				benchkit.Millis(benchkit.Percentile(run.before, 99)), benchkit.Millis(benchkit.Percentile(run.during, 99)),
 				len(run.before), len(run.during), run.floodRate(), run.floodErrors)
 		}
 	}

@@ -296,10 +296,6 @@ type report struct {
 	load0, load1 string
 }
 
-func ms(d time.Duration) string { return fmt.Sprintf("%.1f ms", float64(d)/float64(time.Millisecond)) }
-
-func medianF(v []float64) float64 { return benchkit.Median(v) }
-
 func (r report) String() string {
 	var b strings.Builder
 	fmt.Fprintf(&b, `# Node tunnel and tenant load balancer benchmark
@@ -326,11 +322,11 @@ measured in the same run, the two sides in turn.
 		{fmt.Sprintf("kubectl logs --tail=1, median of %d", r.runs), r.logs},
 	} {
 		t, d := benchkit.Median(row.v[0]), benchkit.Median(row.v[1])
-		fmt.Fprintf(&b, "| %s | %s | %s | %.2f |\n", row.name, ms(t), ms(d), benchkit.Ratio(t, d))
+		fmt.Fprintf(&b, "| %s | %s | %s | %.2f |\n", row.name, benchkit.Millis(t), benchkit.Millis(d), benchkit.Ratio(t, d))
 		t, d = benchkit.Percentile(row.v[0], 90), benchkit.Percentile(row.v[1], 90)
-		fmt.Fprintf(&b, "| the same, 90th percentile | %s | %s | %.2f |\n", ms(t), ms(d), benchkit.Ratio(t, d))
+		fmt.Fprintf(&b, "| the same, 90th percentile | %s | %s | %.2f |\n", benchkit.Millis(t), benchkit.Millis(d), benchkit.Ratio(t, d))
 	}
-	t, d := medianF(r.forward[0]), medianF(r.forward[1])
+	t, d := benchkit.Median(r.forward[0]), benchkit.Median(r.forward[1])
 	fmt.Fprintf(&b, "| kubectl port-forward, 64 MiB read, median of 3 | %.1f MiB/s | %.1f MiB/s | %.2f |\n", t, d, t/d)
 	lb, np := benchkit.Median(r.lb), benchkit.Median(r.nodePort)
 	fmt.Fprintf(&b, `
@@ -352,6 +348,6 @@ Median of %d each, interleaved:
 | through the load balancer | %s | %s |
 | floor: the node port from the tenant's network | %s | %s |
 | **added by the load balancer** | **%s** (ratio %.2f) | |
-`, r.runs, ms(lb), ms(benchkit.Percentile(r.lb, 90)), ms(np), ms(benchkit.Percentile(r.nodePort, 90)), ms(lb-np), benchkit.Ratio(lb, np))
+`, r.runs, benchkit.Millis(lb), benchkit.Millis(benchkit.Percentile(r.lb, 90)), benchkit.Millis(np), benchkit.Millis(benchkit.Percentile(r.nodePort, 90)), benchkit.Millis(lb-np), benchkit.Ratio(lb, np))
 	return b.String()
 }

@@ -1,7 +1,6 @@
 package cli
 
 import (
-	"crypto/tls"
 	"fmt"
 	"io"
 	"net"
@@ -27,16 +26,11 @@ func newLBCommand() *cobra.Command {
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			logger := zap.New(zap.UseDevMode(false)).WithName("lb")
-			cert, err := tls.LoadX509KeyPair(certFile, keyFile)
+			t, err := clientTLS(certFile, keyFile, caFile, serverName)
 			if err != nil {
-				return fmt.Errorf("--cert-file/--key-file: %w", err)
+				return err
 			}
-			pool, err := loadPool(caFile)
-			if err != nil {
-				return fmt.Errorf("--ca-file: %w", err)
-			}
-			cfg := lb.Config{Logger: logger, Tunnel: &tunnel.Client{Server: server,
-				TLS: &tls.Config{Certificates: []tls.Certificate{cert}, RootCAs: pool, ServerName: serverName, MinVersion: tls.VersionTLS12}}}
+			cfg := lb.Config{Logger: logger, Tunnel: &tunnel.Client{Server: server, TLS: t}}
 			for _, s := range ports {
 				p, err := lb.ParsePort(s)
 				if err != nil {

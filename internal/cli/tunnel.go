@@ -103,15 +103,10 @@ func newTunnelAgentCommand() *cobra.Command {
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			logger := zap.New(zap.UseDevMode(false))
 			cfg.Logger = logger.WithName("tunnel-agent")
-			cert, err := tls.LoadX509KeyPair(certFile, keyFile)
-			if err != nil {
-				return fmt.Errorf("--cert-file/--key-file: %w", err)
+			var err error
+			if cfg.TLS, err = clientTLS(certFile, keyFile, caFile, cfg.TLS.ServerName); err != nil {
+				return err
 			}
-			pool, err := loadPool(caFile)
-			if err != nil {
-				return fmt.Errorf("--ca-file: %w", err)
-			}
-			cfg.TLS = &tls.Config{Certificates: []tls.Certificate{cert}, RootCAs: pool, ServerName: cfg.TLS.ServerName, MinVersion: tls.VersionTLS12}
 			a, err := tunnel.NewAgent(cfg)
 			if err != nil {
 				return err
@@ -129,6 +124,21 @@ func newTunnelAgentCommand() *cobra.Command {
 	f.StringVar(&keyFile, "key-file", "", "key of --cert-file")
 	f.StringVar(&caFile, "ca-file", "", "CA of the servers' certificate (the tenant CA)")
 	return cmd
+}
+
+// clientTLS is a client's TLS configuration: its certificate
+// (--cert-file, --key-file) and the CA of the servers' certificates
+// (--ca-file).
+func clientTLS(certFile, keyFile, caFile, serverName string) (*tls.Config, error) {
+	cert, err := tls.LoadX509KeyPair(certFile, keyFile)
+	if err != nil {
+		return nil, fmt.Errorf("--cert-file/--key-file: %w", err)
+	}
+	pool, err := loadPool(caFile)
+	if err != nil {
+		return nil, fmt.Errorf("--ca-file: %w", err)
+	}
+	return &tls.Config{Certificates: []tls.Certificate{cert}, RootCAs: pool, ServerName: serverName, MinVersion: tls.VersionTLS12}, nil
 }
 
 func serverTLS(certFile, keyFile, caFile string) (*tls.Config, error) {

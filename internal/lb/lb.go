@@ -80,7 +80,6 @@ type Balancer struct {
 	// answered on it at the last check.
 	healthy map[int32][]string
 	next    int
-	checked chan struct{}
 
 	connections *prometheus.CounterVec
 	nodes       *prometheus.GaugeVec
@@ -98,7 +97,7 @@ func New(cfg Config) (*Balancer, error) {
 		cfg.CheckEvery = 2 * time.Second
 	}
 	b := &Balancer{
-		cfg: cfg, healthy: map[int32][]string{}, checked: make(chan struct{}),
+		cfg: cfg, healthy: map[int32][]string{},
 		connections: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "kubinception_lb_connections_total",
 			Help: "Connections accepted, by port and result: ok, no_node (no healthy node), failed (no node could be reached)."}, []string{"port", "result"}),
 		nodes: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "kubinception_lb_healthy_nodes",
@@ -208,8 +207,6 @@ func (b *Balancer) check(ctx context.Context) {
 		b.nodes.WithLabelValues(p.Name).Set(float64(len(healthy[p.NodePort])))
 	}
 	b.healthy = healthy
-	close(b.checked)
-	b.checked = make(chan struct{})
 	b.mu.Unlock()
 }
 

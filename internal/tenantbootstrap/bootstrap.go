@@ -187,10 +187,8 @@ users:
   user:
     tokenFile: /var/run/secrets/kubernetes.io/serviceaccount/token
 `, p.Endpoint)
-	labels := map[string]string{"k8s-app": "kube-proxy"}
 	privileged := true
 	hostPathFileOrCreate := corev1.HostPathFileOrCreate
-	maxUnavailable := intstr.FromString("10%")
 	return []client.Object{
 		&corev1.ServiceAccount{TypeMeta: tm("v1", "ServiceAccount"), ObjectMeta: meta("kube-proxy", "kube-system", "kube-proxy")},
 		&rbacv1.ClusterRoleBinding{TypeMeta: tm("rbac.authorization.k8s.io/v1", "ClusterRoleBinding"), ObjectMeta: meta("kubeadm:node-proxier", "", "kube-proxy"),
@@ -203,38 +201,50 @@ users:
 		&rbacv1.RoleBinding{TypeMeta: tm("rbac.authorization.k8s.io/v1", "RoleBinding"), ObjectMeta: meta("kube-proxy", "kube-system", "kube-proxy"),
 			RoleRef:  rbacv1.RoleRef{APIGroup: "rbac.authorization.k8s.io", Kind: "Role", Name: "kube-proxy"},
 			Subjects: []rbacv1.Subject{{Kind: "Group", APIGroup: "rbac.authorization.k8s.io", Name: BootstrapGroup}}},
-		&appsv1.DaemonSet{TypeMeta: tm("apps/v1", "DaemonSet"), ObjectMeta: meta("kube-proxy", "kube-system", "kube-proxy"),
-			Spec: appsv1.DaemonSetSpec{
-				Selector:       &metav1.LabelSelector{MatchLabels: labels},
-				UpdateStrategy: appsv1.DaemonSetUpdateStrategy{Type: appsv1.RollingUpdateDaemonSetStrategyType, RollingUpdate: &appsv1.RollingUpdateDaemonSet{MaxUnavailable: &maxUnavailable}},
-				Template: corev1.PodTemplateSpec{
-					ObjectMeta: metav1.ObjectMeta{Labels: labels},
-					Spec: corev1.PodSpec{
-						HostNetwork:        true,
-						PriorityClassName:  "system-node-critical",
-						ServiceAccountName: "kube-proxy",
-						Tolerations:        []corev1.Toleration{{Operator: corev1.TolerationOpExists}},
-						NodeSelector:       map[string]string{"kubernetes.io/os": "linux"},
-						Containers: []corev1.Container{{
-							Name:            "kube-proxy",
-							Image:           p.KubeProxyImage,
-							ImagePullPolicy: corev1.PullIfNotPresent,
-							Args:            []string{"--config=/var/lib/kube-proxy/config.conf", "--hostname-override=$(NODE_NAME)"},
-							Env:             []corev1.EnvVar{{Name: "NODE_NAME", ValueFrom: &corev1.EnvVarSource{FieldRef: &corev1.ObjectFieldSelector{FieldPath: "spec.nodeName"}}}},
-							SecurityContext: &corev1.SecurityContext{Privileged: &privileged},
-							VolumeMounts: []corev1.VolumeMount{
-								{Name: "kube-proxy", MountPath: "/var/lib/kube-proxy"},
-								{Name: "xtables-lock", MountPath: "/run/xtables.lock"},
-							},
-						}},
-						Volumes: []corev1.Volume{
-							{Name: "kube-proxy", VolumeSource: corev1.VolumeSource{ConfigMap: &corev1.ConfigMapVolumeSource{LocalObjectReference: corev1.LocalObjectReference{Name: "kube-proxy"}}}},
-							{Name: "xtables-lock", VolumeSource: corev1.VolumeSource{HostPath: &corev1.HostPathVolumeSource{Path: "/run/xtables.lock", Type: &hostPathFileOrCreate}}},
-						},
-					},
+		nodeDaemonSet("kube-proxy", "kube-proxy", corev1.PodSpec{
+			ServiceAccountName: "kube-proxy",
+			Containers: []corev1.Container{{
+				Name:            "kube-proxy",
+				Image:           p.KubeProxyImage,
+				ImagePullPolicy: corev1.PullIfNotPresent,
+				Args:            []string{"--config=/var/lib/kube-proxy/config.conf", "--hostname-override=$(NODE_NAME)"},
+				Env:             []corev1.EnvVar{fieldEnv("NODE_NAME", "spec.nodeName")},
+				SecurityContext: &corev1.SecurityContext{Privileged: &privileged},
+				VolumeMounts: []corev1.VolumeMount{
+					{Name: "kube-proxy", MountPath: "/var/lib/kube-proxy"},
+					{Name: "xtables-lock", MountPath: "/run/xtables.lock"},
 				},
 			}},
+			Volumes: []corev1.Volume{
+				{Name: "kube-proxy", VolumeSource: corev1.VolumeSource{ConfigMap: &corev1.ConfigMapVolumeSource{LocalObjectReference: corev1.LocalObjectReference{Name: "kube-proxy"}}}},
+				{Name: "xtables-lock", VolumeSource: corev1.VolumeSource{HostPath: &corev1.HostPathVolumeSource{Path: "/run/xtables.lock", Type: &hostPathFileOrCreate}}},
+			},
+		}),
 	}
+}
+
+// nodeDaemonSet runs pod on every node of the tenant, as its addon addon:
+// on the host network, with every taint tolerated and the priority of a
+// node's own components, rolled a tenth of the nodes at a time. Pods are
+// selected by k8s-app=name.
+func nodeDaemonSet(name, addon string, pod corev1.PodSpec) *appsv1.DaemonSet {
+	labels := map[string]string{"k8s-app": name}
+	maxUnavailable := intstr.FromString("10%")
+	pod.HostNetwork = true
+	pod.PriorityClassName = "system-node-critical"
+	pod.Tolerations = []corev1.Toleration{{Operator: corev1.TolerationOpExists}}
+	pod.NodeSelector = map[string]string{"kubernetes.io/os": "linux"}
+	return &appsv1.DaemonSet{TypeMeta: tm("apps/v1", "DaemonSet"), ObjectMeta: meta(name, "kube-system", addon),
+		Spec: appsv1.DaemonSetSpec{
+			Selector:       &metav1.LabelSelector{MatchLabels: labels},
+			UpdateStrategy: appsv1.DaemonSetUpdateStrategy{Type: appsv1.RollingUpdateDaemonSetStrategyType, RollingUpdate: &appsv1.RollingUpdateDaemonSet{MaxUnavailable: &maxUnavailable}},
+			Template:       corev1.PodTemplateSpec{ObjectMeta: metav1.ObjectMeta{Labels: labels}, Spec: pod},
+		}}
+}
+
+// fieldEnv is an environment variable from a field of the pod.
+func fieldEnv(name, path string) corev1.EnvVar {
+	return corev1.EnvVar{Name: name, ValueFrom: &corev1.EnvVarSource{FieldRef: &corev1.ObjectFieldSelector{FieldPath: path}}}
 }
 
 // tunnelAgent is the tunnel agent on every node (host network, every
@@ -242,49 +252,32 @@ users:
 // reaches the node's network through. Its certificate opens nothing but
 // the tunnel: it names a user without any permission in the tenant.
 func tunnelAgent(p Params) []client.Object {
-	labels := map[string]string{"k8s-app": TunnelAgentName}
-	maxUnavailable := intstr.FromString("10%")
 	const dir = "/etc/kubinception/tunnel"
 	secretMode := int32(0o400)
-	fieldEnv := func(name, path string) corev1.EnvVar {
-		return corev1.EnvVar{Name: name, ValueFrom: &corev1.EnvVarSource{FieldRef: &corev1.ObjectFieldSelector{FieldPath: path}}}
-	}
 	return []client.Object{
 		&corev1.Secret{TypeMeta: tm("v1", "Secret"), ObjectMeta: meta(TunnelAgentName, "kube-system", "tunnel"),
 			Type: corev1.SecretTypeTLS,
 			Data: map[string][]byte{corev1.TLSCertKey: p.TunnelAgentPEM, corev1.TLSPrivateKeyKey: p.TunnelKeyPEM, "ca.crt": p.CAPEM}},
-		&appsv1.DaemonSet{TypeMeta: tm("apps/v1", "DaemonSet"), ObjectMeta: meta(TunnelAgentName, "kube-system", "tunnel"),
-			Spec: appsv1.DaemonSetSpec{
-				Selector:       &metav1.LabelSelector{MatchLabels: labels},
-				UpdateStrategy: appsv1.DaemonSetUpdateStrategy{Type: appsv1.RollingUpdateDaemonSetStrategyType, RollingUpdate: &appsv1.RollingUpdateDaemonSet{MaxUnavailable: &maxUnavailable}},
-				Template: corev1.PodTemplateSpec{
-					ObjectMeta: metav1.ObjectMeta{Labels: labels},
-					Spec: corev1.PodSpec{
-						HostNetwork:                  true,
-						PriorityClassName:            "system-node-critical",
-						AutomountServiceAccountToken: new(bool),
-						Tolerations:                  []corev1.Toleration{{Operator: corev1.TolerationOpExists}},
-						NodeSelector:                 map[string]string{"kubernetes.io/os": "linux"},
-						Containers: []corev1.Container{{
-							Name:            "agent",
-							Image:           p.TunnelImage,
-							ImagePullPolicy: corev1.PullIfNotPresent,
-							Args: []string{"tunnel", "agent", "--server=" + p.TunnelServer,
-								"--ca-file=" + dir + "/ca.crt", "--cert-file=" + dir + "/" + corev1.TLSCertKey, "--key-file=" + dir + "/" + corev1.TLSPrivateKeyKey,
-								"--node-name=$(NODE_NAME)", "--node-address=$(HOST_IPS)"},
-							Env: []corev1.EnvVar{fieldEnv("NODE_NAME", "spec.nodeName"), fieldEnv("HOST_IPS", "status.hostIPs")},
-							Resources: corev1.ResourceRequirements{Requests: corev1.ResourceList{
-								corev1.ResourceCPU:    resource.MustParse("5m"),
-								corev1.ResourceMemory: resource.MustParse("16Mi"),
-							}},
-							VolumeMounts: []corev1.VolumeMount{{Name: "tunnel", MountPath: dir, ReadOnly: true}},
-						}},
-						Volumes: []corev1.Volume{{Name: "tunnel", VolumeSource: corev1.VolumeSource{
-							Secret: &corev1.SecretVolumeSource{SecretName: TunnelAgentName, DefaultMode: &secretMode},
-						}}},
-					},
-				},
+		nodeDaemonSet(TunnelAgentName, "tunnel", corev1.PodSpec{
+			AutomountServiceAccountToken: new(bool),
+			Containers: []corev1.Container{{
+				Name:            "agent",
+				Image:           p.TunnelImage,
+				ImagePullPolicy: corev1.PullIfNotPresent,
+				Args: []string{"tunnel", "agent", "--server=" + p.TunnelServer,
+					"--ca-file=" + dir + "/ca.crt", "--cert-file=" + dir + "/" + corev1.TLSCertKey, "--key-file=" + dir + "/" + corev1.TLSPrivateKeyKey,
+					"--node-name=$(NODE_NAME)", "--node-address=$(HOST_IPS)"},
+				Env: []corev1.EnvVar{fieldEnv("NODE_NAME", "spec.nodeName"), fieldEnv("HOST_IPS", "status.hostIPs")},
+				Resources: corev1.ResourceRequirements{Requests: corev1.ResourceList{
+					corev1.ResourceCPU:    resource.MustParse("5m"),
+					corev1.ResourceMemory: resource.MustParse("16Mi"),
+				}},
+				VolumeMounts: []corev1.VolumeMount{{Name: "tunnel", MountPath: dir, ReadOnly: true}},
 			}},
+			Volumes: []corev1.Volume{{Name: "tunnel", VolumeSource: corev1.VolumeSource{
+				Secret: &corev1.SecretVolumeSource{SecretName: TunnelAgentName, DefaultMode: &secretMode},
+			}}},
+		}),
 	}
 }
 

@@ -56,35 +56,13 @@ func (c *Client) transport() *http2.Transport {
 // Dial opens a connection to address (host:port) from a node of the
 // tenant. ctx bounds only the opening.
 func (c *Client) Dial(ctx context.Context, address string) (io.ReadWriteCloser, error) {
-	pr, pw := io.Pipe()
-	streamCtx, cancel := context.WithCancel(context.Background())
-	ctx, stopWait := context.WithTimeout(ctx, c.timeout())
-	defer stopWait()
-	stop := context.AfterFunc(ctx, cancel)
-	req := (&http.Request{
-		Method: http.MethodConnect, URL: &url.URL{Scheme: "https", Host: c.Server}, Host: address,
-		Header: http.Header{}, Body: pr, ContentLength: -1, Proto: "HTTP/2.0", ProtoMajor: 2,
-	}).WithContext(streamCtx)
-	resp, err := c.transport().RoundTrip(req)
-	if !stop() {
-		err = fmt.Errorf("CONNECT %s: %w", address, ctx.Err())
-	}
+	ctx, cancel := context.WithTimeout(ctx, c.timeout())
+	defer cancel()
+	st, err := connectStream(ctx, c.transport(), &url.URL{Scheme: "https", Host: c.Server}, address)
 	if err != nil {
-		cancel()
-		_ = pw.Close()
-		if resp != nil {
-			_ = resp.Body.Close()
-		}
-		return nil, err
+		return nil, fmt.Errorf("CONNECT %s: %w", address, err)
 	}
-	if resp.StatusCode != http.StatusOK {
-		msg, _ := io.ReadAll(io.LimitReader(resp.Body, 1024))
-		_ = resp.Body.Close()
-		cancel()
-		_ = pw.Close()
-		return nil, fmt.Errorf("CONNECT %s: %s: %s", address, resp.Status, strings.TrimSpace(string(msg)))
-	}
-	return &stream{body: resp.Body, pw: pw, cancel: cancel}, nil
+	return st, nil
 }
 
 // Nodes lists the nodes whose agents are connected to the server that

@@ -144,25 +144,33 @@ func copyBuffered(dst io.Writer, src io.Reader) (int64, error) {
 }
 
 // serveStream joins an HTTP/2 CONNECT request's stream to conn after
-// answering 200. The request's half goes to conn until the peer ends its
+// answering 200, and returns the bytes it carried each way. The request's half goes to conn until the peer ends its
 // stream, which half-closes conn. conn's half goes back until conn
 // closes; returning then ends the stream (an HTTP/2 handler cannot end
 // its answer and keep reading).
-func serveStream(w http.ResponseWriter, r *http.Request, conn halfCloser) {
+func serveStream(w http.ResponseWriter, r *http.Request, conn halfCloser) (in, out int64) {
 	defer conn.Close()
 	rc := http.NewResponseController(w)
 	w.WriteHeader(http.StatusOK)
 	if err := rc.Flush(); err != nil {
-		return
+		return 0, 0
 	}
+	done := make(chan struct{})
 	go func() {
-		if _, err := copyBuffered(conn, r.Body); err == nil {
+		defer close(done)
+		var err error
+		if in, err = copyBuffered(conn, r.Body); err == nil {
 			_ = conn.CloseWrite()
 		} else {
 			_ = conn.Close()
 		}
 	}()
-	_, _ = copyBuffered(flushWriter{w: w, rc: rc}, conn)
+	out, _ = copyBuffered(flushWriter{w: w, rc: rc}, conn)
+	// conn is done: stop reading the request too, as returning would.
+	_ = conn.Close()
+	_ = r.Body.Close()
+	<-done
+	return in, out
 }
 
 // flushWriter sends every write at once: the bytes belong to an

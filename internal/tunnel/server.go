@@ -365,6 +365,10 @@ var ErrNoAgent = errors.New("no tunnel agent connected for this address")
 // Dial opens a stream to address (host:port) through an agent. It waits
 // for a fitting agent until ctx ends.
 func (s *Server) Dial(ctx context.Context, address string) (io.ReadWriteCloser, error) {
+	return s.dial(ctx, address)
+}
+
+func (s *Server) dial(ctx context.Context, address string) (*stream, error) {
 	host, _, err := net.SplitHostPort(address)
 	if err != nil {
 		return nil, fmt.Errorf("address %q: %w", address, err)
@@ -382,18 +386,32 @@ func (s *Server) Dial(ctx context.Context, address string) (io.ReadWriteCloser, 
 			return nil, fmt.Errorf("%w: %s (is the tunnel agent running on the node?)", ErrNoAgent, address)
 		}
 	}
+	st, err := connectStream(ctx, a.cc, &url.URL{Host: address}, address)
+	if err != nil {
+		return nil, fmt.Errorf("through the agent of %s: %w", a.node, err)
+	}
+	return st, nil
+}
+
+// connectStream opens an HTTP/2 CONNECT stream to address through rt (a
+// connection to an agent, or a pool of connections to the servers' client
+// port, which base names). Only the wait for the answer is bound by ctx;
+// the stream then lives until either side closes it.
+func connectStream(ctx context.Context, rt http.RoundTripper, base *url.URL, address string) (*stream, error) {
 	pr, pw := io.Pipe()
 	streamCtx, cancel := context.WithCancel(context.Background())
-	// Only the wait for the agent's answer is bound by ctx; the stream
-	// then lives until either side closes it.
 	stop := context.AfterFunc(ctx, cancel)
 	req := (&http.Request{
-		Method: http.MethodConnect, URL: &url.URL{Host: address}, Host: address,
+		Method: http.MethodConnect, URL: base, Host: address,
 		Header: http.Header{}, Body: pr, ContentLength: -1, Proto: "HTTP/2.0", ProtoMajor: 2,
 	}).WithContext(streamCtx)
-	resp, err := a.cc.RoundTrip(req)
+	resp, err := rt.RoundTrip(req)
 	if !stop() {
 		err = errors.Join(err, ctx.Err())
+	}
+	if err == nil && resp.StatusCode != http.StatusOK {
+		msg, _ := io.ReadAll(io.LimitReader(resp.Body, 1024))
+		err = fmt.Errorf("%s: %s", resp.Status, strings.TrimSpace(string(msg)))
 	}
 	if err != nil {
 		cancel()
@@ -401,14 +419,7 @@ func (s *Server) Dial(ctx context.Context, address string) (io.ReadWriteCloser, 
 		if resp != nil {
 			_ = resp.Body.Close()
 		}
-		return nil, fmt.Errorf("through the agent of %s: %w", a.node, err)
-	}
-	if resp.StatusCode != http.StatusOK {
-		msg, _ := io.ReadAll(io.LimitReader(resp.Body, 1024))
-		_ = resp.Body.Close()
-		cancel()
-		_ = pw.Close()
-		return nil, fmt.Errorf("the agent of %s: %s: %s", a.node, resp.Status, strings.TrimSpace(string(msg)))
+		return nil, err
 	}
 	return &stream{body: resp.Body, pw: pw, cancel: cancel}, nil
 }
@@ -451,7 +462,7 @@ func (s *Server) handleClient(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), s.cfg.WaitForAgent)
-	st, err := s.Dial(ctx, r.Host)
+	st, err := s.dial(ctx, r.Host)
 	cancel()
 	if err != nil {
 		s.refuse(w, r.Host, err)
@@ -460,7 +471,8 @@ func (s *Server) handleClient(w http.ResponseWriter, r *http.Request) {
 	s.metrics.dials.WithLabelValues("ok").Inc()
 	s.metrics.streams.Inc()
 	defer s.metrics.streams.Dec()
-	serveStream(w, r, st.(*stream))
+	up, down := serveStream(w, r, st)
+	s.countBytes(up, down)
 }
 
 // Node is a node whose agent is connected.
@@ -507,7 +519,7 @@ func (s *Server) handleConnect(w http.ResponseWriter, r *http.Request) {
 	}
 	address := r.Host
 	ctx, cancel := context.WithTimeout(r.Context(), s.cfg.WaitForAgent)
-	st, err := s.Dial(ctx, address)
+	st, err := s.dial(ctx, address)
 	cancel()
 	if err != nil {
 		s.refuse(w, address, err)
@@ -529,9 +541,13 @@ func (s *Server) handleConnect(w http.ResponseWriter, r *http.Request) {
 	}
 	s.metrics.streams.Inc()
 	defer s.metrics.streams.Dec()
-	up, down := join(newBufferedConn(conn, brw.Reader), st.(*stream))
-	s.metrics.bytes.WithLabelValues("to_node").Add(float64(up))
-	s.metrics.bytes.WithLabelValues("from_node").Add(float64(down))
+	s.countBytes(join(newBufferedConn(conn, brw.Reader), st))
+}
+
+// countBytes records what a closed connection carried each way.
+func (s *Server) countBytes(toNode, fromNode int64) {
+	s.metrics.bytes.WithLabelValues("to_node").Add(float64(toNode))
+	s.metrics.bytes.WithLabelValues("from_node").Add(float64(fromNode))
 }
 
 type serverMetrics struct {

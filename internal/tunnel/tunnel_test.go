@@ -31,7 +31,7 @@ type testPKI struct {
 	ca, server, agent *pki.KeyPair
 }
 
-func newTestPKI(t *testing.T) *testPKI {
+func newTestPKI(t testing.TB) *testPKI {
 	t.Helper()
 	now := time.Now()
 	ca, err := pki.NewCA("tenant-ca", now)
@@ -55,7 +55,7 @@ func (p *testPKI) pool() *x509.CertPool {
 	return pool
 }
 
-func tlsCert(t *testing.T, kp *pki.KeyPair) tls.Certificate {
+func tlsCert(t testing.TB, kp *pki.KeyPair) tls.Certificate {
 	t.Helper()
 	c, err := tls.X509KeyPair(kp.CertPEM, kp.KeyPEM)
 	if err != nil {
@@ -74,7 +74,7 @@ type testServer struct {
 	stop       func()
 }
 
-func startServer(t *testing.T, p *testPKI, id string, count int, agentAddr string) *testServer {
+func startServer(t testing.TB, p *testPKI, id string, count int, agentAddr string) *testServer {
 	t.Helper()
 	if agentAddr == "" {
 		agentAddr = "127.0.0.1:0"
@@ -131,7 +131,7 @@ type testAgent struct {
 	stop func()
 }
 
-func startAgent(t *testing.T, p *testPKI, server, node string, addresses ...string) *testAgent {
+func startAgent(t testing.TB, p *testPKI, server, node string, addresses ...string) *testAgent {
 	t.Helper()
 	a, err := NewAgent(AgentConfig{
 		Server: server, Node: node, Addresses: addresses, DiscoverEvery: 200 * time.Millisecond, Logger: testLogger(t),
@@ -150,7 +150,7 @@ func startAgent(t *testing.T, p *testPKI, server, node string, addresses ...stri
 }
 
 // waitFor polls cond for up to 20 seconds.
-func waitFor(t *testing.T, what string, cond func() bool) {
+func waitFor(t testing.TB, what string, cond func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(20 * time.Second)
 	for !cond() {
@@ -163,9 +163,24 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 
 // nodeService listens on a loopback address and answers every line with
 // its name and the line.
-func nodeService(t *testing.T, ip, name string) string {
+func nodeService(t testing.TB, ip, name string) string {
 	t.Helper()
-	l, err := net.Listen("tcp", ip+":0")
+	return serveTCP(t, ip+":0", func(c net.Conn) {
+		sc := bufio.NewScanner(c)
+		sc.Buffer(make([]byte, 4<<20), 4<<20)
+		for sc.Scan() {
+			if _, err := fmt.Fprintf(c, "%s:%s\n", name, sc.Text()); err != nil {
+				return
+			}
+		}
+	})
+}
+
+// serveTCP listens on addr until the test ends and handles each
+// connection with handle, which the connection is closed after.
+func serveTCP(t testing.TB, addr string, handle func(net.Conn)) string {
+	t.Helper()
+	l, err := net.Listen("tcp", addr)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -178,13 +193,7 @@ func nodeService(t *testing.T, ip, name string) string {
 			}
 			go func() {
 				defer c.Close()
-				sc := bufio.NewScanner(c)
-				sc.Buffer(make([]byte, 4<<20), 4<<20)
-				for sc.Scan() {
-					if _, err := fmt.Fprintf(c, "%s:%s\n", name, sc.Text()); err != nil {
-						return
-					}
-				}
+				handle(c)
 			}()
 		}
 	}()
@@ -193,7 +202,7 @@ func nodeService(t *testing.T, ip, name string) string {
 
 // connect asks the server on socket, as kube-apiserver does, for a
 // connection to address.
-func connect(t *testing.T, socket, address string) (net.Conn, *bufio.Reader, error) {
+func connect(t testing.TB, socket, address string) (net.Conn, *bufio.Reader, error) {
 	t.Helper()
 	c, err := net.Dial("unix", socket)
 	if err != nil {
@@ -218,7 +227,7 @@ func connect(t *testing.T, socket, address string) (net.Conn, *bufio.Reader, err
 	return c, br, nil
 }
 
-func roundTrip(t *testing.T, socket, address, line string) string {
+func roundTrip(t testing.TB, socket, address, line string) string {
 	t.Helper()
 	c, br, err := connect(t, socket, address)
 	if err != nil {
@@ -304,29 +313,14 @@ func (s *Server) agentsSnapshot() []*agentConn {
 // Service does.
 func balancer(t *testing.T, backends ...string) string {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = l.Close() })
-	go func() {
-		for {
-			c, err := l.Accept()
-			if err != nil {
-				return
-			}
-			n, _ := rand.Int(rand.Reader, big.NewInt(int64(len(backends))))
-			go func() {
-				b, err := net.Dial("tcp", backends[n.Int64()])
-				if err != nil {
-					c.Close()
-					return
-				}
-				join(c.(*net.TCPConn), b.(*net.TCPConn))
-			}()
+	return serveTCP(t, "127.0.0.1:0", func(c net.Conn) {
+		n, _ := rand.Int(rand.Reader, big.NewInt(int64(len(backends))))
+		b, err := net.Dial("tcp", backends[n.Int64()])
+		if err != nil {
+			return
 		}
-	}()
-	return l.Addr().String()
+		join(c.(*net.TCPConn), b.(*net.TCPConn))
+	})
 }
 
 func TestEveryAgentReachesEveryServer(t *testing.T) {
@@ -490,7 +484,7 @@ func TestClientPort(t *testing.T) {
 // testLogger keeps what servers and agents log and shows it when the test
 // fails: their goroutines may log after the test ends, where t.Log may
 // not be called.
-func testLogger(t *testing.T) logr.Logger {
+func testLogger(t testing.TB) logr.Logger {
 	t.Helper()
 	var mu sync.Mutex
 	var lines []string
@@ -506,4 +500,42 @@ func testLogger(t *testing.T) logr.Logger {
 		defer mu.Unlock()
 		lines = append(lines, time.Now().Format("15:04:05.000")+" "+prefix+" "+args)
 	}, funcr.Options{})
+}
+
+// BenchmarkThroughput reads from a node through the tunnel (socket,
+// server, HTTP/2 to the agent, the agent's dial), in process on
+// loopback: the tunnel's own ceiling, with nothing else on the cores.
+//
+//	go test -run '^$' -bench Throughput ./internal/tunnel
+func BenchmarkThroughput(b *testing.B) {
+	const size = 64 << 20
+	p := newTestPKI(b)
+	s := startServer(b, p, "server-0", 1, "")
+	startAgent(b, p, s.agentAddr, "node-a", "127.0.0.2")
+	waitFor(b, "the agent", func() bool { return len(s.agentsSnapshot()) == 1 })
+	chunk := bytes.Repeat([]byte("x"), 256<<10)
+	addr := serveTCP(b, "127.0.0.2:0", func(c net.Conn) {
+		// The client speaks first, as kube-apiserver's protocols do.
+		if _, err := bufio.NewReader(c).ReadString('\n'); err != nil {
+			return
+		}
+		for left := size; left > 0; left -= len(chunk) {
+			if _, err := c.Write(chunk[:min(left, len(chunk))]); err != nil {
+				return
+			}
+		}
+	})
+	b.SetBytes(size)
+	for b.Loop() {
+		c, br, err := connect(b, s.socket, addr)
+		if err != nil {
+			b.Fatal(err)
+		}
+		fmt.Fprintln(c, "go")
+		n, err := io.Copy(io.Discard, br)
+		c.Close()
+		if err != nil || n != size {
+			b.Fatalf("read %d of %d bytes: %v", n, size, err)
+		}
+	}
 }

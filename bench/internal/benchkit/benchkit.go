@@ -66,6 +66,11 @@ func Median[T cmp.Ordered](samples []T) T {
 // Worst is the largest sample.
 func Worst[T cmp.Ordered](samples []T) T { return slices.Max(samples) }
 
+// Millis formats d in milliseconds, for reports.
+func Millis(d time.Duration) string {
+	return fmt.Sprintf("%.2f ms", float64(d)/float64(time.Millisecond))
+}
+
 // Ratio is a / b.
 func Ratio(a, b time.Duration) float64 { return float64(a) / float64(b) }
 
