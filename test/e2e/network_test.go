@@ -80,6 +80,27 @@ func TestNetwork(t *testing.T) {
 		{"again after the agents and the tunnel servers are killed", func(t *testing.T) {
 			mustTkube(t, ka, "-n", "kube-system", "delete", "pods", "-l", "k8s-app="+tenantbootstrap.TunnelAgentName, "--wait=false")
 			killTunnelServers(t)
+			// A control-plane pod is not Ready while its tunnel sidecar
+			// restarts (a restarting sidecar counts against readiness, so
+			// for a moment the API server has no endpoint): wait until
+			// both restarted and are Ready again.
+			eventually(t, 3*time.Minute, "the tunnel servers to restart and the control-plane pods to be Ready", func(ctx context.Context) error {
+				out, err := kubectlIn(ctx, adminKubeconfig(), "", "get", "pods", "-l", "kubinception.dev/tenant=na,kubinception.dev/component=control-plane",
+					"-o", `jsonpath={range .items[*]}{.status.initContainerStatuses[?(@.name=="tunnel")].restartCount} {.status.conditions[?(@.type=="Ready")].status}{"\n"}{end}`)
+				if err != nil {
+					return err
+				}
+				lines := strings.Split(strings.TrimSpace(out), "\n")
+				if len(lines) != 2 {
+					return fmt.Errorf("control-plane pods (tunnel restarts, Ready): %q", out)
+				}
+				for _, l := range lines {
+					if f := strings.Fields(l); len(f) != 2 || f[0] == "0" || f[1] != "True" {
+						return fmt.Errorf("control-plane pods (tunnel restarts, Ready): %q", out)
+					}
+				}
+				return nil
+			}, func() string { return clusterState(t) })
 			// Each check runs until it passes: the agents come back and
 			// find both servers again.
 			eventually(t, 3*time.Minute, "kubectl exec through the restarted tunnel", func(ctx context.Context) error {
