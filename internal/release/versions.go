@@ -77,3 +77,18 @@ func SupportedVersionPattern() string {
 func StagingVersion(kubernetesVersion string) string {
 	return "v0" + strings.TrimPrefix(kubernetesVersion, "v1")
 }
+
+// CalicoVersion is the Calico release whose Felix enforces NetworkPolicy
+// (in the local admin cluster and as the tenants' networkPolicy addon) and
+// whose CNI plugin wires pods for it.
+const CalicoVersion = "v3.28.5"
+
+// CalicoModuleVersion is the github.com/projectcalico/calico module version
+// CalicoVersion is built from: the Go module proxy serves the release-v3.28
+// branch only as this pseudo-version (the repository has no module tags).
+const CalicoModuleVersion = "v1.11.0-cni-plugin.0.20250813170300-a0db560f0520"
+
+// CalicoAPIVersion is the github.com/projectcalico/api module that branch
+// compiles against; upstream replaces it with a nested directory the module
+// zip does not contain, so the build names it.
+const CalicoAPIVersion = "v0.0.0-20240708202104-e3f70b269c2c"
