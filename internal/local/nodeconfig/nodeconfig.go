@@ -9,10 +9,20 @@ type Containerd struct {
 	SandboxImage string
 	// CNIConfDir holds the pod network's configuration.
 	CNIConfDir string
+	// CNIBinDir holds the CNI plugins; DefaultCNIBinDir when empty.
+	CNIBinDir string
 }
+
+// DefaultCNIBinDir is where Debian's containernetworking-plugins puts the
+// standard CNI plugins.
+const DefaultCNIBinDir = "/usr/lib/cni"
 
 // Render returns containerd's configuration file.
 func (c Containerd) Render() string {
+	binDir := c.CNIBinDir
+	if binDir == "" {
+		binDir = DefaultCNIBinDir
+	}
 	return fmt.Sprintf(`version = 2
 root = %q
 state = %q
@@ -40,7 +50,7 @@ disabled_plugins = ["io.containerd.snapshotter.v1.btrfs", "io.containerd.snapsho
         SystemdCgroup = false
         Root = %q
   [plugins."io.containerd.grpc.v1.cri".cni]
-    bin_dir = "/usr/lib/cni"
+    bin_dir = %q
     conf_dir = %q
-`, c.Root, c.State, c.Socket, c.Opt, c.SandboxImage, c.RuncRoot, c.CNIConfDir)
+`, c.Root, c.State, c.Socket, c.Opt, c.SandboxImage, c.RuncRoot, binDir, c.CNIConfDir)
 }
