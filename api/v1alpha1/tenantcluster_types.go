@@ -77,6 +77,15 @@ type AddonsSpec struct {
 	// +kubebuilder:default={}
 	// +optional
 	Tunnel AddonSpec `json:"tunnel,omitempty"`
+	// NetworkPolicy enforces the tenant's NetworkPolicies on its nodes with
+	// Calico's Felix, and gives nodes their pod network with Calico's CNI
+	// plugin (addresses from the node's pod range, a routed interface per
+	// pod). Switching it off removes Felix: pods keep their network and
+	// lose enforcement; Calico's CRDs, and any Calico policies a tenant
+	// user wrote, stay.
+	// +kubebuilder:default={}
+	// +optional
+	NetworkPolicy AddonSpec `json:"networkPolicy,omitempty"`
 }
 
 // AddonSpec switches one addon.

@@ -190,7 +190,8 @@ func newNodeCommand() *cobra.Command {
 }
 
 // importWorkerImages loads what a worker runs: the sandbox, kube-proxy at
-// the tenant's version, CoreDNS, and the test workload.
+// the tenant's version, CoreDNS, Calico (the networkPolicy addon) and the
+// test workload.
 func importWorkerImages(ctx context.Context, cfg admincluster.Config, bins components.Binaries, names release.Names, socket string) error {
 	b := &components.Builder{CacheDir: components.DefaultCacheDir()}
 	admin, err := b.Lookup(cfg.KubernetesVersion)
@@ -201,7 +202,7 @@ func importWorkerImages(ctx context.Context, cfg admincluster.Config, bins compo
 	if err != nil {
 		return err
 	}
-	want := map[string]bool{names.Pause(): true, names.Component("kube-proxy"): true, names.CoreDNS(): true, names.Tinyhost(): true}
+	want := map[string]bool{names.Pause(): true, names.Component("kube-proxy"): true, names.CoreDNS(): true, names.Tinyhost(): true, names.Calico(): true}
 	var pick []images.Tagged
 	for _, t := range all {
 		if want[t.Ref] {

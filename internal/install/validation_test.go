@@ -286,7 +286,8 @@ func TestTenantClusterDefaults(t *testing.T) {
 		Exposure:     kv1.ExposureSpec{Type: kv1.ExposureNodePort},
 		Datastore:    kv1.DatastorePlacement{Name: "default"},
 		Network:      network("10.96.0.0/16", "10.244.0.0/16", "10.96.0.10"),
-		Addons:       kv1.AddonsSpec{CoreDNS: kv1.AddonSpec{Enabled: ptr.To(true)}, KubeProxy: kv1.AddonSpec{Enabled: ptr.To(true)}, Tunnel: kv1.AddonSpec{Enabled: ptr.To(true)}},
+		Addons: kv1.AddonsSpec{CoreDNS: kv1.AddonSpec{Enabled: ptr.To(true)}, KubeProxy: kv1.AddonSpec{Enabled: ptr.To(true)}, Tunnel: kv1.AddonSpec{Enabled: ptr.To(true)},
+			NetworkPolicy: kv1.AddonSpec{Enabled: ptr.To(true)}},
 	}
 	if diff := cmp.Diff(want, tc.Spec); diff != "" {
 		t.Fatalf("defaulted spec (-want +got):\n%s", diff)

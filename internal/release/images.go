@@ -36,6 +36,12 @@ func (n Names) Etcd() string { return fmt.Sprintf("%s/etcd:%s", n.Registry, n.Et
 // CoreDNS is the cluster DNS image.
 func (n Names) CoreDNS() string { return fmt.Sprintf("%s/coredns:%s", n.Registry, n.CoreDNSVersion) }
 
+// Calico is the image of Calico's Felix, CNI plugin and CNI installer
+// (the networkPolicy addon's DaemonSet).
+func (n Names) Calico() string {
+	return fmt.Sprintf("%s/calico-node:%s", n.Registry, CalicoVersion)
+}
+
 // Pause is the pod sandbox image.
 func (n Names) Pause() string { return fmt.Sprintf("%s/pause:%s", n.Registry, PauseTag) }
 

@@ -46,6 +46,10 @@ type Params struct {
 	TunnelImage    string
 	TunnelAgentPEM []byte
 	TunnelKeyPEM   []byte
+	// NetworkPolicy runs Calico (CNI plugin and Felix) on every node from
+	// CalicoImage.
+	NetworkPolicy bool
+	CalicoImage   string
 }
 
 // TunnelAgentName names the tunnel agent's DaemonSet and Secret in
@@ -141,6 +145,13 @@ staticPodPath: /etc/kubernetes/manifests
 	}
 	if p.Tunnel {
 		objs = append(objs, tunnelAgent(p)...)
+	}
+	if p.NetworkPolicy {
+		np, err := networkPolicy(p)
+		if err != nil {
+			return nil, err
+		}
+		objs = append(objs, np...)
 	}
 	return objs, nil
 }

@@ -2,6 +2,9 @@ package tenantcluster
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
 	"fmt"
 	"net"
 	"strconv"
@@ -11,7 +14,9 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	certv1 "k8s.io/api/certificates/v1"
 	corev1 "k8s.io/api/core/v1"
+	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/kubernetes"
@@ -117,19 +122,38 @@ func (r *Reconciler) reconcileBootstrap(ctx context.Context, s *scope) (ctrl.Res
 		TunnelImage:    r.Image,
 		TunnelAgentPEM: s.pki[cp.FileTunnelAgent],
 		TunnelKeyPEM:   s.pki[cp.FileTunnelAgentKey],
+		NetworkPolicy:  tc.Spec.Addons.NetworkPolicy.IsEnabled(),
+		CalicoImage:    p.Images().Calico(),
 	})
 	if err != nil {
 		return ctrl.Result{}, err
 	}
 	for _, obj := range objs {
+		kind := obj.GetObjectKind().GroupVersionKind().Kind
+		if crd, ok := obj.(*apiextensionsv1.CustomResourceDefinition); ok {
+			current, err := crdCurrent(ctx, t.c, crd)
+			if err == nil && current {
+				continue
+			}
+		}
 		//nolint:staticcheck // typed objects with server-side apply
 		if err := t.c.Patch(ctx, obj, client.Apply, client.ForceOwnership, objects.FieldOwner); err != nil {
+			if meta.IsNoMatchError(err) {
+				// A custom resource right after its CRD: the API server
+				// serves the kind once the CRD is established.
+				s.fail(kv1.ConditionAddonsReady, kv1.ReasonAddonsApplied,
+					fmt.Sprintf("waiting for the tenant to serve %s (its CustomResourceDefinition was just applied)", kind))
+				return ctrl.Result{RequeueAfter: crdRetry}, nil
+			}
 			s.fail(kv1.ConditionAddonsReady, kv1.ReasonTenantAPIUnreachable,
-				fmt.Sprintf("cannot apply %s %s inside the tenant: %v; retrying", obj.GetObjectKind().GroupVersionKind().Kind, obj.GetName(), err))
+				fmt.Sprintf("cannot apply %s %s inside the tenant: %v; retrying", kind, obj.GetName(), err))
 			return ctrl.Result{RequeueAfter: endpointRetry}, nil
 		}
 	}
-	for addon, enabled := range map[string]bool{"kube-proxy": tc.Spec.Addons.KubeProxy.IsEnabled(), "coredns": tc.Spec.Addons.CoreDNS.IsEnabled(), "tunnel": tc.Spec.Addons.Tunnel.IsEnabled()} {
+	for addon, enabled := range map[string]bool{
+		"kube-proxy": tc.Spec.Addons.KubeProxy.IsEnabled(), "coredns": tc.Spec.Addons.CoreDNS.IsEnabled(), "tunnel": tc.Spec.Addons.Tunnel.IsEnabled(),
+		tenantbootstrap.NetworkPolicyAddon: tc.Spec.Addons.NetworkPolicy.IsEnabled(),
+	} {
 		if !enabled {
 			if err := removeAddon(ctx, t.c, addon); err != nil {
 				return ctrl.Result{}, fmt.Errorf("remove addon %s: %w", addon, err)
@@ -146,6 +170,37 @@ func (r *Reconciler) reconcileBootstrap(ctx context.Context, s *scope) (ctrl.Res
 	s.succeed(kv1.ConditionAddonsReady, kv1.ReasonAddonsApplied,
 		"node bootstrap (cluster-info, RBAC, kubeadm and kubelet configuration) and enabled addons are in place")
 	return ctrl.Result{}, nil
+}
+
+// crdRetry is how soon a custom resource is applied again after its CRD:
+// establishing a CRD takes the API server well under a second.
+const crdRetry = time.Second
+
+// annotationSpecHash records, on an object applied only when it changes
+// (the addons' CRDs, which are large), the hash of what was applied.
+const annotationSpecHash = "kubinception.dev/spec-hash"
+
+// crdCurrent stamps crd with the hash of its content and reports whether
+// the tenant already holds a CRD of that name with that stamp, so the
+// periodic pass reads a few hundred bytes of metadata instead of sending
+// every CRD again.
+func crdCurrent(ctx context.Context, c client.Client, crd *apiextensionsv1.CustomResourceDefinition) (bool, error) {
+	data, err := json.Marshal(crd.Spec)
+	if err != nil {
+		return false, err
+	}
+	sum := sha256.Sum256(data)
+	hash := hex.EncodeToString(sum[:8])
+	if crd.Annotations == nil {
+		crd.Annotations = map[string]string{}
+	}
+	crd.Annotations[annotationSpecHash] = hash
+	have := &metav1.PartialObjectMetadata{}
+	have.SetGroupVersionKind(apiextensionsv1.SchemeGroupVersion.WithKind("CustomResourceDefinition"))
+	if err := c.Get(ctx, client.ObjectKey{Name: crd.Name}, have); err != nil {
+		return false, client.IgnoreNotFound(err)
+	}
+	return have.Annotations[annotationSpecHash] == hash && have.DeletionTimestamp == nil, nil
 }
 
 // removeAddon deletes every object of a switched-off addon.

@@ -76,6 +76,7 @@ func TestNetwork(t *testing.T) {
 			testWorkloads(t, ka, 2)
 			testPortForward(t, ka)
 		}},
+		{"NetworkPolicy between pods on two nodes", func(t *testing.T) { testNetworkPolicyAcrossNodes(t, ka) }},
 		{"webhooks and an aggregated API served by tenant pods", func(t *testing.T) { testWebhooks(t, ka, hook) }},
 		{"again after the agents and the tunnel servers are killed", func(t *testing.T) {
 			mustTkube(t, ka, "-n", "kube-system", "delete", "pods", "-l", "k8s-app="+tenantbootstrap.TunnelAgentName, "--wait=false")

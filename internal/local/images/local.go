@@ -73,6 +73,18 @@ func LocalImages(src Sources, names release.Names, layerDir string) ([]Tagged, e
 	if err != nil {
 		return nil, err
 	}
+	ipsetEntries, err := IpsetEntries()
+	if err != nil {
+		return nil, err
+	}
+	ipsetLayer, err := lc.layer("ipset", ipsetEntries)
+	if err != nil {
+		return nil, err
+	}
+	calicoLayer, err := lc.calicoLayer(src.Binaries)
+	if err != nil {
+		return nil, err
+	}
 
 	specs := []Spec{
 		{Ref: names.Pause(), Layers: []v1.Layer{base, tinyLayer}, Entrypoint: []string{"/pause"}},
@@ -80,6 +92,7 @@ func LocalImages(src Sources, names release.Names, layerDir string) ([]Tagged, e
 		{Ref: names.Etcd(), Layers: []v1.Layer{base, etcdLayer}, Entrypoint: []string{"/usr/local/bin/etcd"}},
 		{Ref: names.CoreDNS(), Layers: []v1.Layer{base, corednsLayer}, Entrypoint: []string{"/coredns"}},
 		{Ref: names.Component("kube-proxy"), Layers: []v1.Layer{base, kubeLayer, iptLayer}, Entrypoint: []string{"/usr/local/bin/kube-proxy"}},
+		{Ref: names.Calico(), Layers: []v1.Layer{base, iptLayer, ipsetLayer, calicoLayer}, Entrypoint: []string{"/usr/local/bin/calico-felix"}},
 	}
 	for _, name := range []string{"kube-apiserver", "kube-controller-manager", "kube-scheduler"} {
 		specs = append(specs, Spec{Ref: names.Component(name), Layers: []v1.Layer{base, kubeLayer}, Entrypoint: []string{"/usr/local/bin/" + name}})
@@ -171,6 +184,23 @@ func (lc layerCache) kubeLayer(bins components.Binaries) (v1.Layer, error) {
 	return lc.layer("kube-"+bins.KubernetesVersion, kube)
 }
 
+// calicoLayer holds Calico's multi-call binary with a link per command, and
+// the CNI plugin where upstream's installer copies plugins from
+// (/opt/cni/bin: every file there is installed on the node).
+func (lc layerCache) calicoLayer(bins components.Binaries) (v1.Layer, error) {
+	if bins.Calico == "" {
+		return nil, fmt.Errorf("the Calico binary is not built: run kubinception build components")
+	}
+	entries := []Entry{
+		{Path: "/usr/local/bin/calico", Source: bins.Calico},
+		{Path: "/opt/cni/bin/calico", Link: "../../../usr/local/bin/calico"},
+	}
+	for _, name := range components.CalicoCommands {
+		entries = append(entries, Entry{Path: "/usr/local/bin/" + name, Link: "calico"})
+	}
+	return lc.layer("calico-"+bins.CalicoVersion, entries)
+}
+
 // layerCache keeps layer tars keyed by a stamp of their entries (paths,
 // sizes and modification times of the source files).
 type layerCache struct{ dir string }
@@ -248,6 +278,28 @@ func IptablesEntries() ([]Entry, error) {
 		objects = append(objects, ext)
 	}
 	libs, err := sharedLibraries(objects)
+	if err != nil {
+		return nil, err
+	}
+	for _, lib := range libs {
+		real, err := filepath.EvalSymlinks(lib)
+		if err != nil {
+			return nil, err
+		}
+		entries = append(entries, Entry{Path: lib, Source: real, Mode: 0o755})
+	}
+	return entries, nil
+}
+
+// IpsetEntries collects the host's ipset and the libraries it loads, for
+// Felix: it keeps the addresses NetworkPolicy selectors match in ipsets.
+func IpsetEntries() ([]Entry, error) {
+	ipset, err := exec.LookPath("ipset")
+	if err != nil {
+		return nil, fmt.Errorf("ipset is not installed: apt-get install -y ipset")
+	}
+	entries := []Entry{{Path: "/usr/sbin/ipset", Source: ipset}}
+	libs, err := sharedLibraries([]string{ipset})
 	if err != nil {
 		return nil, err
 	}

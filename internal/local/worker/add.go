@@ -14,6 +14,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 
 	"kubinception.dev/kubinception/internal/join"
+	"kubinception.dev/kubinception/internal/tenantbootstrap"
 	"kubinception.dev/kubinception/internal/local/supervisor"
 )
 
@@ -48,6 +49,19 @@ type AddOptions struct {
 	// (60 seconds when zero).
 	DiscoveryTimeout time.Duration
 	Out              io.Writer
+}
+
+// hasPodNetworkAddon reports whether the tenant runs a pod network addon
+// (Calico, the networkPolicy addon) that configures nodes' pod networks.
+func hasPodNetworkAddon(ctx context.Context, cs kubernetes.Interface) (bool, error) {
+	_, err := cs.AppsV1().DaemonSets("kube-system").Get(ctx, tenantbootstrap.CalicoNodeName, metav1.GetOptions{})
+	if apierrors.IsNotFound(err) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("look for the tenant's pod network addon: %w", err)
+	}
+	return true, nil
 }
 
 func (o AddOptions) printf(format string, args ...any) {
@@ -123,6 +137,12 @@ func Add(ctx context.Context, o AddOptions) (w Worker, err error) {
 		var e error
 		podCIDR, e = waitPodCIDR(ctx, cs, w.Node)
 		if e != nil {
+			return e
+		}
+		addon, e := hasPodNetworkAddon(ctx, cs)
+		if e != nil || addon {
+			// The addon's installer writes the node's network
+			// configuration; the node turns Ready once it has.
 			return e
 		}
 		return w.WriteCNIConfig(podCIDR)

@@ -14,6 +14,7 @@ import (
 
 	"k8s.io/apimachinery/pkg/util/wait"
 
+	"kubinception.dev/kubinception/internal/calico"
 	"kubinception.dev/kubinception/internal/local/hostproc"
 	"kubinception.dev/kubinception/internal/local/nodeconfig"
 	"kubinception.dev/kubinception/internal/local/supervisor"
@@ -57,6 +58,9 @@ func (w Worker) SetupHost(ctx context.Context) error {
 		if err := os.MkdirAll(w.Path(d), 0o755); err != nil {
 			return err
 		}
+	}
+	if err := w.linkCNIPlugins(); err != nil {
+		return err
 	}
 	// Segment bridge on the host.
 	if _, err := run(ctx, "ip", "link", "show", w.Bridge()); err != nil {
@@ -299,15 +303,45 @@ func (w Worker) StartDaemons(ctx context.Context, self, kubelet, pauseImage stri
 func (w Worker) containerdConfig(pauseImage string) string {
 	return nodeconfig.Containerd{
 		Root: w.Path("containerd", "root"), State: w.Path("containerd", "state"), Socket: "/run/containerd/containerd.sock",
-		Opt: w.Path("containerd", "opt"), RuncRoot: w.Path("containerd", "runc"), SandboxImage: pauseImage, CNIConfDir: "/etc/cni/net.d",
+		Opt: w.Path("containerd", "opt"), RuncRoot: w.Path("containerd", "runc"), SandboxImage: pauseImage,
+		CNIConfDir: "/etc/cni/net.d", CNIBinDir: CNIBinDir,
 	}.Render()
 }
 
-// WriteCNIConfig gives the worker's pods its node's pod range.
+// CNIBinDir is the worker's CNI plugin directory, as on a kubeadm node: it
+// starts with links to the host's standard plugins, and a pod network
+// addon (Calico's installer) adds its own plugin there.
+const CNIBinDir = "/opt/cni/bin"
+
+// linkCNIPlugins links the host's standard CNI plugins into the worker's
+// own plugin directory.
+func (w Worker) linkCNIPlugins() error {
+	plugins, err := os.ReadDir(nodeconfig.DefaultCNIBinDir)
+	if err != nil {
+		return fmt.Errorf("CNI plugins: %w (apt-get install -y containernetworking-plugins)", err)
+	}
+	for _, p := range plugins {
+		link := w.Path("cni-bin", p.Name())
+		target := filepath.Join(nodeconfig.DefaultCNIBinDir, p.Name())
+		if cur, err := os.Readlink(link); err == nil && cur == target {
+			continue
+		}
+		_ = os.Remove(link)
+		if err := os.Symlink(target, link); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// WriteCNIConfig gives the worker's pods its node's pod range on a bridge,
+// for tenants without a pod network addon. The network shares its name, and
+// so host-local's record of given addresses, with Calico's, so pods wired
+// before and after the addon is switched on never get the same address.
 func (w Worker) WriteCNIConfig(podCIDR string) error {
 	conf := fmt.Sprintf(`{
   "cniVersion": "0.4.0",
-  "name": "kubinception-worker",
+  "name": %q,
   "plugins": [
     {
       "type": "bridge",
@@ -324,7 +358,7 @@ func (w Worker) WriteCNIConfig(podCIDR string) error {
     {"type": "portmap", "capabilities": {"portMappings": true}}
   ]
 }
-`, podCIDR)
+`, calico.NetworkName, podCIDR)
 	path := w.Path("cni-conf", "10-kubinception.conflist")
 	if old, err := os.ReadFile(path); err == nil && string(old) == conf {
 		return nil

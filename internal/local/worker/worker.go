@@ -85,7 +85,9 @@ func (w Worker) Binds() [][2]string {
 		{w.Path("run-containerd"), "/run/containerd"},
 		{w.Path("containerd"), "/var/lib/containerd"},
 		{w.Path("cni-conf"), "/etc/cni/net.d"},
+		{w.Path("cni-bin"), "/opt/cni/bin"},
 		{w.Path("cni-state"), "/var/lib/cni"},
+		{w.Path("calico"), "/var/lib/calico"},
 		{w.Path("pod-logs"), "/var/log/pods"},
 		{w.Path("container-logs"), "/var/log/containers"},
 	}
