@@ -128,11 +128,11 @@ func (r *Reconciler) reconcileBootstrap(ctx context.Context, s *scope) (ctrl.Res
 	if err != nil {
 		return ctrl.Result{}, err
 	}
+	applied := appliedCRDs(ctx, t.c)
 	for _, obj := range objs {
 		kind := obj.GetObjectKind().GroupVersionKind().Kind
 		if crd, ok := obj.(*apiextensionsv1.CustomResourceDefinition); ok {
-			current, err := crdCurrent(ctx, t.c, crd)
-			if err == nil && current {
+			if h := stampCRD(crd); h != "" && h == applied[crd.Name] {
 				continue
 			}
 		}
@@ -177,17 +177,15 @@ func (r *Reconciler) reconcileBootstrap(ctx context.Context, s *scope) (ctrl.Res
 const crdRetry = time.Second
 
 // annotationSpecHash records, on an object applied only when it changes
-// (the addons' CRDs, which are large), the hash of what was applied.
+// (the addons' CRDs, which are large: 270 KB for Calico's), the hash of
+// what was applied.
 const annotationSpecHash = "kubinception.dev/spec-hash"
 
-// crdCurrent stamps crd with the hash of its content and reports whether
-// the tenant already holds a CRD of that name with that stamp, so the
-// periodic pass reads a few hundred bytes of metadata instead of sending
-// every CRD again.
-func crdCurrent(ctx context.Context, c client.Client, crd *apiextensionsv1.CustomResourceDefinition) (bool, error) {
+// stampCRD records on crd the hash of its content and returns it.
+func stampCRD(crd *apiextensionsv1.CustomResourceDefinition) string {
 	data, err := json.Marshal(crd.Spec)
 	if err != nil {
-		return false, err
+		return ""
 	}
 	sum := sha256.Sum256(data)
 	hash := hex.EncodeToString(sum[:8])
@@ -195,12 +193,26 @@ func crdCurrent(ctx context.Context, c client.Client, crd *apiextensionsv1.Custo
 		crd.Annotations = map[string]string{}
 	}
 	crd.Annotations[annotationSpecHash] = hash
-	have := &metav1.PartialObjectMetadata{}
-	have.SetGroupVersionKind(apiextensionsv1.SchemeGroupVersion.WithKind("CustomResourceDefinition"))
-	if err := c.Get(ctx, client.ObjectKey{Name: crd.Name}, have); err != nil {
-		return false, client.IgnoreNotFound(err)
+	return hash
+}
+
+// appliedCRDs maps the name of each CRD the operator applied in the tenant
+// to the hash it was applied with, read as metadata in one list, so the
+// periodic pass sends the large CRDs only when they change. A failed read
+// maps nothing: everything is applied again.
+func appliedCRDs(ctx context.Context, c client.Client) map[string]string {
+	list := &metav1.PartialObjectMetadataList{}
+	list.SetGroupVersionKind(apiextensionsv1.SchemeGroupVersion.WithKind("CustomResourceDefinitionList"))
+	if err := c.List(ctx, list, client.HasLabels{tenantbootstrap.ManagedLabel}); err != nil {
+		return nil
 	}
-	return have.Annotations[annotationSpecHash] == hash && have.DeletionTimestamp == nil, nil
+	out := map[string]string{}
+	for _, m := range list.Items {
+		if m.DeletionTimestamp == nil && m.Annotations[annotationSpecHash] != "" {
+			out[m.Name] = m.Annotations[annotationSpecHash]
+		}
+	}
+	return out
 }
 
 // removeAddon deletes every object of a switched-off addon.
