@@ -20,6 +20,10 @@ const (
 	ConditionQuotaAvailable = "QuotaAvailable"
 	// ConditionGatewayAvailable says whether a Datastore's gateway serves.
 	ConditionGatewayAvailable = "GatewayAvailable"
+	// ConditionNetworkFenced says whether the tenant's NetworkPolicies in
+	// the admin cluster are in place (not part of Ready: they bind only
+	// where the admin cluster's network plugin enforces them).
+	ConditionNetworkFenced = "NetworkFenced"
 )
 
 // Reasons, each one a person can act on.
@@ -57,6 +61,10 @@ const (
 	ReasonQuotaExhausted       = "QuotaExhausted"
 	ReasonMembersUnhealthy     = "MembersUnhealthy"
 	ReasonAllMembersHealthy    = "AllMembersHealthy"
+	// ReasonNetworkPoliciesApplied and ReasonNetworkPoliciesFailed are
+	// NetworkFenced's reasons.
+	ReasonNetworkPoliciesApplied = "NetworkPoliciesApplied"
+	ReasonNetworkPoliciesFailed  = "NetworkPoliciesFailed"
 )
 
 // AnnotationNudge, set to a new value on a TenantCluster, makes the operator

@@ -26,6 +26,11 @@ const Namespace = "kubinception-system"
 // Name of the operator's Deployment, service account and RBAC objects.
 const Name = "kubinception-manager"
 
+// OperatorLabels select the operator's pods in Namespace; the Helm chart
+// labels them the same. Tenants' NetworkPolicies let these pods, and no
+// others, reach every port of a control plane.
+func OperatorLabels() map[string]string { return map[string]string{"app.kubernetes.io/name": Name} }
+
 // GatewayName is the service account and cluster role of the Datastores'
 // gateways (the operator runs one per Datastore in Namespace).
 const GatewayName = gatewaydeploy.ServiceAccount
@@ -151,6 +156,10 @@ func objects(o Options) []client.Object {
 				{APIGroups: []string{""}, Resources: []string{"services/status"}, Verbs: []string{"get", "patch", "update"}},
 				{APIGroups: []string{"apps"}, Resources: []string{"deployments"}, Verbs: rw},
 				{APIGroups: []string{""}, Resources: []string{"pods", "nodes"}, Verbs: ro},
+				// Each tenant's NetworkPolicies, server-side applied (which
+				// creates them too); the garbage collector deletes them with
+				// their TenantCluster.
+				{APIGroups: []string{"networking.k8s.io"}, Resources: []string{"networkpolicies"}, Verbs: []string{"create", "patch"}},
 				{APIGroups: []string{""}, Resources: []string{"events"}, Verbs: []string{"create", "patch"}},
 				{APIGroups: []string{"events.k8s.io"}, Resources: []string{"events"}, Verbs: []string{"create", "patch"}},
 			}},
@@ -192,7 +201,7 @@ func deployment(o Options, labels map[string]string) *appsv1.Deployment {
 	probe := func(path string) *corev1.Probe {
 		return &corev1.Probe{ProbeHandler: corev1.ProbeHandler{HTTPGet: &corev1.HTTPGetAction{Path: path, Port: intstr.FromInt32(8081)}}, PeriodSeconds: 10}
 	}
-	sel := map[string]string{"app.kubernetes.io/name": Name}
+	sel := OperatorLabels()
 	args := []string{"manager", fmt.Sprintf("--leader-elect=%t", o.LeaderElection), "--image-registry=" + o.Registry,
 		// Each Datastore's gateway runs the operator's own image.
 		"--gateway-namespace=" + Namespace, "--gateway-image=" + o.Image, "--gateway-image-pull-policy=" + string(o.ImagePullPolicy)}

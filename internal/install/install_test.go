@@ -11,6 +11,7 @@ import (
 	"strings"
 	"testing"
 
+	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
@@ -216,6 +217,28 @@ func TestOperatorRBACIsScoped(t *testing.T) {
 		return
 	}
 	t.Fatal("no ClusterRole rendered")
+}
+
+// TestOperatorPodsCarryOperatorLabels: tenants' NetworkPolicies let the
+// operator's pods reach their control planes by OperatorLabels in
+// Namespace; pods labelled otherwise would be shut out of every tenant.
+func TestOperatorPodsCarryOperatorLabels(t *testing.T) {
+	for _, obj := range objects(testOptions()) {
+		dep, ok := obj.(*appsv1.Deployment)
+		if !ok || dep.Name != Name {
+			continue
+		}
+		if dep.Namespace != Namespace {
+			t.Errorf("operator Deployment in %q, want %q", dep.Namespace, Namespace)
+		}
+		for k, v := range OperatorLabels() {
+			if dep.Spec.Template.Labels[k] != v {
+				t.Errorf("operator pods labelled %v, want %s=%s among them", dep.Spec.Template.Labels, k, v)
+			}
+		}
+		return
+	}
+	t.Fatal("no operator Deployment rendered")
 }
 
 func testOptions() Options {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -22,6 +23,7 @@ import (
 
 	kv1 "kubinception.dev/kubinception/api/v1alpha1"
 	cp "kubinception.dev/kubinception/internal/controlplane"
+	"kubinception.dev/kubinception/internal/netpolicy"
 	pkiPkg "kubinception.dev/kubinception/internal/pki"
 	"kubinception.dev/kubinception/internal/tenantlb"
 	"kubinception.dev/kubinception/internal/testenv"
@@ -607,6 +609,11 @@ func testLoadBalancer(t *testing.T, e *env, tc *kv1.TenantCluster, tenant kubern
 	if front.Spec.Type != corev1.ServiceTypeLoadBalancer || len(front.Spec.Ports) != 1 || front.Spec.Ports[0].Port != 80 {
 		t.Errorf("admin Service %+v, want type LoadBalancer on port 80", front.Spec)
 	}
+	// Its port opens in the tenant's NetworkPolicies at the next
+	// reconcile.
+	reconcileUntil(t, e, tc, "port 80 open to the load balancers", func() bool {
+		return slices.Equal(ingressPorts(e.networkPolicy(t, tc, netpolicy.LoadBalancersName(tc.Name))), []string{"from-any:80"})
+	})
 
 	// The admin cluster gives its Service an address: it becomes the
 	// tenant Service's.
@@ -625,6 +632,9 @@ func testLoadBalancer(t *testing.T, e *env, tc *kv1.TenantCluster, tenant kubern
 	}
 	reconcileUntil(t, e, tc, "the load balancer to go", func() bool {
 		return !e.exists(t, &appsv1.Deployment{ObjectMeta: metav1.ObjectMeta{Name: name}}) && !e.exists(t, &corev1.Service{ObjectMeta: metav1.ObjectMeta{Name: name}})
+	})
+	reconcileUntil(t, e, tc, "no port open to the load balancers", func() bool {
+		return len(ingressPorts(e.networkPolicy(t, tc, netpolicy.LoadBalancersName(tc.Name)))) == 0
 	})
 }
 

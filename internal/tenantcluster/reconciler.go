@@ -175,6 +175,7 @@ func (r *Reconciler) reconcileNormal(ctx context.Context, s *scope) (ctrl.Result
 		{"datastore", r.reconcileDatastore},
 		{"exposure", r.reconcileExposure},
 		{"certificates", r.reconcileCertificates},
+		{"network policies", r.reconcileNetworkPolicies},
 		{"control plane", r.reconcileControlPlane},
 		{"bootstrap", r.reconcileBootstrap},
 		{"load balancers", r.reconcileLoadBalancers},

@@ -42,7 +42,7 @@ func (r *Reconciler) updateStatus(ctx context.Context, s *scope, reconcileErr er
 			objects.AnnounceCondition(ctx, r.Recorder, tc, typ, status, reason, message, warning)
 		}
 	}
-	for _, typ := range append(phaseConditions, kv1.ConditionQuotaAvailable) {
+	for _, typ := range append(phaseConditions, kv1.ConditionQuotaAvailable, kv1.ConditionNetworkFenced) {
 		if res, ok := s.results[typ]; ok {
 			set(typ, boolStatus(res.ok), res.reason, res.message)
 		}

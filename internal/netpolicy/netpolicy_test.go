@@ -1,0 +1,335 @@
+package netpolicy
+
+import (
+	"flag"
+	"fmt"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+	corev1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
+	"sigs.k8s.io/yaml"
+
+	"kubinception.dev/kubinception/internal/controlplane"
+	"kubinception.dev/kubinception/internal/gatewaydeploy"
+	"kubinception.dev/kubinception/internal/tenantlb"
+)
+
+var update = flag.Bool("update", false, "rewrite golden files")
+
+const (
+	ns        = "team-a"
+	system    = "kubinception-system"
+	nodePort  = 31234
+	lbPort    = 443
+	otherPort = 8080
+)
+
+func testParams() Params {
+	return Params{
+		Tenant: "demo", Namespace: ns, APIServerPort: nodePort, Tunnel: true,
+		Gateway:           Peer{Namespace: system, Labels: gatewaydeploy.Labels("default")},
+		Operator:          Peer{Namespace: system, Labels: map[string]string{"app.kubernetes.io/name": "kubinception-manager"}},
+		LoadBalancerPorts: []int32{otherPort, lbPort, lbPort, 0},
+	}
+}
+
+// endpoint is one end of a connection: a pod (namespace and labels) or,
+// with outside set, an address outside the admin cluster's pods (a
+// customer, a tenant node, anything reached through NodePort).
+type endpoint struct {
+	name    string
+	ns      string
+	labels  map[string]string
+	outside bool
+}
+
+var (
+	customer      = endpoint{name: "a customer", outside: true}
+	tenantNode    = endpoint{name: "a tenant node", outside: true}
+	apiserver     = endpoint{name: "demo's control plane", ns: ns, labels: controlplane.Labels("demo")}
+	lb            = endpoint{name: "demo's load balancer", ns: ns, labels: tenantlb.Labels("demo", "demo-lb-0123456789")}
+	otherCP       = endpoint{name: "another tenant's control plane", ns: "team-b", labels: controlplane.Labels("other")}
+	otherLB       = endpoint{name: "another tenant's load balancer", ns: "team-b", labels: tenantlb.Labels("other", "other-lb-0123456789")}
+	sameNSOtherLB = endpoint{name: "a load balancer of another tenant in the namespace", ns: ns, labels: tenantlb.Labels("other", "other-lb-9876543210")}
+	stray         = endpoint{name: "another pod in the namespace", ns: ns, labels: map[string]string{"app": "stray"}}
+	operator      = endpoint{name: "the operator", ns: system, labels: map[string]string{"app.kubernetes.io/name": "kubinception-manager", "app.kubernetes.io/managed-by": "kubinception"}}
+	impostor      = endpoint{name: "an operator-labelled pod elsewhere", ns: "team-b", labels: map[string]string{"app.kubernetes.io/name": "kubinception-manager"}}
+	gateway       = endpoint{name: "the gateway", ns: system, labels: gatewaydeploy.Labels("default")}
+	otherGateway  = endpoint{name: "another Datastore's gateway", ns: system, labels: gatewaydeploy.Labels("other")}
+	dnsPod        = endpoint{name: "the admin DNS", ns: DNSNamespace, labels: DNSLabels()}
+	adminPod      = endpoint{name: "an admin-cluster pod", ns: "monitoring", labels: map[string]string{"app": "prometheus"}}
+)
+
+// allowed evaluates NetworkPolicy semantics for a connection from src to
+// dst on port/proto: each side that is a pod selected by a policy of its
+// namespace (for that direction) needs a rule of one of those policies
+// allowing the other side and the port.
+func allowed(t *testing.T, pols []*networkingv1.NetworkPolicy, src, dst endpoint, proto corev1.Protocol, port int32) bool {
+	t.Helper()
+	return side(t, pols, src, dst, proto, port, networkingv1.PolicyTypeEgress) &&
+		side(t, pols, dst, src, proto, port, networkingv1.PolicyTypeIngress)
+}
+
+// side says whether pod's policies of direction typ let it talk to peer.
+func side(t *testing.T, pols []*networkingv1.NetworkPolicy, pod, peer endpoint, proto corev1.Protocol, port int32, typ networkingv1.PolicyType) bool {
+	if pod.outside {
+		return true
+	}
+	isolated := false
+	for _, pol := range pols {
+		if pol.Namespace != pod.ns || !matches(t, &pol.Spec.PodSelector, pod.labels) || !hasType(pol, typ) {
+			continue
+		}
+		isolated = true
+		if typ == networkingv1.PolicyTypeIngress {
+			for _, r := range pol.Spec.Ingress {
+				if peersMatch(t, pol.Namespace, r.From, peer) && portsMatch(r.Ports, proto, port) {
+					return true
+				}
+			}
+		} else {
+			for _, r := range pol.Spec.Egress {
+				if peersMatch(t, pol.Namespace, r.To, peer) && portsMatch(r.Ports, proto, port) {
+					return true
+				}
+			}
+		}
+	}
+	return !isolated
+}
+
+func hasType(pol *networkingv1.NetworkPolicy, typ networkingv1.PolicyType) bool {
+	for _, pt := range pol.Spec.PolicyTypes {
+		if pt == typ {
+			return true
+		}
+	}
+	return false
+}
+
+func matches(t *testing.T, sel *metav1.LabelSelector, l map[string]string) bool {
+	t.Helper()
+	s, err := metav1.LabelSelectorAsSelector(sel)
+	if err != nil {
+		t.Fatalf("selector %v: %v", sel, err)
+	}
+	return s.Matches(labels.Set(l))
+}
+
+// peersMatch: no peers means every source or destination; a peer with
+// only a pod selector means pods of the policy's own namespace.
+func peersMatch(t *testing.T, policyNS string, peers []networkingv1.NetworkPolicyPeer, e endpoint) bool {
+	if len(peers) == 0 {
+		return true
+	}
+	for _, p := range peers {
+		if p.IPBlock != nil {
+			t.Fatalf("unexpected ipBlock peer %+v: the policies select pods", p)
+		}
+		if e.outside {
+			continue
+		}
+		nsOK := e.ns == policyNS
+		if p.NamespaceSelector != nil {
+			nsOK = matches(t, p.NamespaceSelector, map[string]string{corev1.LabelMetadataName: e.ns})
+		}
+		podOK := p.PodSelector == nil || matches(t, p.PodSelector, e.labels)
+		if nsOK && podOK {
+			return true
+		}
+	}
+	return false
+}
+
+func portsMatch(ports []networkingv1.NetworkPolicyPort, proto corev1.Protocol, port int32) bool {
+	if len(ports) == 0 {
+		return true
+	}
+	for _, p := range ports {
+		pp := corev1.ProtocolTCP
+		if p.Protocol != nil {
+			pp = *p.Protocol
+		}
+		if pp == proto && (p.Port == nil || p.Port.IntValue() == int(port)) {
+			return true
+		}
+	}
+	return false
+}
+
+type flow struct {
+	src, dst endpoint
+	proto    corev1.Protocol
+	port     int32
+	want     bool
+}
+
+func (f flow) String() string {
+	return fmt.Sprintf("%s -> %s %s/%d", f.src.name, f.dst.name, f.proto, f.port)
+}
+
+const tcpP, udpP = corev1.ProtocolTCP, corev1.ProtocolUDP
+
+func TestFlows(t *testing.T) {
+	noTunnel := testParams()
+	noTunnel.Tunnel = false
+	noLB := testParams()
+	noLB.LoadBalancerPorts = nil
+	shared := testParams()
+	shared.Namespace, shared.SharedNamespace = system, true
+	sharedAPIServer := endpoint{name: "demo's control plane", ns: system, labels: controlplane.Labels("demo")}
+
+	for _, tc := range []struct {
+		name  string
+		p     Params
+		flows []flow
+	}{
+		{"tunnel", testParams(), []flow{
+			// Into the control plane.
+			{customer, apiserver, tcpP, nodePort, true},
+			{tenantNode, apiserver, tcpP, controlplane.TunnelPort, true},
+			{customer, apiserver, tcpP, controlplane.DefaultPort, false}, // not the port it listens on with NodePort
+			{customer, apiserver, tcpP, controlplane.TunnelHTTPPort, false},
+			{customer, apiserver, tcpP, controlplane.TunnelClientPort, false},
+			{customer, apiserver, udpP, nodePort, false},
+			{lb, apiserver, tcpP, controlplane.TunnelClientPort, true},
+			{lb, apiserver, tcpP, controlplane.TunnelHTTPPort, false},
+			{otherLB, apiserver, tcpP, controlplane.TunnelClientPort, false},
+			{sameNSOtherLB, apiserver, tcpP, controlplane.TunnelClientPort, false},
+			{otherCP, apiserver, tcpP, controlplane.TunnelClientPort, false},
+			{operator, apiserver, tcpP, nodePort, true},
+			{operator, apiserver, tcpP, controlplane.TunnelHTTPPort, true},
+			{impostor, apiserver, tcpP, controlplane.TunnelHTTPPort, false},
+			{adminPod, apiserver, tcpP, controlplane.TunnelHTTPPort, false},
+			{stray, apiserver, tcpP, controlplane.TunnelClientPort, false},
+			// Out of the control plane.
+			{apiserver, gateway, tcpP, gatewaydeploy.ClientPort, true},
+			{apiserver, gateway, tcpP, gatewaydeploy.HTTPPort, false},
+			{apiserver, otherGateway, tcpP, gatewaydeploy.ClientPort, false},
+			{apiserver, dnsPod, udpP, DNSPort, true},
+			{apiserver, dnsPod, tcpP, DNSPort, true},
+			{apiserver, dnsPod, tcpP, 9153, false},
+			{apiserver, adminPod, tcpP, 443, false},
+			{apiserver, operator, tcpP, 8080, false},
+			{apiserver, otherCP, tcpP, controlplane.DefaultPort, false},
+			{apiserver, tenantNode, tcpP, 10250, false},
+			{apiserver, customer, tcpP, 443, false},
+			// The load balancers.
+			{customer, lb, tcpP, lbPort, true},
+			{customer, lb, tcpP, otherPort, true},
+			{customer, lb, tcpP, tenantlb.HTTPPort, false},
+			{operator, lb, tcpP, tenantlb.HTTPPort, false},
+			{lb, apiserver, tcpP, nodePort, false},
+			{lb, otherCP, tcpP, controlplane.TunnelClientPort, false},
+			{lb, dnsPod, udpP, DNSPort, true},
+			{lb, tenantNode, tcpP, 30080, false},
+			{lb, gateway, tcpP, gatewaydeploy.ClientPort, false},
+			// Anything else in the namespace.
+			{customer, stray, tcpP, 80, false},
+			{stray, customer, tcpP, 443, false},
+			{stray, dnsPod, udpP, DNSPort, false},
+			// Other namespaces are not this tenant's business.
+			{adminPod, operator, tcpP, 8080, true},
+		}},
+		{"no tunnel", noTunnel, []flow{
+			{customer, apiserver, tcpP, nodePort, true},
+			{tenantNode, apiserver, tcpP, controlplane.TunnelPort, false},
+			{lb, apiserver, tcpP, controlplane.TunnelClientPort, false},
+			{apiserver, tenantNode, tcpP, 10250, true},
+			{apiserver, gateway, tcpP, gatewaydeploy.ClientPort, true},
+		}},
+		{"no load balancer", noLB, []flow{
+			{customer, lb, tcpP, lbPort, false},
+			{customer, lb, tcpP, tenantlb.HTTPPort, false},
+			{lb, apiserver, tcpP, controlplane.TunnelClientPort, true},
+		}},
+		{"shared namespace", shared, []flow{
+			{customer, sharedAPIServer, tcpP, nodePort, true},
+			{customer, sharedAPIServer, tcpP, controlplane.TunnelHTTPPort, false},
+			// The operator and the gateways live here: the catch-all
+			// leaves them alone.
+			{operator, adminPod, tcpP, 443, true},
+			{adminPod, gateway, tcpP, gatewaydeploy.HTTPPort, true},
+			{sharedAPIServer, gateway, tcpP, gatewaydeploy.ClientPort, true},
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			pols := Policies(tc.p)
+			for _, f := range tc.flows {
+				if got := allowed(t, pols, f.src, f.dst, f.proto, f.port); got != f.want {
+					t.Errorf("%s: allowed = %t, want %t", f, got, f.want)
+				}
+			}
+		})
+	}
+}
+
+// TestEveryPolicyIsolatesBothWays: a policy without Egress in its types
+// would leave the pods it selects free to dial anything.
+func TestEveryPolicyIsolatesBothWays(t *testing.T) {
+	for _, p := range []Params{testParams(), func() Params { p := testParams(); p.Tunnel = false; p.SharedNamespace = true; return p }()} {
+		for _, pol := range Policies(p) {
+			if !hasType(pol, networkingv1.PolicyTypeIngress) || !hasType(pol, networkingv1.PolicyTypeEgress) {
+				t.Errorf("%s: policyTypes %v, want Ingress and Egress", pol.Name, pol.Spec.PolicyTypes)
+			}
+			if pol.Namespace != p.Namespace {
+				t.Errorf("%s in namespace %q, want %q", pol.Name, pol.Namespace, p.Namespace)
+			}
+		}
+	}
+}
+
+func TestDefaultDenySelector(t *testing.T) {
+	p := testParams()
+	if sel := DefaultDeny(p).Spec.PodSelector; len(sel.MatchLabels) != 0 || len(sel.MatchExpressions) != 0 {
+		t.Errorf("catch-all selects %v, want every pod of the tenant's namespace", sel)
+	}
+	p.SharedNamespace = true
+	want := map[string]string{controlplane.LabelTenant: "demo"}
+	if diff := cmp.Diff(want, DefaultDeny(p).Spec.PodSelector.MatchLabels); diff != "" {
+		t.Errorf("catch-all in a shared namespace (-want +got):\n%s", diff)
+	}
+}
+
+func TestRenderedPoliciesMatchGolden(t *testing.T) {
+	for name, p := range map[string]Params{
+		"policies.yaml":           testParams(),
+		"policies-no-tunnel.yaml": func() Params { p := testParams(); p.Tunnel = false; p.LoadBalancerPorts = nil; return p }(),
+	} {
+		var out []byte
+		for _, pol := range Policies(p) {
+			b, err := yaml.Marshal(pol)
+			if err != nil {
+				t.Fatal(err)
+			}
+			out = append(append(out, "---\n"...), b...)
+		}
+		golden(t, name, out)
+	}
+}
+
+func golden(t *testing.T, name string, got []byte) {
+	t.Helper()
+	path := filepath.Join("testdata", name)
+	if *update {
+		if err := os.MkdirAll("testdata", 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(path, got, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return
+	}
+	want, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatalf("%v (go test -update creates it)", err)
+	}
+	if diff := cmp.Diff(string(want), string(got)); diff != "" {
+		t.Errorf("%s differs (-want +got; go test -update rewrites it):\n%s", name, diff)
+	}
+}
