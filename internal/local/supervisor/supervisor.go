@@ -27,6 +27,9 @@ type Process struct {
 	Name string   `json:"name"`
 	Path string   `json:"path"`
 	Args []string `json:"args"`
+	// Env are NAME=value settings added to the supervisor's own
+	// environment; a name already there takes the value given here.
+	Env []string `json:"env,omitempty"`
 	// ReadySocket, when set, is a unix socket that accepts connections once
 	// the process is ready; the next process waits for it.
 	ReadySocket string `json:"readySocket,omitempty"`
@@ -190,7 +193,7 @@ func (s *state) reload(ctx context.Context) {
 }
 
 func equalProcess(a, b Process) bool {
-	return a.Name == b.Name && a.Path == b.Path && slices.Equal(a.Args, b.Args) && a.ReadySocket == b.ReadySocket && a.MaxBackoffSeconds == b.MaxBackoffSeconds
+	return a.Name == b.Name && a.Path == b.Path && slices.Equal(a.Args, b.Args) && slices.Equal(a.Env, b.Env) && a.ReadySocket == b.ReadySocket && a.MaxBackoffSeconds == b.MaxBackoffSeconds
 }
 
 // loop runs c until told to stop, restarting it with a backoff that resets
@@ -251,7 +254,8 @@ func (s *state) start(p Process) (*exec.Cmd, error) {
 	cmd.Stdout, cmd.Stderr = logFile, logFile
 	// The mark is inherited by what the daemon starts in turn, so that
 	// teardown finds containerd's shims, which outlive containerd.
-	cmd.Env = append(os.Environ(), hostproc.OwnerEnv+"="+s.files.RunDir)
+	// exec.Cmd keeps the last of duplicate names, so p.Env overrides.
+	cmd.Env = append(append(os.Environ(), p.Env...), hostproc.OwnerEnv+"="+s.files.RunDir)
 	// The child dies with the supervisor, so a killed supervisor never
 	// leaves a daemon that a new one would fight over its socket.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGTERM}

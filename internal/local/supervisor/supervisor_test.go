@@ -2,8 +2,11 @@ package supervisor
 
 import (
 	"context"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"slices"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -86,5 +89,48 @@ func TestSupervisorRestartsReloadsAndStops(t *testing.T) {
 	}
 	if hostproc.Alive(restarted) {
 		t.Fatal("supervisor stopped but left its process running")
+	}
+}
+
+// TestSupervisorEnv checks that a process runs with its own settings over
+// the supervisor's environment, and that changing them restarts it.
+func TestSupervisorEnv(t *testing.T) {
+	sh, err := exec.LookPath("sh")
+	if err != nil {
+		t.Skip("no sh on this machine")
+	}
+	dir := t.TempDir()
+	out := filepath.Join(dir, "env.out")
+	t.Setenv("KUBI_TEST_SETTING", "from-supervisor")
+	files := Files{RunDir: dir, LogDir: dir}
+	spec := func(value string) Spec {
+		return Spec{Processes: []Process{{Name: "env", Path: sh,
+			Args: []string{"-c", `echo "$KUBI_TEST_SETTING $KUBI_TEST_OTHER" > ` + out + `.tmp && mv ` + out + `.tmp ` + out + ` && exec sleep 1000`},
+			Env:  []string{"KUBI_TEST_SETTING=" + value}}}}
+	}
+	if err := files.WriteSpec(spec("first")); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("KUBI_TEST_OTHER", "kept")
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- Run(ctx, files, t.Logf) }()
+	defer func() {
+		cancel()
+		<-done
+	}()
+	read := func() string { data, _ := os.ReadFile(out); return strings.TrimSpace(string(data)) }
+	waitUntil(t, "the process to write its environment", func() bool { return read() == "first kept" })
+	first := files.PID("env")
+
+	if err := files.WriteSpec(spec("second")); err != nil {
+		t.Fatal(err)
+	}
+	if err := Reload(files); err != nil {
+		t.Fatal(err)
+	}
+	waitUntil(t, "the process to restart with its new environment", func() bool { return read() == "second kept" })
+	if files.PID("env") == first {
+		t.Fatal("the process kept its pid although its environment changed")
 	}
 }
