@@ -39,3 +39,17 @@ func TestKubeletDropInIsThePrefixOfTheFullConfiguration(t *testing.T) {
 		t.Error("cgroupRoot rendered without being set")
 	}
 }
+
+// TestContainerdCNIBinDir checks that a node without a bin dir of its own
+// keeps the machine's plugins and that one with its own gets it.
+func TestContainerdCNIBinDir(t *testing.T) {
+	for _, tt := range []struct{ dir, want string }{
+		{"", `bin_dir = "/usr/lib/cni"`},
+		{"/var/lib/kubinception/cni/bin", `bin_dir = "/var/lib/kubinception/cni/bin"`},
+	} {
+		got := Containerd{CNIConfDir: "/etc/cni/net.d", CNIBinDir: tt.dir}.Render()
+		if !strings.Contains(got, "\n    "+tt.want+"\n") || strings.Count(got, "bin_dir") != 1 {
+			t.Errorf("CNIBinDir %q: want one %s in\n%s", tt.dir, tt.want, got)
+		}
+	}
+}
