@@ -67,6 +67,11 @@ func ensurePKI(c Config, now func() time.Time) error {
 		{"scheduler", pki.Spec{CommonName: "system:kube-scheduler", Client: true}},
 		{"kubelet", pki.Spec{CommonName: "system:node:" + c.NodeName, Organization: []string{"system:nodes"}, Client: true}},
 		{"kube-proxy", pki.Spec{CommonName: "system:kube-proxy", Client: true}},
+		// Felix and the Calico CNI plugin run on the host, not in pods:
+		// users bound to Calico's roles (calicoParams) stand for upstream's
+		// ServiceAccounts.
+		{felixKubeconfig, pki.Spec{CommonName: felixUser, Client: true}},
+		{cniKubeconfig, pki.Spec{CommonName: cniUser, Client: true}},
 	}
 	for _, cl := range clients {
 		kp, err := d.Leaf(cl.name+"-client", ca, cl.spec)

@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"strconv"
 
+	"kubinception.dev/kubinception/internal/calico"
 	"kubinception.dev/kubinception/internal/local/components"
 	"kubinception.dev/kubinception/internal/release"
 )
@@ -18,8 +19,9 @@ const (
 	// bridge rather than a dummy interface: kernels without the dummy
 	// driver, such as this VM's, all have bridges.)
 	NodeInterface = "kubi0"
-	// BridgeInterface is the pod network's bridge.
-	BridgeInterface = "kubi-cni0"
+	// legacyBridgeInterface is the bridge earlier versions put the pods
+	// on; teardown and the leftover check still look for it.
+	legacyBridgeInterface = "kubi-cni0"
 	// DatastoreMembers is the size of the shared etcd cluster.
 	DatastoreMembers = 3
 	// SystemNamespace is where kubinception keeps its objects in the
@@ -62,6 +64,7 @@ func (p Ports) All() map[int]string {
 		p.APIServer: "kube-apiserver", p.Etcd: "etcd (client)", p.Etcd + 1: "etcd (peer)", p.Etcd + 2: "etcd (metrics)",
 		p.Kubelet: "kubelet", p.KubeletHealthz: "kubelet (healthz)", p.ControllerManager: "kube-controller-manager",
 		p.Scheduler: "kube-scheduler", p.ProxyMetrics: "kube-proxy (metrics)", p.ProxyHealthz: "kube-proxy (healthz)",
+		calico.HealthPort: "calico-felix (health)", calico.MetricsPort: "calico-felix (metrics)",
 	}
 	for i := 0; i < DatastoreMembers; i++ {
 		m[p.DatastoreClient+i] = fmt.Sprintf("datastore-%d (client)", i)
@@ -191,6 +194,7 @@ func (p paths) KubeletRoot() string        { return p.join("kubelet") }
 func (p paths) PodLogs() string            { return p.join("pod-logs") }
 func (p paths) CNIConf() string            { return p.join("cni", "net.d") }
 func (p paths) CNIState() string           { return p.join("cni", "state") }
+func (p paths) CNIBin() string             { return p.join("cni", "bin") }
 func (p paths) EtcdData() string           { return p.join("data", "etcd") }
 func (p paths) DatastoreData(i int) string { return p.join("data", fmt.Sprintf("datastore-%d", i)) }
 func (p paths) State() string              { return p.join("state") }

@@ -2,7 +2,9 @@ package admincluster
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"sort"
 	"time"
 
 	"google.golang.org/grpc"
@@ -27,7 +29,10 @@ func dialCRI(socket string) (*criClient, error) {
 func (c *criClient) Close() error { return c.conn.Close() }
 
 // removeAllPods stops and removes every pod sandbox, which runs the CNI
-// plugins' DEL and so releases addresses and iptables rules properly.
+// plugins' DEL and so releases addresses, interfaces and iptables rules
+// properly. Pods on the pod network go first: Calico's DEL asks the admin
+// API server, a host-network static pod, about the pod. A pod that cannot
+// be removed does not keep the others.
 func (c *criClient) removeAllPods(ctx context.Context) (int, error) {
 	lctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
@@ -35,8 +40,16 @@ func (c *criClient) removeAllPods(ctx context.Context) (int, error) {
 	if err != nil {
 		return 0, fmt.Errorf("list pods: %w", err)
 	}
+	sbs := resp.Items
+	hostNetwork := map[string]bool{}
+	for _, sb := range sbs {
+		st, err := c.rt.PodSandboxStatus(lctx, &runtimeapi.PodSandboxStatusRequest{PodSandboxId: sb.Id})
+		hostNetwork[sb.Id] = err == nil && st.GetStatus().GetLinux().GetNamespaces().GetOptions().GetNetwork() == runtimeapi.NamespaceMode_NODE
+	}
+	sort.SliceStable(sbs, func(i, j int) bool { return !hostNetwork[sbs[i].Id] && hostNetwork[sbs[j].Id] })
 	removed := 0
-	for _, sb := range resp.Items {
+	var errs []error
+	for _, sb := range sbs {
 		sctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 		_, err := c.rt.StopPodSandbox(sctx, &runtimeapi.StopPodSandboxRequest{PodSandboxId: sb.Id})
 		if err == nil {
@@ -44,11 +57,12 @@ func (c *criClient) removeAllPods(ctx context.Context) (int, error) {
 		}
 		cancel()
 		if err != nil {
-			return removed, fmt.Errorf("remove pod %s/%s: %w", sb.Metadata.GetNamespace(), sb.Metadata.GetName(), err)
+			errs = append(errs, fmt.Errorf("remove pod %s/%s: %w", sb.Metadata.GetNamespace(), sb.Metadata.GetName(), err))
+			continue
 		}
 		removed++
 	}
-	return removed, nil
+	return removed, errors.Join(errs...)
 }
 
 // runningPods returns "NAME/A1/A2..." for every ready sandbox that has a

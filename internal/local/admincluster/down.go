@@ -10,6 +10,7 @@ import (
 
 	"k8s.io/apimachinery/pkg/util/wait"
 
+	"kubinception.dev/kubinception/internal/calico"
 	"kubinception.dev/kubinception/internal/local/hostproc"
 	"kubinception.dev/kubinception/internal/local/supervisor"
 	"kubinception.dev/kubinception/internal/local/worker"
@@ -32,7 +33,12 @@ func (cl *Cluster) Down(ctx context.Context, purge bool) error {
 		fn   func() error
 	}{
 		{"workers", func() error { return stopWorkers(ctx, c.Root) }},
-		{"stop kubelet", func() error { return cl.stopKubelet(ctx) }},
+		// Felix first: stopped, it no longer rewrites what teardown
+		// removes. Its rules keep policing until then.
+		{"stop Felix", func() error { return cl.stopProcess(ctx, FelixProcess) }},
+		// The kubelet next, leaving containerd running, so the pods can
+		// be removed through the CRI as the kubelet would.
+		{"stop kubelet", func() error { return cl.stopProcess(ctx, "kubelet") }},
 		{"remove pods", func() error {
 			if files.PID("containerd") == 0 {
 				return nil
@@ -49,14 +55,16 @@ func (cl *Cluster) Down(ctx context.Context, purge bool) error {
 		{"stop leftover processes", func() error { return stopLeftovers(ctx, c) }},
 		{"unmount", func() error { return unmountAll(c.Root) }},
 		{"iptables rules", func() error { return cleanIptables(ctx) }},
+		{"IP sets", func() error { return destroyIPSets(ctx) }},
 		{"interfaces", func() error { return deleteInterfaces(ctx) }},
+		{"Calico state", func() error { return os.RemoveAll(CalicoStateDir) }},
 		{"sysctls", func() error { return restoreSysctls(c) }},
 		{"cgroups", func() error { return hostproc.RemoveCgroup(podCgroup) }},
 		{"runtime state", func() error {
 			// Generated or run-time only: Up writes them again. Data,
 			// PKI and the image store stay.
 			var errs []error
-			for _, d := range []string{p.Manifests(), p.CNIState(), p.ContainerdState(), p.Run()} {
+			for _, d := range []string{p.Manifests(), p.CNIState(), p.CNIConf(), p.ContainerdState(), p.Run()} {
 				if err := os.RemoveAll(d); err != nil {
 					errs = append(errs, err)
 				}
@@ -108,11 +116,11 @@ func stopWorkers(ctx context.Context, root string) error {
 	return errors.Join(errs...)
 }
 
-// stopKubelet stops the kubelet and leaves containerd running, so the pods
-// can be removed through the CRI as the kubelet would.
-func (cl *Cluster) stopKubelet(ctx context.Context) error {
+// stopProcess takes name out of the supervisor's spec and waits until it
+// has stopped; the other processes keep running.
+func (cl *Cluster) stopProcess(ctx context.Context, name string) error {
 	files := cl.files()
-	if files.PID("supervisor") == 0 || files.PID("kubelet") == 0 {
+	if files.PID("supervisor") == 0 || files.PID(name) == 0 {
 		return nil
 	}
 	spec, err := files.ReadSpec()
@@ -121,7 +129,7 @@ func (cl *Cluster) stopKubelet(ctx context.Context) error {
 	}
 	var keep []supervisor.Process
 	for _, proc := range spec.Processes {
-		if proc.Name != "kubelet" {
+		if proc.Name != name {
 			keep = append(keep, proc)
 		}
 	}
@@ -132,10 +140,10 @@ func (cl *Cluster) stopKubelet(ctx context.Context) error {
 		return err
 	}
 	err = wait.PollUntilContextTimeout(ctx, 100*time.Millisecond, 40*time.Second, true, func(context.Context) (bool, error) {
-		return files.PID("kubelet") == 0, nil
+		return files.PID(name) == 0, nil
 	})
 	if err != nil {
-		return fmt.Errorf("the kubelet did not stop within 40s: %w", err)
+		return fmt.Errorf("%s did not stop within 40s: %w", name, err)
 	}
 	return nil
 }
@@ -144,7 +152,7 @@ func (cl *Cluster) stopKubelet(ctx context.Context) error {
 // are taken for ours by their command line naming our directories.
 var leftoverBinaries = map[string]bool{
 	"containerd": true, "containerd-shim-runc-v2": true, "containerd-shim": true, "runc": true,
-	"kube": true, "kubelet": true, "etcd": true, "tinyhost": true, "kubinception": true,
+	"kube": true, "kubelet": true, "etcd": true, "tinyhost": true, "kubinception": true, "calico": true,
 }
 
 // isShim reports whether p is a containerd shim, which outlives the
@@ -204,8 +212,8 @@ func leftoverProcesses(c Config) []string {
 }
 
 // Leftovers lists every host object of ours that exists: processes,
-// mounts, interfaces, iptables chains and pod cgroups. After Down it is
-// empty.
+// mounts, interfaces, network namespaces, iptables chains and rules, IP
+// sets, Felix's state directory and pod cgroups. After Down it is empty.
 func Leftovers(ctx context.Context, c Config) []string {
 	out := leftoverProcesses(c)
 	if mounts, err := hostproc.MountPoints(c.Root); err == nil {
@@ -213,16 +221,9 @@ func Leftovers(ctx context.Context, c Config) []string {
 			out = append(out, "mount "+m)
 		}
 	}
-	for _, name := range []string{NodeInterface, BridgeInterface} {
-		if _, err := run(ctx, "ip", "link", "show", name); err == nil {
-			out = append(out, "interface "+name)
-		}
-	}
 	all, _ := run(ctx, "ip", "-o", "link", "show")
-	for _, line := range strings.Split(all, "\n") {
-		if f := strings.Fields(line); len(f) > 1 && (strings.HasPrefix(f[1], "kubi-t") || strings.HasPrefix(f[1], "kubiv")) {
-			out = append(out, "interface "+strings.TrimSuffix(f[1], ":"))
-		}
+	for _, name := range linkNames(all, "kubi", calico.InterfacePrefix) {
+		out = append(out, "interface "+name)
 	}
 	if nss, err := os.ReadDir("/run/netns"); err == nil {
 		for _, ns := range nss {
@@ -231,24 +232,30 @@ func Leftovers(ctx context.Context, c Config) []string {
 			}
 		}
 	}
-	links, _ := run(ctx, "ip", "-o", "link", "show", "type", "veth")
-	for _, line := range strings.Split(links, "\n") {
-		if strings.Contains(line, "master "+BridgeInterface) {
-			out = append(out, "veth "+strings.TrimSpace(line))
-		}
-	}
 	for _, cmd := range iptablesCommands {
 		save, err := run(ctx, cmd+"-save")
 		if err != nil {
 			continue
 		}
 		for table, lines := range parseIptablesSave(save) {
-			for _, l := range lines {
-				if strings.HasPrefix(l, ":") && isOurChain(strings.Fields(l[1:])[0]) {
-					out = append(out, fmt.Sprintf("%s chain %s/%s", cmd, table, strings.Fields(l[1:])[0]))
-				}
+			chains, rules := ourIptables(lines)
+			for _, name := range chains {
+				out = append(out, fmt.Sprintf("%s chain %s/%s", cmd, table, name))
+			}
+			for _, r := range rules {
+				out = append(out, fmt.Sprintf("%s rule %s: %s", cmd, table, r))
 			}
 		}
+	}
+	sets, err := ourIPSets(ctx)
+	if err != nil {
+		out = append(out, err.Error())
+	}
+	for _, name := range sets {
+		out = append(out, "IP set "+name)
+	}
+	if _, err := os.Stat(CalicoStateDir); err == nil {
+		out = append(out, "directory "+CalicoStateDir)
 	}
 	for _, dir := range hostproc.CgroupDirs(podCgroup) {
 		out = append(out, "cgroup "+dir)

@@ -6,6 +6,8 @@ import (
 	"os/exec"
 	"strconv"
 	"strings"
+
+	"kubinception.dev/kubinception/internal/calico"
 )
 
 // The fence keeps what runs on the local admin node on the machine and
@@ -48,9 +50,10 @@ const (
 //     load-balancer address, may reach the admin cluster's pods; admin pods and Services are refused
 //     otherwise, and so is another tenant's segment; bridged traffic
 //     within a segment (the tenant's own nodes and pods) passes;
-//   - towards our own interfaces (pods, node address, segments) anything
-//     else passes: the admin side reaching workers is the workers' to
-//     refuse (see the worker's NAT emulation);
+//   - towards our own interfaces (node address, segments) and towards
+//     admin pods on theirs, anything else passes: the admin side reaching
+//     workers is the workers' to refuse (see the worker's NAT emulation),
+//     and NetworkPolicy, enforced by Felix, decides what reaches a pod;
 //   - leaving through any other interface, private ranges are refused
 //     whoever sends them, and admin pods send nothing at all;
 //   - on INPUT, a worker segment may only answer: a tenant node opens no
@@ -79,6 +82,12 @@ func fenceRules(c Config) string {
 	}
 	line("-A %s -i %s -o %s %s %s", FenceChain, seg, seg, comment(FenceCommentSegments), reject)
 	line("-A %s -o kubi+ -j RETURN", FenceChain)
+	// Admin pods are reached through routes of their own on Calico's
+	// interfaces; only their addresses pass that way. (Felix's chain,
+	// also jumped to from FORWARD, polices these interfaces: a new
+	// connection its policy allows comes back to FORWARD, so the fence
+	// sees it too.)
+	line("-A %s -o %s+ -d %s -j RETURN", FenceChain, calico.InterfacePrefix, c.PodCIDR)
 	for _, r := range PrivateRanges {
 		line("-A %s -d %s %s %s", FenceChain, r, comment(FenceCommentPrivate), reject)
 	}

@@ -17,6 +17,9 @@ func TestFenceRules(t *testing.T) {
 		`-A KUBI-FENCE -i kubi-t+ -d 10.200.0.0/16 -m comment --comment "kubinception: tenant nodes reach no admin pod or Service" -j REJECT`,
 		`-A KUBI-FENCE -i kubi-t+ -d 10.201.0.0/16 -m comment --comment "kubinception: tenant nodes reach no admin pod or Service" -j REJECT`,
 		`-A KUBI-FENCE -i kubi-t+ -o kubi-t+ -m comment --comment "kubinception: tenant segments do not meet" -j REJECT`,
+		// Admin pods sit behind Calico's interfaces, each reached by its
+		// own address only.
+		"-A KUBI-FENCE -o cali+ -d 10.200.0.0/16 -j RETURN",
 		`-A KUBI-FENCE -d 10.0.0.0/8 -m comment --comment "kubinception: a private (tenant) range never leaves the machine" -j REJECT`,
 		`-A KUBI-FENCE -d 100.64.0.0/10 -m comment`,
 		`-A KUBI-FENCE -s 10.200.0.0/16 -m comment --comment "kubinception: admin pods reach nothing off the machine" -j REJECT`,
@@ -33,6 +36,7 @@ func TestFenceRules(t *testing.T) {
 		"-i kubi-t+ -m conntrack --ctstate RELATED,ESTABLISHED -j RETURN",
 		"-d 10.200.0.0/16",
 		"-o kubi+ -j RETURN",
+		"-o cali+ -d 10.200.0.0/16 -j RETURN",
 		"-d 10.0.0.0/8",
 		"-s 10.200.0.0/16",
 	}

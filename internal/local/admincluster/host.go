@@ -15,6 +15,7 @@ import (
 	"strings"
 	"syscall"
 
+	"kubinception.dev/kubinception/internal/calico"
 	"kubinception.dev/kubinception/internal/local/hostproc"
 )
 
@@ -23,10 +24,12 @@ import (
 var hostPackages = []struct{ pkg, file string }{
 	{"containerd", "/usr/bin/containerd"},
 	{"runc", "/usr/sbin/runc"},
-	{"containernetworking-plugins", "/usr/lib/cni/bridge"},
+	{"containernetworking-plugins", "/usr/lib/cni/host-local"},
 	{"iptables", "/usr/sbin/xtables-nft-multi"},
 	{"conntrack", "/usr/sbin/conntrack"},
 	{"iproute2", "/usr/sbin/ip"},
+	// Felix matches NetworkPolicy selectors with IP sets.
+	{"ipset", "/usr/sbin/ipset"},
 }
 
 // ensurePackages installs the host packages that are missing.
@@ -71,10 +74,12 @@ func runEnv(ctx context.Context, env []string, name string, args ...string) (str
 }
 
 // sysctls the node changes: the kubelet sets the first three, the pod
-// network and Services need the rest.
+// network and Services need the rest. (A record made by an earlier
+// version, whose bridge network needed bridge-nf-call-iptables, is
+// restored as it was.)
 var managedSysctls = []string{
 	"vm/overcommit_memory", "kernel/panic", "kernel/panic_on_oops",
-	"net/ipv4/ip_forward", "net/bridge/bridge-nf-call-iptables", "net/ipv4/conf/all/route_localnet",
+	"net/ipv4/ip_forward", "net/ipv4/conf/all/route_localnet",
 }
 
 // saveSysctls records the machine's values before the node changes them.
@@ -97,11 +102,10 @@ func saveSysctls(c Config) error {
 	return os.WriteFile(path, data, 0o644)
 }
 
-// setNodeSysctls sets what the pod network needs: forwarding, and bridged
-// traffic through iptables so that Service addresses are translated for
-// pods on the same bridge.
+// setNodeSysctls sets what the pod network needs: forwarding, since every
+// pod is reached through a route of its own.
 func setNodeSysctls() error {
-	for k, v := range map[string]string{"net/ipv4/ip_forward": "1", "net/bridge/bridge-nf-call-iptables": "1"} {
+	for k, v := range map[string]string{"net/ipv4/ip_forward": "1"} {
 		if err := os.WriteFile("/proc/sys/"+k, []byte(v), 0o644); err != nil {
 			return fmt.Errorf("sysctl %s=%s: %w", strings.ReplaceAll(k, "/", "."), v, err)
 		}
@@ -160,10 +164,13 @@ func ensureNodeInterface(ctx context.Context, c Config) error {
 	return nil
 }
 
-// deleteInterfaces removes the interfaces the node created.
+// deleteInterfaces removes the interfaces the node created: the node
+// address's, the host side of pods' interfaces the CNI plugin did not
+// remove, and the bridge of earlier versions.
 func deleteInterfaces(ctx context.Context) error {
 	var errs []error
-	for _, name := range []string{BridgeInterface, NodeInterface} {
+	names := append([]string{legacyBridgeInterface, NodeInterface}, podInterfaces(ctx)...)
+	for _, name := range names {
 		if _, err := net.InterfaceByName(name); err != nil {
 			continue
 		}
@@ -174,9 +181,83 @@ func deleteInterfaces(ctx context.Context) error {
 	return errors.Join(errs...)
 }
 
+// podInterfaces lists the host's links whose names start with Calico's
+// pod interface prefix. Only the admin node makes such links in the
+// machine's network namespace (a local worker's are in its own), so the
+// admin node cannot share the machine with another Calico.
+func podInterfaces(ctx context.Context) []string {
+	out, _ := run(ctx, "ip", "-o", "link", "show")
+	return linkNames(out, calico.InterfacePrefix)
+}
+
+// linkNames picks from `ip -o link show` output the names starting with
+// one of prefixes ("cali0123@if2" is link cali0123).
+func linkNames(ipLinkShow string, prefixes ...string) []string {
+	var names []string
+	for _, line := range strings.Split(ipLinkShow, "\n") {
+		f := strings.Fields(line)
+		if len(f) < 2 {
+			continue
+		}
+		name, _, _ := strings.Cut(strings.TrimSuffix(f[1], ":"), "@")
+		for _, p := range prefixes {
+			if strings.HasPrefix(name, p) {
+				names = append(names, name)
+				break
+			}
+		}
+	}
+	return names
+}
+
 // OurChainPrefixes are the iptables chain prefixes of kube-proxy, the
-// kubelet, the CNI plugins and the fence.
-var OurChainPrefixes = []string{"KUBE-", "CNI-", "KUBI-"}
+// kubelet, the CNI plugins, the fence and Felix.
+var OurChainPrefixes = []string{"KUBE-", "CNI-", "KUBI-", "cali-"}
+
+// felixRuleComment starts the comment Felix puts on every rule it writes,
+// including the ones in the built-in chains that jump to none of its own.
+const felixRuleComment = "cali:"
+
+// OurIPSetPrefixes start the names of Felix's IPv4 IP sets: current
+// ("cali40"), temporary ("cali4t") and of an older format ("cali4-").
+var OurIPSetPrefixes = []string{"cali40", "cali4t", "cali4-"}
+
+// ourIPSets lists the IP sets of ours that exist.
+func ourIPSets(ctx context.Context) ([]string, error) {
+	if _, err := exec.LookPath("ipset"); err != nil {
+		return nil, nil // nobody made any
+	}
+	out, err := run(ctx, "ipset", "list", "-n")
+	if err != nil {
+		return nil, fmt.Errorf("ipset list: %w: %s", err, out)
+	}
+	var sets []string
+	for _, name := range strings.Fields(out) {
+		for _, p := range OurIPSetPrefixes {
+			if strings.HasPrefix(name, p) {
+				sets = append(sets, name)
+				break
+			}
+		}
+	}
+	return sets, nil
+}
+
+// destroyIPSets destroys Felix's IP sets. It runs after cleanIptables:
+// a set a rule still names cannot be destroyed.
+func destroyIPSets(ctx context.Context) error {
+	sets, err := ourIPSets(ctx)
+	if err != nil {
+		return err
+	}
+	var errs []error
+	for _, name := range sets {
+		if out, err := run(ctx, "ipset", "destroy", name); err != nil {
+			errs = append(errs, fmt.Errorf("ipset destroy %s: %w: %s", name, err, out))
+		}
+	}
+	return errors.Join(errs...)
+}
 
 // iptablesCommands are the iptables front ends whose rules are cleaned.
 var iptablesCommands = []string{"iptables", "ip6tables", "iptables-legacy", "ip6tables-legacy"}
@@ -237,11 +318,10 @@ func isOurChain(name string) bool {
 	return false
 }
 
-// iptablesCleanup is the iptables-restore input that deletes, from one
-// table, the rules jumping to our chains from other chains, then flushes
-// and deletes our chains. It is empty when there is nothing of ours.
-func iptablesCleanup(table string, lines []string) string {
-	var chains, deletes []string
+// ourIptables picks, from one table's iptables-save lines, our chains and
+// our rules in other chains: those jumping to our chains and those Felix
+// wrote (by their comment).
+func ourIptables(lines []string) (chains, rules []string) {
 	for _, l := range lines {
 		if strings.HasPrefix(l, ":") {
 			name := strings.Fields(l[1:])[0]
@@ -255,11 +335,24 @@ func iptablesCleanup(table string, lines []string) string {
 			continue
 		}
 		for i := 0; i+1 < len(f); i++ {
-			if (f[i] == "-j" || f[i] == "-g") && isOurChain(f[i+1]) {
-				deletes = append(deletes, "-D"+strings.TrimPrefix(l, "-A"))
+			if (f[i] == "-j" || f[i] == "-g") && isOurChain(f[i+1]) ||
+				f[i] == "--comment" && strings.HasPrefix(strings.Trim(f[i+1], `"`), felixRuleComment) {
+				rules = append(rules, l)
 				break
 			}
 		}
+	}
+	return chains, rules
+}
+
+// iptablesCleanup is the iptables-restore input that deletes, from one
+// table, our rules in other chains, then flushes and deletes our chains.
+// It is empty when there is nothing of ours.
+func iptablesCleanup(table string, lines []string) string {
+	chains, rules := ourIptables(lines)
+	var deletes []string
+	for _, l := range rules {
+		deletes = append(deletes, "-D"+strings.TrimPrefix(l, "-A"))
 	}
 	if len(chains) == 0 && len(deletes) == 0 {
 		return ""

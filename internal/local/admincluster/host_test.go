@@ -1,6 +1,7 @@
 package admincluster
 
 import (
+	"slices"
 	"strings"
 	"testing"
 )
@@ -53,7 +54,57 @@ func TestNthHost(t *testing.T) {
 	if got := nthHost(c.ServiceCIDR, 1).String(); got != "10.201.0.1" {
 		t.Fatalf("first service address = %s", got)
 	}
-	if got := firstHost(c.PodCIDR).String(); got != "10.200.0.1" {
-		t.Fatalf("pod gateway = %s", got)
+}
+
+// TestIptablesCleanupTakesFelixRules covers Felix's rules: its chains,
+// the jumps to them, and the rules it appends to built-in chains that
+// jump nowhere of ours but carry its comment.
+func TestIptablesCleanupTakesFelixRules(t *testing.T) {
+	save := `*filter
+:INPUT ACCEPT [0:0]
+:FORWARD ACCEPT [0:0]
+:KUBI-FENCE - [0:0]
+:cali-FORWARD - [0:0]
+:cali-fw-cali0123456789a - [0:0]
+:calico-not-ours - [0:0]
+-A FORWARD -m comment --comment "cali:wUHhoiAYhphO9Mso" -j cali-FORWARD
+-A FORWARD -j KUBI-FENCE
+-A FORWARD -m comment --comment "kubernetes forwarding rules" -j ACCEPT
+-A FORWARD -m comment --comment "cali:S93hcgKJrXEqnTfs" -m comment --comment "Policy explicitly accepted packet." -m mark --mark 0x10000/0x10000 -j ACCEPT
+-A FORWARD -m comment --comment cali:mp77cMpurHhyjLrM -j MARK --set-xmark 0x10000/0x10000
+-A FORWARD -m comment --comment "calico: a rule of someone else" -j ACCEPT
+-A cali-FORWARD -i cali+ -m comment --comment "cali:X3vB2lGcBrfkYquC" -j cali-fw-cali0123456789a
+COMMIT
+`
+	got := iptablesCleanup("filter", parseIptablesSave(save)["filter"])
+	want := `*filter
+-D FORWARD -m comment --comment "cali:wUHhoiAYhphO9Mso" -j cali-FORWARD
+-D FORWARD -j KUBI-FENCE
+-D FORWARD -m comment --comment "cali:S93hcgKJrXEqnTfs" -m comment --comment "Policy explicitly accepted packet." -m mark --mark 0x10000/0x10000 -j ACCEPT
+-D FORWARD -m comment --comment cali:mp77cMpurHhyjLrM -j MARK --set-xmark 0x10000/0x10000
+-F KUBI-FENCE
+-F cali-FORWARD
+-F cali-fw-cali0123456789a
+-X KUBI-FENCE
+-X cali-FORWARD
+-X cali-fw-cali0123456789a
+COMMIT
+`
+	if got != want {
+		t.Fatalf("cleanup for filter:\n%s\nwant:\n%s", got, want)
+	}
+}
+
+func TestLinkNames(t *testing.T) {
+	out := `1: lo: <LOOPBACK,UP,LOWER_UP> mtu 65536 qdisc noqueue state UNKNOWN mode DEFAULT group default qlen 1000\    link/loopback 00:00:00:00:00:00 brd 00:00:00:00:00:00
+4: eth0: <BROADCAST,MULTICAST,UP,LOWER_UP> mtu 1400 qdisc pfifo_fast state UP mode DEFAULT group default qlen 1000\    link/ether 02:00:00:00:00:01 brd ff:ff:ff:ff:ff:ff
+7: kubi0: <BROADCAST,MULTICAST,UP,LOWER_UP> mtu 1500 qdisc noqueue state UNKNOWN mode DEFAULT group default qlen 1000\    link/ether 3a:1f:00:00:00:02 brd ff:ff:ff:ff:ff:ff
+9: cali0b72b713200@if2: <BROADCAST,MULTICAST,UP,LOWER_UP> mtu 1500 qdisc noqueue state UP mode DEFAULT group default qlen 1000\    link/ether ee:ee:ee:ee:ee:ee brd ff:ff:ff:ff:ff:ff link-netns cni-1
+10: calico-other: <BROADCAST> mtu 1500`
+	if got, want := linkNames(out, "cali"), []string{"cali0b72b713200", "calico-other"}; !slices.Equal(got, want) {
+		t.Errorf("cali links %v, want %v", got, want)
+	}
+	if got, want := linkNames(out, "kubi", "cali"), []string{"kubi0", "cali0b72b713200", "calico-other"}; !slices.Equal(got, want) {
+		t.Errorf("our links %v, want %v", got, want)
 	}
 }

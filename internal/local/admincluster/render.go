@@ -1,52 +1,60 @@
 package admincluster
 
 import (
-	"encoding/json"
 	"fmt"
 	"net"
+	"path/filepath"
 	"strconv"
 	"strings"
 
+	"kubinception.dev/kubinception/internal/calico"
 	"kubinception.dev/kubinception/internal/local/nodeconfig"
+	"kubinception.dev/kubinception/internal/local/supervisor"
 	"kubinception.dev/kubinception/internal/tenantbootstrap"
 )
 
-// renderContainerdConfig is containerd's configuration: its own root, state
-// and socket, so it never meets a containerd the machine may already run.
+// renderContainerdConfig is containerd's configuration: its own root, state,
+// socket and CNI plugins, so it never meets a containerd the machine may
+// already run.
 func renderContainerdConfig(c Config) string {
 	p := c.paths()
 	return nodeconfig.Containerd{
 		Root: p.ContainerdRoot(), State: p.ContainerdState(), Socket: p.ContainerdSocket(), Opt: p.join("containerd", "opt"),
-		RuncRoot: p.RuncRoot(), SandboxImage: c.Images.Pause(), CNIConfDir: p.CNIConf(),
+		RuncRoot: p.RuncRoot(), SandboxImage: c.Images.Pause(), CNIConfDir: p.CNIConf(), CNIBinDir: p.CNIBin(),
 	}.Render()
 }
 
-// renderCNIConfig is the pod network: a bridge with host-local addresses
-// from the pod range, masquerading traffic that leaves it.
-func renderCNIConfig(c Config) string {
-	gw := firstHost(c.PodCIDR)
-	conf := map[string]any{
-		"cniVersion": "0.4.0",
-		"name":       "kubinception",
-		"plugins": []any{
-			map[string]any{
-				"type":        "bridge",
-				"bridge":      BridgeInterface,
-				"isGateway":   true,
-				"ipMasq":      true,
-				"hairpinMode": true,
-				"ipam": map[string]any{
-					"type":    "host-local",
-					"dataDir": c.paths().CNIState(),
-					"ranges":  [][]map[string]string{{{"subnet": c.PodCIDR.String(), "gateway": gw.String()}}},
-					"routes":  []map[string]string{{"dst": "0.0.0.0/0"}},
-				},
-			},
-			map[string]any{"type": "portmap", "capabilities": map[string]bool{"portMappings": true}},
-		},
+// renderCNIConfig is the pod network: Calico's CNI plugin in policy-only
+// form. Each pod gets an address of the pod range from host-local IPAM and
+// a routed /32 on a host interface of its own (cali...), where Felix
+// enforces NetworkPolicy; Felix also masquerades traffic leaving the pod
+// range (the IPPool's natOutgoing). portmap serves hostPorts.
+func renderCNIConfig(c Config) (string, error) {
+	p := c.paths()
+	conf, err := calico.CNI{
+		NodeName:   c.NodeName,
+		Subnet:     c.PodCIDR.String(),
+		DataDir:    p.CNIState(),
+		Kubeconfig: p.Kubeconfig(cniKubeconfig),
+		LogFile:    filepath.Join(p.Logs(), "calico-cni.log"),
+	}.Config()
+	if err != nil {
+		return "", err
 	}
-	out, _ := json.MarshalIndent(conf, "", "  ")
-	return string(out) + "\n"
+	return conf + "\n", nil
+}
+
+// felixProcess is Felix as the supervisor runs it: after containerd and
+// the kubelet, as a host process, with its settings in its environment
+// (Felix reads KUBECONFIG only from there) and an empty configuration
+// file.
+func felixProcess(c Config) supervisor.Process {
+	return supervisor.Process{
+		Name: FelixProcess,
+		Path: filepath.Join(filepath.Dir(c.Binaries.Calico), "calico-felix"),
+		Args: []string{"-c", "/dev/null"},
+		Env:  append(calico.Felix{NodeName: c.NodeName}.EnvList(), "KUBECONFIG="+c.paths().Kubeconfig(felixKubeconfig)),
+	}
 }
 
 // renderKubeletConfig is the kubelet's configuration file: the machine's
@@ -129,14 +137,6 @@ func datastoreInitialCluster(c Config) string {
 		parts = append(parts, fmt.Sprintf("datastore-%d=https://%s", i, net.JoinHostPort(c.NodeIP.String(), strconv.Itoa(c.Ports.DatastorePeer+i))))
 	}
 	return strings.Join(parts, ",")
-}
-
-// firstHost is the first address of a network, used as its gateway.
-func firstHost(n *net.IPNet) net.IP {
-	ip := make(net.IP, len(n.IP.To4()))
-	copy(ip, n.IP.To4())
-	ip[len(ip)-1]++
-	return ip
 }
 
 // nthHost is the n-th address of a network: the first service address is

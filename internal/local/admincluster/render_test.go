@@ -17,7 +17,7 @@ var update = flag.Bool("update", false, "rewrite golden files")
 func testConfig() Config {
 	c := Defaults()
 	c.Root = "/var/lib/kubinception-test"
-	c.Binaries = components.Binaries{KubeDir: "/cache/kubernetes/bin"}
+	c.Binaries = components.Binaries{KubeDir: "/cache/kubernetes/bin", Calico: "/cache/calico/bin/calico"}
 	return c
 }
 
@@ -46,7 +46,13 @@ func golden(t *testing.T, name, got string) {
 func TestRenderedFilesMatchGolden(t *testing.T) {
 	c := testConfig()
 	golden(t, "containerd.toml", renderContainerdConfig(c))
-	golden(t, "cni.conflist", renderCNIConfig(c))
+	cni, err := renderCNIConfig(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	golden(t, "cni.conflist", cni)
+	felix := felixProcess(c)
+	golden(t, "felix.process", strings.Join(append(append([]string{felix.Path}, felix.Args...), felix.Env...), "\n")+"\n")
 	golden(t, "kubelet.yaml", renderKubeletConfig(c))
 	golden(t, "kube-proxy.yaml", renderProxyConfig(c))
 	golden(t, "kubelet.args", strings.Join(kubeletArgs(c), "\n")+"\n")

@@ -32,11 +32,18 @@ func (cl *Cluster) Status(ctx context.Context, w io.Writer) bool {
 		fmt.Fprintf(w, "✗ no admin cluster here: %s does not exist. Run `kubinception admin up`.\n", c.Root)
 		return false
 	}
-	for _, name := range []string{"supervisor", "containerd", "kubelet"} {
+	for _, name := range []string{"supervisor", "containerd", "kubelet", FelixProcess} {
 		if pid := files.PID(name); pid != 0 {
 			good("%s is running (pid %d)", name, pid)
 		} else {
 			bad("%s is not running (log: %s)", name, files.LogPath(name))
+		}
+	}
+	if files.PID(FelixProcess) != 0 {
+		if felixReady(ctx) {
+			good("Felix enforces NetworkPolicy on the pod network (%s)", felixReadinessURL)
+		} else {
+			bad("Felix is not ready (%s; log: %s)", felixReadinessURL, files.LogPath(FelixProcess))
 		}
 	}
 	if files.PID("supervisor") == 0 && files.PID("containerd") == 0 {

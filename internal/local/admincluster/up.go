@@ -92,6 +92,9 @@ func (cl *Cluster) Up(ctx context.Context) error {
 	if c.Self == "" {
 		return errors.New("the path of the kubinception binary is not known")
 	}
+	if c.Binaries.Calico == "" {
+		return errors.New("the path of the Calico binary is not known")
+	}
 	steps := []struct {
 		name string
 		fn   func() error
@@ -125,6 +128,8 @@ func (cl *Cluster) Up(ctx context.Context) error {
 		{"containerd and kubelet", func() error { return cl.startDaemons(ctx) }},
 		{"images", func() error { return cl.importImages(ctx) }},
 		{"admin API server", func() error { return cl.waitAPIServer(ctx, 5*time.Minute) }},
+		{"Calico resources", func() error { return cl.applyCalico(ctx, 2*time.Minute) }},
+		{"NetworkPolicy enforcer (Felix) and pod network", func() error { return cl.startFelix(ctx, 3*time.Minute) }},
 		{"static pods", func() error { return cl.waitStaticPods(ctx, 5*time.Minute) }},
 		{"node Ready", func() error { return cl.waitNodeReady(ctx, 3*time.Minute) }},
 		{"datastore", func() error { return cl.ensureDatastore(ctx, 3*time.Minute) }},
@@ -138,46 +143,79 @@ func (cl *Cluster) Up(ctx context.Context) error {
 	return nil
 }
 
+// writeConfigs writes the daemons' configuration and the CNI bin dir. The
+// pod network's configuration comes later, once Felix polices it.
 func (cl *Cluster) writeConfigs() error {
 	c := cl.Config
 	p := c.paths()
 	files := map[string]string{
-		p.join("config", "containerd.toml"):                    renderContainerdConfig(c),
-		filepath.Join(p.CNIConf(), "10-kubinception.conflist"): renderCNIConfig(c),
-		p.join("config", "kubelet.yaml"):                       renderKubeletConfig(c),
-		p.join("config", "kube-proxy", "config.yaml"):          renderProxyConfig(c),
+		p.join("config", "containerd.toml"):           renderContainerdConfig(c),
+		p.join("config", "kubelet.yaml"):              renderKubeletConfig(c),
+		p.join("config", "kube-proxy", "config.yaml"): renderProxyConfig(c),
 	}
 	for path, data := range files {
 		if err := writeIfChanged(path, []byte(data), 0o644); err != nil {
 			return err
 		}
 	}
-	return nil
+	if err := ensureCNIBinDir(c); err != nil {
+		return err
+	}
+	return cl.clearCNIConfig()
 }
 
-// startDaemons hands containerd and the kubelet to the supervisor, starting
-// it if it is not running, and waits for containerd's socket.
+// daemonSpec is what the supervisor runs: containerd, the kubelet and,
+// with felix, Felix after them.
+func (cl *Cluster) daemonSpec(felix bool) (supervisor.Spec, error) {
+	c := cl.Config
+	containerd, err := exec.LookPath("containerd")
+	if err != nil {
+		return supervisor.Spec{}, fmt.Errorf("containerd is not installed: %w", err)
+	}
+	spec := supervisor.Spec{Processes: []supervisor.Process{
+		{Name: "containerd", Path: containerd, Args: containerdArgs(c), ReadySocket: c.paths().ContainerdSocket()},
+		{Name: "kubelet", Path: c.Binaries.Component("kubelet"), Args: kubeletArgs(c)},
+	}}
+	if felix {
+		spec.Processes = append(spec.Processes, felixProcess(c))
+	}
+	return spec, nil
+}
+
+// superviseDaemons writes the supervisor's spec and has a running
+// supervisor re-read it; processes whose spec did not change keep running.
+// It reports whether the supervisor runs.
+func (cl *Cluster) superviseDaemons(felix bool) (bool, error) {
+	spec, err := cl.daemonSpec(felix)
+	if err != nil {
+		return false, err
+	}
+	files := cl.files()
+	if err := files.WriteSpec(spec); err != nil {
+		return false, err
+	}
+	if files.PID("supervisor") == 0 {
+		return false, nil
+	}
+	return true, supervisor.Reload(files)
+}
+
+// startDaemons hands containerd and the kubelet to the supervisor,
+// starting it if it is not running, and waits for containerd's socket.
+// Felix keeps running if it does (startFelix adds it once the admin API
+// server holds what it needs; started earlier, it would only retry).
 func (cl *Cluster) startDaemons(ctx context.Context) error {
 	c := cl.Config
 	p := c.paths()
-	containerd, err := exec.LookPath("containerd")
-	if err != nil {
-		return fmt.Errorf("containerd is not installed: %w", err)
-	}
-	spec := supervisor.Spec{Processes: []supervisor.Process{
-		{Name: "containerd", Path: containerd, Args: containerdArgs(c), ReadySocket: p.ContainerdSocket()},
-		{Name: "kubelet", Path: c.Binaries.Component("kubelet"), Args: kubeletArgs(c)},
-	}}
 	files := cl.files()
-	if err := files.WriteSpec(spec); err != nil {
+	running, err := cl.superviseDaemons(files.PID(FelixProcess) != 0)
+	if err != nil {
 		return err
 	}
-	if files.PID("supervisor") != 0 {
-		if err := supervisor.Reload(files); err != nil {
+	if !running {
+		if err := supervisor.Start(ctx, files, exec.Command(c.Self, "admin", "supervise", "--root", c.Root)); err != nil {
 			return err
 		}
-	} else if err := supervisor.Start(ctx, files, exec.Command(c.Self, "admin", "supervise", "--root", c.Root)); err != nil {
-		return err
 	}
 	return waitFor(ctx, 90*time.Second, "containerd to accept connections on "+p.ContainerdSocket(), func() (bool, error) {
 		cri, err := dialCRI(p.ContainerdSocket())
@@ -489,7 +527,7 @@ func waitFor(ctx context.Context, timeout time.Duration, what string, cond func(
 func (cl *Cluster) diagnostics() string {
 	var b strings.Builder
 	files := cl.files()
-	for _, name := range []string{"supervisor", "containerd", "kubelet"} {
+	for _, name := range []string{"supervisor", "containerd", "kubelet", FelixProcess} {
 		fmt.Fprintf(&b, "--- %s (pid %d), last lines of %s:\n%s", name, files.PID(name), files.LogPath(name), tailFile(files.LogPath(name), 15))
 	}
 	if cri, err := dialCRI(cl.Config.paths().ContainerdSocket()); err == nil {
