@@ -20,10 +20,21 @@ const (
 // TenantClusterSpec is the customer cluster a platform team asks for.
 //
 // +kubebuilder:validation:XValidation:rule="!has(oldSelf.network) || has(self.network)",message="network cannot be removed once set"
+// spec.version may move to another patch release of the minor it runs, up
+// or down, or to the next minor; never to an older minor, never past the
+// next one.
+// +kubebuilder:validation:XValidation:rule="!has(oldSelf.version) || !has(self.version) || !oldSelf.version.matches('^v[0-9]+[.][0-9]+[.][0-9]+$') || !self.version.matches('^v[0-9]+[.][0-9]+[.][0-9]+$') || int(self.version.substring(1).split('.')[0]) > int(oldSelf.version.substring(1).split('.')[0]) || (int(self.version.substring(1).split('.')[0]) == int(oldSelf.version.substring(1).split('.')[0]) && int(self.version.split('.')[1]) >= int(oldSelf.version.split('.')[1]))",message="spec.version: downgrades are not supported: a control plane may go back only to another patch release of the minor it runs",messageExpression="'spec.version: downgrades are not supported (' + oldSelf.version + ' → ' + self.version + '): a newer minor may have stored objects an older one cannot read; only another patch release of ' + oldSelf.version.split('.')[0] + '.' + oldSelf.version.split('.')[1] + ' is allowed'",fieldPath=".version",reason="FieldValueInvalid"
+// +kubebuilder:validation:XValidation:rule="!has(oldSelf.version) || !has(self.version) || !oldSelf.version.matches('^v[0-9]+[.][0-9]+[.][0-9]+$') || !self.version.matches('^v[0-9]+[.][0-9]+[.][0-9]+$') || int(self.version.substring(1).split('.')[0]) < int(oldSelf.version.substring(1).split('.')[0]) || (int(self.version.substring(1).split('.')[0]) == int(oldSelf.version.substring(1).split('.')[0]) && int(self.version.split('.')[1]) <= int(oldSelf.version.split('.')[1]) + 1)",message="spec.version: minor versions cannot be skipped: upgrade one minor at a time",messageExpression="'spec.version: minor versions cannot be skipped (' + oldSelf.version + ' → ' + self.version + '): upgrade one minor at a time, to the next minor of ' + oldSelf.version.split('.')[0] + '.' + oldSelf.version.split('.')[1] + ' first'",fieldPath=".version",reason="FieldValueInvalid"
 type TenantClusterSpec struct {
 	// Version is the Kubernetes release of the control plane. Which
 	// releases are supported, and the default, is internal/release's
 	// policy: hack/generate writes the rule and the default into the CRD.
+	// How it may change is ruled on the spec (above), where oldSelf sees
+	// it: Kubernetes CEL has no semantic-version type for "v1.35.4", so
+	// those rules split the string, once both sides have the form
+	// vMAJOR.MINOR.PATCH. A patch release may go down within its minor
+	// because a minor's storage format does not change between its
+	// patches, and going back is how a bad patch release is undone.
 	// +kubebuilder:validation:MaxLength=20
 	// +optional
 	Version string `json:"version,omitempty"`

@@ -17,6 +17,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	kv1 "kubinception.dev/kubinception/api/v1alpha1"
+	"kubinception.dev/kubinception/internal/install"
 	"kubinception.dev/kubinception/internal/release"
 	"kubinception.dev/kubinception/internal/testenv"
 )
@@ -270,6 +271,73 @@ func TestTenantClusterVersion(t *testing.T) {
 	}
 }
 
+// TestTenantClusterVersionTransitions checks the rules on how spec.version
+// may change, at each boundary: the same release, a patch up and down, a
+// minor up by one and by two, a minor down, and the major.
+func TestTenantClusterVersionTransitions(t *testing.T) {
+	a := testenv.SharedAPIServer(t)
+	ctx := context.Background()
+	const (
+		downgrade = "spec.version: downgrades are not supported"
+		skip      = "spec.version: minor versions cannot be skipped"
+	)
+	msgSupported := install.VersionMessage()
+	cases := []struct {
+		from, to string
+		// want are the messages of the refusal, every one on spec.version.
+		want []string
+	}{
+		{from: "v1.35.4", to: "v1.35.4"},
+		{from: "v1.35.4", to: "v1.35.5"},
+		{from: "v1.35.4", to: "v1.35.0"},
+		{from: "v1.34.9", to: "v1.34.10"},
+		{from: "v1.34.10", to: "v1.34.9"},
+		{from: "v1.34.2", to: "v1.35.0"},
+		{from: "v1.34.17", to: "v1.35.4"},
+		{from: "v1.35.4", to: "v1.34.2", want: []string{downgrade + " (v1.35.4 → v1.34.2): a newer minor may have stored objects an older one cannot read; only another patch release of v1.35 is allowed"}},
+		{from: "v1.35.0", to: "v1.34.17", want: []string{downgrade + " (v1.35.0 → v1.34.17): a newer minor may have stored objects an older one cannot read; only another patch release of v1.35 is allowed"}},
+		{from: "v1.34.2", to: "v1.36.0", want: []string{msgSupported, skip + " (v1.34.2 → v1.36.0): upgrade one minor at a time, to the next minor of v1.34 first"}},
+		// Minors compare as numbers, not as strings: "4" > "35".
+		{from: "v1.35.4", to: "v1.4.0", want: []string{msgSupported, downgrade + " (v1.35.4 → v1.4.0): a newer minor may have stored objects an older one cannot read; only another patch release of v1.35 is allowed"}},
+		{from: "v1.35.4", to: "v1.350.0", want: []string{msgSupported, skip + " (v1.35.4 → v1.350.0): upgrade one minor at a time, to the next minor of v1.35 first"}},
+		{from: "v1.35.4", to: "v2.0.0", want: []string{msgSupported, skip + " (v1.35.4 → v2.0.0): upgrade one minor at a time, to the next minor of v1.35 first"}},
+		{from: "v1.35.4", to: "v0.35.4", want: []string{msgSupported, downgrade + " (v1.35.4 → v0.35.4): a newer minor may have stored objects an older one cannot read; only another patch release of v1.35 is allowed"}},
+		// Not a version at all: only the rule on the field answers; the
+		// transition rules do not try to parse it.
+		{from: "v1.35.4", to: "latest", want: []string{msgSupported}},
+		{from: "v1.35.4", to: "v1.35", want: []string{msgSupported}},
+	}
+	for i, c := range cases {
+		t.Run(c.from+"→"+c.to, func(t *testing.T) {
+			tc := validTenant(fmt.Sprintf("transition-%d", i))
+			tc.Spec.Version = c.from
+			if err := a.Client.Create(ctx, tc); err != nil {
+				t.Fatalf("create at %s: %v", c.from, err)
+			}
+			t.Cleanup(func() { _ = a.Client.Delete(ctx, tc) })
+			err := a.Client.Patch(ctx, tc, client.RawPatch("application/merge-patch+json", []byte(`{"spec":{"version":"`+c.to+`"}}`)))
+			// The rule on the field shows the refused value; the
+			// transition rules sit on spec and name the versions in
+			// their message instead.
+			var want []cause
+			for _, m := range c.want {
+				if m == msgSupported {
+					want = append(want, invalid("spec.version", c.to, m))
+				} else {
+					want = append(want, invalidObject("spec.version", m))
+				}
+			}
+			sort.Slice(want, func(i, j int) bool { return want[i].Message < want[j].Message })
+			if diff := cmp.Diff(want, causes(t, err)); diff != "" {
+				t.Fatalf("%s → %s answered %v; causes (-want +got):\n%s", c.from, c.to, err, diff)
+			}
+			if err == nil && tc.Spec.Version != c.to {
+				t.Fatalf("%s → %s accepted but the object has %s", c.from, c.to, tc.Spec.Version)
+			}
+		})
+	}
+}
+
 // TestTenantClusterDefaults checks what an empty spec becomes: the object
 // every other rule then sees.
 func TestTenantClusterDefaults(t *testing.T) {
@@ -324,7 +392,7 @@ func TestTenantClusterUpdateValidation(t *testing.T) {
 		// ranges, before the rules run, so a removed network comes back
 		// as the defaults and the immutability rule decides.
 		{name: "network removed from a tenant with the default ranges is defaulted back", patch: `{"spec":{"network":null}}`},
-		{name: "network unchanged, other fields changed", patch: `{"spec":{"paused":true,"controlPlane":{"replicas":3},"version":"v1.34.2"}}`},
+		{name: "network unchanged, other fields changed", patch: `{"spec":{"paused":true,"controlPlane":{"replicas":3},"version":"v1.35.0"}}`},
 
 		{name: "datastore changed", patch: `{"spec":{"datastore":{"name":"other"}}}`,
 			want: []cause{invalid("spec.datastore.name", "other", msgDSImmutable)}},
