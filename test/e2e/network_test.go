@@ -123,6 +123,9 @@ func TestNetwork(t *testing.T) {
 		{"a Node pointing at the admin cluster reaches nothing", func(t *testing.T) {
 			testAdminProbes(t, ka)
 		}},
+		{"one tenant's control plane cannot connect to another's", func(t *testing.T) {
+			testControlPlaneWall(t, "na", "nb")
+		}},
 		{"a Service of type LoadBalancer is served from the admin cluster", func(t *testing.T) {
 			testLoadBalancer(t, ka)
 		}},
