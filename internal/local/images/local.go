@@ -277,18 +277,7 @@ func IptablesEntries() ([]Entry, error) {
 		entries = append(entries, Entry{Path: ext, Source: ext, Mode: 0o644})
 		objects = append(objects, ext)
 	}
-	libs, err := sharedLibraries(objects)
-	if err != nil {
-		return nil, err
-	}
-	for _, lib := range libs {
-		real, err := filepath.EvalSymlinks(lib)
-		if err != nil {
-			return nil, err
-		}
-		entries = append(entries, Entry{Path: lib, Source: real, Mode: 0o755})
-	}
-	return entries, nil
+	return withLibraries(entries, objects)
 }
 
 // IpsetEntries collects the host's ipset and the libraries it loads, for
@@ -298,8 +287,13 @@ func IpsetEntries() ([]Entry, error) {
 	if err != nil {
 		return nil, fmt.Errorf("ipset is not installed: apt-get install -y ipset")
 	}
-	entries := []Entry{{Path: "/usr/sbin/ipset", Source: ipset}}
-	libs, err := sharedLibraries([]string{ipset})
+	return withLibraries([]Entry{{Path: "/usr/sbin/ipset", Source: ipset}}, []string{ipset})
+}
+
+// withLibraries adds to entries every shared library the objects load, at
+// the path the loader looks for it.
+func withLibraries(entries []Entry, objects []string) ([]Entry, error) {
+	libs, err := sharedLibraries(objects)
 	if err != nil {
 		return nil, err
 	}
@@ -337,7 +331,7 @@ func sharedLibraries(objects []string) ([]string, error) {
 	}
 	sort.Strings(libs)
 	if len(libs) == 0 {
-		return nil, fmt.Errorf("ldd found no libraries for iptables: is ldd (libc-bin) installed?")
+		return nil, fmt.Errorf("ldd found no libraries for %v: is ldd (libc-bin) installed?", objects)
 	}
 	return libs, nil
 }
