@@ -24,6 +24,10 @@ const (
 	// the admin cluster are in place (not part of Ready: they bind only
 	// where the admin cluster's network plugin enforces them).
 	ConditionNetworkFenced = "NetworkFenced"
+	// ConditionSecretsEncrypted says whether every Secret of the tenant is
+	// stored encrypted in the datastore (not part of Ready: a key rotation
+	// or a missing key says so here, while the control plane serves).
+	ConditionSecretsEncrypted = "SecretsEncrypted"
 )
 
 // Reasons, each one a person can act on.
@@ -65,12 +69,30 @@ const (
 	// NetworkFenced's reasons.
 	ReasonNetworkPoliciesApplied = "NetworkPoliciesApplied"
 	ReasonNetworkPoliciesFailed  = "NetworkPoliciesFailed"
+	// SecretsEncrypted's reasons: every Secret under the one key; a key
+	// rotation running (Secrets stay encrypted throughout); the first key
+	// going in while Secrets written before it are still plaintext; the
+	// key Secret gone while the datastore holds values only it decrypts.
+	ReasonEncryptionKeyCurrent  = "EncryptionKeyCurrent"
+	ReasonRotatingEncryptionKey = "RotatingEncryptionKey"
+	ReasonEncryptingSecrets     = "EncryptingSecrets"
+	ReasonEncryptionKeyMissing  = "EncryptionKeyMissing"
+	// ReasonEncryptionKeyRotation is the Event of each step of a key
+	// rotation.
+	ReasonEncryptionKeyRotation = "EncryptionKeyRotation"
 )
 
 // AnnotationNudge, set to a new value on a TenantCluster, makes the operator
 // reconcile it at once (node add uses it to get a new kubelet's serving
 // certificate approved without waiting).
 const AnnotationNudge = "kubinception.dev/reconcile-requested"
+
+// AnnotationEncryptionKeyRotation, set to a new value on a TenantCluster,
+// rotates the key its Secrets are encrypted with: a new key, every Secret
+// rewritten with it, the old key dropped (kubinception rotate
+// encryption-key sets it). status.encryption.observedRotation takes the
+// value when the rotation finishes.
+const AnnotationEncryptionKeyRotation = "kubinception.dev/encryption-key-rotation-requested"
 
 // Finalizer keeps a TenantCluster until its control plane, keys, etcd
 // user and role are gone.

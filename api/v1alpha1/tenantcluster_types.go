@@ -259,6 +259,68 @@ type TenantClusterStatus struct {
 	// Datastore reports where the state lives.
 	// +optional
 	Datastore TenantDatastoreStatus `json:"datastore,omitempty"`
+
+	// Encryption reports how the tenant's Secrets are encrypted at rest
+	// and where a key rotation stands.
+	// +optional
+	Encryption TenantEncryptionStatus `json:"encryption,omitempty"`
+}
+
+// EncryptionPhase is where a tenant's encryption key stands. A rotation
+// goes KeyAdded → KeyPromoted → Rewriting → OldKeyRemoved → Idle, each
+// step waiting until every API server runs the configuration of the
+// step before it.
+// +kubebuilder:validation:Enum=Idle;KeyAdded;KeyPromoted;Rewriting;OldKeyRemoved
+type EncryptionPhase string
+
+// Phases of a tenant's encryption key.
+const (
+	// EncryptionIdle: one key, which every Secret is written with.
+	EncryptionIdle EncryptionPhase = "Idle"
+	// EncryptionKeyAdded: the new key is in the configuration as a read
+	// key; writes still use the old one until every API server can read
+	// the new.
+	EncryptionKeyAdded EncryptionPhase = "KeyAdded"
+	// EncryptionKeyPromoted: the new key writes; the old one still reads.
+	EncryptionKeyPromoted EncryptionPhase = "KeyPromoted"
+	// EncryptionRewriting: every API server writes with the new key; the
+	// operator rewrites every Secret through the tenant's API.
+	EncryptionRewriting EncryptionPhase = "Rewriting"
+	// EncryptionOldKeyRemoved: every Secret is written with the new key;
+	// the old key leaves the configuration.
+	EncryptionOldKeyRemoved EncryptionPhase = "OldKeyRemoved"
+)
+
+// TenantEncryptionStatus reports how a tenant's Secrets are encrypted at
+// rest in the datastore. The keys themselves are in the Secret
+// <name>-encryption of the TenantCluster's namespace, never in status.
+type TenantEncryptionStatus struct {
+	// Provider is the kube-apiserver encryption provider ("secretbox").
+	// +optional
+	Provider string `json:"provider,omitempty"`
+	// KeyName is the key every Secret is written with when no rotation
+	// runs: stored values begin with k8s:enc:<provider>:v1:<keyName>:.
+	// Empty until the first key is in place.
+	// +optional
+	KeyName string `json:"keyName,omitempty"`
+	// NewKeyName is the key a running rotation moves to.
+	// +optional
+	NewKeyName string `json:"newKeyName,omitempty"`
+	// Phase is where the key stands (Idle when no rotation runs).
+	// +optional
+	Phase EncryptionPhase `json:"phase,omitempty"`
+	// ObservedRotation is the value of the annotation
+	// kubinception.dev/encryption-key-rotation-requested that the last
+	// finished (or the running) rotation answers.
+	// +optional
+	ObservedRotation string `json:"observedRotation,omitempty"`
+	// SecretsRewritten counts the Secrets the last rewrite stored again
+	// under the new key (those already under it are not written).
+	// +optional
+	SecretsRewritten int64 `json:"secretsRewritten,omitempty"`
+	// LastRotationTime is when the last rotation finished.
+	// +optional
+	LastRotationTime *metav1.Time `json:"lastRotationTime,omitempty"`
 }
 
 // TenantDatastoreStatus reports a tenant's place in its datastore.

@@ -63,6 +63,11 @@ type Params struct {
 	EtcdEndpoints []string
 	PKISecret     string
 	PKIHash       string
+	// EncryptionSecret, when set, names the Secret with the API server's
+	// encryption configuration (EncryptionSecretName); EncryptionHash is
+	// the hash of its data, which rolls the pods when it changes.
+	EncryptionSecret string
+	EncryptionHash   string
 	// Tunnel runs the tunnel server beside the API server and sends the
 	// API server's cluster egress through it; Image is the kubinception
 	// image it runs from.
@@ -207,6 +212,9 @@ func APIServerArgs(p Params) []string {
 	if p.Tunnel {
 		args = append(args, "--egress-selector-config-file="+TunnelDir+"/egress-selector.yaml")
 	}
+	if p.EncryptionSecret != "" {
+		args = append(args, "--encryption-provider-config="+encryptionConfigPath())
+	}
 	return mergeArgs(args, p.ExtraArgs)
 }
 
@@ -321,10 +329,20 @@ func Deployment(p Params) *appsv1.Deployment {
 	volumes := []corev1.Volume{{Name: "pki", VolumeSource: corev1.VolumeSource{
 		Secret: &corev1.SecretVolumeSource{SecretName: p.PKISecret, DefaultMode: &secretMode},
 	}}}
-	apiserverMounts := mount
+	apiserverMounts := slices.Clone(mount)
 	if p.Tunnel {
 		volumes = append(volumes, corev1.Volume{Name: "tunnel", VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{Medium: corev1.StorageMediumMemory}}})
-		apiserverMounts = append(slices.Clone(mount), corev1.VolumeMount{Name: "tunnel", MountPath: TunnelDir, ReadOnly: true})
+		apiserverMounts = append(apiserverMounts, corev1.VolumeMount{Name: "tunnel", MountPath: TunnelDir, ReadOnly: true})
+	}
+	annotations := map[string]string{AnnotationPKIHash: p.PKIHash}
+	if p.EncryptionSecret != "" {
+		// The encryption keys: the API server's alone, no other
+		// container mounts them.
+		volumes = append(volumes, corev1.Volume{Name: "encryption", VolumeSource: corev1.VolumeSource{
+			Secret: &corev1.SecretVolumeSource{SecretName: p.EncryptionSecret, DefaultMode: &secretMode},
+		}})
+		apiserverMounts = append(apiserverMounts, corev1.VolumeMount{Name: "encryption", MountPath: EncryptionMountPath, ReadOnly: true})
+		annotations[AnnotationEncryptionHash] = p.EncryptionHash
 	}
 	always := corev1.ContainerRestartPolicyAlways
 	return &appsv1.Deployment{
@@ -338,7 +356,7 @@ func Deployment(p Params) *appsv1.Deployment {
 				RollingUpdate: &appsv1.RollingUpdateDeployment{MaxUnavailable: &maxUnavailable, MaxSurge: &maxSurge},
 			},
 			Template: corev1.PodTemplateSpec{
-				ObjectMeta: metav1.ObjectMeta{Labels: labels, Annotations: map[string]string{AnnotationPKIHash: p.PKIHash}},
+				ObjectMeta: metav1.ObjectMeta{Labels: labels, Annotations: annotations},
 				Spec: corev1.PodSpec{
 					// kube-controller-manager installs no SIGTERM handler; as
 					// PID 1 of its container it would ignore SIGTERM and hold

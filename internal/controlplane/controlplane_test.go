@@ -21,6 +21,7 @@ func testParams() Params {
 		ServiceCIDR: "10.96.0.0/16", PodCIDR: "10.244.0.0/16", ClusterDomain: "cluster.local",
 		EtcdEndpoints: []string{"https://10.201.0.9:2379"},
 		PKISecret:     "demo-pki", PKIHash: "abc123",
+		EncryptionSecret: "demo-encryption", EncryptionHash: "def456",
 		Tunnel: true, Image: "kubinception.local/kubinception:dev",
 	}
 }

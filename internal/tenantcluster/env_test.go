@@ -354,6 +354,20 @@ func (e *env) startTenantAPIServer(t *testing.T, tc *kv1.TenantCluster) *tenantA
 		switch m.Name {
 		case "pki":
 			local[m.MountPath] = dir
+		case "encryption":
+			// The encryption configuration, from the Secret the
+			// operator wrote, as the kubelet would mount it.
+			enc := &corev1.Secret{}
+			if err := e.api.Client.Get(ctx, types.NamespacedName{Namespace: tc.Namespace, Name: cp.EncryptionSecretName(tc.Name)}, enc); err != nil {
+				t.Fatal(err)
+			}
+			encDir := t.TempDir()
+			for name, data := range enc.Data {
+				if err := os.WriteFile(filepath.Join(encDir, name), data, 0o600); err != nil {
+					t.Fatal(err)
+				}
+			}
+			local[m.MountPath] = encDir
 		case "tunnel":
 			tunnelDir := t.TempDir()
 			egress := tunnel.EgressSelectorConfiguration(filepath.Join(tunnelDir, "tunnel.sock"))

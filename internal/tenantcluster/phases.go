@@ -369,6 +369,7 @@ func (r *Reconciler) params(s *scope) controlplane.Params {
 		ServiceCIDR: tc.Spec.Network.ServiceCIDR, PodCIDR: tc.Spec.Network.PodCIDR, ClusterDomain: tc.Spec.Network.ClusterDomain,
 		EtcdEndpoints: []string{s.etcd.gatewayEndpoint},
 		PKISecret:     controlplane.PKISecretName(tc.Name), PKIHash: s.pkiHash,
+		EncryptionSecret: controlplane.EncryptionSecretName(tc.Name), EncryptionHash: s.encryption.hash,
 		ExtraArgs: tc.Spec.ControlPlane.ExtraArgs, Resources: tc.Spec.ControlPlane.Resources,
 		Tunnel: tc.Spec.Addons.Tunnel.IsEnabled(), Image: r.Image,
 	}

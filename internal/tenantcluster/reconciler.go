@@ -53,8 +53,9 @@ type Reconciler struct {
 	// zero in status.
 	Usage *gatewaydeploy.UsageReader
 
-	tenants tenantClients
-	tenancy tenancyChecks
+	tenants  tenantClients
+	tenancy  tenancyChecks
+	rewrites rewrites
 	// events reconciles a tenant when one of its Services of type
 	// LoadBalancer changes.
 	events chan event.GenericEvent
@@ -176,9 +177,11 @@ func (r *Reconciler) reconcileNormal(ctx context.Context, s *scope) (ctrl.Result
 		{"exposure", r.reconcileExposure},
 		{"certificates", r.reconcileCertificates},
 		{"network policies", r.reconcileNetworkPolicies},
+		{"encryption", r.reconcileEncryption},
 		{"control plane", r.reconcileControlPlane},
 		{"bootstrap", r.reconcileBootstrap},
 		{"load balancers", r.reconcileLoadBalancers},
+		{"encryption rewrite", r.reconcileEncryptionRewrite},
 	} {
 		res, err := p.run(ctx, s)
 		if err != nil {
@@ -207,6 +210,8 @@ type scope struct {
 	// Set by the certificates phase: the PKI Secret's data and its hash.
 	pki     map[string][]byte
 	pkiHash string
+	// Set by the encryption phase.
+	encryption encryptionScope
 
 	// results are what the phases found, by condition type; the status
 	// function turns them into conditions.

@@ -24,7 +24,7 @@ var phaseConditions = []string{
 // something it waits for takes time; they are Normal events, not Warnings.
 var expectedWait = map[string]bool{
 	kv1.ReasonWaiting: true, kv1.ReasonControlPlaneStarting: true, kv1.ReasonWaitingForEndpoint: true,
-	kv1.ReasonNotDeleting: true,
+	kv1.ReasonNotDeleting: true, kv1.ReasonEncryptingSecrets: true,
 }
 
 // updateStatus is the one place that sets conditions: the phases' results,
@@ -42,7 +42,7 @@ func (r *Reconciler) updateStatus(ctx context.Context, s *scope, reconcileErr er
 			objects.AnnounceCondition(ctx, r.Recorder, tc, typ, status, reason, message, warning)
 		}
 	}
-	for _, typ := range append(phaseConditions, kv1.ConditionQuotaAvailable, kv1.ConditionNetworkFenced) {
+	for _, typ := range append(phaseConditions, kv1.ConditionQuotaAvailable, kv1.ConditionNetworkFenced, kv1.ConditionSecretsEncrypted) {
 		if res, ok := s.results[typ]; ok {
 			set(typ, boolStatus(res.ok), res.reason, res.message)
 		}
