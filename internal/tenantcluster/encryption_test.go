@@ -2,6 +2,7 @@ package tenantcluster
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"slices"
 	"testing"
@@ -9,7 +10,11 @@ import (
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/client-go/kubernetes/fake"
+	clienttesting "k8s.io/client-go/testing"
 
 	kv1 "kubinception.dev/kubinception/api/v1alpha1"
 	cp "kubinception.dev/kubinception/internal/controlplane"
@@ -248,5 +253,58 @@ func TestRolledOutHash(t *testing.T) {
 				t.Errorf("rolledOutHash = %q, %v; want %q", got, err, tc.want)
 			}
 		})
+	}
+}
+
+// TestRewriteSecrets: every Secret gets a no-op update; one deleted or
+// written by someone else meanwhile is not an error; only the updates the
+// API server stored count; an expired continue token starts over.
+func TestRewriteSecrets(t *testing.T) {
+	secret := func(name string) runtime.Object {
+		return &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: "default", ResourceVersion: "1"}}
+	}
+	cs := fake.NewClientset(secret("stale"), secret("current"), secret("gone"), secret("busy"))
+	var updated []string
+	cs.PrependReactor("update", "secrets", func(a clienttesting.Action) (bool, runtime.Object, error) {
+		s := a.(clienttesting.UpdateAction).GetObject().(*corev1.Secret).DeepCopy()
+		updated = append(updated, s.Name)
+		switch s.Name {
+		case "gone":
+			return true, nil, apierrors.NewNotFound(corev1.Resource("secrets"), s.Name)
+		case "busy":
+			return true, nil, apierrors.NewConflict(corev1.Resource("secrets"), s.Name, errors.New("modified"))
+		case "stale":
+			// Stored under an old key: the API server writes it again.
+			s.ResourceVersion = "2"
+		}
+		return true, s, nil
+	})
+	lists := 0
+	cs.PrependReactor("list", "secrets", func(a clienttesting.Action) (bool, runtime.Object, error) {
+		lists++
+		if a.(clienttesting.ListActionImpl).GetListOptions().Continue == "expired" {
+			return true, nil, apierrors.NewResourceExpired("continue token expired")
+		}
+		return false, nil, nil
+	})
+	p := rewriteProgress{key: "key2", cont: "expired"}
+	done, err := rewriteSecrets(context.Background(), cs, &p, 3)
+	if err != nil || !done {
+		t.Fatalf("rewriteSecrets = %v, %v; want done", done, err)
+	}
+	slices.Sort(updated)
+	if !slices.Equal(updated, []string{"busy", "current", "gone", "stale"}) {
+		t.Errorf("updated %v, want every Secret", updated)
+	}
+	if p.rewritten != 1 || lists != 2 {
+		t.Errorf("rewritten %d in %d lists, want 1 (the stale one) in 2 (the expired token, then from the start)", p.rewritten, lists)
+	}
+
+	// A real failure stops the rewrite and says which Secret.
+	cs.PrependReactor("update", "secrets", func(clienttesting.Action) (bool, runtime.Object, error) {
+		return true, nil, apierrors.NewInternalError(errors.New("etcdserver: request timed out"))
+	})
+	if _, err := rewriteSecrets(context.Background(), cs, &rewriteProgress{}, 3); err == nil {
+		t.Error("a failed update did not stop the rewrite")
 	}
 }
