@@ -12,7 +12,6 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
-	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -216,39 +215,6 @@ func newGetCommand() *cobra.Command {
 	cmd.Flags().BoolVarP(&all, "all-namespaces", "A", false, "list tenant clusters in every namespace")
 	get.AddCommand(cmd)
 	return get
-}
-
-func newKubeconfigCommand() *cobra.Command {
-	var f adminFlags
-	cmd := &cobra.Command{
-		Use:   "kubeconfig NAME",
-		Short: "Print a tenant cluster's admin kubeconfig",
-		Args:  exactlyOneName("cluster"),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			c, err := f.client()
-			if err != nil {
-				return err
-			}
-			tc := &kv1.TenantCluster{}
-			if err := c.Get(cmd.Context(), types.NamespacedName{Namespace: f.namespace, Name: args[0]}, tc); err != nil {
-				if apierrors.IsNotFound(err) {
-					return fmt.Errorf("no tenant cluster %s in namespace %s (kubinception get clusters -A lists them)", args[0], f.namespace)
-				}
-				return err
-			}
-			if tc.Status.AdminKubeconfigSecret == "" {
-				return fmt.Errorf("tenant cluster %s has no kubeconfig yet: wait until it is Ready (kubinception get clusters)", args[0])
-			}
-			secret := &corev1.Secret{}
-			if err := c.Get(cmd.Context(), types.NamespacedName{Namespace: f.namespace, Name: tc.Status.AdminKubeconfigSecret}, secret); err != nil {
-				return err
-			}
-			_, err = cmd.OutOrStdout().Write(secret.Data["kubeconfig"])
-			return err
-		},
-	}
-	f.register(cmd)
-	return cmd
 }
 
 func newDeleteCommand() *cobra.Command {

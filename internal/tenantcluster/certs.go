@@ -25,12 +25,24 @@ import (
 
 // Client certificates kept in the PKI Secret beside the kubeconfigs built
 // from them, so a kubeconfig is rebuilt only when its certificate changes.
+// The admin client is the operator's own credential for the tenant
+// (system:masters, never handed out): revoking customer credentials must
+// not cut off the operator that carries out the revocation.
 const (
 	fileCMClient    = "controller-manager-client"
 	fileSchedClient = "scheduler-client"
 	fileAdminClient = "admin-client"
 	adminUserName   = "kubernetes-admin"
 	adminGroup      = "system:masters"
+)
+
+// Keys of the customer kubeconfig Secret: the kubeconfig, and the
+// certificate and key it embeds, kept so the certificate is reissued only
+// when its generation or the CA changes or it nears expiry.
+const (
+	keyCustomerKubeconfig = "kubeconfig"
+	keyCustomerCert       = "tls.crt"
+	keyCustomerKey        = "tls.key"
 )
 
 // reconcileCertificates keeps the tenant's PKI Secret complete: one CA and
@@ -75,21 +87,26 @@ func (r *Reconciler) reconcileCertificates(ctx context.Context, s *scope) (ctrl.
 	}
 	s.pki, s.pkiHash = data, objects.HashData(data)
 
-	admin, err := r.adminKubeconfig(s, data)
+	gen, err := kubeconfig.ParseGeneration(tc.Annotations, kubeconfig.AnnotationCustomerGeneration)
 	if err != nil {
-		return ctrl.Result{}, err
+		s.fail(kv1.ConditionCertificatesReady, kv1.ReasonInvalidSpec, err.Error())
+		return ctrl.Result{}, reconcile.TerminalError(err)
 	}
 	adminSecret := &corev1.Secret{}
 	err = r.APIReader.Get(ctx, types.NamespacedName{Namespace: tc.Namespace, Name: cp.AdminKubeconfigSecret(tc.Name)}, adminSecret)
 	if err != nil && !apierrors.IsNotFound(err) {
 		return ctrl.Result{}, err
 	}
-	if string(adminSecret.Data["kubeconfig"]) != string(admin) {
+	customer, err := r.customerKubeconfig(s, data, gen, adminSecret.Data)
+	if err != nil {
+		return ctrl.Result{}, err
+	}
+	if !objects.SameData(adminSecret.Data, customer) {
 		if err := r.apply(ctx, tc, &corev1.Secret{
 			TypeMeta:   metav1.TypeMeta{APIVersion: "v1", Kind: "Secret"},
 			ObjectMeta: metav1.ObjectMeta{Name: cp.AdminKubeconfigSecret(tc.Name), Namespace: tc.Namespace},
 			Type:       corev1.SecretTypeOpaque,
-			Data:       map[string][]byte{"kubeconfig": admin},
+			Data:       customer,
 		}); err != nil {
 			return ctrl.Result{}, fmt.Errorf("apply admin kubeconfig Secret: %w", err)
 		}
@@ -168,11 +185,29 @@ func (r *Reconciler) desiredPKI(s *scope, old map[string][]byte) (map[string][]b
 	return data, nil
 }
 
-// adminKubeconfig is the customer's kubeconfig: system:masters at the
-// tenant's endpoint.
-func (r *Reconciler) adminKubeconfig(s *scope, data map[string][]byte) ([]byte, error) {
-	return kubeconfig.Render(kubeconfig.Config{ClusterName: s.tc.Name, Server: s.exposure.endpoint, CAPEM: data[cp.FileCA],
-		UserName: adminUserName, CertPEM: data[fileAdminClient+".crt"], KeyPEM: data[fileAdminClient+".key"]})
+// customerKubeconfig is the content of the customer kubeconfig Secret: a
+// customer credential of generation gen at the tenant's endpoint, named
+// after the Secret in the tenant's audit log. It is a customer
+// credential like those `kubinception kubeconfig` issues, revoked with
+// them; it lives apart from the PKI Secret so that reissuing it never
+// rolls the control plane.
+func (r *Reconciler) customerKubeconfig(s *scope, data map[string][]byte, gen int, old map[string][]byte) (map[string][]byte, error) {
+	ca, err := pki.ParseKeyPair(data[cp.FileCA], data[cp.FileCAKey])
+	if err != nil {
+		return nil, fmt.Errorf("tenant CA: %w", err)
+	}
+	user := kubeconfig.CustomerUser(gen, cp.AdminKubeconfigSecret(s.tc.Name))
+	kp, err := ca.KeepOrIssue(old[keyCustomerCert], old[keyCustomerKey],
+		pki.Spec{CommonName: user, Organization: []string{kubeconfig.CustomerGroup(gen)}, Client: true}, s.now)
+	if err != nil {
+		return nil, fmt.Errorf("customer kubeconfig certificate: %w", err)
+	}
+	kc, err := kubeconfig.Render(kubeconfig.Config{ClusterName: s.tc.Name, Server: s.exposure.endpoint, CAPEM: ca.CertPEM,
+		UserName: user, CertPEM: kp.CertPEM, KeyPEM: kp.KeyPEM})
+	if err != nil {
+		return nil, err
+	}
+	return map[string][]byte{keyCustomerKubeconfig: kc, keyCustomerCert: kp.CertPEM, keyCustomerKey: kp.KeyPEM}, nil
 }
 
 func put(data map[string][]byte, cert, key string, kp *pki.KeyPair) {

@@ -180,6 +180,7 @@ func (r *Reconciler) reconcileNormal(ctx context.Context, s *scope) (ctrl.Result
 		{"encryption", r.reconcileEncryption},
 		{"control plane", r.reconcileControlPlane},
 		{"bootstrap", r.reconcileBootstrap},
+		{"customer access", r.reconcileCustomerAccess},
 		{"load balancers", r.reconcileLoadBalancers},
 		{"encryption rewrite", r.reconcileEncryptionRewrite},
 	} {

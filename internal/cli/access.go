@@ -1,0 +1,221 @@
+package cli
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"strconv"
+	"time"
+
+	"github.com/spf13/cobra"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/util/wait"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	kv1 "kubinception.dev/kubinception/api/v1alpha1"
+	cp "kubinception.dev/kubinception/internal/controlplane"
+	"kubinception.dev/kubinception/internal/kubeconfig"
+	"kubinception.dev/kubinception/internal/pki"
+)
+
+// authorizeWait is how long `kubeconfig` waits for the operator to
+// authorize the current generation (right after a revocation or a new
+// tenant) before it gives up.
+const authorizeWait = time.Minute
+
+func newKubeconfigCommand() *cobra.Command {
+	var f adminFlags
+	var ttl time.Duration
+	cmd := &cobra.Command{
+		Use:   "kubeconfig NAME",
+		Short: "Issue a customer kubeconfig for a tenant cluster (cluster-admin, short-lived, revocable)",
+		Long: `Issue a customer kubeconfig: a client certificate of the tenant's CA in the
+group of the tenant's current customer generation, which the operator binds
+to cluster-admin inside the tenant. It expires after --ttl; "kubinception
+revoke kubeconfigs NAME" revokes it, with every other one issued so far.`,
+		Args: exactlyOneName("cluster"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := kubeconfig.ValidateTTL(ttl); err != nil {
+				return err
+			}
+			c, err := f.client()
+			if err != nil {
+				return err
+			}
+			issued, err := issueKubeconfig(cmd.Context(), c, types.NamespacedName{Namespace: f.namespace, Name: args[0]}, ttl, time.Now(), authorizeWait)
+			if err != nil {
+				return err
+			}
+			if _, err := cmd.OutOrStdout().Write(issued.Kubeconfig); err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.ErrOrStderr(), "kubeconfig for %s as %s, valid until %s; kubinception revoke kubeconfigs %s -n %s revokes it\n",
+				args[0], issued.User, issued.Cert.NotAfter.UTC().Format(time.RFC3339), args[0], f.namespace)
+			return nil
+		},
+	}
+	f.register(cmd)
+	cmd.Flags().DurationVar(&ttl, "ttl", kubeconfig.DefaultCustomerTTL,
+		fmt.Sprintf("how long the kubeconfig is valid (%s to %s)", kubeconfig.MinCustomerTTL, kubeconfig.MaxCustomerTTL))
+	return cmd
+}
+
+// getTenant reads a TenantCluster, saying how to find one when it is not
+// there.
+func getTenant(ctx context.Context, c client.Client, key types.NamespacedName) (*kv1.TenantCluster, error) {
+	tc := &kv1.TenantCluster{}
+	if err := c.Get(ctx, key, tc); err != nil {
+		if apierrors.IsNotFound(err) {
+			return nil, fmt.Errorf("no tenant cluster %s in namespace %s (kubinception get clusters -A lists them)", key.Name, key.Namespace)
+		}
+		return nil, err
+	}
+	return tc, nil
+}
+
+// generations are a tenant's customer generations: the one new
+// credentials get, and the one the operator has authorized (0: none yet).
+func generations(tc *kv1.TenantCluster) (current, authorized int, err error) {
+	if current, err = kubeconfig.ParseGeneration(tc.Annotations, kubeconfig.AnnotationCustomerGeneration); err != nil {
+		return 0, 0, err
+	}
+	if tc.Annotations[kubeconfig.AnnotationCustomerAuthorized] == "" {
+		return current, 0, nil
+	}
+	authorized, err = kubeconfig.ParseGeneration(tc.Annotations, kubeconfig.AnnotationCustomerAuthorized)
+	return current, authorized, err
+}
+
+// issueKubeconfig signs a customer kubeconfig of the tenant's current
+// generation with the tenant's CA, once the operator has authorized that
+// generation inside the tenant (waiting up to wait for it), so the
+// kubeconfig works when it is printed.
+func issueKubeconfig(ctx context.Context, c client.Client, key types.NamespacedName, ttl time.Duration, now time.Time, waitFor time.Duration) (*kubeconfig.Customer, error) {
+	var tc *kv1.TenantCluster
+	var gen, authorized int
+	err := wait.PollUntilContextTimeout(ctx, 500*time.Millisecond, waitFor, true, func(ctx context.Context) (bool, error) {
+		var err error
+		if tc, err = getTenant(ctx, c, key); err != nil {
+			return false, err
+		}
+		if gen, authorized, err = generations(tc); err != nil {
+			return false, err
+		}
+		return authorized >= gen && tc.Status.Endpoint != "", nil
+	})
+	if wait.Interrupted(err) {
+		switch {
+		case tc.Status.Endpoint == "" || authorized == 0:
+			return nil, fmt.Errorf("tenant cluster %s has no customer access yet: wait until it is Ready (kubinception get clusters)", key.Name)
+		default:
+			return nil, fmt.Errorf("tenant cluster %s: the operator has not authorized customer generation %d yet (it authorizes %d): is it running, and is the tenant paused?", key.Name, gen, authorized)
+		}
+	}
+	if err != nil {
+		return nil, err
+	}
+	secret := &corev1.Secret{}
+	if err := c.Get(ctx, types.NamespacedName{Namespace: key.Namespace, Name: cp.PKISecretName(key.Name)}, secret); err != nil {
+		return nil, fmt.Errorf("tenant cluster %s: read its CA: %w", key.Name, err)
+	}
+	ca, err := pki.ParseKeyPair(secret.Data[cp.FileCA], secret.Data[cp.FileCAKey])
+	if err != nil {
+		return nil, fmt.Errorf("tenant cluster %s: its CA in Secret %s: %w", key.Name, secret.Name, err)
+	}
+	return kubeconfig.IssueCustomer(kubeconfig.CustomerRequest{
+		ClusterName: key.Name, Server: tc.Status.Endpoint, CA: ca, Generation: gen, TTL: ttl, Now: now,
+	})
+}
+
+func newRevokeCommand() *cobra.Command {
+	revoke := &cobra.Command{Use: "revoke", Short: "Revoke credentials"}
+	var f adminFlags
+	var timeout time.Duration
+	cmd := &cobra.Command{
+		Use:   "kubeconfigs CLUSTER",
+		Short: "Revoke every customer kubeconfig of a tenant cluster issued so far",
+		Long: `Revoke every customer kubeconfig of a tenant cluster issued so far, the one in
+the Secret NAME-admin-kubeconfig included. The command raises the tenant's
+customer generation and waits until the operator has moved the tenant's
+cluster-admin binding to the new generation's group: from then on every
+earlier kubeconfig still authenticates but is refused everything (403).
+New kubeconfigs (kubinception kubeconfig CLUSTER) work at once. The
+operator's own credential is not a customer credential and keeps working.`,
+		Args: exactlyOneName("cluster"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if timeout <= 0 {
+				return fmt.Errorf("--timeout %s: want a positive duration", timeout)
+			}
+			c, err := f.client()
+			if err != nil {
+				return err
+			}
+			return revokeKubeconfigs(cmd.Context(), c, types.NamespacedName{Namespace: f.namespace, Name: args[0]}, timeout, cmd.OutOrStdout())
+		},
+	}
+	f.register(cmd)
+	cmd.Flags().DurationVar(&timeout, "timeout", 2*time.Minute, "how long to wait for the operator to carry out the revocation")
+	revoke.AddCommand(cmd)
+	return revoke
+}
+
+// revokeKubeconfigs raises the tenant's customer generation (with the
+// object's resource version, so two revocations at once both count) and
+// waits until the operator has authorized the new generation, which it
+// does only once every earlier one is authorized for nothing.
+func revokeKubeconfigs(ctx context.Context, c client.Client, key types.NamespacedName, timeout time.Duration, out io.Writer) error {
+	var next int
+	for attempt := 0; ; attempt++ {
+		tc, err := getTenant(ctx, c, key)
+		if err != nil {
+			return err
+		}
+		if tc.Spec.Paused {
+			return fmt.Errorf("tenant cluster %s is paused: the operator changes nothing, so a revocation would not take effect; set spec.paused to false first", key.Name)
+		}
+		if !tc.DeletionTimestamp.IsZero() {
+			return fmt.Errorf("tenant cluster %s is being deleted", key.Name)
+		}
+		gen, _, err := generations(tc)
+		if err != nil {
+			return err
+		}
+		next = gen + 1
+		patch := client.MergeFromWithOptions(tc.DeepCopy(), client.MergeFromWithOptimisticLock{})
+		if tc.Annotations == nil {
+			tc.Annotations = map[string]string{}
+		}
+		tc.Annotations[kubeconfig.AnnotationCustomerGeneration] = strconv.Itoa(next)
+		err = c.Patch(ctx, tc, patch)
+		if err == nil {
+			break
+		}
+		if !apierrors.IsConflict(err) || attempt == 4 {
+			return fmt.Errorf("raise the customer generation of %s: %w", key.Name, err)
+		}
+	}
+	fmt.Fprintf(out, "customer generation of %s/%s raised to %d; waiting for the operator\n", key.Namespace, key.Name, next)
+	authorized := 0
+	err := wait.PollUntilContextTimeout(ctx, 250*time.Millisecond, timeout, true, func(ctx context.Context) (bool, error) {
+		tc, err := getTenant(ctx, c, key)
+		if err != nil {
+			return false, err
+		}
+		if _, authorized, err = generations(tc); err != nil {
+			return false, err
+		}
+		return authorized >= next, nil
+	})
+	if wait.Interrupted(err) {
+		return fmt.Errorf("timed out after %s: the operator still authorizes generation %d, so earlier kubeconfigs still work; it applies generation %d when it next reconciles %s (is it running? kubectl -n kubinception-system logs deploy/kubinception-manager)",
+			timeout, authorized, next, key.Name)
+	}
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(out, "✓ every customer kubeconfig of %s issued so far (generations 1 to %d) is revoked: it authenticates but is authorized for nothing\n  new kubeconfigs: kubinception kubeconfig %s -n %s\n",
+		key.Name, next-1, key.Name, key.Namespace)
+	return nil
+}
