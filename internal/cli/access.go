@@ -140,7 +140,8 @@ func newRevokeCommand() *cobra.Command {
 the Secret NAME-admin-kubeconfig included. The command raises the tenant's
 customer generation and waits until the operator has moved the tenant's
 cluster-admin binding to the new generation's group: from then on every
-earlier kubeconfig still authenticates but is refused everything (403).
+earlier kubeconfig still authenticates but is refused (403) everything an
+unprivileged user could not do.
 New kubeconfigs (kubinception kubeconfig CLUSTER) work at once. The
 operator's own credential is not a customer credential and keeps working.`,
 		Args: exactlyOneName("cluster"),
