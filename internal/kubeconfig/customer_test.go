@@ -3,6 +3,7 @@ package kubeconfig
 import (
 	"crypto/x509"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -165,4 +166,25 @@ func TestGenerations(t *testing.T) {
 	if CustomerGroup(5) != "kubinception:customer-admins:g5" || CustomerUser(5, "x") != "kubinception:customer:g5:x" {
 		t.Errorf("names: %s, %s", CustomerGroup(5), CustomerUser(5, "x"))
 	}
+}
+
+// FuzzCustomerIdentityGeneration checks that a name is read as a customer
+// identity only when it is one: the generation it returns gives back the
+// name's own group, or the start of its user name.
+func FuzzCustomerIdentityGeneration(f *testing.F) {
+	for _, s := range []string{"kubinception:customer-admins:g1", "kubinception:customer:g2:alice", "kubinception:customer:g02:x", "system:masters", "kubinception:customer-admins:g9999999999999999999999"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, name string) {
+		gen, ok := CustomerIdentityGeneration(name)
+		if !ok {
+			if gen != 0 {
+				t.Fatalf("%q: not an identity but generation %d", name, gen)
+			}
+			return
+		}
+		if gen < 1 || (name != CustomerGroup(gen) && name != CustomerUserPrefix+strconv.Itoa(gen) && !strings.HasPrefix(name, CustomerUser(gen, ""))) {
+			t.Fatalf("%q read as generation %d", name, gen)
+		}
+	})
 }
