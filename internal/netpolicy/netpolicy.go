@@ -1,6 +1,7 @@
 package netpolicy
 
 import (
+	"net/netip"
 	"slices"
 
 	corev1 "k8s.io/api/core/v1"
@@ -57,6 +58,11 @@ type Params struct {
 	// tenant's (the operator's own namespace, kube-system): the catch-all
 	// policy then selects only the tenant's pods, instead of every pod.
 	SharedNamespace bool
+	// ProtectedNetworks are the admin cluster's own networks (its pod
+	// ranges, its nodes' addresses), as ParseProtectedNetworks returns
+	// them: a control plane without the tunnel reaches anywhere but
+	// these. Empty leaves its egress open.
+	ProtectedNetworks []netip.Prefix
 }
 
 // Policies are the tenant's NetworkPolicies: the catch-all that denies
@@ -119,11 +125,7 @@ func ControlPlane(p Params) *networkingv1.NetworkPolicy {
 		dns(),
 	}
 	if !p.Tunnel {
-		// Without the tunnel the API server dials the tenant's kubelets,
-		// pods, Services and webhooks directly, at addresses of the
-		// tenant's network that no policy here can name: egress stays
-		// open. Turn the tunnel on to close it.
-		egress = append(egress, networkingv1.NetworkPolicyEgressRule{})
+		egress = append(egress, tenantNetwork(p.ProtectedNetworks))
 	}
 	return policy(p, ControlPlaneName(p.Tenant), metav1.LabelSelector{MatchLabels: controlplane.Labels(p.Tenant)}, ingress, egress)
 }
@@ -187,6 +189,30 @@ func dns() networkingv1.NetworkPolicyEgressRule {
 	return networkingv1.NetworkPolicyEgressRule{
 		To:    []networkingv1.NetworkPolicyPeer{peer(Peer{Namespace: DNSNamespace, Labels: DNSLabels()})},
 		Ports: []networkingv1.NetworkPolicyPort{{Protocol: &udp, Port: &port}, {Protocol: &tcpProto, Port: &port}},
+	}
+}
+
+// tenantNetwork is the egress of an API server without the tunnel, which
+// dials the tenant's kubelets, pods, Services and webhooks directly, at
+// addresses of the tenant's network that no policy here can name: any
+// address but the admin cluster's own networks. Policies are evaluated
+// after kube-proxy's translation, so an admin Service's address counts
+// as the pod or node behind it; the admin Service range itself is not
+// excepted, since tenants use the same default ranges and their
+// addresses must go on to the node (where the local admin node's fence
+// refuses them). The gateway and DNS rules, naming pods, still allow
+// those pods in a protected pod range: rules add up. Without protected
+// networks the rule allows everything; turn the tunnel on to close it.
+func tenantNetwork(protected []netip.Prefix) networkingv1.NetworkPolicyEgressRule {
+	if len(protected) == 0 {
+		return networkingv1.NetworkPolicyEgressRule{}
+	}
+	except := make([]string, len(protected))
+	for i, n := range protected {
+		except[i] = n.String()
+	}
+	return networkingv1.NetworkPolicyEgressRule{
+		To: []networkingv1.NetworkPolicyPeer{{IPBlock: &networkingv1.IPBlock{CIDR: "0.0.0.0/0", Except: except}}},
 	}
 }
 

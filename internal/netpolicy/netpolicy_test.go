@@ -3,6 +3,7 @@ package netpolicy
 import (
 	"flag"
 	"fmt"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"testing"
@@ -35,34 +36,49 @@ func testParams() Params {
 		Gateway:           Peer{Namespace: system, Labels: gatewaydeploy.Labels("default")},
 		Operator:          Peer{Namespace: system, Labels: map[string]string{"app.kubernetes.io/name": "kubinception-manager"}},
 		LoadBalancerPorts: []int32{otherPort, lbPort, lbPort, 0},
+		ProtectedNetworks: []netip.Prefix{netip.MustParsePrefix(adminNodeIP + "/32"), netip.MustParsePrefix(adminPodRange)},
 	}
 }
 
+// The admin cluster's networks in these tests: its pods' range and its
+// node's address, as on the local admin cluster.
+const (
+	adminPodRange = "10.200.0.0/16"
+	adminNodeIP   = "10.199.0.1"
+)
+
 // endpoint is one end of a connection: a pod (namespace and labels) or,
-// with outside set, an address outside the admin cluster's pods (a
-// customer, a tenant node, anything reached through NodePort).
+// with outside set, an address that is no admin-cluster pod (a customer,
+// a tenant node, anything reached through NodePort, the admin node
+// itself); ip is its address as a policy sees it, after kube-proxy's
+// translation.
 type endpoint struct {
 	name    string
 	ns      string
 	labels  map[string]string
 	outside bool
+	ip      string
 }
 
 var (
-	customer      = endpoint{name: "a customer", outside: true}
-	tenantNode    = endpoint{name: "a tenant node", outside: true}
-	apiserver     = endpoint{name: "demo's control plane", ns: ns, labels: controlplane.Labels("demo")}
-	lb            = endpoint{name: "demo's load balancer", ns: ns, labels: tenantlb.Labels("demo", "demo-lb-0123456789")}
-	otherCP       = endpoint{name: "another tenant's control plane", ns: "team-b", labels: controlplane.Labels("other")}
-	otherLB       = endpoint{name: "another tenant's load balancer", ns: "team-b", labels: tenantlb.Labels("other", "other-lb-0123456789")}
-	sameNSOtherLB = endpoint{name: "a load balancer of another tenant in the namespace", ns: ns, labels: tenantlb.Labels("other", "other-lb-9876543210")}
-	stray         = endpoint{name: "another pod in the namespace", ns: ns, labels: map[string]string{"app": "stray"}}
-	operator      = endpoint{name: "the operator", ns: system, labels: map[string]string{"app.kubernetes.io/name": "kubinception-manager", "app.kubernetes.io/managed-by": "kubinception"}}
-	impostor      = endpoint{name: "an operator-labelled pod elsewhere", ns: "team-b", labels: map[string]string{"app.kubernetes.io/name": "kubinception-manager"}}
-	gateway       = endpoint{name: "the gateway", ns: system, labels: gatewaydeploy.Labels("default")}
-	otherGateway  = endpoint{name: "another Datastore's gateway", ns: system, labels: gatewaydeploy.Labels("other")}
-	dnsPod        = endpoint{name: "the admin DNS", ns: DNSNamespace, labels: DNSLabels()}
-	adminPod      = endpoint{name: "an admin-cluster pod", ns: "monitoring", labels: map[string]string{"app": "prometheus"}}
+	customer      = endpoint{name: "a customer", outside: true, ip: "203.0.113.7"}
+	tenantNode    = endpoint{name: "a tenant node", outside: true, ip: "10.210.1.10"}
+	tenantPod     = endpoint{name: "a tenant pod", outside: true, ip: "10.244.1.5"}
+	tenantService = endpoint{name: "a tenant Service address", outside: true, ip: "10.96.0.10"}
+	adminNode     = endpoint{name: "the admin node (its API server, kubelet)", outside: true, ip: adminNodeIP}
+	nearAdminNode = endpoint{name: "the address next to the admin node's", outside: true, ip: "10.199.0.2"}
+	apiserver     = endpoint{name: "demo's control plane", ns: ns, labels: controlplane.Labels("demo"), ip: "10.200.1.2"}
+	lb            = endpoint{name: "demo's load balancer", ns: ns, labels: tenantlb.Labels("demo", "demo-lb-0123456789"), ip: "10.200.1.3"}
+	otherCP       = endpoint{name: "another tenant's control plane", ns: "team-b", labels: controlplane.Labels("other"), ip: "10.200.2.2"}
+	otherLB       = endpoint{name: "another tenant's load balancer", ns: "team-b", labels: tenantlb.Labels("other", "other-lb-0123456789"), ip: "10.200.2.3"}
+	sameNSOtherLB = endpoint{name: "a load balancer of another tenant in the namespace", ns: ns, labels: tenantlb.Labels("other", "other-lb-9876543210"), ip: "10.200.1.4"}
+	stray         = endpoint{name: "another pod in the namespace", ns: ns, labels: map[string]string{"app": "stray"}, ip: "10.200.1.5"}
+	operator      = endpoint{name: "the operator", ns: system, labels: map[string]string{"app.kubernetes.io/name": "kubinception-manager", "app.kubernetes.io/managed-by": "kubinception"}, ip: "10.200.0.10"}
+	impostor      = endpoint{name: "an operator-labelled pod elsewhere", ns: "team-b", labels: map[string]string{"app.kubernetes.io/name": "kubinception-manager"}, ip: "10.200.2.4"}
+	gateway       = endpoint{name: "the gateway", ns: system, labels: gatewaydeploy.Labels("default"), ip: "10.200.0.11"}
+	otherGateway  = endpoint{name: "another Datastore's gateway", ns: system, labels: gatewaydeploy.Labels("other"), ip: "10.200.0.12"}
+	dnsPod        = endpoint{name: "the admin DNS", ns: DNSNamespace, labels: DNSLabels(), ip: "10.200.0.2"}
+	adminPod      = endpoint{name: "an admin-cluster pod", ns: "monitoring", labels: map[string]string{"app": "prometheus"}, ip: "10.200.3.2"}
 )
 
 // allowed evaluates NetworkPolicy semantics for a connection from src to
@@ -122,14 +138,19 @@ func matches(t *testing.T, sel *metav1.LabelSelector, l map[string]string) bool 
 }
 
 // peersMatch: no peers means every source or destination; a peer with
-// only a pod selector means pods of the policy's own namespace.
+// only a pod selector means pods of the policy's own namespace; an
+// ipBlock matches any endpoint, pod or not, by its address (Calico's
+// reading: pod addresses count too).
 func peersMatch(t *testing.T, policyNS string, peers []networkingv1.NetworkPolicyPeer, e endpoint) bool {
 	if len(peers) == 0 {
 		return true
 	}
 	for _, p := range peers {
 		if p.IPBlock != nil {
-			t.Fatalf("unexpected ipBlock peer %+v: the policies select pods", p)
+			if inBlock(t, p.IPBlock, e) {
+				return true
+			}
+			continue
 		}
 		if e.outside {
 			continue
@@ -144,6 +165,33 @@ func peersMatch(t *testing.T, policyNS string, peers []networkingv1.NetworkPolic
 		}
 	}
 	return false
+}
+
+// inBlock says whether e's address lies in the block's cidr and in none
+// of its exceptions.
+func inBlock(t *testing.T, b *networkingv1.IPBlock, e endpoint) bool {
+	t.Helper()
+	if e.ip == "" {
+		t.Fatalf("%s has no address to match ipBlock %+v against", e.name, b)
+	}
+	addr := netip.MustParseAddr(e.ip)
+	cidr, err := netip.ParsePrefix(b.CIDR)
+	if err != nil {
+		t.Fatalf("ipBlock cidr %q: %v", b.CIDR, err)
+	}
+	if !cidr.Contains(addr) {
+		return false
+	}
+	for _, x := range b.Except {
+		except, err := netip.ParsePrefix(x)
+		if err != nil {
+			t.Fatalf("ipBlock except %q: %v", x, err)
+		}
+		if except.Contains(addr) {
+			return false
+		}
+	}
+	return true
 }
 
 func portsMatch(ports []networkingv1.NetworkPolicyPort, proto corev1.Protocol, port int32) bool {
@@ -178,6 +226,8 @@ const tcpP, udpP = corev1.ProtocolTCP, corev1.ProtocolUDP
 func TestFlows(t *testing.T) {
 	noTunnel := testParams()
 	noTunnel.Tunnel = false
+	unfenced := noTunnel
+	unfenced.ProtectedNetworks = nil
 	noLB := testParams()
 	noLB.LoadBalancerPorts = nil
 	shared := testParams()
@@ -240,8 +290,33 @@ func TestFlows(t *testing.T) {
 			{customer, apiserver, tcpP, nodePort, true},
 			{tenantNode, apiserver, tcpP, controlplane.TunnelPort, false},
 			{lb, apiserver, tcpP, controlplane.TunnelClientPort, false},
+			// The tenant's network, dialled directly.
 			{apiserver, tenantNode, tcpP, 10250, true},
+			{apiserver, tenantPod, tcpP, 8443, true},
+			{apiserver, tenantService, tcpP, 443, true},
+			{apiserver, customer, tcpP, 443, true}, // a webhook outside
+			{apiserver, nearAdminNode, tcpP, 6443, true},
+			// What the other rules allow, inside the protected pod range.
 			{apiserver, gateway, tcpP, gatewaydeploy.ClientPort, true},
+			{apiserver, dnsPod, udpP, DNSPort, true},
+			{apiserver, dnsPod, tcpP, DNSPort, true},
+			// The admin cluster's own networks: nothing else.
+			{apiserver, gateway, tcpP, gatewaydeploy.HTTPPort, false},
+			{apiserver, otherGateway, tcpP, gatewaydeploy.ClientPort, false},
+			{apiserver, dnsPod, tcpP, 9153, false},
+			{apiserver, adminNode, tcpP, 6443, false},
+			{apiserver, adminNode, tcpP, 10250, false},
+			{apiserver, operator, tcpP, 8080, false},
+			{apiserver, adminPod, tcpP, 443, false},
+			{apiserver, otherCP, tcpP, controlplane.DefaultPort, false},
+			{apiserver, otherLB, tcpP, 443, false},
+		}},
+		// An operator not told the admin cluster's networks leaves the
+		// egress of a control plane without the tunnel open.
+		{"no tunnel, no protected networks", unfenced, []flow{
+			{apiserver, tenantNode, tcpP, 10250, true},
+			{apiserver, adminNode, tcpP, 6443, true},
+			{apiserver, operator, tcpP, 8080, true},
 		}},
 		{"no load balancer", noLB, []flow{
 			{customer, lb, tcpP, lbPort, false},
