@@ -75,6 +75,7 @@ func (r *Reconciler) networkPolicyParams(ctx context.Context, s *scope) (netpoli
 		Operator:          netpolicy.Peer{Namespace: install.Namespace, Labels: install.OperatorLabels()},
 		LoadBalancerPorts: ports,
 		SharedNamespace:   r.sharedNamespace(tc.Namespace),
+		ProtectedNetworks: r.ProtectedNetworks,
 	}, nil
 }
 
@@ -100,7 +101,15 @@ func fencedMessage(p netpolicy.Params, datastore string) string {
 	in = append(in, "any port from the operator")
 	out := fmt.Sprintf("Datastore %q's gateway and DNS", datastore)
 	if !p.Tunnel {
-		out = "anywhere (without the tunnel the API server dials the tenant's network directly)"
+		if len(p.ProtectedNetworks) == 0 {
+			out = "anywhere, the admin cluster included (without the tunnel the API server dials the tenant's network directly, and the operator was given no protected networks)"
+		} else {
+			nets := make([]string, len(p.ProtectedNetworks))
+			for i, n := range p.ProtectedNetworks {
+				nets[i] = n.String()
+			}
+			out += fmt.Sprintf(", and anywhere but the admin cluster's networks %s (without the tunnel the API server dials the tenant's network directly)", strings.Join(nets, ","))
+		}
 	}
 	others := "every other pod of the namespace"
 	if p.SharedNamespace {

@@ -140,7 +140,8 @@ func TestNetworkPolicies(t *testing.T) {
 	}
 
 	// Switching the tunnel off closes its ports and opens egress: the API
-	// server then dials the tenant's network itself.
+	// server then dials the tenant's network itself. An operator given no
+	// protected networks leaves it open to anywhere.
 	e.api.Update(t, got, func() { got.Spec.Addons.Tunnel.Enabled = new(bool) })
 	e.mustReconcile(t, tc)
 	ctl = e.networkPolicy(t, got, netpolicy.ControlPlaneName(tc.Name))
@@ -149,6 +150,34 @@ func TestNetworkPolicies(t *testing.T) {
 	}
 	if n := len(ctl.Spec.Egress); n != 3 || len(ctl.Spec.Egress[2].To)+len(ctl.Spec.Egress[2].Ports) != 0 {
 		t.Errorf("control-plane egress %+v without the tunnel, want an open rule after the gateway and DNS", ctl.Spec.Egress)
+	}
+	if c := wantCondition(t, e.get(t, tc), kv1.ConditionNetworkFenced, metav1.ConditionTrue, kv1.ReasonNetworkPoliciesApplied); !strings.Contains(c.Message, "the admin cluster included") {
+		t.Errorf("NetworkFenced message %q does not say the admin cluster is reachable", c.Message)
+	}
+
+	// Given the admin cluster's networks, the operator takes them out of
+	// that egress; the API server accepts the exceptions (each a strict
+	// subset of 0.0.0.0/0), and the gateway and DNS rules stay.
+	protected, err := netpolicy.ParseProtectedNetworks([]string{"10.200.0.0/16", "10.199.0.1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.r.ProtectedNetworks = protected
+	e.mustReconcile(t, tc)
+	ctl = e.networkPolicy(t, got, netpolicy.ControlPlaneName(tc.Name))
+	want3 := networkingv1.NetworkPolicyEgressRule{To: []networkingv1.NetworkPolicyPeer{{IPBlock: &networkingv1.IPBlock{
+		CIDR: "0.0.0.0/0", Except: []string{"10.199.0.1/32", "10.200.0.0/16"}}}}}
+	if n := len(ctl.Spec.Egress); n != 3 {
+		t.Fatalf("control-plane egress %+v with protected networks, want the gateway, DNS and the tenant's network", ctl.Spec.Egress)
+	}
+	if diff := cmp.Diff(want3, ctl.Spec.Egress[2]); diff != "" {
+		t.Errorf("control-plane egress to the tenant's network (-want +got):\n%s", diff)
+	}
+	if gw := ctl.Spec.Egress[0]; len(gw.To) != 1 || gw.To[0].PodSelector == nil || !cmp.Equal(gw.To[0].PodSelector.MatchLabels, gatewaydeploy.Labels(e.ds.Name)) {
+		t.Errorf("control-plane egress to the gateway %+v with protected networks, want Datastore %s's gateway pods", gw, e.ds.Name)
+	}
+	if c := wantCondition(t, e.get(t, tc), kv1.ConditionNetworkFenced, metav1.ConditionTrue, kv1.ReasonNetworkPoliciesApplied); !strings.Contains(c.Message, "anywhere but the admin cluster's networks 10.199.0.1/32,10.200.0.0/16") {
+		t.Errorf("NetworkFenced message %q does not name the protected networks", c.Message)
 	}
 }
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/netip"
 	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
@@ -52,6 +53,9 @@ type Reconciler struct {
 	// Usage reads tenants' usage from the gateways; nil leaves usage at
 	// zero in status.
 	Usage *gatewaydeploy.UsageReader
+	// ProtectedNetworks are the admin cluster's own networks, which a
+	// control plane without the tunnel may not reach (see netpolicy).
+	ProtectedNetworks []netip.Prefix
 
 	tenants  tenantClients
 	tenancy  tenancyChecks
