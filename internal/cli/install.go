@@ -65,6 +65,7 @@ chart in deploy/helm/kubinception renders the same objects.`,
 	fl.StringVarP(&f.output, "output", "o", "", "format of --dry-run: "+strings.Join(install.OutputFormats, " or ")+" (default yaml)")
 	fl.StringVar(&o.Image, "image", "", "operator image (default: this binary, imported into the local admin cluster)")
 	fl.StringVar(&o.LoadBalancerAddressPool, "load-balancer-address-pool", "", "CIDR the operator takes addresses of its LoadBalancer Services from, for admin clusters without a load-balancer implementation (default on the local admin cluster: its load-balancer range)")
+	fl.StringSliceVar(&o.ProtectedNetworks, "protected-networks", nil, "IPv4 CIDRs of the admin cluster's own networks (pod ranges, node addresses) that the API server of a tenant without the tunnel may not reach; set it in production (default on the local admin cluster: its pod range and node address; elsewhere none, which leaves that egress open)")
 	fl.StringVar(&f.pullPolicy, "image-pull-policy", string(d.ImagePullPolicy), "pull policy of the operator image: Always, IfNotPresent or Never")
 	fl.StringVar(&o.Registry, "image-registry", d.Registry, "registry of tenant control-plane images (default on the local admin cluster: the one admin up imported them under)")
 	fl.Int32Var(&o.Replicas, "replicas", d.Replicas, "operator replicas (more than one needs --leader-elect)")
@@ -128,14 +129,24 @@ func runInstall(cmd *cobra.Command, f installFlags, o install.Options) error {
 				return err
 			}
 		}
-		// The admin node serves its load-balancer range itself: the
-		// operator hands out its addresses.
-		if !cmd.Flags().Changed("load-balancer-address-pool") {
+		if fl := cmd.Flags(); !fl.Changed("load-balancer-address-pool") || !fl.Changed("protected-networks") {
 			lc, err := loadLocal(f.root)
 			if err != nil {
 				return err
 			}
-			o.LoadBalancerAddressPool = lc.LoadBalancerCIDR.String()
+			// The admin node serves its load-balancer range itself: the
+			// operator hands out its addresses.
+			if !fl.Changed("load-balancer-address-pool") {
+				o.LoadBalancerAddressPool = lc.LoadBalancerCIDR.String()
+			}
+			// The admin cluster's own networks: its pods and its node (the
+			// API server, etcd, the kubelet listen on the node address).
+			// Its Service range is left out: an admin Service is reached
+			// at the pod or node behind it, and tenants use addresses of
+			// the same default ranges, which must go on to the fence.
+			if !fl.Changed("protected-networks") {
+				o.ProtectedNetworks = []string{lc.PodCIDR.String(), lc.NodeIP.String() + "/32"}
+			}
 		}
 		if o.Image == "" {
 			img, err := selfImage(f.root)

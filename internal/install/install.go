@@ -17,6 +17,7 @@ import (
 
 	kv1 "kubinception.dev/kubinception/api/v1alpha1"
 	"kubinception.dev/kubinception/internal/gatewaydeploy"
+	"kubinception.dev/kubinception/internal/netpolicy"
 	"kubinception.dev/kubinception/internal/release"
 )
 
@@ -61,6 +62,12 @@ type Options struct {
 	// the addresses of its LoadBalancer Services from (an admin cluster
 	// without a load-balancer implementation routes it to its nodes).
 	LoadBalancerAddressPool string
+	// ProtectedNetworks are the admin cluster's own networks (its pod
+	// ranges, its nodes' addresses), IPv4 CIDRs that the API server of a
+	// tenant without the tunnel may not reach. Empty leaves that API
+	// server free to dial anything, the admin cluster included. Rendered
+	// as given; the operator normalises the list.
+	ProtectedNetworks []string
 }
 
 // DefaultOptions are the options `kubinception install` starts from; the
@@ -97,6 +104,9 @@ func (o Options) Validate() error {
 		if _, _, err := net.ParseCIDR(o.LoadBalancerAddressPool); err != nil {
 			return fmt.Errorf("--load-balancer-address-pool %q is not a CIDR: give one such as 10.199.128.0/20", o.LoadBalancerAddressPool)
 		}
+	}
+	if _, err := netpolicy.ParseProtectedNetworks(o.ProtectedNetworks); err != nil {
+		return err
 	}
 	if d := o.Datastore; d != nil {
 		if len(d.Endpoints) == 0 {
@@ -207,6 +217,9 @@ func deployment(o Options, labels map[string]string) *appsv1.Deployment {
 		"--gateway-namespace=" + Namespace, "--gateway-image=" + o.Image, "--gateway-image-pull-policy=" + string(o.ImagePullPolicy)}
 	if o.LoadBalancerAddressPool != "" {
 		args = append(args, "--load-balancer-address-pool="+o.LoadBalancerAddressPool)
+	}
+	if len(o.ProtectedNetworks) > 0 {
+		args = append(args, "--protected-networks="+strings.Join(o.ProtectedNetworks, ","))
 	}
 	return &appsv1.Deployment{
 		TypeMeta:   tm("apps/v1", "Deployment"),

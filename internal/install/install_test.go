@@ -281,6 +281,7 @@ func TestRender(t *testing.T) {
 	o := testOptions()
 	o.Datastore = testDatastore()
 	o.Replicas, o.LeaderElection, o.Registry = 3, true, "registry.example.com/k8s"
+	o.ProtectedNetworks = []string{"10.200.0.0/16", "10.199.0.1/32"}
 	objs, err = Render(o)
 	if err != nil {
 		t.Fatal(err)
@@ -295,7 +296,8 @@ func TestRender(t *testing.T) {
 	containers, _, _ := unstructured.NestedSlice(dep.Object, "spec", "template", "spec", "containers")
 	args, _, _ := unstructured.NestedStringSlice(containers[0].(map[string]any), "args")
 	if want := []string{"manager", "--leader-elect=true", "--image-registry=registry.example.com/k8s",
-		"--gateway-namespace=kubinception-system", "--gateway-image=" + o.Image, "--gateway-image-pull-policy=" + string(o.ImagePullPolicy)}; !slices.Equal(args, want) {
+		"--gateway-namespace=kubinception-system", "--gateway-image=" + o.Image, "--gateway-image-pull-policy=" + string(o.ImagePullPolicy),
+		"--protected-networks=10.200.0.0/16,10.199.0.1/32"}; !slices.Equal(args, want) {
 		t.Errorf("args = %v, want %v", args, want)
 	}
 	for _, u := range objs {
@@ -330,7 +332,11 @@ func TestValidate(t *testing.T) {
 		}, "--datastore-endpoints"},
 		{"datastore without CA secret", func(o *Options) { o.Datastore = testDatastore(); o.Datastore.CASecretRef.Name = "" }, "--datastore-ca-secret"},
 		{"datastore without root secret", func(o *Options) { o.Datastore = testDatastore(); o.Datastore.RootSecretRef.Namespace = "" }, "--datastore-root-secret"},
+		{"protected network not a CIDR", func(o *Options) { o.ProtectedNetworks = []string{"10.200.0.0/16", "admin"} }, "--protected-networks"},
+		{"protected network IPv6", func(o *Options) { o.ProtectedNetworks = []string{"fd00::/8"} }, "--protected-networks"},
+		{"protected network everything", func(o *Options) { o.ProtectedNetworks = []string{"0.0.0.0/0"} }, "--protected-networks"},
 		{"valid", func(*Options) {}, ""},
+		{"valid with protected networks", func(o *Options) { o.ProtectedNetworks = []string{"10.200.0.0/16", "10.199.0.1"} }, ""},
 		{"valid without leader election", func(o *Options) { o.LeaderElection = false }, ""},
 		{"valid with a datastore", func(o *Options) { o.Datastore = testDatastore() }, ""},
 		{"valid with no replica", func(o *Options) { o.Replicas = 0 }, ""},

@@ -21,6 +21,7 @@ import (
 	"kubinception.dev/kubinception/internal/datastore"
 	"kubinception.dev/kubinception/internal/datastorecontroller"
 	"kubinception.dev/kubinception/internal/gatewaydeploy"
+	"kubinception.dev/kubinception/internal/netpolicy"
 	"kubinception.dev/kubinception/internal/objects"
 	"kubinception.dev/kubinception/internal/release"
 	"kubinception.dev/kubinception/internal/scheme"
@@ -49,6 +50,11 @@ type Options struct {
 	// the addresses of its own LoadBalancer Services from (admin clusters
 	// without a load-balancer implementation).
 	LoadBalancerAddressPool string
+	// ProtectedNetworks are the admin cluster's own networks (its pod
+	// ranges, its nodes' addresses), IPv4 CIDRs that the API server of a
+	// tenant without the tunnel may not reach. Empty leaves that API
+	// server free to dial anything, the admin cluster included.
+	ProtectedNetworks []string
 }
 
 // DefaultOptions are the options `kubinception manager` starts with.
@@ -65,6 +71,23 @@ func DefaultOptions() Options {
 func NewManager(rc *rest.Config, o Options) (ctrl.Manager, func(), error) {
 	managed := labels.SelectorFromSet(labels.Set{objects.ManagedBy: objects.ManagedByValue})
 	controlPlanePods := labels.SelectorFromSet(labels.Set{controlplane.LabelComponent: "control-plane"})
+	protected, err := netpolicy.ParseProtectedNetworks(o.ProtectedNetworks)
+	if err != nil {
+		return nil, nil, err
+	}
+	log := ctrl.Log.WithName("operator")
+	// Said once at start: the setting changes only with the operator's
+	// flags.
+	if len(protected) == 0 {
+		log.Info("no protected networks given: the egress of control planes without the tunnel is not fenced off the admin cluster's pods and nodes",
+			"flag", netpolicy.ProtectedNetworksFlag)
+	} else {
+		nets := make([]string, len(protected))
+		for i, n := range protected {
+			nets[i] = n.String()
+		}
+		log.Info("control planes without the tunnel may not reach the admin cluster's protected networks", "protectedNetworks", nets)
+	}
 	rc = rest.CopyConfig(rc)
 	// Each tenant's reconcile makes a handful of requests; the client-go
 	// default of 5 per second would queue a burst of tenants behind the
@@ -96,7 +119,7 @@ func NewManager(rc *rest.Config, o Options) (ctrl.Manager, func(), error) {
 		Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(), Clock: clock.RealClock{},
 
 		Datastores: stores, Registry: o.Registry, Image: o.Gateway.Image, MaxConcurrentReconciles: o.MaxConcurrentReconciles,
-		GatewayNamespace: o.Gateway.Namespace, Usage: usage,
+		GatewayNamespace: o.Gateway.Namespace, Usage: usage, ProtectedNetworks: protected,
 	}).SetupWithManager(mgr); err != nil {
 		stores.Close()
 		return nil, nil, fmt.Errorf("set up TenantCluster reconciler: %w", err)
