@@ -150,7 +150,9 @@ func operatorImage(t *testing.T, objs map[string]map[string]any) string {
 
 // chartValues are the chart values for this admin cluster: the operator
 // image, the registry admin up imported images under, its load-balancer
-// range, and the datastore admin up started, from the Secret it stored.
+// range, its protected networks (pod range and node address, as install
+// gives them), and the datastore admin up started, from the Secret it
+// stored.
 func chartValues(t *testing.T, image string) map[string]any {
 	t.Helper()
 	c := config(t)
@@ -167,6 +169,7 @@ func chartValues(t *testing.T, image string) map[string]any {
 		"image":                   map[string]any{"repository": image[:sep], "tag": image[sep+1:]},
 		"tenantImageRegistry":     c.Images.Registry,
 		"loadBalancerAddressPool": c.LoadBalancerCIDR.String(),
+		"protectedNetworks":       []string{c.PodCIDR.String(), c.NodeIP.String() + "/32"},
 		"defaultDatastore": map[string]any{
 			"enabled":       true,
 			"endpoints":     endpoints,
