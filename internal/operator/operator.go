@@ -117,7 +117,7 @@ func NewManager(rc *rest.Config, o Options) (ctrl.Manager, func(), error) {
 	usage := gatewaydeploy.NewUsageReader(10 * time.Second)
 	if err := (&tenantcluster.Reconciler{
 		Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(), Clock: clock.RealClock{},
-
+		Recorder:   mgr.GetEventRecorder("kubinception"),
 		Datastores: stores, Registry: o.Registry, Image: o.Gateway.Image, MaxConcurrentReconciles: o.MaxConcurrentReconciles,
 		GatewayNamespace: o.Gateway.Namespace, Usage: usage, ProtectedNetworks: protected,
 	}).SetupWithManager(mgr); err != nil {
