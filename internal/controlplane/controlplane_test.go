@@ -1,18 +1,14 @@
 package controlplane
 
 import (
-	"flag"
-	"os"
-	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
 
-	"github.com/google/go-cmp/cmp"
+	"kubinception.dev/kubinception/internal/goldenfile"
+
 	"sigs.k8s.io/yaml"
 )
-
-var update = flag.Bool("update", false, "rewrite golden files")
 
 func testParams() Params {
 	return Params{
@@ -26,39 +22,18 @@ func testParams() Params {
 	}
 }
 
-func golden(t *testing.T, name string, got []byte) {
-	t.Helper()
-	path := filepath.Join("testdata", name)
-	if *update {
-		if err := os.MkdirAll("testdata", 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(path, got, 0o644); err != nil {
-			t.Fatal(err)
-		}
-		return
-	}
-	want, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatalf("%v (go test -update creates it)", err)
-	}
-	if diff := cmp.Diff(string(want), string(got)); diff != "" {
-		t.Errorf("%s differs (-want +got; go test -update rewrites it):\n%s", name, diff)
-	}
-}
-
 func TestRenderedObjectsMatchGolden(t *testing.T) {
 	p := testParams()
 	dep, err := yaml.Marshal(Deployment(p))
 	if err != nil {
 		t.Fatal(err)
 	}
-	golden(t, "deployment.yaml", dep)
+	goldenfile.Check(t, "deployment.yaml", dep)
 	svc, err := yaml.Marshal(Service(p.Name, p.Namespace, "NodePort", ServicePorts{APIServerTarget: p.Port, APIServerNodePort: p.Port, Tunnel: true, TunnelNodePort: 31235}))
 	if err != nil {
 		t.Fatal(err)
 	}
-	golden(t, "service.yaml", svc)
+	goldenfile.Check(t, "service.yaml", svc)
 }
 
 func TestAPIServerArgs(t *testing.T) {

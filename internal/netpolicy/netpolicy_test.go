@@ -1,12 +1,11 @@
 package netpolicy
 
 import (
-	"flag"
 	"fmt"
 	"net/netip"
-	"os"
-	"path/filepath"
 	"testing"
+
+	"kubinception.dev/kubinception/internal/goldenfile"
 
 	"github.com/google/go-cmp/cmp"
 	corev1 "k8s.io/api/core/v1"
@@ -19,8 +18,6 @@ import (
 	"kubinception.dev/kubinception/internal/gatewaydeploy"
 	"kubinception.dev/kubinception/internal/tenantlb"
 )
-
-var update = flag.Bool("update", false, "rewrite golden files")
 
 const (
 	ns        = "team-a"
@@ -384,27 +381,6 @@ func TestRenderedPoliciesMatchGolden(t *testing.T) {
 			}
 			out = append(append(out, "---\n"...), b...)
 		}
-		golden(t, name, out)
-	}
-}
-
-func golden(t *testing.T, name string, got []byte) {
-	t.Helper()
-	path := filepath.Join("testdata", name)
-	if *update {
-		if err := os.MkdirAll("testdata", 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(path, got, 0o644); err != nil {
-			t.Fatal(err)
-		}
-		return
-	}
-	want, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatalf("%v (go test -update creates it)", err)
-	}
-	if diff := cmp.Diff(string(want), string(got)); diff != "" {
-		t.Errorf("%s differs (-want +got; go test -update rewrites it):\n%s", name, diff)
+		goldenfile.Check(t, name, out)
 	}
 }

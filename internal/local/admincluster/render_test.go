@@ -1,18 +1,13 @@
 package admincluster
 
 import (
-	"flag"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 
-	"github.com/google/go-cmp/cmp"
+	"kubinception.dev/kubinception/internal/goldenfile"
 
 	"kubinception.dev/kubinception/internal/local/components"
 )
-
-var update = flag.Bool("update", false, "rewrite golden files")
 
 func testConfig() Config {
 	c := Defaults()
@@ -21,48 +16,26 @@ func testConfig() Config {
 	return c
 }
 
-// golden compares got with testdata/NAME, rewriting it under -update.
-func golden(t *testing.T, name, got string) {
-	t.Helper()
-	path := filepath.Join("testdata", name)
-	if *update {
-		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(path, []byte(got), 0o644); err != nil {
-			t.Fatal(err)
-		}
-		return
-	}
-	want, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatalf("%v (run go test -update to create it)", err)
-	}
-	if diff := cmp.Diff(string(want), got); diff != "" {
-		t.Errorf("%s differs from the golden file (-want +got; go test -update rewrites it):\n%s", name, diff)
-	}
-}
-
 func TestRenderedFilesMatchGolden(t *testing.T) {
 	c := testConfig()
-	golden(t, "containerd.toml", renderContainerdConfig(c))
+	goldenfile.Check(t, "containerd.toml", []byte(renderContainerdConfig(c)))
 	cni, err := renderCNIConfig(c)
 	if err != nil {
 		t.Fatal(err)
 	}
-	golden(t, "cni.conflist", cni)
+	goldenfile.Check(t, "cni.conflist", []byte(cni))
 	felix := felixProcess(c)
-	golden(t, "felix.process", strings.Join(append(append([]string{felix.Path}, felix.Args...), felix.Env...), "\n")+"\n")
-	golden(t, "kubelet.yaml", renderKubeletConfig(c))
-	golden(t, "kube-proxy.yaml", renderProxyConfig(c))
-	golden(t, "kubelet.args", strings.Join(kubeletArgs(c), "\n")+"\n")
+	goldenfile.Check(t, "felix.process", []byte(strings.Join(append(append([]string{felix.Path}, felix.Args...), felix.Env...), "\n")+"\n"))
+	goldenfile.Check(t, "kubelet.yaml", []byte(renderKubeletConfig(c)))
+	goldenfile.Check(t, "kube-proxy.yaml", []byte(renderProxyConfig(c)))
+	goldenfile.Check(t, "kubelet.args", []byte(strings.Join(kubeletArgs(c), "\n")+"\n"))
 	digests := map[string]string{c.Images.Etcd(): "sha256:etcd", c.Images.Component("kube-apiserver"): "sha256:apiserver"}
 	for _, sp := range staticPods(c, digests, "hash") {
 		data, err := sp.Marshal()
 		if err != nil {
 			t.Fatal(err)
 		}
-		golden(t, "manifests/"+sp.File, string(data))
+		goldenfile.Check(t, "manifests/"+sp.File, data)
 	}
 }
 
