@@ -2,7 +2,6 @@ package controlplane
 
 import (
 	"net"
-	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -115,6 +114,41 @@ const (
 )
 
 func pkiPath(file string) string { return PKIMountPath + "/" + file }
+
+// The files of the PKI Secret each container mounts: exactly those its
+// flags name (TestEachContainerMountsWhatItsFlagsName parses the flags),
+// so the scheduler never sees a key, the tunnel server only the API
+// server's serving pair and the CA, and only the controller manager the
+// CA key it signs with.
+var (
+	APIServerFiles = []string{
+		FileDatastoreCA, FileDatastoreClient, FileDatastoreClientKey,
+		FileCA, FileAPIServer, FileAPIServerKey,
+		FileKubeletClient, FileKubeletClientKey,
+		FileFrontProxyCA, FileFrontProxyClient, FileFrontProxyClientKey,
+		FileSAPub, FileSAKey,
+	}
+	ControllerManagerFiles = []string{FileControllerManager, FileCA, FileCAKey, FileFrontProxyCA, FileSAKey}
+	SchedulerFiles         = []string{FileScheduler}
+	TunnelServerFiles      = []string{FileAPIServer, FileAPIServerKey, FileCA}
+)
+
+// Users the control plane's containers run as: never root, and a user of
+// its own for the controller manager and for the scheduler. The pod
+// shares one process namespace, and a process may open another's files
+// through /proc/PID/root when it runs as the same user, so distinct users
+// keep each one's keys its own. The tunnel server shares the API server's
+// user: the API server must connect to the socket the tunnel server
+// creates. Every container's group is Group, which owns the mounted
+// Secret files (fsGroup) and reads them (mode 0440).
+const (
+	UserAPIServer         int64 = 65532
+	UserControllerManager int64 = 65531
+	UserScheduler         int64 = 65530
+	Group                 int64 = 65532
+	// secretFileMode lets the owner (root) and Group read a mounted key.
+	secretFileMode int32 = 0o440
+)
 
 // APIServerSANs are the names and addresses the API server's serving
 // certificate covers: the in-tenant Service names and address, the admin
@@ -307,7 +341,6 @@ func Deployment(p Params) *appsv1.Deployment {
 		corev1.ResourceCPU:    resource.MustParse("5m"),
 		corev1.ResourceMemory: resource.MustParse("32Mi"),
 	}}
-	mount := []corev1.VolumeMount{{Name: "pki", MountPath: PKIMountPath, ReadOnly: true}}
 	probe := func(path string, failures int32) *corev1.Probe {
 		return &corev1.Probe{
 			ProbeHandler:     corev1.ProbeHandler{HTTPGet: &corev1.HTTPGetAction{Path: path, Port: port, Scheme: corev1.URISchemeHTTPS}},
@@ -325,13 +358,24 @@ func Deployment(p Params) *appsv1.Deployment {
 	startup := probe("/livez", 600)
 	startup.PeriodSeconds = 1
 	replicas := p.Replicas
-	secretMode := int32(0o400)
-	volumes := []corev1.Volume{{Name: "pki", VolumeSource: corev1.VolumeSource{
-		Secret: &corev1.SecretVolumeSource{SecretName: p.PKISecret, DefaultMode: &secretMode},
-	}}}
-	apiserverMounts := slices.Clone(mount)
+	secretMode := secretFileMode
+	// Each container mounts its own view of the PKI Secret (the files its
+	// flags name) and a scratch /tmp of its own: root filesystems are
+	// read-only.
+	volumes := []corev1.Volume{
+		pkiVolume("pki", p.PKISecret, APIServerFiles),
+		pkiVolume("pki-controller-manager", p.PKISecret, ControllerManagerFiles),
+		pkiVolume("pki-scheduler", p.PKISecret, SchedulerFiles),
+		tmpVolume("tmp-apiserver"), tmpVolume("tmp-controller-manager"), tmpVolume("tmp-scheduler"),
+	}
+	apiserverMounts := []corev1.VolumeMount{
+		{Name: "pki", MountPath: PKIMountPath, ReadOnly: true},
+		{Name: "tmp-apiserver", MountPath: "/tmp"},
+	}
 	if p.Tunnel {
-		volumes = append(volumes, corev1.Volume{Name: "tunnel", VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{Medium: corev1.StorageMediumMemory}}})
+		volumes = append(volumes,
+			corev1.Volume{Name: "tunnel", VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{Medium: corev1.StorageMediumMemory}}},
+			pkiVolume("pki-tunnel", p.PKISecret, TunnelServerFiles))
 		apiserverMounts = append(apiserverMounts, corev1.VolumeMount{Name: "tunnel", MountPath: TunnelDir, ReadOnly: true})
 	}
 	annotations := map[string]string{AnnotationPKIHash: p.PKIHash}
@@ -362,7 +406,14 @@ func Deployment(p Params) *appsv1.Deployment {
 					// PID 1 of its container it would ignore SIGTERM and hold
 					// every deletion for the whole grace period. With a shared
 					// process namespace the sandbox is PID 1 instead.
-					ShareProcessNamespace:        ptrTrue(),
+					ShareProcessNamespace: ptrTrue(),
+					SecurityContext: &corev1.PodSecurityContext{
+						RunAsNonRoot:   ptrTrue(),
+						RunAsUser:      ptr(UserAPIServer),
+						RunAsGroup:     ptr(Group),
+						FSGroup:        ptr(Group),
+						SeccompProfile: &corev1.SeccompProfile{Type: corev1.SeccompProfileTypeRuntimeDefault},
+					},
 					AutomountServiceAccountToken: new(bool),
 					EnableServiceLinks:           new(bool),
 					Affinity: &corev1.Affinity{PodAntiAffinity: &corev1.PodAntiAffinity{
@@ -391,6 +442,7 @@ func Deployment(p Params) *appsv1.Deployment {
 						StartupProbe:    startup,
 						Resources:       apiserverResources,
 						VolumeMounts:    apiserverMounts,
+						SecurityContext: restricted(UserAPIServer),
 					}),
 					Containers: []corev1.Container{
 						{
@@ -399,7 +451,11 @@ func Deployment(p Params) *appsv1.Deployment {
 							ImagePullPolicy: corev1.PullIfNotPresent,
 							Args:            ControllerManagerArgs(p),
 							Resources:       small,
-							VolumeMounts:    mount,
+							VolumeMounts: []corev1.VolumeMount{
+								{Name: "pki-controller-manager", MountPath: PKIMountPath, ReadOnly: true},
+								{Name: "tmp-controller-manager", MountPath: "/tmp"},
+							},
+							SecurityContext: restricted(UserControllerManager),
 						},
 						{
 							Name:            "kube-scheduler",
@@ -407,7 +463,11 @@ func Deployment(p Params) *appsv1.Deployment {
 							ImagePullPolicy: corev1.PullIfNotPresent,
 							Args:            SchedulerArgs(p),
 							Resources:       small,
-							VolumeMounts:    mount,
+							VolumeMounts: []corev1.VolumeMount{
+								{Name: "pki-scheduler", MountPath: PKIMountPath, ReadOnly: true},
+								{Name: "tmp-scheduler", MountPath: "/tmp"},
+							},
+							SecurityContext: restricted(UserScheduler),
 						},
 					},
 					Volumes: volumes,
@@ -418,6 +478,43 @@ func Deployment(p Params) *appsv1.Deployment {
 }
 
 func ptrTrue() *bool { t := true; return &t }
+
+func ptr[T any](v T) *T { return &v }
+
+// restricted is a container's security context: a user of its own (see
+// UserAPIServer), no capabilities (every port is above 1024: node ports,
+// 6443, 8132-8134), no privilege escalation, the runtime's default seccomp
+// profile and a read-only root filesystem.
+func restricted(user int64) *corev1.SecurityContext {
+	return &corev1.SecurityContext{
+		RunAsNonRoot:             ptrTrue(),
+		RunAsUser:                ptr(user),
+		RunAsGroup:               ptr(Group),
+		AllowPrivilegeEscalation: new(bool),
+		ReadOnlyRootFilesystem:   ptrTrue(),
+		Capabilities:             &corev1.Capabilities{Drop: []corev1.Capability{"ALL"}},
+		SeccompProfile:           &corev1.SeccompProfile{Type: corev1.SeccompProfileTypeRuntimeDefault},
+	}
+}
+
+// pkiVolume is a view of the PKI Secret with only files, each at its own
+// name, readable by Group.
+func pkiVolume(name, secret string, files []string) corev1.Volume {
+	mode := secretFileMode
+	items := make([]corev1.KeyToPath, 0, len(files))
+	for _, f := range files {
+		items = append(items, corev1.KeyToPath{Key: f, Path: f})
+	}
+	return corev1.Volume{Name: name, VolumeSource: corev1.VolumeSource{
+		Secret: &corev1.SecretVolumeSource{SecretName: secret, Items: items, DefaultMode: &mode},
+	}}
+}
+
+// tmpVolume is a container's scratch directory, small, on the node's disk.
+func tmpVolume(name string) corev1.Volume {
+	limit := resource.MustParse("64Mi")
+	return corev1.Volume{Name: name, VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{SizeLimit: &limit}}}
+}
 
 // tunnelServer is the tunnel server's container when the tunnel is on: a
 // sidecar started before the API server (its startup probe passes once
@@ -448,10 +545,11 @@ func tunnelServer(p Params, resources corev1.ResourceRequirements) []corev1.Cont
 			{Name: "tunnel-http", ContainerPort: TunnelHTTPPort, Protocol: corev1.ProtocolTCP},
 			{Name: "tunnel-clients", ContainerPort: TunnelClientPort, Protocol: corev1.ProtocolTCP},
 		},
-		StartupProbe: health,
-		Resources:    resources,
+		StartupProbe:    health,
+		Resources:       resources,
+		SecurityContext: restricted(UserAPIServer),
 		VolumeMounts: []corev1.VolumeMount{
-			{Name: "pki", MountPath: PKIMountPath, ReadOnly: true},
+			{Name: "pki-tunnel", MountPath: PKIMountPath, ReadOnly: true},
 			{Name: "tunnel", MountPath: TunnelDir},
 		},
 	}}
