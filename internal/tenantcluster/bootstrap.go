@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net"
+	"net/url"
 	"strconv"
 	"sync"
 	"time"
@@ -160,7 +161,7 @@ func (r *Reconciler) reconcileBootstrap(ctx context.Context, s *scope) (ctrl.Res
 			}
 		}
 	}
-	approved, err := approveServingCSRs(ctx, t.clientset)
+	approved, err := approveServingCSRs(ctx, t.clientset, csrTenantNames(s, p))
 	if err != nil {
 		return ctrl.Result{}, fmt.Errorf("approve kubelet serving certificates: %w", err)
 	}
@@ -231,14 +232,29 @@ func removeAddon(ctx context.Context, c client.Client, addon string) error {
 // the node the certificate names and every name is the node's own, denied
 // with the policy's reason otherwise, left pending while the Node is not
 // registered. It returns how many it approved.
-func approveServingCSRs(ctx context.Context, cs kubernetes.Interface) (int, error) {
+func approveServingCSRs(ctx context.Context, cs kubernetes.Interface, names csrTenantInfo) (int, error) {
 	log := ctrl.LoggerFrom(ctx)
 	list, err := cs.CertificatesV1().CertificateSigningRequests().List(ctx, metav1.ListOptions{FieldSelector: "spec.signerName=" + certv1.KubeletServingSignerName})
 	if err != nil {
 		return 0, err
 	}
-	getNode := func(ctx context.Context, name string) (*corev1.Node, error) {
-		return cs.CoreV1().Nodes().Get(ctx, name, metav1.GetOptions{})
+	if len(list.Items) == 0 || allDecided(list.Items) {
+		return 0, nil
+	}
+	// One list of Nodes per pass: the node itself and which addresses the
+	// others report come from the same snapshot.
+	nodes, err := cs.CoreV1().Nodes().List(ctx, metav1.ListOptions{})
+	if err != nil {
+		return 0, fmt.Errorf("list nodes: %w", err)
+	}
+	tenant := newCSRTenant(names.apiServerNames, names.clusterRanges, nodes.Items)
+	getNode := func(_ context.Context, name string) (*corev1.Node, error) {
+		for i := range nodes.Items {
+			if nodes.Items[i].Name == name {
+				return &nodes.Items[i], nil
+			}
+		}
+		return nil, apierrors.NewNotFound(corev1.Resource("nodes"), name)
 	}
 	approved := 0
 	for i := range list.Items {
@@ -246,7 +262,7 @@ func approveServingCSRs(ctx context.Context, cs kubernetes.Interface) (int, erro
 		if decided(csr) {
 			continue
 		}
-		decision, reason, message, err := evaluateCSR(ctx, csr, getNode)
+		decision, reason, message, err := evaluateCSR(ctx, csr, tenant, getNode)
 		if err != nil {
 			return approved, fmt.Errorf("CSR %s: %w", csr.Name, err)
 		}
@@ -270,6 +286,37 @@ func approveServingCSRs(ctx context.Context, cs kubernetes.Interface) (int, erro
 		}
 	}
 	return approved, nil
+}
+
+// csrTenantInfo names what of the tenant the approval policies check
+// requests against.
+type csrTenantInfo struct {
+	apiServerNames []string
+	clusterRanges  []string
+}
+
+// csrTenantNames are the API server's names (its serving certificate's
+// names and the endpoint's host) and the tenant's Service and pod ranges.
+func csrTenantNames(s *scope, p cp.Params) csrTenantInfo {
+	tc := s.tc
+	sans := cp.APIServerSANs(p, s.exposure.serviceIP, tc.Spec.Exposure.Hostname, tc.Spec.Exposure.ExtraSANs)
+	names := append([]string{}, sans.DNSNames...)
+	for _, ip := range sans.IPs {
+		names = append(names, ip.String())
+	}
+	if u, err := url.Parse(tc.Status.Endpoint); err == nil && u.Hostname() != "" {
+		names = append(names, u.Hostname())
+	}
+	return csrTenantInfo{apiServerNames: names, clusterRanges: []string{tc.Spec.Network.ServiceCIDR, tc.Spec.Network.PodCIDR}}
+}
+
+func allDecided(csrs []certv1.CertificateSigningRequest) bool {
+	for i := range csrs {
+		if !decided(&csrs[i]) {
+			return false
+		}
+	}
+	return true
 }
 
 func decided(csr *certv1.CertificateSigningRequest) bool {

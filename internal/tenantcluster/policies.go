@@ -5,6 +5,7 @@ import (
 	"crypto/x509"
 	"encoding/pem"
 	"fmt"
+	"net"
 	"slices"
 	"strings"
 	"sync"
@@ -107,6 +108,71 @@ type csrInput struct {
 	req      *x509.CertificateRequest
 	nodeName string
 	node     *corev1.Node
+	tenant   csrTenant
+}
+
+// csrTenant is what the approval policies know of the tenant beyond the
+// request: the API server's own names, the ranges no node address may lie
+// in, and which node reports which address.
+type csrTenant struct {
+	// apiServerNames are the DNS names and IPs the API server answers to
+	// (its serving certificate's names and the endpoint's host); a node
+	// holding a certificate for one of them could pose as the API server
+	// to the tenant's pods and to anything dialing the endpoint.
+	apiServerNames []string
+	// clusterRanges are the tenant's Service and pod ranges: addresses
+	// there belong to Services and pods, never to a node.
+	clusterRanges []*net.IPNet
+	// holders maps every address a Node of the tenant reports to the
+	// Nodes reporting it.
+	holders map[string][]string
+}
+
+// newCSRTenant gathers the tenant's side of the approval policies. Names
+// are compared lower-case and without a trailing dot, IPs in canonical
+// form.
+func newCSRTenant(apiServerNames []string, cidrs []string, nodes []corev1.Node) csrTenant {
+	t := csrTenant{holders: map[string][]string{}}
+	for _, n := range apiServerNames {
+		if n != "" {
+			t.apiServerNames = append(t.apiServerNames, canonicalName(n))
+		}
+	}
+	for _, c := range cidrs {
+		if _, n, err := net.ParseCIDR(c); err == nil {
+			t.clusterRanges = append(t.clusterRanges, n)
+		}
+	}
+	for _, n := range nodes {
+		for _, a := range n.Status.Addresses {
+			k := canonicalName(a.Address)
+			if !slices.Contains(t.holders[k], n.Name) {
+				t.holders[k] = append(t.holders[k], n.Name)
+			}
+		}
+	}
+	return t
+}
+
+// canonicalName is how names and addresses are compared: IPs in their
+// canonical form, DNS names lower-case without a trailing dot.
+func canonicalName(s string) string {
+	if ip := net.ParseIP(s); ip != nil {
+		return ip.String()
+	}
+	return strings.TrimSuffix(strings.ToLower(s), ".")
+}
+
+// requestedNames are the request's DNS names and IPs in canonical form.
+func (in *csrInput) requestedNames() []string {
+	var out []string
+	for _, d := range in.req.DNSNames {
+		out = append(out, canonicalName(d))
+	}
+	for _, ip := range in.req.IPAddresses {
+		out = append(out, ip.String())
+	}
+	return out
 }
 
 // csrPolicy returns a reason to deny the request, or "" to pass it on.
@@ -116,7 +182,8 @@ const nodeUserPrefix = "system:node:"
 
 // csrRequestPolicies check a kubelet serving request on its own: requested
 // by system:node:NAME in system:nodes, for CN system:node:NAME, O
-// system:nodes, with only server-auth usages and only DNS and IP names.
+// system:nodes, with only server-auth usages and only DNS and IP names,
+// none of them the API server's, no IP outside the node network.
 // They run in order; the first reason denies.
 var csrRequestPolicies = []csrPolicy{
 	func(in *csrInput) (string, string) {
@@ -162,10 +229,39 @@ var csrRequestPolicies = []csrPolicy{
 		}
 		return "", ""
 	},
+	// Whatever the node reports, the API server's names are never a
+	// node's: with one a node could serve as kubernetes.default to the
+	// tenant's pods.
+	func(in *csrInput) (string, string) {
+		for _, n := range in.requestedNames() {
+			if slices.Contains(in.tenant.apiServerNames, n) {
+				return "APIServerName", n + " is a name of the tenant's API server, never of a node"
+			}
+		}
+		return "", ""
+	},
+	// The tenant has no node range of its own, so "inside the node
+	// network" means every address a node can have: not loopback,
+	// link-local, multicast or unspecified (addresses every machine has,
+	// or none), and not inside the tenant's Service or pod ranges (which
+	// belong to Services and pods).
+	func(in *csrInput) (string, string) {
+		for _, ip := range in.req.IPAddresses {
+			if ip.IsLoopback() || ip.IsLinkLocalUnicast() || ip.IsLinkLocalMulticast() || ip.IsInterfaceLocalMulticast() || ip.IsMulticast() || ip.IsUnspecified() {
+				return "AddressNotAllowed", "IP " + ip.String() + " is loopback, link-local, multicast or unspecified: not a node's own address"
+			}
+			for _, r := range in.tenant.clusterRanges {
+				if r.Contains(ip) {
+					return "AddressInClusterRange", "IP " + ip.String() + " lies in the tenant's Service or pod range " + r.String() + ", not in its node network"
+				}
+			}
+		}
+		return "", ""
+	},
 }
 
 // csrNodePolicies check the request against the Node it names: every DNS
-// name and IP must be one of the node's addresses.
+// name and IP must be one of the node's addresses, and no other node's.
 var csrNodePolicies = []csrPolicy{
 	func(in *csrInput) (string, string) {
 		addrs := map[string]bool{}
@@ -180,6 +276,18 @@ var csrNodePolicies = []csrPolicy{
 		for _, ip := range in.req.IPAddresses {
 			if !addrs[ip.String()] {
 				return "NameNotOfNode", "IP " + ip.String() + " is not an address of node " + in.nodeName
+			}
+		}
+		return "", ""
+	},
+	// A node reports its own addresses, so two nodes reporting one is
+	// one of them claiming the other's: neither gets a certificate for it.
+	func(in *csrInput) (string, string) {
+		for _, n := range in.requestedNames() {
+			for _, holder := range in.tenant.holders[n] {
+				if holder != in.nodeName {
+					return "AddressOfAnotherNode", n + " is also reported by node " + holder
+				}
 			}
 		}
 		return "", ""
@@ -199,8 +307,8 @@ const (
 // evaluateCSR runs the approval chain. getNode is called only once the
 // request itself passed; a failed lookup is an error to retry and a Node
 // that does not exist yet leaves the request pending — neither ever denies.
-func evaluateCSR(ctx context.Context, csr *certv1.CertificateSigningRequest, getNode func(context.Context, string) (*corev1.Node, error)) (csrDecision, string, string, error) {
-	in := &csrInput{csr: csr}
+func evaluateCSR(ctx context.Context, csr *certv1.CertificateSigningRequest, tenant csrTenant, getNode func(context.Context, string) (*corev1.Node, error)) (csrDecision, string, string, error) {
+	in := &csrInput{csr: csr, tenant: tenant}
 	for _, p := range csrRequestPolicies {
 		if reason, message := p(in); reason != "" {
 			return csrDeny, reason, message, nil
