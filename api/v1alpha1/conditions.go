@@ -45,17 +45,20 @@ const (
 	ReasonControlPlaneFailing   = "ControlPlaneFailing"
 	ReasonImageMissing          = "ImageMissing"
 	ReasonInvalidSpec           = "InvalidSpec"
-	ReasonWaiting               = "Waiting"
-	ReasonAddonsApplied         = "AddonsApplied"
-	ReasonTenantAPIUnreachable  = "TenantAPIUnreachable"
-	ReasonDeletingControlPlane  = "DeletingControlPlane"
-	ReasonDeletingData          = "DeletingData"
-	ReasonNotDeleting           = "NotDeleting"
-	ReasonReconcileFailed       = "ReconcileFailed"
-	ReasonWaitingForGateway     = "WaitingForGateway"
-	ReasonGatewayFailed         = "GatewayFailed"
-	ReasonGatewayStarting       = "GatewayStarting"
-	ReasonGatewayAvailable      = "GatewayAvailable"
+	// ReasonExtraArgsNotAllowed: spec.controlPlane.extraArgs sets a flag
+	// outside the allow-list; nothing is applied.
+	ReasonExtraArgsNotAllowed  = "ExtraArgsNotAllowed"
+	ReasonWaiting              = "Waiting"
+	ReasonAddonsApplied        = "AddonsApplied"
+	ReasonTenantAPIUnreachable = "TenantAPIUnreachable"
+	ReasonDeletingControlPlane = "DeletingControlPlane"
+	ReasonDeletingData         = "DeletingData"
+	ReasonNotDeleting          = "NotDeleting"
+	ReasonReconcileFailed      = "ReconcileFailed"
+	ReasonWaitingForGateway    = "WaitingForGateway"
+	ReasonGatewayFailed        = "GatewayFailed"
+	ReasonGatewayStarting      = "GatewayStarting"
+	ReasonGatewayAvailable     = "GatewayAvailable"
 	// ReasonLoadBalancerAddress is the Event emitted when a tenant
 	// Service of type LoadBalancer gets its address from the admin
 	// cluster.

@@ -132,9 +132,14 @@ type ControlPlaneSpec struct {
 	Resources corev1.ResourceRequirements `json:"resources,omitempty"`
 
 	// ExtraArgs are added to the API server's command line, as
-	// "--flag=value" strings.
+	// "--flag=value" strings. Only flags that cannot weaken
+	// authentication, authorization, TLS, storage or encryption are
+	// allowed (docs/api.md lists them; internal/controlplane's
+	// AllowedAPIServerFlags is the same list).
 	// +kubebuilder:validation:MaxItems=50
+	// +kubebuilder:validation:items:MaxLength=1024
 	// +kubebuilder:validation:items:Pattern=`^--[a-z0-9-]+(=.*)?$`
+	// +kubebuilder:validation:XValidation:rule="self.all(a, a.matches('^--(oidc-issuer-url|oidc-client-id|oidc-username-claim|oidc-username-prefix|oidc-groups-claim|oidc-groups-prefix|oidc-required-claim|oidc-signing-algs|max-requests-inflight|max-mutating-requests-inflight|request-timeout|min-request-timeout|default-watch-cache-size|watch-cache-sizes|event-ttl|goaway-chance|delete-collection-workers|default-not-ready-toleration-seconds|default-unreachable-toleration-seconds|etcd-compaction-interval|service-node-port-range)(=.*)?$'))",message="spec.controlPlane.extraArgs: a flag is not allowed: only flags that cannot weaken authentication, authorization, TLS, storage or encryption may be set (the allowed list is in docs/api.md, extraArgs)",messageExpression="'spec.controlPlane.extraArgs: flag ' + self.filter(a, !a.matches('^--(oidc-issuer-url|oidc-client-id|oidc-username-claim|oidc-username-prefix|oidc-groups-claim|oidc-groups-prefix|oidc-required-claim|oidc-signing-algs|max-requests-inflight|max-mutating-requests-inflight|request-timeout|min-request-timeout|default-watch-cache-size|watch-cache-sizes|event-ttl|goaway-chance|delete-collection-workers|default-not-ready-toleration-seconds|default-unreachable-toleration-seconds|etcd-compaction-interval|service-node-port-range)(=.*)?$'))[0].find('^-*[a-z0-9-]*') + ' is not allowed: only flags that cannot weaken authentication, authorization, TLS, storage or encryption may be set (the allowed list is in docs/api.md, extraArgs)'",reason="FieldValueForbidden"
 	// +optional
 	ExtraArgs []string `json:"extraArgs,omitempty"`
 }

@@ -17,6 +17,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	kv1 "kubinception.dev/kubinception/api/v1alpha1"
+	"kubinception.dev/kubinception/internal/controlplane"
 	"kubinception.dev/kubinception/internal/install"
 	"kubinception.dev/kubinception/internal/release"
 	"kubinception.dev/kubinception/internal/testenv"
@@ -58,6 +59,12 @@ func invalid(field string, value any, msg string) cause {
 		shown = fmt.Sprintf("%q", s)
 	}
 	return cause{Type: metav1.CauseTypeFieldValueInvalid, Field: field, Message: "Invalid value: " + shown + ": " + msg}
+}
+
+// forbiddenArg is the cause of an extra argument outside the allow-list.
+func forbiddenArg(flag string) cause {
+	return cause{Type: metav1.CauseType("FieldValueForbidden"), Field: "spec.controlPlane.extraArgs",
+		Message: "Forbidden: " + (&controlplane.ExtraArgsError{Flag: flag}).Error()}
 }
 
 // notChecked is the cause the API server adds when a schema error (type,
@@ -175,8 +182,28 @@ func TestTenantClusterCreateValidation(t *testing.T) {
 			want: []cause{invalid("spec.controlPlane.replicas", 0, "spec.controlPlane.replicas in body should be greater than or equal to 1")}},
 		{name: "six replicas", mutate: func(tc *kv1.TenantCluster) { tc.Spec.ControlPlane.Replicas = ptr.To[int32](6) },
 			want: []cause{invalid("spec.controlPlane.replicas", 6, "spec.controlPlane.replicas in body should be less than or equal to 5")}},
-		{name: "extra argument without dashes", mutate: func(tc *kv1.TenantCluster) { tc.Spec.ControlPlane.ExtraArgs = []string{"--v=2", "v=4"} },
-			want: []cause{invalid("spec.controlPlane.extraArgs[1]", "v=4", `spec.controlPlane.extraArgs[1] in body should match '^--[a-z0-9-]+(=.*)?$'`)}},
+		{name: "extra argument without dashes", mutate: func(tc *kv1.TenantCluster) { tc.Spec.ControlPlane.ExtraArgs = []string{"--event-ttl=2h", "v=4"} },
+			want: []cause{forbiddenArg("v"), invalid("spec.controlPlane.extraArgs[1]", "v=4", `spec.controlPlane.extraArgs[1] in body should match '^--[a-z0-9-]+(=.*)?$'`)}},
+		{name: "every allowed extra argument", mutate: func(tc *kv1.TenantCluster) {
+			for _, f := range controlplane.AllowedAPIServerFlags {
+				tc.Spec.ControlPlane.ExtraArgs = append(tc.Spec.ControlPlane.ExtraArgs, f+"=1")
+			}
+		}},
+		{name: "an allowed flag without a value", mutate: func(tc *kv1.TenantCluster) { tc.Spec.ControlPlane.ExtraArgs = []string{"--oidc-client-id"} }},
+		{name: "extra argument weakening authorization", mutate: func(tc *kv1.TenantCluster) {
+			tc.Spec.ControlPlane.ExtraArgs = []string{"--oidc-client-id=kube", "--authorization-mode=AlwaysAllow"}
+		}, want: []cause{forbiddenArg("--authorization-mode")}},
+		{name: "extra argument moving storage", mutate: func(tc *kv1.TenantCluster) { tc.Spec.ControlPlane.ExtraArgs = []string{"--etcd-servers=https://evil:2379"} },
+			want: []cause{forbiddenArg("--etcd-servers")}},
+		{name: "extra argument replacing TLS", mutate: func(tc *kv1.TenantCluster) { tc.Spec.ControlPlane.ExtraArgs = []string{"--tls-cert-file=/tmp/x"} },
+			want: []cause{forbiddenArg("--tls-cert-file")}},
+		{name: "extra argument dropping encryption", mutate: func(tc *kv1.TenantCluster) { tc.Spec.ControlPlane.ExtraArgs = []string{"--encryption-provider-config="} },
+			want: []cause{forbiddenArg("--encryption-provider-config")}},
+		{name: "extra argument with an allowed flag's prefix", mutate: func(tc *kv1.TenantCluster) { tc.Spec.ControlPlane.ExtraArgs = []string{"--oidc-client-id-x=1"} },
+			want: []cause{forbiddenArg("--oidc-client-id-x")}},
+		{name: "anonymous auth and feature gates", mutate: func(tc *kv1.TenantCluster) {
+			tc.Spec.ControlPlane.ExtraArgs = []string{"--feature-gates=AllAlpha=true", "--anonymous-auth=true"}
+		}, want: []cause{forbiddenArg("--feature-gates")}},
 		{name: "image registry with a scheme", mutate: func(tc *kv1.TenantCluster) { tc.Spec.ControlPlane.ImageRegistry = "https://registry.example" },
 			want: []cause{invalid("spec.controlPlane.imageRegistry", "https://registry.example", `spec.controlPlane.imageRegistry in body should match '^[a-z0-9]([a-z0-9.:-]*[a-z0-9])?(/[a-z0-9._-]+)*$'`)}},
 		{name: "image registry with a port and path", mutate: func(tc *kv1.TenantCluster) { tc.Spec.ControlPlane.ImageRegistry = "registry.example:5000/kube" }},

@@ -17,6 +17,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
 
@@ -373,6 +374,18 @@ func (r *Reconciler) params(s *scope) controlplane.Params {
 		ExtraArgs: tc.Spec.ControlPlane.ExtraArgs, Resources: tc.Spec.ControlPlane.Resources,
 		Tunnel: tc.Spec.Addons.Tunnel.IsEnabled(), Image: r.Image,
 	}
+}
+
+// checkSpec refuses, before anything is applied, what the API server's
+// rules refuse too but an object stored before those rules existed may
+// still carry: extra arguments outside the allow-list. Nothing is rolled,
+// so a running control plane keeps running as it was.
+func (r *Reconciler) checkSpec(_ context.Context, s *scope) (ctrl.Result, error) {
+	if err := controlplane.ValidateExtraArgs(s.tc.Spec.ControlPlane.ExtraArgs); err != nil {
+		s.fail(kv1.ConditionControlPlaneAvailable, kv1.ReasonExtraArgsNotAllowed, err.Error()+"; nothing is applied, the running control plane is left as it is")
+		return ctrl.Result{}, reconcile.TerminalError(err)
+	}
+	return ctrl.Result{}, nil
 }
 
 // reconcileControlPlane applies the Deployment and reports its health,

@@ -177,6 +177,7 @@ type phase struct {
 // waits or fails.
 func (r *Reconciler) reconcileNormal(ctx context.Context, s *scope) (ctrl.Result, error) {
 	for _, p := range []phase{
+		{"spec", r.checkSpec},
 		{"datastore", r.reconcileDatastore},
 		{"exposure", r.reconcileExposure},
 		{"certificates", r.reconcileCertificates},

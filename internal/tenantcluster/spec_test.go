@@ -1,0 +1,58 @@
+package tenantcluster
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+
+	kv1 "kubinception.dev/kubinception/api/v1alpha1"
+)
+
+// TestCheckSpec: an object the API server's rules would refuse today but
+// that was stored before they existed stops the reconcile before anything
+// is applied, with a terminal error and a False condition naming the
+// field and the flag.
+func TestCheckSpec(t *testing.T) {
+	tests := []struct {
+		name    string
+		mutate  func(*kv1.TenantCluster)
+		reason  string
+		mention string
+	}{
+		{"allowed extra arguments", func(tc *kv1.TenantCluster) {
+			tc.Spec.ControlPlane.ExtraArgs = []string{"--oidc-issuer-url=https://issuer.example.com", "--event-ttl=2h"}
+		}, "", ""},
+		{"extra argument weakening authorization", func(tc *kv1.TenantCluster) {
+			tc.Spec.ControlPlane.ExtraArgs = []string{"--event-ttl=2h", "--authorization-mode=AlwaysAllow"}
+		}, kv1.ReasonExtraArgsNotAllowed, "spec.controlPlane.extraArgs: flag --authorization-mode"},
+		{"extra argument replacing the datastore", func(tc *kv1.TenantCluster) {
+			tc.Spec.ControlPlane.ExtraArgs = []string{"--etcd-servers=https://elsewhere:2379"}
+		}, kv1.ReasonExtraArgsNotAllowed, "flag --etcd-servers"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			tc := &kv1.TenantCluster{}
+			tt.mutate(tc)
+			s := newScope(tc, time.Now())
+			r := &Reconciler{}
+			res, err := r.checkSpec(context.Background(), s)
+			got := s.results[kv1.ConditionControlPlaneAvailable]
+			if tt.reason == "" {
+				if err != nil || !res.IsZero() || got != (result{}) {
+					t.Fatalf("checkSpec = %v, %v, %+v; want to pass", res, err, got)
+				}
+				return
+			}
+			if !errors.Is(err, reconcile.TerminalError(nil)) {
+				t.Errorf("error %v, want a terminal error", err)
+			}
+			if got.ok || got.reason != tt.reason || !strings.Contains(got.message, tt.mention) {
+				t.Errorf("ControlPlaneAvailable %+v, want False %s mentioning %q", got, tt.reason, tt.mention)
+			}
+		})
+	}
+}
