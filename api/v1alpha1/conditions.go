@@ -47,7 +47,10 @@ const (
 	ReasonInvalidSpec           = "InvalidSpec"
 	// ReasonExtraArgsNotAllowed: spec.controlPlane.extraArgs sets a flag
 	// outside the allow-list; nothing is applied.
-	ReasonExtraArgsNotAllowed  = "ExtraArgsNotAllowed"
+	ReasonExtraArgsNotAllowed = "ExtraArgsNotAllowed"
+	// ReasonRegistryNotAllowed: spec.controlPlane.imageRegistry names a
+	// registry the operator does not allow; nothing is applied.
+	ReasonRegistryNotAllowed   = "RegistryNotAllowed"
 	ReasonWaiting              = "Waiting"
 	ReasonAddonsApplied        = "AddonsApplied"
 	ReasonTenantAPIUnreachable = "TenantAPIUnreachable"

@@ -141,6 +141,7 @@ func chartCases() []chartCase {
 			"tenantImageRegistry":     "registry.example.com/kubernetes",
 			"loadBalancerAddressPool": "192.0.2.128/25",
 			"protectedNetworks":       []string{"10.200.0.0/16", "192.0.2.10/32"},
+			"allowedRegistries":       []string{"registry.example.com/kubernetes", "mirror.example.com"},
 			"replicas":                3,
 			"leaderElection":          true,
 			"resources": map[string]any{
@@ -160,6 +161,7 @@ func chartCases() []chartCase {
 			"--image-registry", "registry.example.com/kubernetes", "--replicas", "3", "--leader-elect",
 			"--load-balancer-address-pool", "192.0.2.128/25",
 			"--protected-networks", "10.200.0.0/16,192.0.2.10/32",
+			"--allowed-registries", "registry.example.com/kubernetes,mirror.example.com",
 			"--requests", "cpu=100m,memory=128Mi", "--limits", "memory=512Mi",
 			"--datastore-endpoints", "https://10.0.0.1:2379,https://10.0.0.2:2379,https://10.0.0.3:2379",
 			"--datastore-ca-secret", "platform/etcd-ca", "--datastore-root-secret", "platform/etcd-root",
@@ -262,6 +264,7 @@ func TestChartRefusesBadValues(t *testing.T) {
 		{"datastore over http", "kubinception-system", map[string]any{"image": image, "defaultDatastore": map[string]any{"enabled": true, "endpoints": []string{"http://10.0.0.1:2379"}}}, "/defaultDatastore/endpoints/0"},
 		{"unknown pull policy", "kubinception-system", map[string]any{"image": map[string]any{"tag": "v1", "pullPolicy": "Sometimes"}}, "/image/pullPolicy"},
 		{"protected network not an address", "kubinception-system", map[string]any{"image": image, "protectedNetworks": []string{"10.200.0.0/16", "admin-node"}}, "/protectedNetworks/1"},
+		{"allowed registry with a space", "kubinception-system", map[string]any{"image": image, "allowedRegistries": []string{"registry.example.com", "bad registry"}}, "/allowedRegistries/1"},
 		{"protected networks as one string", "kubinception-system", map[string]any{"image": image, "protectedNetworks": "10.200.0.0/16"}, "/protectedNetworks"},
 		{"misspelt value", "kubinception-system", map[string]any{"image": image, "replica": 2}, "replica"},
 		{"release elsewhere without namespace.create", "default", map[string]any{"image": image}, "set namespace.create=true"},

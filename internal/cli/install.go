@@ -68,6 +68,7 @@ chart in deploy/helm/kubinception renders the same objects.`,
 	fl.StringSliceVar(&o.ProtectedNetworks, "protected-networks", nil, "IPv4 CIDRs of the admin cluster's own networks (pod ranges, node addresses) that the API server of a tenant without the tunnel may not reach; set it in production (default on the local admin cluster: its pod range and node address; elsewhere none, which leaves that egress open)")
 	fl.StringVar(&f.pullPolicy, "image-pull-policy", string(d.ImagePullPolicy), "pull policy of the operator image: Always, IfNotPresent or Never")
 	fl.StringVar(&o.Registry, "image-registry", d.Registry, "registry of tenant control-plane images (default on the local admin cluster: the one admin up imported them under)")
+	fl.StringSliceVar(&o.AllowedRegistries, "allowed-registries", nil, "registries a TenantCluster may name in spec.controlPlane.imageRegistry, each with the paths below it (default: --image-registry only; on the local admin cluster its own registry)")
 	fl.Int32Var(&o.Replicas, "replicas", d.Replicas, "operator replicas (more than one needs --leader-elect)")
 	fl.BoolVar(&o.LeaderElection, "leader-elect", d.LeaderElection, "elect a leader so only one replica reconciles")
 	fl.StringVar(&f.requests, "requests", quantities(d.Resources.Requests), `resource requests of the operator container, NAME=QUANTITY,... ("" for none)`)
@@ -128,6 +129,11 @@ func runInstall(cmd *cobra.Command, f installFlags, o install.Options) error {
 			if o.Registry, err = localRegistry(f.root); err != nil {
 				return err
 			}
+		}
+		// Tenants may name the local registry and nothing else: the admin
+		// node pulls nothing from outside.
+		if !cmd.Flags().Changed("allowed-registries") {
+			o.AllowedRegistries = []string{o.Registry}
 		}
 		if fl := cmd.Flags(); !fl.Changed("load-balancer-address-pool") || !fl.Changed("protected-networks") {
 			lc, err := loadLocal(f.root)

@@ -29,6 +29,7 @@ func newManagerCommand() *cobra.Command {
 	f.BoolVar(&o.LeaderElect, "leader-elect", o.LeaderElect, "elect a leader so only one replica reconciles")
 	f.StringVar(&o.LeaderElectionNamespace, "leader-election-namespace", "", "namespace of the leader-election lease (the pod's own when empty)")
 	f.StringVar(&o.Registry, "image-registry", o.Registry, "registry of tenant control-plane images unless a tenant sets its own")
+	f.StringSliceVar(&o.AllowedRegistries, "allowed-registries", nil, "registries a TenantCluster may name in spec.controlPlane.imageRegistry, each with the paths below it (empty: --image-registry only)")
 	f.StringVar(&o.Gateway.Namespace, "gateway-namespace", o.Gateway.Namespace, "namespace of the Datastores' gateways (the operator's own)")
 	f.StringVar(&o.Gateway.Image, "gateway-image", "", "image of the Datastores' gateways: the kubinception image (kubinception install sets it)")
 	f.StringVar((*string)(&o.Gateway.ImagePullPolicy), "gateway-image-pull-policy", string(o.Gateway.ImagePullPolicy), "pull policy of the gateway image")

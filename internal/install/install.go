@@ -3,6 +3,7 @@ package install
 import (
 	"fmt"
 	"net"
+	"slices"
 	"strings"
 
 	appsv1 "k8s.io/api/apps/v1"
@@ -50,6 +51,9 @@ type Options struct {
 	ImagePullPolicy corev1.PullPolicy
 	// Registry is where tenant control-plane images come from.
 	Registry string
+	// AllowedRegistries are the registries a TenantCluster may name in
+	// spec.controlPlane.imageRegistry; empty allows Registry only.
+	AllowedRegistries []string
 	// Replicas of the operator; more than one needs LeaderElection.
 	Replicas int32
 	// LeaderElection makes replicas elect one leader that reconciles.
@@ -95,6 +99,8 @@ func (o Options) Validate() error {
 		return fmt.Errorf("--image-pull-policy %q is not a pull policy: use Always, IfNotPresent or Never", o.ImagePullPolicy)
 	case o.Registry == "" || strings.ContainsAny(o.Registry, " \t\n@"):
 		return fmt.Errorf("--image-registry %q is not valid: give a host name such as %s or registry.k8s.io", o.Registry, release.LocalRegistry)
+	case slices.ContainsFunc(o.AllowedRegistries, func(r string) bool { return r == "" || strings.ContainsAny(r, " \t\n@,") }):
+		return fmt.Errorf("--allowed-registries %q: give registry host names (and paths) such as %s,registry.example.com/kube", strings.Join(o.AllowedRegistries, ","), release.LocalRegistry)
 	case o.Replicas < 0:
 		return fmt.Errorf("--replicas %d: give 0 or more", o.Replicas)
 	case o.Replicas > 1 && !o.LeaderElection:
@@ -217,6 +223,9 @@ func deployment(o Options, labels map[string]string) *appsv1.Deployment {
 		"--gateway-namespace=" + Namespace, "--gateway-image=" + o.Image, "--gateway-image-pull-policy=" + string(o.ImagePullPolicy)}
 	if o.LoadBalancerAddressPool != "" {
 		args = append(args, "--load-balancer-address-pool="+o.LoadBalancerAddressPool)
+	}
+	if len(o.AllowedRegistries) > 0 {
+		args = append(args, "--allowed-registries="+strings.Join(o.AllowedRegistries, ","))
 	}
 	if len(o.ProtectedNetworks) > 0 {
 		args = append(args, "--protected-networks="+strings.Join(o.ProtectedNetworks, ","))

@@ -282,6 +282,7 @@ func TestRender(t *testing.T) {
 	o.Datastore = testDatastore()
 	o.Replicas, o.LeaderElection, o.Registry = 3, true, "registry.example.com/k8s"
 	o.ProtectedNetworks = []string{"10.200.0.0/16", "10.199.0.1/32"}
+	o.AllowedRegistries = []string{"registry.example.com/k8s", "mirror.example.com"}
 	objs, err = Render(o)
 	if err != nil {
 		t.Fatal(err)
@@ -297,7 +298,7 @@ func TestRender(t *testing.T) {
 	args, _, _ := unstructured.NestedStringSlice(containers[0].(map[string]any), "args")
 	if want := []string{"manager", "--leader-elect=true", "--image-registry=registry.example.com/k8s",
 		"--gateway-namespace=kubinception-system", "--gateway-image=" + o.Image, "--gateway-image-pull-policy=" + string(o.ImagePullPolicy),
-		"--protected-networks=10.200.0.0/16,10.199.0.1/32"}; !slices.Equal(args, want) {
+		"--allowed-registries=registry.example.com/k8s,mirror.example.com", "--protected-networks=10.200.0.0/16,10.199.0.1/32"}; !slices.Equal(args, want) {
 		t.Errorf("args = %v, want %v", args, want)
 	}
 	for _, u := range objs {
@@ -336,6 +337,9 @@ func TestValidate(t *testing.T) {
 		{"protected network IPv6", func(o *Options) { o.ProtectedNetworks = []string{"fd00::/8"} }, "--protected-networks"},
 		{"protected network everything", func(o *Options) { o.ProtectedNetworks = []string{"0.0.0.0/0"} }, "--protected-networks"},
 		{"valid", func(*Options) {}, ""},
+		{"allowed registry empty", func(o *Options) { o.AllowedRegistries = []string{"registry.example.com", ""} }, "--allowed-registries"},
+		{"allowed registries as one comma-joined entry", func(o *Options) { o.AllowedRegistries = []string{"a.example.com,b.example.com"} }, "--allowed-registries"},
+		{"valid with allowed registries", func(o *Options) { o.AllowedRegistries = []string{"registry.example.com", "mirror.example.com/kube"} }, ""},
 		{"valid with protected networks", func(o *Options) { o.ProtectedNetworks = []string{"10.200.0.0/16", "10.199.0.1"} }, ""},
 		{"valid without leader election", func(o *Options) { o.LeaderElection = false }, ""},
 		{"valid with a datastore", func(o *Options) { o.Datastore = testDatastore() }, ""},

@@ -41,6 +41,9 @@ type Options struct {
 	LeaderElectionNamespace string
 	// Registry is the default registry of tenant control-plane images.
 	Registry string
+	// AllowedRegistries are the registries a TenantCluster may name;
+	// empty allows Registry only.
+	AllowedRegistries []string
 	// MaxConcurrentReconciles bounds how many tenants reconcile at once.
 	MaxConcurrentReconciles int
 	// Gateway says where and from which image each Datastore's gateway
@@ -118,7 +121,7 @@ func NewManager(rc *rest.Config, o Options) (ctrl.Manager, func(), error) {
 	if err := (&tenantcluster.Reconciler{
 		Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(), Clock: clock.RealClock{},
 		Recorder:   mgr.GetEventRecorder("kubinception"),
-		Datastores: stores, Registry: o.Registry, Image: o.Gateway.Image, MaxConcurrentReconciles: o.MaxConcurrentReconciles,
+		Datastores: stores, Registry: o.Registry, AllowedRegistries: o.AllowedRegistries, Image: o.Gateway.Image, MaxConcurrentReconciles: o.MaxConcurrentReconciles,
 		GatewayNamespace: o.Gateway.Namespace, Usage: usage, ProtectedNetworks: protected,
 	}).SetupWithManager(mgr); err != nil {
 		stores.Close()

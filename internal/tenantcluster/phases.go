@@ -385,7 +385,33 @@ func (r *Reconciler) checkSpec(_ context.Context, s *scope) (ctrl.Result, error)
 		s.fail(kv1.ConditionControlPlaneAvailable, kv1.ReasonExtraArgsNotAllowed, err.Error()+"; nothing is applied, the running control plane is left as it is")
 		return ctrl.Result{}, reconcile.TerminalError(err)
 	}
+	if reg := s.tc.Spec.ControlPlane.ImageRegistry; reg != "" && !registryAllowed(reg, r.allowedRegistries()) {
+		err := fmt.Errorf("spec.controlPlane.imageRegistry %q is not allowed: this platform's operator allows %s (its --allowed-registries)", reg, strings.Join(r.allowedRegistries(), ", "))
+		s.fail(kv1.ConditionControlPlaneAvailable, kv1.ReasonRegistryNotAllowed, err.Error()+"; nothing is applied, the running control plane is left as it is")
+		return ctrl.Result{}, reconcile.TerminalError(err)
+	}
 	return ctrl.Result{}, nil
+}
+
+// allowedRegistries are AllowedRegistries, or the default registry alone.
+func (r *Reconciler) allowedRegistries() []string {
+	if len(r.AllowedRegistries) > 0 {
+		return r.AllowedRegistries
+	}
+	return []string{r.Registry}
+}
+
+// registryAllowed says whether reg is one of allowed or a path below one
+// ("registry.example.com/kube" is below "registry.example.com"; a host
+// that merely starts the same, "registry.example.com.evil", is not).
+func registryAllowed(reg string, allowed []string) bool {
+	for _, a := range allowed {
+		a = strings.TrimSuffix(a, "/")
+		if a != "" && (reg == a || strings.HasPrefix(reg, a+"/")) {
+			return true
+		}
+	}
+	return false
 }
 
 // reconcileControlPlane applies the Deployment and reports its health,

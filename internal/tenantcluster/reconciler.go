@@ -43,6 +43,11 @@ type Reconciler struct {
 	Datastores *datastore.ClientCache
 	// Registry is the default image registry of control-plane images.
 	Registry string
+	// AllowedRegistries are the registries a TenantCluster may name in
+	// spec.controlPlane.imageRegistry (each also allows its paths); empty
+	// allows Registry only. Whoever may edit a TenantCluster would
+	// otherwise run any image beside the tenant's keys.
+	AllowedRegistries []string
 	// Image is the kubinception image: the tunnel server beside each API
 	// server and the tunnel agent on tenant nodes run from it.
 	Image string

@@ -12,7 +12,7 @@ import (
 	kv1 "kubinception.dev/kubinception/api/v1alpha1"
 )
 
-// TestCheckSpec: an object the API server's rules would refuse today but
+// TestCheckSpec: a registry the operator does not allow, or an object the API server's rules would refuse today but
 // that was stored before they existed stops the reconcile before anything
 // is applied, with a terminal error and a False condition naming the
 // field and the flag.
@@ -32,13 +32,19 @@ func TestCheckSpec(t *testing.T) {
 		{"extra argument replacing the datastore", func(tc *kv1.TenantCluster) {
 			tc.Spec.ControlPlane.ExtraArgs = []string{"--etcd-servers=https://elsewhere:2379"}
 		}, kv1.ReasonExtraArgsNotAllowed, "flag --etcd-servers"},
+		{"the default registry", func(tc *kv1.TenantCluster) { tc.Spec.ControlPlane.ImageRegistry = "kubinception.local" }, "", ""},
+		{"an allowed registry's path", func(tc *kv1.TenantCluster) { tc.Spec.ControlPlane.ImageRegistry = "mirror.example.com/kube" }, "", ""},
+		{"another registry", func(tc *kv1.TenantCluster) { tc.Spec.ControlPlane.ImageRegistry = "evil.example.com" },
+			kv1.ReasonRegistryNotAllowed, `spec.controlPlane.imageRegistry "evil.example.com" is not allowed`},
+		{"a host that starts like an allowed one", func(tc *kv1.TenantCluster) { tc.Spec.ControlPlane.ImageRegistry = "mirror.example.com.evil.net" },
+			kv1.ReasonRegistryNotAllowed, "mirror.example.com.evil.net"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			tc := &kv1.TenantCluster{}
 			tt.mutate(tc)
 			s := newScope(tc, time.Now())
-			r := &Reconciler{}
+			r := &Reconciler{Registry: "kubinception.local", AllowedRegistries: []string{"kubinception.local", "mirror.example.com"}}
 			res, err := r.checkSpec(context.Background(), s)
 			got := s.results[kv1.ConditionControlPlaneAvailable]
 			if tt.reason == "" {
