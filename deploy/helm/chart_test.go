@@ -114,6 +114,7 @@ var (
 		"v1/ServiceAccount/kubinception-system/kubinception-manager",
 		"rbac.authorization.k8s.io/v1/ClusterRole//kubinception-manager",
 		"rbac.authorization.k8s.io/v1/ClusterRoleBinding//kubinception-manager",
+		"rbac.authorization.k8s.io/v1/ClusterRole//kubinception-metrics-reader",
 		"v1/ServiceAccount/kubinception-system/kubinception-gateway",
 		"rbac.authorization.k8s.io/v1/ClusterRole//kubinception-gateway",
 		"rbac.authorization.k8s.io/v1/ClusterRoleBinding//kubinception-gateway",

@@ -37,6 +37,14 @@ func OperatorLabels() map[string]string { return map[string]string{"app.kubernet
 // gateways (the operator runs one per Datastore in Namespace).
 const GatewayName = gatewaydeploy.ServiceAccount
 
+// MetricsReaderName is the ClusterRole that may scrape the operator's
+// metrics (get on /metrics); bind it to a monitoring service account.
+const MetricsReaderName = "kubinception-metrics-reader"
+
+// MetricsPort serves the operator's metrics over https, to bearer tokens
+// allowed to get /metrics only.
+const MetricsPort = 8080
+
 // DefaultDatastoreName is the name of the Datastore an installation may
 // create, the one tenants are placed on unless they name another.
 const DefaultDatastoreName = "default"
@@ -178,10 +186,18 @@ func objects(o Options) []client.Object {
 				{APIGroups: []string{"networking.k8s.io"}, Resources: []string{"networkpolicies"}, Verbs: []string{"create", "patch"}},
 				{APIGroups: []string{""}, Resources: []string{"events"}, Verbs: []string{"create", "patch"}},
 				{APIGroups: []string{"events.k8s.io"}, Resources: []string{"events"}, Verbs: []string{"create", "patch"}},
+				// Its metrics endpoint authenticates scrapers' tokens and
+				// asks whether they may get /metrics.
+				{APIGroups: []string{"authentication.k8s.io"}, Resources: []string{"tokenreviews"}, Verbs: []string{"create"}},
+				{APIGroups: []string{"authorization.k8s.io"}, Resources: []string{"subjectaccessreviews"}, Verbs: []string{"create"}},
 			}},
 		&rbacv1.ClusterRoleBinding{TypeMeta: tm("rbac.authorization.k8s.io/v1", "ClusterRoleBinding"), ObjectMeta: metav1.ObjectMeta{Name: Name, Labels: labels},
 			RoleRef:  rbacv1.RoleRef{APIGroup: "rbac.authorization.k8s.io", Kind: "ClusterRole", Name: Name},
 			Subjects: []rbacv1.Subject{{Kind: "ServiceAccount", Name: Name, Namespace: Namespace}}},
+		// Bound by a platform's monitoring to whatever scrapes the
+		// operator's metrics: nothing else may read them.
+		&rbacv1.ClusterRole{TypeMeta: tm("rbac.authorization.k8s.io/v1", "ClusterRole"), ObjectMeta: metav1.ObjectMeta{Name: MetricsReaderName, Labels: labels},
+			Rules: []rbacv1.PolicyRule{{NonResourceURLs: []string{"/metrics"}, Verbs: []string{"get"}}}},
 		// The gateways read, and only read, the limits of the tenants
 		// they serve.
 		&corev1.ServiceAccount{TypeMeta: tm("v1", "ServiceAccount"), ObjectMeta: metav1.ObjectMeta{Name: GatewayName, Namespace: Namespace, Labels: labels}},
@@ -247,7 +263,7 @@ func deployment(o Options, labels map[string]string) *appsv1.Deployment {
 						ImagePullPolicy: o.ImagePullPolicy,
 						Args:            args,
 						Ports: []corev1.ContainerPort{
-							{Name: "metrics", ContainerPort: 8080}, {Name: "health", ContainerPort: 8081},
+							{Name: "metrics", ContainerPort: MetricsPort}, {Name: "health", ContainerPort: 8081},
 						},
 						LivenessProbe:  probe("/healthz"),
 						ReadinessProbe: probe("/readyz"),

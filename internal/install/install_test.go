@@ -266,7 +266,7 @@ func TestRender(t *testing.T) {
 	base := []string{
 		"CustomResourceDefinition/datastores.kubinception.dev", "CustomResourceDefinition/tenantclusters.kubinception.dev",
 		"Namespace/kubinception-system", "ServiceAccount/kubinception-manager", "ClusterRole/kubinception-manager",
-		"ClusterRoleBinding/kubinception-manager",
+		"ClusterRoleBinding/kubinception-manager", "ClusterRole/kubinception-metrics-reader",
 		"ServiceAccount/kubinception-gateway", "ClusterRole/kubinception-gateway", "ClusterRoleBinding/kubinception-gateway",
 		"Role/kubinception-manager-leader-election",
 		"RoleBinding/kubinception-manager-leader-election", "Deployment/kubinception-manager",

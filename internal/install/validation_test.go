@@ -193,11 +193,15 @@ func TestTenantClusterCreateValidation(t *testing.T) {
 		{name: "extra argument weakening authorization", mutate: func(tc *kv1.TenantCluster) {
 			tc.Spec.ControlPlane.ExtraArgs = []string{"--oidc-client-id=kube", "--authorization-mode=AlwaysAllow"}
 		}, want: []cause{forbiddenArg("--authorization-mode")}},
-		{name: "extra argument moving storage", mutate: func(tc *kv1.TenantCluster) { tc.Spec.ControlPlane.ExtraArgs = []string{"--etcd-servers=https://evil:2379"} },
+		{name: "extra argument moving storage", mutate: func(tc *kv1.TenantCluster) {
+			tc.Spec.ControlPlane.ExtraArgs = []string{"--etcd-servers=https://evil:2379"}
+		},
 			want: []cause{forbiddenArg("--etcd-servers")}},
 		{name: "extra argument replacing TLS", mutate: func(tc *kv1.TenantCluster) { tc.Spec.ControlPlane.ExtraArgs = []string{"--tls-cert-file=/tmp/x"} },
 			want: []cause{forbiddenArg("--tls-cert-file")}},
-		{name: "extra argument dropping encryption", mutate: func(tc *kv1.TenantCluster) { tc.Spec.ControlPlane.ExtraArgs = []string{"--encryption-provider-config="} },
+		{name: "extra argument dropping encryption", mutate: func(tc *kv1.TenantCluster) {
+			tc.Spec.ControlPlane.ExtraArgs = []string{"--encryption-provider-config="}
+		},
 			want: []cause{forbiddenArg("--encryption-provider-config")}},
 		{name: "extra argument with an allowed flag's prefix", mutate: func(tc *kv1.TenantCluster) { tc.Spec.ControlPlane.ExtraArgs = []string{"--oidc-client-id-x=1"} },
 			want: []cause{forbiddenArg("--oidc-client-id-x")}},

@@ -14,6 +14,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
+	"sigs.k8s.io/controller-runtime/pkg/metrics/filters"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	"kubinception.dev/kubinception/internal/addresspool"
@@ -97,8 +98,13 @@ func NewManager(rc *rest.Config, o Options) (ctrl.Manager, func(), error) {
 	// client rather than the API server.
 	rc.QPS, rc.Burst = 100, 200
 	mgr, err := ctrl.NewManager(rc, ctrl.Options{
-		Scheme:                  scheme.New(),
-		Metrics:                 metricsserver.Options{BindAddress: o.MetricsAddr},
+		Scheme: scheme.New(),
+		// Metrics over https, to bearer tokens the admin cluster
+		// authenticates and allows to get /metrics (the ClusterRole
+		// kubinception-metrics-reader): they name tenants, and nothing
+		// unauthenticated should learn them.
+		Metrics: metricsserver.Options{BindAddress: o.MetricsAddr, SecureServing: true,
+			FilterProvider: filters.WithAuthenticationAndAuthorization},
 		HealthProbeBindAddress:  o.ProbeAddr,
 		LeaderElection:          o.LeaderElect,
 		LeaderElectionID:        "kubinception-manager",

@@ -3,6 +3,7 @@ package e2e
 import (
 	"bufio"
 	"context"
+	"crypto/tls"
 	"encoding/base64"
 	"errors"
 	"fmt"
@@ -11,12 +12,14 @@ import (
 	"net/http"
 	"os/exec"
 	"regexp"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
 	"testing"
 	"time"
 
+	"kubinception.dev/kubinception/internal/install"
 	"kubinception.dev/kubinception/internal/local/admincluster"
 	"kubinception.dev/kubinception/internal/local/worker"
 	"kubinception.dev/kubinception/internal/pki"
@@ -123,6 +126,7 @@ func TestNetwork(t *testing.T) {
 		{"a Node pointing at the admin cluster reaches nothing", func(t *testing.T) {
 			testAdminProbes(t, ka)
 		}},
+		{"the operator's metrics: anonymous scrapes refused, a reader's token served", testOperatorMetrics},
 		{"one tenant's control plane cannot connect to another's", func(t *testing.T) {
 			testControlPlaneWall(t, "na", "nb")
 		}},
@@ -244,7 +248,9 @@ func killTunnelServers(t *testing.T) {
 // testAdminProbes registers a Node whose kubelet "lives" at the operator's
 // metrics port, then at the admin API server on the node address, and
 // asks the tenant API server to proxy to it: both must fail, and the
-// fence on the admin node must have refused the attempts.
+// fence on the admin node must have refused the attempts. The metrics
+// port asks for a token too (testOperatorMetrics); the fence's counters
+// show the attempt was stopped on the network, before any of that.
 func testAdminProbes(t *testing.T, kc string) {
 	t.Helper()
 	operatorIP := mustKube(t, "-n", "kubinception-system", "get", "pods", "-l", "app.kubernetes.io/name=kubinception-manager", "-o", "jsonpath={.items[0].status.podIP}")
@@ -255,7 +261,7 @@ func testAdminProbes(t *testing.T, kc string) {
 	t.Cleanup(func() { cleanupKubectl(t, kc, "delete", "node", "probe", "--ignore-not-found") })
 	before := fenceCounts(t)
 	for _, target := range []struct{ ip, port, path string }{
-		{operatorIP, "8080", "metrics"},
+		{operatorIP, strconv.Itoa(install.MetricsPort), "metrics"},
 		{config(t).NodeIP.String(), "6443", "version"},
 	} {
 		patch := fmt.Sprintf(`{"status":{"addresses":[{"type":"InternalIP","address":%q}],"daemonEndpoints":{"kubeletEndpoint":{"Port":%s}}}}`, target.ip, target.port)
@@ -272,6 +278,76 @@ func testAdminProbes(t *testing.T, kc string) {
 			t.Errorf("fence rule %q refused nothing (%d packets before, %d after): the attempt did not go where expected", c, before[c], after[c])
 		}
 	}
+}
+
+// testOperatorMetrics scrapes the operator's metrics from the admin node
+// as Prometheus would: without a token it gets 401 or 403, with the token
+// of a service account that is not bound to the metrics reader role 403,
+// and with one bound to it the metrics.
+func testOperatorMetrics(t *testing.T) {
+	operatorIP := mustKube(t, "-n", install.Namespace, "get", "pods", "-l", "app.kubernetes.io/name="+install.Name, "-o", "jsonpath={.items[0].status.podIP}")
+	if net.ParseIP(operatorIP) == nil {
+		t.Fatalf("operator pod IP %q\n%s", operatorIP, clusterState(t))
+	}
+	url := "https://" + net.JoinHostPort(operatorIP, strconv.Itoa(install.MetricsPort)) + "/metrics"
+	ns := install.Namespace
+	mustKube(t, "-n", ns, "create", "serviceaccount", "e2e-metrics-scraper")
+	mustKube(t, "-n", ns, "create", "serviceaccount", "e2e-metrics-stranger")
+	mustKube(t, "create", "clusterrolebinding", "e2e-metrics-scraper", "--clusterrole="+install.MetricsReaderName, "--serviceaccount="+ns+":e2e-metrics-scraper")
+	t.Cleanup(func() {
+		cleanupKubectl(t, adminKubeconfig(), "delete", "clusterrolebinding", "e2e-metrics-scraper", "--ignore-not-found")
+		cleanupKubectl(t, adminKubeconfig(), "-n", ns, "delete", "serviceaccount", "e2e-metrics-scraper", "e2e-metrics-stranger", "--ignore-not-found")
+	})
+	reader := strings.TrimSpace(mustKube(t, "-n", ns, "create", "token", "e2e-metrics-scraper", "--duration=10m"))
+	stranger := strings.TrimSpace(mustKube(t, "-n", ns, "create", "token", "e2e-metrics-stranger", "--duration=10m"))
+
+	// The certificate is the operator's self-signed one: this checks who
+	// may read, not the server's identity.
+	client := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}} //nolint:gosec // see above
+	scrape := func(ctx context.Context, token string) (int, string, error) {
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+		if err != nil {
+			return 0, "", err
+		}
+		if token != "" {
+			req.Header.Set("Authorization", "Bearer "+token)
+		}
+		resp, err := client.Do(req)
+		if err != nil {
+			return 0, "", err
+		}
+		defer func() { _ = resp.Body.Close() }()
+		body, err := io.ReadAll(io.LimitReader(resp.Body, 4<<20))
+		return resp.StatusCode, string(body), err
+	}
+	if code, body, err := scrape(t.Context(), ""); err != nil || (code != http.StatusUnauthorized && code != http.StatusForbidden) {
+		t.Errorf("anonymous scrape of %s: %d, %v, want 401 or 403:\n%.300s", url, code, err, body)
+	}
+	if strings.HasPrefix(url, "https://") {
+		plain := "http://" + strings.TrimPrefix(url, "https://")
+		if resp, err := (&http.Client{Timeout: 10 * time.Second}).Get(plain); err == nil {
+			body, _ := io.ReadAll(io.LimitReader(resp.Body, 4<<10))
+			_ = resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				t.Errorf("plain http scrape of %s served metrics:\n%.300s", plain, body)
+			}
+		}
+	}
+	// RBAC and the new token may take a moment to reach the operator's
+	// reviews; the stranger must be refused throughout.
+	eventually(t, time.Minute, "the reader's token to be served the metrics", func(ctx context.Context) error {
+		if code, body, err := scrape(ctx, stranger); err != nil || code != http.StatusForbidden {
+			t.Errorf("scrape with a token not bound to %s: %d, %v, want 403:\n%.300s", install.MetricsReaderName, code, err, body)
+		}
+		code, body, err := scrape(ctx, reader)
+		if err != nil {
+			return err
+		}
+		if code != http.StatusOK || !strings.Contains(body, "controller_runtime_reconcile_total") {
+			return fmt.Errorf("scrape with the reader's token: %d:\n%.300s", code, body)
+		}
+		return nil
+	}, func() string { return clusterState(t) })
 }
 
 func fenceCounts(t *testing.T) map[string]uint64 {
