@@ -69,7 +69,8 @@ func TestHelmChart(t *testing.T) {
 	if _, err := kube(t, "get", "crd", "datastores.kubinception.dev"); err == nil {
 		mustKube(t, "delete", "--ignore-not-found", "--wait", "datastores.kubinception.dev/"+install.DefaultDatastoreName)
 	}
-	mustKube(t, "delete", "--ignore-not-found", "--wait", "clusterrole/"+install.Name, "clusterrolebinding/"+install.Name)
+	mustKube(t, "delete", "--ignore-not-found", "--wait", "clusterrole/"+install.Name, "clusterrolebinding/"+install.Name,
+		"clusterrole/"+install.MetricsReaderName)
 	mustKube(t, "-n", install.Namespace, "delete", "--ignore-not-found", "--wait",
 		"deployment/"+install.Name, "serviceaccount/"+install.Name,
 		"role/"+install.Name+"-leader-election", "rolebinding/"+install.Name+"-leader-election")
@@ -168,6 +169,7 @@ func chartValues(t *testing.T, image string) map[string]any {
 	return map[string]any{
 		"image":                   map[string]any{"repository": image[:sep], "tag": image[sep+1:]},
 		"tenantImageRegistry":     c.Images.Registry,
+		"allowedRegistries":       []string{c.Images.Registry},
 		"loadBalancerAddressPool": c.LoadBalancerCIDR.String(),
 		"protectedNetworks":       []string{c.PodCIDR.String(), c.NodeIP.String() + "/32"},
 		"defaultDatastore": map[string]any{
