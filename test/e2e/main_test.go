@@ -53,6 +53,11 @@ func envOr(k, d string) string {
 	return d
 }
 
+// TestMain runs the suites in file-name order on one shared admin cluster.
+// TestAdminCluster (admin_test.go: starts from a stopped cluster, needs its
+// ports free) and TestHelmChart (chart_test.go: installs the operator with
+// Helm, so nothing may have installed it yet) must come first: a new suite
+// goes in a file whose name sorts after chart_test.go.
 func TestMain(m *testing.M) {
 	if os.Getenv("KUBINCEPTION_E2E") != "1" {
 		skipReason = "end-to-end tests need root, this machine's network and tens of minutes: run them with KUBINCEPTION_E2E=1 (hack/test does)"
