@@ -70,9 +70,9 @@ func TestHelmChart(t *testing.T) {
 		mustKube(t, "delete", "--ignore-not-found", "--wait", "datastores.kubinception.dev/"+install.DefaultDatastoreName)
 	}
 	mustKube(t, "delete", "--ignore-not-found", "--wait", "clusterrole/"+install.Name, "clusterrolebinding/"+install.Name,
-		"clusterrole/"+install.MetricsReaderName)
+		"clusterrole/"+install.MetricsReaderName, "clusterrole/"+install.GatewayName, "clusterrolebinding/"+install.GatewayName)
 	mustKube(t, "-n", install.Namespace, "delete", "--ignore-not-found", "--wait",
-		"deployment/"+install.Name, "serviceaccount/"+install.Name,
+		"deployment/"+install.Name, "serviceaccount/"+install.Name, "serviceaccount/"+install.GatewayName,
 		"role/"+install.Name+"-leader-election", "rolebinding/"+install.Name+"-leader-election")
 
 	// Install with Helm; admin up made the namespace, so the chart does not.
