@@ -14,8 +14,8 @@ import (
 	"k8s.io/client-go/kubernetes"
 
 	"kubinception.dev/kubinception/internal/join"
-	"kubinception.dev/kubinception/internal/tenantbootstrap"
 	"kubinception.dev/kubinception/internal/local/supervisor"
+	"kubinception.dev/kubinception/internal/tenantbootstrap"
 )
 
 // AddOptions is what adding a worker needs.
