@@ -7,6 +7,7 @@ import (
 	"path"
 	"sort"
 	"strconv"
+	"sync"
 
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
@@ -42,8 +43,23 @@ var crdFiles embed.FS
 
 // CRDs are Calico's CustomResourceDefinitions, sorted by name. Felix lists
 // several of them at start and waits for ClusterInformation; all of them are
-// inert without Calico's other components.
+// inert without Calico's other components. The embedded files are parsed
+// once; each call returns copies the caller may change.
 func CRDs() ([]*apiextensionsv1.CustomResourceDefinition, error) {
+	parsed, err := parsedCRDs()
+	if err != nil {
+		return nil, err
+	}
+	out := make([]*apiextensionsv1.CustomResourceDefinition, len(parsed))
+	for i, crd := range parsed {
+		out[i] = crd.DeepCopy()
+	}
+	return out, nil
+}
+
+// parsedCRDs decodes the embedded CRDs the first time it is called: the
+// operator renders them on every pass over every tenant.
+var parsedCRDs = sync.OnceValues(func() ([]*apiextensionsv1.CustomResourceDefinition, error) {
 	entries, err := crdFiles.ReadDir("crds")
 	if err != nil {
 		return nil, err
@@ -63,7 +79,7 @@ func CRDs() ([]*apiextensionsv1.CustomResourceDefinition, error) {
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
 	return out, nil
-}
+})
 
 // Params shape the objects of one cluster.
 type Params struct {

@@ -86,3 +86,18 @@ func TestFelixEnvNeverLegacyTables(t *testing.T) {
 		t.Fatalf("env %v", env)
 	}
 }
+
+func TestCRDsAreCopies(t *testing.T) {
+	first, err := CRDs()
+	if err != nil {
+		t.Fatal(err)
+	}
+	first[0].Annotations = map[string]string{"changed": "by a caller"}
+	second, err := CRDs()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if second[0].Annotations["changed"] != "" {
+		t.Fatal("a caller's change to a CRD reached the next caller")
+	}
+}

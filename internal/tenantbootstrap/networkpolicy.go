@@ -9,6 +9,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
 	"k8s.io/apimachinery/pkg/util/intstr"
+	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"kubinception.dev/kubinception/internal/calico"
@@ -82,7 +83,7 @@ func networkPolicy(p Params) ([]client.Object, error) {
 	cniNet := corev1.VolumeMount{Name: "cni-net-dir", MountPath: "/host/etc/cni/net.d"}
 	ds := nodeDaemonSet(CalicoNodeName, NetworkPolicyAddon, corev1.PodSpec{
 		ServiceAccountName:            calico.FelixName,
-		TerminationGracePeriodSeconds: ptrInt64(5),
+		TerminationGracePeriodSeconds: ptr.To[int64](5),
 		InitContainers: []corev1.Container{{
 			Name:            "install-cni",
 			Image:           p.CalicoImage,
@@ -142,5 +143,3 @@ func networkPolicy(p Params) ([]client.Object, error) {
 	})
 	return append(objs, ds), nil
 }
-
-func ptrInt64(v int64) *int64 { return &v }

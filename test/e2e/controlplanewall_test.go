@@ -4,9 +4,8 @@ import (
 	"context"
 	"fmt"
 	"net"
-	"os"
 	"os/exec"
-	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -41,20 +40,15 @@ func controlPlanePods(t *testing.T, tenant string) []cpPod {
 	return pods
 }
 
-// podPID finds a process of the pod with uid through its cgroup, to enter
-// the pod's network namespace.
+// podPID finds a process of the pod with uid, to enter the pod's network
+// namespace.
 func podPID(t *testing.T, uid string) string {
 	t.Helper()
-	want := "pod" + uid
-	procs, _ := filepath.Glob("/proc/[0-9]*/cgroup")
-	for _, p := range procs {
-		data, err := os.ReadFile(p)
-		if err == nil && strings.Contains(string(data), want) {
-			return filepath.Base(filepath.Dir(p))
-		}
+	procs := podProcs(uid)
+	if len(procs) == 0 {
+		t.Fatalf("no process of pod %s found through /proc/*/cgroup", uid)
 	}
-	t.Fatalf("no process of pod %s found through /proc/*/cgroup", uid)
-	return ""
+	return strconv.Itoa(procs[0].PID)
 }
 
 // dialFrom opens a TCP connection to address inside the network namespace

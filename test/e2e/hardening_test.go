@@ -138,16 +138,22 @@ func TestControlPlaneHardening(t *testing.T) {
 	}
 }
 
-// podProcesses finds the processes of a pod from the admin node, by the
-// pod's UID in their cgroup, keyed by container: the Kubernetes
-// components by their command, the tunnel server by its arguments.
-func podProcesses(uid string) map[string]hostproc.Process {
+// podProcs finds the processes of a pod from the admin node, by the pod's
+// UID in their cgroup (as the cgroupfs and systemd drivers spell it).
+func podProcs(uid string) []hostproc.Process {
 	forms := []string{uid, strings.ReplaceAll(uid, "-", "_")}
-	out := map[string]hostproc.Process{}
-	for _, p := range hostproc.Find(func(p hostproc.Process) bool {
+	return hostproc.Find(func(p hostproc.Process) bool {
 		cg, err := os.ReadFile(fmt.Sprintf("/proc/%d/cgroup", p.PID))
 		return err == nil && slices.ContainsFunc(forms, func(f string) bool { return strings.Contains(string(cg), "pod"+f) })
-	}) {
+	})
+}
+
+// podProcesses finds the processes of a pod keyed by container: the
+// Kubernetes components by their command, the tunnel server by its
+// arguments.
+func podProcesses(uid string) map[string]hostproc.Process {
+	out := map[string]hostproc.Process{}
+	for _, p := range podProcs(uid) {
 		switch cmd := p.Command(); {
 		case cmd == "kube-apiserver" || cmd == "kube-controller-manager" || cmd == "kube-scheduler":
 			out[cmd] = p
