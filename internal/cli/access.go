@@ -8,16 +8,12 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
-	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/wait"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
-	kv1 "kubinception.dev/kubinception/api/v1alpha1"
-	cp "kubinception.dev/kubinception/internal/controlplane"
 	"kubinception.dev/kubinception/internal/kubeconfig"
-	"kubinception.dev/kubinception/internal/pki"
 )
 
 // authorizeWait is how long `kubeconfig` waits for the operator to
@@ -44,7 +40,7 @@ revoke kubeconfigs NAME" revokes it, with every other one issued so far.`,
 			if err != nil {
 				return err
 			}
-			issued, err := issueKubeconfig(cmd.Context(), c, types.NamespacedName{Namespace: f.namespace, Name: args[0]}, ttl, time.Now(), authorizeWait)
+			issued, err := kubeconfig.IssueForTenant(cmd.Context(), c, types.NamespacedName{Namespace: f.namespace, Name: args[0]}, ttl, time.Now(), authorizeWait)
 			if err != nil {
 				return err
 			}
@@ -60,73 +56,6 @@ revoke kubeconfigs NAME" revokes it, with every other one issued so far.`,
 	cmd.Flags().DurationVar(&ttl, "ttl", kubeconfig.DefaultCustomerTTL,
 		fmt.Sprintf("how long the kubeconfig is valid (%s to %s)", kubeconfig.MinCustomerTTL, kubeconfig.MaxCustomerTTL))
 	return cmd
-}
-
-// getTenant reads a TenantCluster, saying how to find one when it is not
-// there.
-func getTenant(ctx context.Context, c client.Client, key types.NamespacedName) (*kv1.TenantCluster, error) {
-	tc := &kv1.TenantCluster{}
-	if err := c.Get(ctx, key, tc); err != nil {
-		if apierrors.IsNotFound(err) {
-			return nil, fmt.Errorf("no tenant cluster %s in namespace %s (kubinception get clusters -A lists them)", key.Name, key.Namespace)
-		}
-		return nil, err
-	}
-	return tc, nil
-}
-
-// generations are a tenant's customer generations: the one new
-// credentials get, and the one the operator has authorized (0: none yet).
-func generations(tc *kv1.TenantCluster) (current, authorized int, err error) {
-	if current, err = kubeconfig.ParseGeneration(tc.Annotations, kubeconfig.AnnotationCustomerGeneration); err != nil {
-		return 0, 0, err
-	}
-	if tc.Annotations[kubeconfig.AnnotationCustomerAuthorized] == "" {
-		return current, 0, nil
-	}
-	authorized, err = kubeconfig.ParseGeneration(tc.Annotations, kubeconfig.AnnotationCustomerAuthorized)
-	return current, authorized, err
-}
-
-// issueKubeconfig signs a customer kubeconfig of the tenant's current
-// generation with the tenant's CA, once the operator has authorized that
-// generation inside the tenant (waiting up to wait for it), so the
-// kubeconfig works when it is printed.
-func issueKubeconfig(ctx context.Context, c client.Client, key types.NamespacedName, ttl time.Duration, now time.Time, waitFor time.Duration) (*kubeconfig.Customer, error) {
-	var tc *kv1.TenantCluster
-	var gen, authorized int
-	err := wait.PollUntilContextTimeout(ctx, 500*time.Millisecond, waitFor, true, func(ctx context.Context) (bool, error) {
-		var err error
-		if tc, err = getTenant(ctx, c, key); err != nil {
-			return false, err
-		}
-		if gen, authorized, err = generations(tc); err != nil {
-			return false, err
-		}
-		return authorized >= gen && tc.Status.Endpoint != "", nil
-	})
-	if wait.Interrupted(err) {
-		switch {
-		case tc.Status.Endpoint == "" || authorized == 0:
-			return nil, fmt.Errorf("tenant cluster %s has no customer access yet: wait until it is Ready (kubinception get clusters)", key.Name)
-		default:
-			return nil, fmt.Errorf("tenant cluster %s: the operator has not authorized customer generation %d yet (it authorizes %d): is it running, and is the tenant paused?", key.Name, gen, authorized)
-		}
-	}
-	if err != nil {
-		return nil, err
-	}
-	secret := &corev1.Secret{}
-	if err := c.Get(ctx, types.NamespacedName{Namespace: key.Namespace, Name: cp.PKISecretName(key.Name)}, secret); err != nil {
-		return nil, fmt.Errorf("tenant cluster %s: read its CA: %w", key.Name, err)
-	}
-	ca, err := pki.ParseKeyPair(secret.Data[cp.FileCA], secret.Data[cp.FileCAKey])
-	if err != nil {
-		return nil, fmt.Errorf("tenant cluster %s: its CA in Secret %s: %w", key.Name, secret.Name, err)
-	}
-	return kubeconfig.IssueCustomer(kubeconfig.CustomerRequest{
-		ClusterName: key.Name, Server: tc.Status.Endpoint, CA: ca, Generation: gen, TTL: ttl, Now: now,
-	})
 }
 
 func newRevokeCommand() *cobra.Command {
@@ -169,7 +98,7 @@ operator's own credential is not a customer credential and keeps working.`,
 func revokeKubeconfigs(ctx context.Context, c client.Client, key types.NamespacedName, timeout time.Duration, out io.Writer) error {
 	var next int
 	for attempt := 0; ; attempt++ {
-		tc, err := getTenant(ctx, c, key)
+		tc, err := kubeconfig.GetTenant(ctx, c, key)
 		if err != nil {
 			return err
 		}
@@ -179,7 +108,7 @@ func revokeKubeconfigs(ctx context.Context, c client.Client, key types.Namespace
 		if !tc.DeletionTimestamp.IsZero() {
 			return fmt.Errorf("tenant cluster %s is being deleted", key.Name)
 		}
-		gen, _, err := generations(tc)
+		gen, _, err := kubeconfig.Generations(tc)
 		if err != nil {
 			return err
 		}
@@ -200,11 +129,11 @@ func revokeKubeconfigs(ctx context.Context, c client.Client, key types.Namespace
 	fmt.Fprintf(out, "customer generation of %s/%s raised to %d; waiting for the operator\n", key.Namespace, key.Name, next)
 	authorized := 0
 	err := wait.PollUntilContextTimeout(ctx, 250*time.Millisecond, timeout, true, func(ctx context.Context) (bool, error) {
-		tc, err := getTenant(ctx, c, key)
+		tc, err := kubeconfig.GetTenant(ctx, c, key)
 		if err != nil {
 			return false, err
 		}
-		if _, authorized, err = generations(tc); err != nil {
+		if _, authorized, err = kubeconfig.Generations(tc); err != nil {
 			return false, err
 		}
 		return authorized >= next, nil

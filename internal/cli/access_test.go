@@ -69,7 +69,7 @@ func TestIssueKubeconfig(t *testing.T) {
 	ctx := context.Background()
 	now := time.Now()
 	c, _ := tenantWithCA(t, map[string]string{kubeconfig.AnnotationCustomerGeneration: "3", kubeconfig.AnnotationCustomerAuthorized: "3"}, false)
-	got, err := issueKubeconfig(ctx, c, demo, 8*time.Hour, now, time.Second)
+	got, err := kubeconfig.IssueForTenant(ctx, c, demo, 8*time.Hour, now, time.Second)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -83,15 +83,15 @@ func TestIssueKubeconfig(t *testing.T) {
 	// The operator has not authorized the current generation yet: no
 	// kubeconfig that would be refused.
 	c, _ = tenantWithCA(t, map[string]string{kubeconfig.AnnotationCustomerGeneration: "4", kubeconfig.AnnotationCustomerAuthorized: "3"}, false)
-	if _, err := issueKubeconfig(ctx, c, demo, time.Hour, now, time.Second); err == nil || !strings.Contains(err.Error(), "not authorized customer generation 4") {
+	if _, err := kubeconfig.IssueForTenant(ctx, c, demo, time.Hour, now, time.Second); err == nil || !strings.Contains(err.Error(), "not authorized customer generation 4") {
 		t.Errorf("issue before the operator authorized the generation: err = %v", err)
 	}
 	// A tenant the operator never got to.
 	c, _ = tenantWithCA(t, nil, false)
-	if _, err := issueKubeconfig(ctx, c, demo, time.Hour, now, time.Second); err == nil || !strings.Contains(err.Error(), "no customer access yet") {
+	if _, err := kubeconfig.IssueForTenant(ctx, c, demo, time.Hour, now, time.Second); err == nil || !strings.Contains(err.Error(), "no customer access yet") {
 		t.Errorf("issue for a tenant without customer access: err = %v", err)
 	}
-	if _, err := issueKubeconfig(ctx, c, types.NamespacedName{Namespace: "default", Name: "nope"}, time.Hour, now, time.Second); err == nil || !strings.Contains(err.Error(), "no tenant cluster nope") {
+	if _, err := kubeconfig.IssueForTenant(ctx, c, types.NamespacedName{Namespace: "default", Name: "nope"}, time.Hour, now, time.Second); err == nil || !strings.Contains(err.Error(), "no tenant cluster nope") {
 		t.Errorf("issue for a missing tenant: err = %v", err)
 	}
 }
