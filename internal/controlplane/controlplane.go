@@ -5,6 +5,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -39,6 +40,24 @@ const (
 	// TunnelDir holds the tunnel server's socket and the egress selector
 	// configuration it writes for the API server (a volume of the pod).
 	TunnelDir = "/run/kubinception/tunnel"
+)
+
+// How an API server leaves during a rollout without failing a request. On
+// SIGTERM its /readyz fails at once and the pod's endpoint turns
+// terminating, so kube-proxy stops sending it new connections; for
+// ShutdownDelay it still serves everything that arrives (connections
+// already open, and new ones from a proxy that has not caught up); then it
+// answers requests on open connections with 429, Retry-After and
+// "Connection: close" (--shutdown-send-retry-after), which client-go and
+// kubectl retry on a new connection, waits for in-flight requests to
+// finish, and exits. The pod's grace period covers the delay and the
+// longest request (--request-timeout) with a margin, so the kubelet never
+// kills a request being served.
+const (
+	ShutdownDelay = 10 * time.Second
+	// DefaultRequestTimeout is kube-apiserver's --request-timeout default.
+	DefaultRequestTimeout = 60 * time.Second
+	shutdownMargin        = 10 * time.Second
 )
 
 // Params is everything the control plane's objects depend on.
@@ -242,6 +261,8 @@ func APIServerArgs(p Params) []string {
 		"--enable-bootstrap-token-auth=true",
 		"--allow-privileged=true",
 		"--profiling=false",
+		"--shutdown-delay-duration=" + ShutdownDelay.String(),
+		"--shutdown-send-retry-after=true",
 	}
 	if p.Tunnel {
 		args = append(args, "--egress-selector-config-file="+TunnelDir+"/egress-selector.yaml")
@@ -287,6 +308,21 @@ func mergeArgs(base, extra []string) []string {
 	return append(out, extra...)
 }
 
+// TerminationGracePeriod is how long the kubelet lets a control-plane
+// pod stop: the API server's shutdown delay, then its longest request
+// (--request-timeout, which extraArgs may raise), then a margin.
+func TerminationGracePeriod(p Params) time.Duration {
+	timeout := DefaultRequestTimeout
+	for _, a := range p.ExtraArgs {
+		if v, ok := strings.CutPrefix(a, "--request-timeout="); ok {
+			if d, err := time.ParseDuration(v); err == nil && d > 0 {
+				timeout = d
+			}
+		}
+	}
+	return ShutdownDelay + timeout + shutdownMargin
+}
+
 // ControllerManagerArgs are kube-controller-manager's flags.
 func ControllerManagerArgs(p Params) []string {
 	return []string{
@@ -324,7 +360,13 @@ func SchedulerArgs(p Params) []string {
 }
 
 // Deployment renders the control-plane Deployment. It rolls one pod at a
-// time and never takes one away before its replacement is ready.
+// time and never takes one away before its replacement is ready, so a
+// version upgrade never leaves the tenant without a ready API server. The
+// three components of a pod run the same version from the same release,
+// and the controller manager and scheduler reach only their own pod's API
+// server (their kubeconfigs name 127.0.0.1), which the kubelet starts
+// first (a sidecar): neither ever talks to an older API server than
+// itself, whatever mix of versions a rollout has running.
 func Deployment(p Params) *appsv1.Deployment {
 	labels := Labels(p.Name)
 	maxUnavailable := intstr.FromInt32(0)
@@ -358,6 +400,7 @@ func Deployment(p Params) *appsv1.Deployment {
 	startup := probe("/livez", 600)
 	startup.PeriodSeconds = 1
 	replicas := p.Replicas
+	grace := int64(TerminationGracePeriod(p).Seconds())
 	secretMode := secretFileMode
 	// Each container mounts its own view of the PKI Secret (the files its
 	// flags name) and a scratch /tmp of its own: root filesystems are
@@ -406,7 +449,8 @@ func Deployment(p Params) *appsv1.Deployment {
 					// PID 1 of its container it would ignore SIGTERM and hold
 					// every deletion for the whole grace period. With a shared
 					// process namespace the sandbox is PID 1 instead.
-					ShareProcessNamespace: ptrTrue(),
+					ShareProcessNamespace:         ptrTrue(),
+					TerminationGracePeriodSeconds: &grace,
 					SecurityContext: &corev1.PodSecurityContext{
 						RunAsNonRoot:   ptrTrue(),
 						RunAsUser:      ptr(UserAPIServer),
