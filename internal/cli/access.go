@@ -4,11 +4,9 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"strconv"
 	"time"
 
 	"github.com/spf13/cobra"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/wait"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -96,39 +94,13 @@ operator's own credential is not a customer credential and keeps working.`,
 // waits until the operator has authorized the new generation, which it
 // does only once every earlier one is authorized for nothing.
 func revokeKubeconfigs(ctx context.Context, c client.Client, key types.NamespacedName, timeout time.Duration, out io.Writer) error {
-	var next int
-	for attempt := 0; ; attempt++ {
-		tc, err := kubeconfig.GetTenant(ctx, c, key)
-		if err != nil {
-			return err
-		}
-		if tc.Spec.Paused {
-			return fmt.Errorf("tenant cluster %s is paused: the operator changes nothing, so a revocation would not take effect; set spec.paused to false first", key.Name)
-		}
-		if !tc.DeletionTimestamp.IsZero() {
-			return fmt.Errorf("tenant cluster %s is being deleted", key.Name)
-		}
-		gen, _, err := kubeconfig.Generations(tc)
-		if err != nil {
-			return err
-		}
-		next = gen + 1
-		patch := client.MergeFromWithOptions(tc.DeepCopy(), client.MergeFromWithOptimisticLock{})
-		if tc.Annotations == nil {
-			tc.Annotations = map[string]string{}
-		}
-		tc.Annotations[kubeconfig.AnnotationCustomerGeneration] = strconv.Itoa(next)
-		err = c.Patch(ctx, tc, patch)
-		if err == nil {
-			break
-		}
-		if !apierrors.IsConflict(err) || attempt == 4 {
-			return fmt.Errorf("raise the customer generation of %s: %w", key.Name, err)
-		}
+	next, err := kubeconfig.RaiseGeneration(ctx, c, key)
+	if err != nil {
+		return err
 	}
 	fmt.Fprintf(out, "customer generation of %s/%s raised to %d; waiting for the operator\n", key.Namespace, key.Name, next)
 	authorized := 0
-	err := wait.PollUntilContextTimeout(ctx, 250*time.Millisecond, timeout, true, func(ctx context.Context) (bool, error) {
+	err = wait.PollUntilContextTimeout(ctx, 250*time.Millisecond, timeout, true, func(ctx context.Context) (bool, error) {
 		tc, err := kubeconfig.GetTenant(ctx, c, key)
 		if err != nil {
 			return false, err

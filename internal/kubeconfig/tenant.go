@@ -3,6 +3,7 @@ package kubeconfig
 import (
 	"context"
 	"fmt"
+	"strconv"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -84,4 +85,41 @@ func IssueForTenant(ctx context.Context, c client.Client, key types.NamespacedNa
 	return IssueCustomer(CustomerRequest{
 		ClusterName: key.Name, Server: tc.Status.Endpoint, CA: ca, Generation: gen, TTL: ttl, Now: now,
 	})
+}
+
+// RaiseGeneration revokes every customer kubeconfig of the tenant issued
+// so far: it raises the tenant's customer generation by one (with the
+// object's resource version, so two revocations at once both count) and
+// returns the new generation. The operator carries it out; it has done so
+// once the authorized generation reaches the returned one.
+func RaiseGeneration(ctx context.Context, c client.Client, key types.NamespacedName) (int, error) {
+	for attempt := 0; ; attempt++ {
+		tc, err := GetTenant(ctx, c, key)
+		if err != nil {
+			return 0, err
+		}
+		if tc.Spec.Paused {
+			return 0, fmt.Errorf("tenant cluster %s is paused: the operator changes nothing, so a revocation would not take effect; set spec.paused to false first", key.Name)
+		}
+		if !tc.DeletionTimestamp.IsZero() {
+			return 0, fmt.Errorf("tenant cluster %s is being deleted", key.Name)
+		}
+		gen, _, err := Generations(tc)
+		if err != nil {
+			return 0, err
+		}
+		next := gen + 1
+		patch := client.MergeFromWithOptions(tc.DeepCopy(), client.MergeFromWithOptimisticLock{})
+		if tc.Annotations == nil {
+			tc.Annotations = map[string]string{}
+		}
+		tc.Annotations[AnnotationCustomerGeneration] = strconv.Itoa(next)
+		err = c.Patch(ctx, tc, patch)
+		if err == nil {
+			return next, nil
+		}
+		if !apierrors.IsConflict(err) || attempt == 4 {
+			return 0, fmt.Errorf("raise the customer generation of %s: %w", key.Name, err)
+		}
+	}
 }
