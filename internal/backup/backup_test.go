@@ -3,6 +3,7 @@ package backup_test
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -118,7 +119,7 @@ func TestBackupUnderWritesAndClone(t *testing.T) {
 
 	id, to := newKey(t)
 	store := backup.Dir{Path: t.TempDir()}
-	m, err := backup.Create(context.Background(), src, store, "b1", to)
+	m, err := backup.Create(context.Background(), store, "b1", src.Snapshotter(to))
 	cancel()
 	wg.Wait()
 	if err != nil {
@@ -132,7 +133,7 @@ func TestBackupUnderWritesAndClone(t *testing.T) {
 		t.Fatal("the writer changed nothing after the backup's revision: the test shows nothing about consistency")
 	}
 
-	res, err := backup.RestoreFrom(context.Background(), store, "b1", clone, id, backup.IntoEmpty)
+	res, err := backup.RestoreFrom(context.Background(), store, "b1", clone.Restorer(id, backup.IntoEmpty))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -150,7 +151,7 @@ func TestBackupUnderWritesAndClone(t *testing.T) {
 	}
 	// A second clone into the now non-empty tenant is refused and changes
 	// nothing.
-	if _, err := backup.RestoreFrom(context.Background(), store, "b1", clone, id, backup.IntoEmpty); err == nil || !strings.Contains(err.Error(), "already holds") {
+	if _, err := backup.RestoreFrom(context.Background(), store, "b1", clone.Restorer(id, backup.IntoEmpty)); err == nil || !errors.Is(err, backup.ErrNotEmpty) {
 		t.Fatalf("restore into a non-empty tenant: got %v, want a refusal", err)
 	}
 	list, err := backup.List(context.Background(), store, "")
@@ -180,7 +181,7 @@ func TestRollBack(t *testing.T) {
 	}
 	id, to := newKey(t)
 	store := backup.Dir{Path: t.TempDir()}
-	m, err := backup.Create(context.Background(), src, store, "before", to)
+	m, err := backup.Create(context.Background(), store, "before", src.Snapshotter(to))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -199,7 +200,7 @@ func TestRollBack(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	if _, err := backup.RestoreFrom(context.Background(), store, "before", src, id, backup.Replace); err != nil {
+	if _, err := backup.RestoreFrom(context.Background(), store, "before", src.Restorer(id, backup.Replace)); err != nil {
 		t.Fatal(err)
 	}
 	resp, err := src.KV.Get(context.Background(), "", clientv3.WithFromKey())
@@ -237,7 +238,7 @@ func TestDamagedArchives(t *testing.T) {
 	id, to := newKey(t)
 	dir := t.TempDir()
 	store := backup.Dir{Path: dir}
-	m, err := backup.Create(context.Background(), src, store, "b", to)
+	m, err := backup.Create(context.Background(), store, "b", src.Snapshotter(to))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -317,7 +318,7 @@ func TestCompactedDuringCopy(t *testing.T) {
 	_, to := newKey(t)
 	src.KV = &compactingKV{KV: src.KV, raw: cli.KV}
 	store := backup.Dir{Path: t.TempDir()}
-	_, err := backup.Create(context.Background(), src, store, "b", to)
+	_, err := backup.Create(context.Background(), store, "b", src.Snapshotter(to))
 	if err == nil || !strings.Contains(err.Error(), "compacted") {
 		t.Fatalf("backup across a compaction: got %v, want a compaction error", err)
 	}

@@ -23,6 +23,9 @@ const (
 	Replace
 )
 
+// ErrNotEmpty refuses a clone into a tenant that holds keys.
+var ErrNotEmpty = errors.New("the target tenant is not empty")
+
 // Result is what a restore wrote.
 type Result struct {
 	Objects int
@@ -57,7 +60,7 @@ func Restore(ctx context.Context, dst Source, r io.Reader, id age.Identity, m Ma
 			return Result{}, fmt.Errorf("check the target is empty: %w", err)
 		}
 		if resp.Count != 0 {
-			return Result{}, fmt.Errorf("the target tenant already holds %d keys: restore into a new tenant, or roll back (replace)", resp.Count)
+			return Result{}, fmt.Errorf("%w: it holds %d keys; restore into a new tenant, or roll back (replace)", ErrNotEmpty, resp.Count)
 		}
 	case Replace:
 		if _, err := dst.KV.Delete(ctx, "", clientv3.WithFromKey()); err != nil {

@@ -1,6 +1,7 @@
 package backup
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -45,17 +46,42 @@ func ValidateName(name string) error {
 	return nil
 }
 
-// Create snapshots the tenant into the target under name. The manifest is
+// Snapshotter writes a tenant's archive to w and returns its manifest:
+// Snapshot on a Source, or a gateway's backup endpoint.
+type Snapshotter func(ctx context.Context, w io.Writer) (Manifest, error)
+
+// Restorer writes an archive's keys into a tenant: Restore on a Source, or
+// a gateway's restore endpoint.
+type Restorer func(ctx context.Context, r io.Reader, m Manifest) (Result, error)
+
+// Snapshotter reads the Source directly, encrypting to the backup key.
+func (src Source) Snapshotter(to age.Recipient) Snapshotter {
+	return func(ctx context.Context, w io.Writer) (Manifest, error) { return Snapshot(ctx, src, w, to) }
+}
+
+// Restorer restores into the Source directly, decrypting with id.
+func (src Source) Restorer(id age.Identity, mode RestoreMode) Restorer {
+	return func(ctx context.Context, r io.Reader, m Manifest) (Result, error) {
+		return Restore(ctx, src, r, id, m, mode)
+	}
+}
+
+// Create stores a snapshot in the target under name. The manifest is
 // written last, so a backup interrupted half-way is never listed; running
 // Create again with the same name replaces what it left.
-func Create(ctx context.Context, src Source, t Target, name string, to age.Recipient) (Manifest, error) {
+func Create(ctx context.Context, t Target, name string, snapshot Snapshotter) (Manifest, error) {
 	if err := ValidateName(name); err != nil {
 		return Manifest{}, err
 	}
 	pr, pw := io.Pipe()
 	done := make(chan error, 1)
-	go func() { done <- t.Put(ctx, name+dataSuffix, pr) }()
-	m, err := Snapshot(ctx, src, pw, to)
+	go func() {
+		err := t.Put(ctx, name+dataSuffix, pr)
+		// Unblock the snapshot if the target gave up reading.
+		pr.CloseWithError(err)
+		done <- err
+	}()
+	m, err := snapshot(ctx, pw)
 	pw.CloseWithError(err)
 	if putErr := <-done; err == nil && putErr != nil {
 		err = fmt.Errorf("store the archive: %w", putErr)
@@ -67,7 +93,7 @@ func Create(ctx context.Context, src Source, t Target, name string, to age.Recip
 	if err != nil {
 		return Manifest{}, err
 	}
-	if err := t.Put(ctx, name+manifestSuffix, strings.NewReader(string(b))); err != nil {
+	if err := t.Put(ctx, name+manifestSuffix, bytes.NewReader(b)); err != nil {
 		return Manifest{}, fmt.Errorf("store the manifest: %w", err)
 	}
 	return m, nil
@@ -116,8 +142,8 @@ func ReadManifest(ctx context.Context, t Target, name string) (Manifest, error) 
 	return m, m.Validate()
 }
 
-// RestoreFrom restores the named backup from the target into dst.
-func RestoreFrom(ctx context.Context, t Target, name string, dst Source, id age.Identity, mode RestoreMode) (Result, error) {
+// RestoreFrom restores the named backup from the target.
+func RestoreFrom(ctx context.Context, t Target, name string, restore Restorer) (Result, error) {
 	m, err := ReadManifest(ctx, t, name)
 	if err != nil {
 		return Result{}, err
@@ -127,7 +153,7 @@ func RestoreFrom(ctx context.Context, t Target, name string, dst Source, id age.
 		return Result{}, err
 	}
 	defer r.Close()
-	return Restore(ctx, dst, r, id, m, mode)
+	return restore(ctx, r, m)
 }
 
 // Remove deletes a backup: the manifest first, so a half-removed backup

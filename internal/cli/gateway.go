@@ -66,6 +66,7 @@ It alone holds a datastore credential (--datastore-*).`,
 	f := cmd.Flags()
 	f.StringVar(&cfg.ListenAddress, "listen-address", cfg.ListenAddress, "address serving tenants (etcd gRPC over TLS)")
 	f.StringVar(&cfg.HTTPAddress, "http-address", cfg.HTTPAddress, "address serving /metrics, /usage, /healthz and /readyz over HTTP (empty disables)")
+	f.StringVar(&cfg.AdminAddress, "admin-address", "", "address serving the admin API (per-tenant backup and restore) over TLS to the tenant-CA certificate named "+gateway.AdminCommonName+" only (empty disables)")
 	f.StringVar(&cfg.ServingCertFile, "tls-cert-file", "", "the gateway's serving certificate (PEM)")
 	f.StringVar(&cfg.ServingKeyFile, "tls-key-file", "", "the gateway's serving key (PEM)")
 	f.StringVar(&cfg.TenantCAFile, "tenant-ca-file", "", "CA whose client certificates (CN tenant-<uid>) identify tenants; trusted by the gateway only")

@@ -71,6 +71,11 @@ type Config struct {
 	// plain HTTP; empty disables it.
 	HTTPAddress string
 
+	// AdminAddress serves the admin API (per-tenant backup and restore)
+	// over TLS to clients with a certificate from the tenant CA whose
+	// common name is AdminCommonName; empty disables it.
+	AdminAddress string
+
 	// Policy gives each tenant's quota and rates.
 	Policy Policy
 	// PolicyRefresh is how often a tenant's limits are read again.

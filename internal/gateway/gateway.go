@@ -46,8 +46,9 @@ type Gateway struct {
 	// date with the datastore.
 	usageMirror, compactionMirror *prefixMirror
 
-	lis     net.Listener
-	httpLis net.Listener
+	lis      net.Listener
+	httpLis  net.Listener
+	adminLis net.Listener
 }
 
 // seedPageSize is the number of keys read per page while counting usage.
@@ -97,6 +98,17 @@ func New(cfg Config) (*Gateway, error) {
 			return nil, fmt.Errorf("listen for metrics and probes: %w", err)
 		}
 	}
+	if cfg.AdminAddress != "" {
+		g.adminLis, err = net.Listen("tcp", cfg.AdminAddress)
+		if err != nil {
+			g.lis.Close()
+			if g.httpLis != nil {
+				g.httpLis.Close()
+			}
+			cli.Close()
+			return nil, fmt.Errorf("listen for the admin API: %w", err)
+		}
+	}
 	return g, nil
 }
 
@@ -110,6 +122,14 @@ func (g *Gateway) HTTPAddr() string {
 		return ""
 	}
 	return g.httpLis.Addr().String()
+}
+
+// AdminAddr is the address of the admin API (empty when it is off).
+func (g *Gateway) AdminAddr() string {
+	if g.adminLis == nil {
+		return ""
+	}
+	return g.adminLis.Addr().String()
 }
 
 // Ready reports whether usage and compactions have been read from the
@@ -176,7 +196,7 @@ func (g *Gateway) Run(ctx context.Context) error {
 	})
 
 	srv := g.grpcServer(ctx)
-	errc := make(chan error, 2)
+	errc := make(chan error, 3)
 	go func() {
 		g.log.Info("serving tenants", "address", g.Addr())
 		errc <- srv.Serve(g.lis)
@@ -187,6 +207,17 @@ func (g *Gateway) Run(ctx context.Context) error {
 		go func() {
 			g.log.Info("serving metrics, usage and probes", "address", g.HTTPAddr())
 			if err := httpSrv.Serve(g.httpLis); !errors.Is(err, http.ErrServerClosed) {
+				errc <- err
+			}
+		}()
+	}
+
+	var adminSrv *http.Server
+	if g.adminLis != nil {
+		adminSrv = &http.Server{Handler: g.adminHandler(), TLSConfig: g.tls.config("h2", "http/1.1"), ReadHeaderTimeout: 10 * time.Second}
+		go func() {
+			g.log.Info("serving the admin API", "address", g.AdminAddr())
+			if err := adminSrv.ServeTLS(g.adminLis, "", ""); !errors.Is(err, http.ErrServerClosed) {
 				errc <- err
 			}
 		}()
@@ -209,13 +240,16 @@ func (g *Gateway) Run(ctx context.Context) error {
 	if httpSrv != nil {
 		_ = httpSrv.Close()
 	}
+	if adminSrv != nil {
+		_ = adminSrv.Close()
+	}
 	wg.Wait()
 	return err
 }
 
 func (g *Gateway) grpcServer(ctx context.Context) *grpc.Server {
 	srv := grpc.NewServer(
-		grpc.Creds(credentials.NewTLS(g.tls.config())),
+		grpc.Creds(credentials.NewTLS(g.tls.config("h2"))),
 		grpc.UnaryInterceptor(g.unaryInterceptor),
 		grpc.StreamInterceptor(g.streamInterceptor),
 		// As etcd: requests up to its limit plus gRPC's overhead,

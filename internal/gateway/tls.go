@@ -72,8 +72,8 @@ func (f *tlsFiles) current() (tls.Certificate, *x509.CertPool) {
 }
 
 // config requires a client certificate from the tenant CA on every
-// connection.
-func (f *tlsFiles) config() *tls.Config {
+// connection and offers the application protocols protos (ALPN).
+func (f *tlsFiles) config(protos ...string) *tls.Config {
 	return &tls.Config{
 		MinVersion: tls.VersionTLS12,
 		GetConfigForClient: func(*tls.ClientHelloInfo) (*tls.Config, error) {
@@ -83,7 +83,7 @@ func (f *tlsFiles) config() *tls.Config {
 				Certificates: []tls.Certificate{cert},
 				ClientAuth:   tls.RequireAndVerifyClientCert,
 				ClientCAs:    pool,
-				NextProtos:   []string{"h2"},
+				NextProtos:   protos,
 			}, nil
 		},
 	}
