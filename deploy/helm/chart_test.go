@@ -121,6 +121,11 @@ var (
 		"rbac.authorization.k8s.io/v1/Role/kubinception-system/kubinception-manager-leader-election",
 		"rbac.authorization.k8s.io/v1/RoleBinding/kubinception-system/kubinception-manager-leader-election",
 		"apps/v1/Deployment/kubinception-system/kubinception-manager",
+		"v1/ServiceAccount/kubinception-system/kubinception-console",
+		"rbac.authorization.k8s.io/v1/ClusterRole//kubinception-console",
+		"rbac.authorization.k8s.io/v1/ClusterRoleBinding//kubinception-console",
+		"apps/v1/Deployment/kubinception-system/kubinception-console",
+		"v1/Service/kubinception-system/kubinception-console",
 	}
 	datastoreKey = "kubinception.dev/v1alpha1/Datastore//default"
 )

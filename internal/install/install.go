@@ -218,6 +218,7 @@ func objects(o Options) []client.Object {
 			Subjects: []rbacv1.Subject{{Kind: "ServiceAccount", Name: Name, Namespace: Namespace}}},
 		deployment(o, labels),
 	}
+	objs = append(objs, consoleObjects(o)...)
 	if o.Datastore != nil {
 		objs = append(objs, &kv1.Datastore{TypeMeta: tm(kv1.GroupVersion.String(), "Datastore"),
 			ObjectMeta: metav1.ObjectMeta{Name: DefaultDatastoreName, Labels: labels}, Spec: *o.Datastore})

@@ -270,6 +270,8 @@ func TestRender(t *testing.T) {
 		"ServiceAccount/kubinception-gateway", "ClusterRole/kubinception-gateway", "ClusterRoleBinding/kubinception-gateway",
 		"Role/kubinception-manager-leader-election",
 		"RoleBinding/kubinception-manager-leader-election", "Deployment/kubinception-manager",
+		"ServiceAccount/kubinception-console", "ClusterRole/kubinception-console", "ClusterRoleBinding/kubinception-console",
+		"Deployment/kubinception-console", "Service/kubinception-console",
 	}
 	objs, err := Render(testOptions())
 	if err != nil {
@@ -290,7 +292,7 @@ func TestRender(t *testing.T) {
 	if got, want := kinds(objs), append(slices.Clone(base), "Datastore/default"); !slices.Equal(got, want) {
 		t.Errorf("objects = %v, want %v", got, want)
 	}
-	dep := objs[len(base)-1]
+	dep := objs[slices.Index(base, "Deployment/kubinception-manager")]
 	if n, _, _ := unstructured.NestedInt64(dep.Object, "spec", "replicas"); n != 3 {
 		t.Errorf("replicas = %d, want 3", n)
 	}

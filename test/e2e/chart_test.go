@@ -70,10 +70,12 @@ func TestHelmChart(t *testing.T) {
 		mustKube(t, "delete", "--ignore-not-found", "--wait", "datastores.kubinception.dev/"+install.DefaultDatastoreName)
 	}
 	mustKube(t, "delete", "--ignore-not-found", "--wait", "clusterrole/"+install.Name, "clusterrolebinding/"+install.Name,
-		"clusterrole/"+install.MetricsReaderName, "clusterrole/"+install.GatewayName, "clusterrolebinding/"+install.GatewayName)
+		"clusterrole/"+install.MetricsReaderName, "clusterrole/"+install.GatewayName, "clusterrolebinding/"+install.GatewayName,
+		"clusterrole/"+install.ConsoleName, "clusterrolebinding/"+install.ConsoleName)
 	mustKube(t, "-n", install.Namespace, "delete", "--ignore-not-found", "--wait",
 		"deployment/"+install.Name, "serviceaccount/"+install.Name, "serviceaccount/"+install.GatewayName,
-		"role/"+install.Name+"-leader-election", "rolebinding/"+install.Name+"-leader-election")
+		"role/"+install.Name+"-leader-election", "rolebinding/"+install.Name+"-leader-election",
+		"deployment/"+install.ConsoleName, "service/"+install.ConsoleName, "serviceaccount/"+install.ConsoleName)
 
 	// Install with Helm; admin up made the namespace, so the chart does not.
 	t.Cleanup(func() {

@@ -12,6 +12,11 @@ app.kubernetes.io/managed-by: kubinception
 app.kubernetes.io/name: {{ include "kubinception.name" . }}
 {{- end }}
 
+{{- define "kubinception.consoleLabels" -}}
+app.kubernetes.io/managed-by: kubinception
+app.kubernetes.io/name: kubinception-console
+{{- end }}
+
 {{/* The operator image: repository@digest, or repository:tag. */}}
 {{- define "kubinception.image" -}}
 {{- if .Values.image.digest -}}
