@@ -28,6 +28,15 @@ const (
 	// stored encrypted in the datastore (not part of Ready: a key rotation
 	// or a missing key says so here, while the control plane serves).
 	ConditionSecretsEncrypted = "SecretsEncrypted"
+	// ConditionUpgrading is True while the tenant moves to spec.version:
+	// first the control plane rolls, then the addons follow (not part of
+	// Ready: the tenant serves throughout).
+	ConditionUpgrading = "Upgrading"
+	// ConditionNodeVersionsSupported says whether every node's kubelet is
+	// within the supported skew of the API server: not newer, at most
+	// three minors older (not part of Ready: the nodes are the
+	// customer's).
+	ConditionNodeVersionsSupported = "NodeVersionsSupported"
 )
 
 // Reasons, each one a person can act on.
@@ -86,6 +95,15 @@ const (
 	// ReasonEncryptionKeyRotation is the Event of each step of a key
 	// rotation.
 	ReasonEncryptionKeyRotation = "EncryptionKeyRotation"
+	// Upgrading's reasons: the control plane rolls to the new version
+	// (its API servers drain before they stop); the control plane runs
+	// it and the addons follow; everything runs spec.version.
+	ReasonRollingControlPlane = "RollingControlPlane"
+	ReasonUpdatingAddons      = "UpdatingAddons"
+	ReasonVersionCurrent      = "VersionCurrent"
+	// NodeVersionsSupported's reasons.
+	ReasonKubeletsWithinSkew     = "KubeletsWithinSkew"
+	ReasonKubeletSkewUnsupported = "KubeletSkewUnsupported"
 )
 
 // AnnotationNudge, set to a new value on a TenantCluster, makes the operator

@@ -252,7 +252,10 @@ type TenantClusterStatus struct {
 	// +optional
 	Endpoint string `json:"endpoint,omitempty"`
 
-	// Version is the Kubernetes version the control plane runs.
+	// Version is the Kubernetes version the control plane runs: set once
+	// every ready control-plane pod runs it and no pod of an earlier
+	// version is left. While spec.version differs, the Upgrading
+	// condition says where the upgrade stands.
 	// +optional
 	Version string `json:"version,omitempty"`
 
@@ -359,6 +362,7 @@ type TenantDatastoreStatus struct {
 // +kubebuilder:subresource:status
 // +kubebuilder:resource:shortName=tc,categories=kubinception
 // +kubebuilder:printcolumn:name="Version",type=string,JSONPath=`.spec.version`
+// +kubebuilder:printcolumn:name="Running",type=string,JSONPath=`.status.version`
 // +kubebuilder:printcolumn:name="Ready",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].status`
 // +kubebuilder:printcolumn:name="Reason",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].reason`
 // +kubebuilder:printcolumn:name="Endpoint",type=string,JSONPath=`.status.endpoint`

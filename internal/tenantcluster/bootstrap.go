@@ -110,8 +110,12 @@ func (r *Reconciler) reconcileBootstrap(ctx context.Context, s *scope) (ctrl.Res
 		return ctrl.Result{}, err
 	}
 	p := r.params(s)
+	// The addons and the node configuration follow the version the
+	// control plane runs (this phase runs only once it has rolled), so
+	// kube-proxy is never newer than the API servers.
+	p.Version = tc.Status.Version
 	objs, err := tenantbootstrap.Objects(tenantbootstrap.Params{
-		Endpoint: tc.Status.Endpoint, CAPEM: s.pki[cp.FileCA], KubernetesVersion: tc.Spec.Version,
+		Endpoint: tc.Status.Endpoint, CAPEM: s.pki[cp.FileCA], KubernetesVersion: tc.Status.Version,
 		ServiceCIDR: tc.Spec.Network.ServiceCIDR, PodCIDR: tc.Spec.Network.PodCIDR, ClusterDomain: tc.Spec.Network.ClusterDomain,
 		DNSServiceIP:   tc.Spec.Network.DNSServiceIP,
 		KubeProxyImage: p.Images().Component("kube-proxy"),
@@ -170,6 +174,14 @@ func (r *Reconciler) reconcileBootstrap(ctx context.Context, s *scope) (ctrl.Res
 	}
 	s.succeed(kv1.ConditionAddonsReady, kv1.ReasonAddonsApplied,
 		"node bootstrap (cluster-info, RBAC, kubeadm and kubelet configuration) and enabled addons are in place")
+	if upgrading(s) {
+		s.record(kv1.ConditionUpgrading, upgradeState(tc.Spec.Version, tc.Status.Version, true, false, rollout{}))
+	}
+	nodes, err := t.clientset.CoreV1().Nodes().List(ctx, metav1.ListOptions{})
+	if err != nil {
+		return ctrl.Result{}, fmt.Errorf("list nodes: %w", err)
+	}
+	s.record(kv1.ConditionNodeVersionsSupported, kubeletSkew(tc.Status.Version, nodes.Items))
 	return ctrl.Result{}, nil
 }
 

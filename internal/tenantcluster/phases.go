@@ -423,13 +423,37 @@ func (r *Reconciler) reconcileControlPlane(ctx context.Context, s *scope) (ctrl.
 		return ctrl.Result{}, fmt.Errorf("apply Deployment: %w", err)
 	}
 	st := dep.Status
-	available := st.ObservedGeneration >= dep.Generation && st.UpdatedReplicas >= p.Replicas &&
-		st.AvailableReplicas >= p.Replicas && st.UnavailableReplicas == 0
-	if available {
+	var pods corev1.PodList
+	if err := r.Client.List(ctx, &pods, client.InNamespace(s.tc.Namespace), client.MatchingLabels(controlplane.Labels(s.tc.Name))); err != nil {
+		return ctrl.Result{}, fmt.Errorf("list control-plane pods: %w", err)
+	}
+	ro := observeRollout(dep, p.Replicas, pods.Items)
+	// status.version is what runs: it moves only once the rollout is
+	// done, every pod is of the template just applied (at spec.version)
+	// and available, and no pod of an earlier template is left.
+	if ro.done {
 		s.tc.Status.Version = s.tc.Spec.Version
+	}
+	if s.tc.Status.Version != "" {
+		s.record(kv1.ConditionUpgrading, upgradeState(s.tc.Spec.Version, s.tc.Status.Version, ro.done, upgrading(s), ro))
+	}
+	if ro.done && s.tc.Status.Version == s.tc.Spec.Version {
 		s.succeed(kv1.ConditionControlPlaneAvailable, kv1.ReasonControlPlaneAvailable,
 			fmt.Sprintf("%d/%d control-plane pods ready", st.AvailableReplicas, p.Replicas))
 		return ctrl.Result{}, nil
+	}
+	if ro.serving {
+		// A rollout: the old pods serve until their replacements are
+		// ready. The addons and everything after wait for its end, so
+		// nothing newer than the control plane runs in the tenant.
+		s.succeed(kv1.ConditionControlPlaneAvailable, kv1.ReasonControlPlaneAvailable,
+			fmt.Sprintf("%d/%d control-plane pods ready, rolling out (%s)", st.AvailableReplicas, p.Replicas, ro.describe()))
+		// A new pod that cannot start holds the rollout: say why where
+		// the upgrade is reported.
+		if reason, message := r.diagnosePods(ctx, s.tc); reason != "" && upgrading(s) {
+			s.record(kv1.ConditionUpgrading, result{ok: true, reason: reason, message: message + "; the old control-plane pods keep serving"})
+		}
+		return ctrl.Result{RequeueAfter: startingRetry}, nil
 	}
 	reason, message := r.diagnosePods(ctx, s.tc)
 	if reason == "" {

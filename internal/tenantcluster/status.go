@@ -25,6 +25,8 @@ var phaseConditions = []string{
 var expectedWait = map[string]bool{
 	kv1.ReasonWaiting: true, kv1.ReasonControlPlaneStarting: true, kv1.ReasonWaitingForEndpoint: true,
 	kv1.ReasonNotDeleting: true, kv1.ReasonEncryptingSecrets: true,
+	// Upgrading is False when no upgrade runs: the normal state.
+	kv1.ReasonVersionCurrent: true,
 }
 
 // updateStatus is the one place that sets conditions: the phases' results,
@@ -42,7 +44,8 @@ func (r *Reconciler) updateStatus(ctx context.Context, s *scope, reconcileErr er
 			objects.AnnounceCondition(ctx, r.Recorder, tc, typ, status, reason, message, warning)
 		}
 	}
-	for _, typ := range append(phaseConditions, kv1.ConditionQuotaAvailable, kv1.ConditionNetworkFenced, kv1.ConditionSecretsEncrypted) {
+	for _, typ := range append(phaseConditions, kv1.ConditionQuotaAvailable, kv1.ConditionNetworkFenced, kv1.ConditionSecretsEncrypted,
+		kv1.ConditionUpgrading, kv1.ConditionNodeVersionsSupported) {
 		if res, ok := s.results[typ]; ok {
 			set(typ, boolStatus(res.ok), res.reason, res.message)
 		}
