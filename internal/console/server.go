@@ -100,7 +100,9 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("POST /console/api/namespaces/{namespace}/tenantclusters/{name}/join-command", s.authed(s.joinCommand))
 	mux.HandleFunc("POST /console/api/namespaces/{namespace}/tenantclusters/{name}/revoke-kubeconfigs", s.authed(s.revokeKubeconfigs))
 	mux.HandleFunc("GET /console/api/namespaces/{namespace}/tenantclusters/{name}/nodes", s.authed(s.nodes))
-	mux.HandleFunc("/kube/", s.authed(s.proxy))
+	for _, m := range []string{"GET", "POST", "PUT", "PATCH", "DELETE"} {
+		mux.HandleFunc(m+" /kube/", s.authed(s.proxy))
+	}
 	return s.headers(mux)
 }
 
@@ -228,13 +230,10 @@ func (s *Server) signIn(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		u := review.Status.User
+		// The extra fields (a service account token's credential id,
+		// pod name) are not impersonated: RBAC does not read them, and
+		// impersonating them would need a rule per key.
 		user = User{Name: u.Username, UID: u.UID, Groups: u.Groups, Via: "token"}
-		if len(u.Extra) > 0 {
-			user.Extra = map[string][]string{}
-			for k, v := range u.Extra {
-				user.Extra[k] = v
-			}
-		}
 	case r.TLS != nil && len(r.TLS.VerifiedChains) > 0 && s.opts.ClientCAs != nil:
 		cert := r.TLS.VerifiedChains[0][0]
 		user = User{Name: cert.Subject.CommonName, Groups: append(append([]string{}, cert.Subject.Organization...), "system:authenticated"), Via: "certificate"}
@@ -259,7 +258,7 @@ func (s *Server) signIn(w http.ResponseWriter, r *http.Request) {
 // session.
 func (s *Server) newSession(user User) (*session, error) {
 	cfg := rest.CopyConfig(s.opts.Config)
-	cfg.Impersonate = rest.ImpersonationConfig{UserName: user.Name, UID: user.UID, Groups: user.Groups, Extra: user.Extra}
+	cfg.Impersonate = rest.ImpersonationConfig{UserName: user.Name, UID: user.UID, Groups: user.Groups}
 	cfg.UserAgent = "kubinception-console"
 	tr, err := rest.TransportFor(cfg)
 	if err != nil {

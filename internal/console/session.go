@@ -23,7 +23,6 @@ type User struct {
 	Name   string              `json:"name"`
 	UID    string              `json:"uid,omitempty"`
 	Groups []string            `json:"groups,omitempty"`
-	Extra  map[string][]string `json:"-"`
 	// Via is how the user signed in: "token" or "certificate".
 	Via string `json:"via"`
 }

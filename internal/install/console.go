@@ -27,13 +27,13 @@ func ConsoleLabels() map[string]string {
 
 // ConsoleRules are all the console's service account may do: create
 // TokenReviews to learn who a bearer token belongs to, and impersonate
-// that user (name, uid, groups, extra fields). It reads nothing itself:
+// that user (name, uid, groups). It reads nothing itself:
 // every read and write is made as the signed-in user, whom RBAC judges.
 func ConsoleRules() []rbacv1.PolicyRule {
 	return []rbacv1.PolicyRule{
 		{APIGroups: []string{"authentication.k8s.io"}, Resources: []string{"tokenreviews"}, Verbs: []string{"create"}},
 		{APIGroups: []string{""}, Resources: []string{"users", "groups", "serviceaccounts"}, Verbs: []string{"impersonate"}},
-		{APIGroups: []string{"authentication.k8s.io"}, Resources: []string{"uids", "userextras/*"}, Verbs: []string{"impersonate"}},
+		{APIGroups: []string{"authentication.k8s.io"}, Resources: []string{"uids"}, Verbs: []string{"impersonate"}},
 	}
 }
 
