@@ -20,9 +20,9 @@ const cookieName = "__Host-kubinception-console"
 // User is who a session acts as: the identity the admin cluster
 // authenticated, impersonated on every request.
 type User struct {
-	Name   string              `json:"name"`
-	UID    string              `json:"uid,omitempty"`
-	Groups []string            `json:"groups,omitempty"`
+	Name   string   `json:"name"`
+	UID    string   `json:"uid,omitempty"`
+	Groups []string `json:"groups,omitempty"`
 	// Via is how the user signed in: "token" or "certificate".
 	Via string `json:"via"`
 }
