@@ -185,7 +185,68 @@ func newNodeCommand() *cobra.Command {
 			return tw.Flush()
 		},
 	}
-	node.AddCommand(add, remove, list)
+	var upFlags adminFlags
+	var upVersion string
+	upgrade := &cobra.Command{
+		Use:   "upgrade CLUSTER NODE",
+		Short: "Move a worker's kubelet to the version the tenant's control plane runs, without re-joining; its pods keep running",
+		Args: func(cmd *cobra.Command, args []string) error {
+			if len(args) != 2 {
+				return fmt.Errorf("give the cluster and the node, e.g. %s demo demo-w1 (kubinception node list shows them)", cmd.CommandPath())
+			}
+			return nil
+		},
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := admincluster.RequireRoot("kubinception node upgrade"); err != nil {
+				return err
+			}
+			w, err := worker.Layout{Root: root}.Find(upFlags.namespace+"/"+args[0], args[1])
+			if err != nil {
+				return err
+			}
+			c, err := upFlags.client()
+			if err != nil {
+				return err
+			}
+			tc := &kv1.TenantCluster{}
+			if err := c.Get(cmd.Context(), types.NamespacedName{Namespace: upFlags.namespace, Name: args[0]}, tc); err != nil {
+				return fmt.Errorf("tenant cluster %s/%s: %w", upFlags.namespace, args[0], err)
+			}
+			target := upVersion
+			if target == "" {
+				target = tc.Status.Version
+			}
+			if err := worker.CheckUpgrade(target, tc.Status.Version); err != nil {
+				return err
+			}
+			access, err := join.ForTenant(cmd.Context(), c, upFlags.namespace, args[0])
+			if err != nil {
+				return err
+			}
+			cfg, _, err := admincluster.LoadSaved(root)
+			if err != nil {
+				return err
+			}
+			bins, err := (&components.Builder{CacheDir: components.DefaultCacheDir()}).Lookup(target)
+			if err != nil {
+				return err
+			}
+			names := cfg.Images
+			names.KubernetesVersion = target
+			return worker.Upgrade(cmd.Context(), w, worker.UpgradeOptions{
+				Clientset: access.Clientset, Version: target, ControlPlane: tc.Status.Version,
+				Kubelet: bins.Component("kubelet"), Kubeadm: bins.Component("kubeadm"),
+				ImportImages: func(ctx context.Context, socket string) error {
+					return importWorkerImages(ctx, cfg, bins, names, socket)
+				},
+				Out: cmd.OutOrStdout(),
+			})
+		},
+	}
+	upFlags.register(upgrade)
+	upgrade.Flags().StringVar(&upVersion, "version", "", "the kubelet's new version (default: the version the control plane runs, status.version)")
+
+	node.AddCommand(add, remove, list, upgrade)
 	return node
 }
 

@@ -64,12 +64,6 @@ func hasPodNetworkAddon(ctx context.Context, cs kubernetes.Interface) (bool, err
 	return true, nil
 }
 
-func (o AddOptions) printf(format string, args ...any) {
-	if o.Out != nil {
-		fmt.Fprintf(o.Out, format, args...)
-	}
-}
-
 // Add creates a worker and joins it to its tenant with the upstream
 // kubeadm join, then gives it its pod range, routes and waits for Ready.
 // A failure tears the worker down again and deletes its Node if it got
@@ -92,16 +86,9 @@ func Add(ctx context.Context, o AddOptions) (w Worker, err error) {
 			}
 		}
 	}()
-	step := func(name string, fn func() error) error {
-		start := time.Now()
-		if err := fn(); err != nil {
-			o.printf("✗ %s: %v\n", name, err)
-			return fmt.Errorf("%s: %w", name, err)
-		}
-		o.printf("✓ %s (%s)\n", name, time.Since(start).Round(10*time.Millisecond))
-		return nil
-	}
-	o.printf("worker %s for %s at %s (network namespace %s)\n", w.Node, o.Tenant, w.IP(), w.NetNS())
+	out := steps{out: o.Out}
+	step := out.run
+	out.printf("worker %s for %s at %s (network namespace %s)\n", w.Node, o.Tenant, w.IP(), w.NetNS())
 	if err = step("host: namespaces, link, mounts", func() error {
 		w.clearStale(ctx)
 		return w.SetupHost(ctx)
