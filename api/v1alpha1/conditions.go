@@ -95,6 +95,16 @@ const (
 	// ReasonEncryptionKeyRotation is the Event of each step of a key
 	// rotation.
 	ReasonEncryptionKeyRotation = "EncryptionKeyRotation"
+	// ReasonCertificatesRotated is the Event of leaf certificates
+	// reissued, by schedule or on request.
+	ReasonCertificatesRotated = "CertificatesRotated"
+	// ReasonCertificateAuthorityExpiring: CertificatesReady stays True,
+	// but the tenant CA is two thirds into its life; the operator never
+	// replaces it on its own (every joined node trusts it): start a CA
+	// rotation. ReasonCertificateAuthorityExpired: it has expired and
+	// nothing it issued verifies any more.
+	ReasonCertificateAuthorityExpiring = "CertificateAuthorityExpiring"
+	ReasonCertificateAuthorityExpired  = "CertificateAuthorityExpired"
 	// Upgrading's reasons: the control plane rolls to the new version
 	// (its API servers drain before they stop); the control plane runs
 	// it and the addons follow; everything runs spec.version.
@@ -117,6 +127,12 @@ const AnnotationNudge = "kubinception.dev/reconcile-requested"
 // encryption-key sets it). status.encryption.observedRotation takes the
 // value when the rotation finishes.
 const AnnotationEncryptionKeyRotation = "kubinception.dev/encryption-key-rotation-requested"
+
+// AnnotationCertificateRotation, set to a new value on a TenantCluster,
+// reissues every leaf certificate the operator holds for it (kubinception
+// rotate certs sets it); status.certificates.observedRotation takes the
+// value once they are reissued.
+const AnnotationCertificateRotation = "kubinception.dev/certificate-rotation-requested"
 
 // Finalizer keeps a TenantCluster until its control plane, keys, etcd
 // user and role are gone.

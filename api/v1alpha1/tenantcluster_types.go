@@ -67,6 +67,35 @@ type TenantClusterSpec struct {
 	// Paused stops the operator from changing anything of this tenant.
 	// +optional
 	Paused bool `json:"paused,omitempty"`
+
+	// Certificates sets how long the certificates the operator issues
+	// for the tenant live.
+	// +kubebuilder:default={}
+	// +optional
+	Certificates CertificatesSpec `json:"certificates,omitempty"`
+}
+
+// CertificatesSpec sets the lifetimes of the certificates the operator
+// issues for a tenant. Every certificate is renewed once two thirds of
+// its life have passed; a changed lifetime reissues the certificates at
+// once. Leaf certificates never outlive the CA that issued them.
+type CertificatesSpec struct {
+	// Validity is how long leaf certificates (the API server's, the
+	// control plane's clients', the tunnel's, the datastore client's and
+	// the customer kubeconfig's) are valid. Default 8760h (a year);
+	// at least 2m.
+	// +kubebuilder:validation:Type=string
+	// +kubebuilder:validation:XValidation:rule="duration(self) >= duration('2m')",message="spec.certificates.validity must be at least 2m (a certificate is renewed two thirds into its life; holders need the rest to pick up the new one)"
+	// +optional
+	Validity *metav1.Duration `json:"validity,omitempty"`
+	// CAValidity is how long a new CA (the tenant CA and the front-proxy
+	// CA) is valid. A CA is never replaced on its own: near its expiry the
+	// operator warns and a CA rotation (kubinception rotate ca) moves
+	// every holder to a new one. Default 87600h (ten years); at least 1h.
+	// +kubebuilder:validation:Type=string
+	// +kubebuilder:validation:XValidation:rule="duration(self) >= duration('1h')",message="spec.certificates.caValidity must be at least 1h"
+	// +optional
+	CAValidity *metav1.Duration `json:"caValidity,omitempty"`
 }
 
 // AddonsSpec switches the addons the operator keeps inside the tenant: a
@@ -272,6 +301,36 @@ type TenantClusterStatus struct {
 	// and where a key rotation stands.
 	// +optional
 	Encryption TenantEncryptionStatus `json:"encryption,omitempty"`
+
+	// Certificates reports when the tenant's certificates expire and are
+	// renewed, and the last rotation.
+	// +optional
+	Certificates TenantCertificatesStatus `json:"certificates,omitempty"`
+}
+
+// TenantCertificatesStatus reports the certificates the operator holds
+// for a tenant. The keys are in the Secret <name>-pki, never in status.
+type TenantCertificatesStatus struct {
+	// NotAfter is when the first of the tenant's leaf certificates
+	// expires.
+	// +optional
+	NotAfter *metav1.Time `json:"notAfter,omitempty"`
+	// RenewalTime is when the operator next renews a leaf certificate
+	// (two thirds into its life).
+	// +optional
+	RenewalTime *metav1.Time `json:"renewalTime,omitempty"`
+	// CANotAfter is when the tenant CA expires.
+	// +optional
+	CANotAfter *metav1.Time `json:"caNotAfter,omitempty"`
+	// ObservedRotation is the value of the annotation
+	// kubinception.dev/certificate-rotation-requested that the last
+	// rotation on request answered.
+	// +optional
+	ObservedRotation string `json:"observedRotation,omitempty"`
+	// LastRotationTime is when the operator last reissued leaf
+	// certificates, by schedule or on request.
+	// +optional
+	LastRotationTime *metav1.Time `json:"lastRotationTime,omitempty"`
 }
 
 // EncryptionPhase is where a tenant's encryption key stands. A rotation

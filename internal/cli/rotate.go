@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -16,13 +18,15 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	kv1 "kubinception.dev/kubinception/api/v1alpha1"
+	"kubinception.dev/kubinception/internal/controlplane"
+	"kubinception.dev/kubinception/internal/objects"
 )
 
 // newRotateCommand groups the rotations of a tenant's keys and
 // certificates; each one sets an annotation the operator acts on.
 func newRotateCommand() *cobra.Command {
 	rotate := &cobra.Command{Use: "rotate", Short: "Rotate a tenant cluster's keys"}
-	rotate.AddCommand(newRotateEncryptionKeyCommand())
+	rotate.AddCommand(newRotateEncryptionKeyCommand(), newRotateCertsCommand())
 	return rotate
 }
 
@@ -112,4 +116,108 @@ func waitRotation(ctx context.Context, c client.Client, key types.NamespacedName
 	}
 	fmt.Fprintf(out, "\nSecrets of %s are encrypted with key %s (%d rewritten) after %.1fs\n", key.Name, tc.Status.Encryption.KeyName, tc.Status.Encryption.SecretsRewritten, time.Since(start).Seconds())
 	return nil
+}
+
+func newRotateCertsCommand() *cobra.Command {
+	var f adminFlags
+	var waitDone bool
+	var timeout time.Duration
+	cmd := &cobra.Command{
+		Use:   "certs CLUSTER",
+		Short: "Reissue every leaf certificate of a tenant now",
+		Long: `Asks the operator to reissue every leaf certificate it holds for the tenant
+(the API server's serving and client certificates, the front-proxy client,
+the controller manager's and scheduler's kubeconfigs, the tunnel's, the
+datastore client's and the customer kubeconfig's) from the tenant's current
+CAs; the control plane rolls one pod at a time and keeps a ready API server.
+The CAs and the nodes' certificates stay: nothing outside the admin cluster
+notices. The operator also does this on its own two thirds into each
+certificate's life (spec.certificates.validity). With --wait the command
+returns once every control-plane pod runs the new certificates.`,
+		Args: exactlyOneName("cluster"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := f.client()
+			if err != nil {
+				return err
+			}
+			key := types.NamespacedName{Namespace: f.namespace, Name: args[0]}
+			value, err := requestRotation(cmd.Context(), c, key, kv1.AnnotationCertificateRotation)
+			if err != nil {
+				return err
+			}
+			out := cmd.OutOrStdout()
+			fmt.Fprintf(out, "certificate rotation %s requested for %s/%s\n", value, key.Namespace, key.Name)
+			if !waitDone {
+				fmt.Fprintf(out, "  follow it: kubectl get tenantcluster %s -n %s -o jsonpath='{.status.certificates}'\n", key.Name, key.Namespace)
+				return nil
+			}
+			return waitCertRotation(cmd.Context(), c, key, value, timeout, out)
+		},
+	}
+	f.register(cmd)
+	cmd.Flags().BoolVar(&waitDone, "wait", false, "wait until every control-plane pod runs the new certificates")
+	cmd.Flags().DurationVar(&timeout, "timeout", 10*time.Minute, "how long --wait waits")
+	return cmd
+}
+
+// waitCertRotation waits until the operator has reissued the certificates
+// for the request value and the control-plane Deployment runs them: its
+// pod template carries the PKI Secret's current hash and every replica is
+// updated and available.
+func waitCertRotation(ctx context.Context, c client.Client, key types.NamespacedName, value string, timeout time.Duration, out io.Writer) error {
+	start := time.Now()
+	state := "waiting for the operator"
+	last := ""
+	err := wait.PollUntilContextTimeout(ctx, time.Second, timeout, true, func(ctx context.Context) (bool, error) {
+		done, s, err := certRotationState(ctx, c, key, value)
+		if err != nil {
+			return false, err
+		}
+		state = s
+		if s != last {
+			last = s
+			fmt.Fprintf(out, "[%5.1fs] %s\n", time.Since(start).Seconds(), s)
+		}
+		return done, nil
+	})
+	if wait.Interrupted(err) {
+		return fmt.Errorf("timed out after %s waiting for the certificate rotation of %s: %s", timeout, key.Name, state)
+	}
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(out, "\ncertificates of %s reissued and rolled out after %.1fs\n", key.Name, time.Since(start).Seconds())
+	return nil
+}
+
+// certRotationState says whether the rotation answering value is done,
+// and where it stands.
+func certRotationState(ctx context.Context, c client.Client, key types.NamespacedName, value string) (bool, string, error) {
+	tc := &kv1.TenantCluster{}
+	if err := c.Get(ctx, key, tc); err != nil {
+		return false, "", err
+	}
+	if tc.Status.Certificates.ObservedRotation != value {
+		return false, "waiting for the operator to reissue the certificates", nil
+	}
+	secret := &corev1.Secret{}
+	if err := c.Get(ctx, types.NamespacedName{Namespace: key.Namespace, Name: controlplane.PKISecretName(key.Name)}, secret); err != nil {
+		return false, "", err
+	}
+	dep := &appsv1.Deployment{}
+	if err := c.Get(ctx, types.NamespacedName{Namespace: key.Namespace, Name: controlplane.DeploymentName(key.Name)}, dep); err != nil {
+		return false, "", err
+	}
+	if dep.Spec.Template.Annotations[controlplane.AnnotationPKIHash] != objects.HashData(secret.Data) {
+		return false, "certificates reissued; waiting for the control plane to be given them", nil
+	}
+	want := int32(1)
+	if dep.Spec.Replicas != nil {
+		want = *dep.Spec.Replicas
+	}
+	st := dep.Status
+	if st.ObservedGeneration < dep.Generation || st.UpdatedReplicas < want || st.Replicas > st.UpdatedReplicas || st.AvailableReplicas < want {
+		return false, fmt.Sprintf("control plane rolling: %d/%d pods updated, %d available, %d in all", st.UpdatedReplicas, want, st.AvailableReplicas, st.Replicas), nil
+	}
+	return true, fmt.Sprintf("every control-plane pod (%d) runs the new certificates", want), nil
 }

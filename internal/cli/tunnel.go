@@ -128,7 +128,11 @@ func newTunnelAgentCommand() *cobra.Command {
 
 // clientTLS is a client's TLS configuration: its certificate
 // (--cert-file, --key-file) and the CA of the servers' certificates
-// (--ca-file).
+// (--ca-file). Both are read again at every handshake, so a certificate
+// renewed or a CA bundle changed in a mounted Secret takes effect at the
+// next connection without a restart (a certificate or CA rotation never
+// needs the agents rolled). The files are read once here too, so a
+// missing or broken file fails at start.
 func clientTLS(certFile, keyFile, caFile, serverName string) (*tls.Config, error) {
 	cert, err := tls.LoadX509KeyPair(certFile, keyFile)
 	if err != nil {
@@ -138,19 +142,67 @@ func clientTLS(certFile, keyFile, caFile, serverName string) (*tls.Config, error
 	if err != nil {
 		return nil, fmt.Errorf("--ca-file: %w", err)
 	}
-	return &tls.Config{Certificates: []tls.Certificate{cert}, RootCAs: pool, ServerName: serverName, MinVersion: tls.VersionTLS12}, nil
+	return &tls.Config{
+		Certificates: []tls.Certificate{cert},
+		GetClientCertificate: func(*tls.CertificateRequestInfo) (*tls.Certificate, error) {
+			c, err := tls.LoadX509KeyPair(certFile, keyFile)
+			if err != nil {
+				return nil, fmt.Errorf("--cert-file/--key-file: %w", err)
+			}
+			return &c, nil
+		},
+		RootCAs: pool,
+		// The server's chain is verified in VerifyConnection, against
+		// --ca-file as it is at this handshake; crypto/tls's own check
+		// would use the pool read at start.
+		InsecureSkipVerify: true,
+		VerifyConnection: func(cs tls.ConnectionState) error {
+			return verifyPeer(cs, caFile, cs.ServerName, x509.ExtKeyUsageServerAuth)
+		},
+		ServerName: serverName,
+		MinVersion: tls.VersionTLS12,
+	}, nil
 }
 
+// serverTLS is a server's TLS configuration: its certificate and the CA
+// of its clients' certificates, both read again at every handshake (see
+// clientTLS).
 func serverTLS(certFile, keyFile, caFile string) (*tls.Config, error) {
-	cert, err := tls.LoadX509KeyPair(certFile, keyFile)
+	load := func() (*tls.Config, error) {
+		cert, err := tls.LoadX509KeyPair(certFile, keyFile)
+		if err != nil {
+			return nil, fmt.Errorf("--tls-cert-file/--tls-key-file: %w", err)
+		}
+		pool, err := loadPool(caFile)
+		if err != nil {
+			return nil, fmt.Errorf("--agent-ca-file: %w", err)
+		}
+		return &tls.Config{Certificates: []tls.Certificate{cert}, ClientCAs: pool, ClientAuth: tls.RequireAndVerifyClientCert, MinVersion: tls.VersionTLS12}, nil
+	}
+	cfg, err := load()
 	if err != nil {
-		return nil, fmt.Errorf("--tls-cert-file/--tls-key-file: %w", err)
+		return nil, err
+	}
+	cfg.GetConfigForClient = func(*tls.ClientHelloInfo) (*tls.Config, error) { return load() }
+	return cfg, nil
+}
+
+// verifyPeer verifies the peer's chain against the CA bundle in caFile,
+// read now, for usage and, when name is set, the name.
+func verifyPeer(cs tls.ConnectionState, caFile, name string, usage x509.ExtKeyUsage) error {
+	if len(cs.PeerCertificates) == 0 {
+		return errors.New("the peer sent no certificate")
 	}
 	pool, err := loadPool(caFile)
 	if err != nil {
-		return nil, fmt.Errorf("--agent-ca-file: %w", err)
+		return err
 	}
-	return &tls.Config{Certificates: []tls.Certificate{cert}, ClientCAs: pool, ClientAuth: tls.RequireAndVerifyClientCert, MinVersion: tls.VersionTLS12}, nil
+	opts := x509.VerifyOptions{Roots: pool, Intermediates: x509.NewCertPool(), DNSName: name, KeyUsages: []x509.ExtKeyUsage{usage}}
+	for _, c := range cs.PeerCertificates[1:] {
+		opts.Intermediates.AddCert(c)
+	}
+	_, err = cs.PeerCertificates[0].Verify(opts)
+	return err
 }
 
 func loadPool(file string) (*x509.CertPool, error) {

@@ -23,8 +23,6 @@ const (
 	CAValidity = 10 * 365 * 24 * time.Hour
 	// CertValidity is how long a leaf certificate is valid.
 	CertValidity = 365 * 24 * time.Hour
-	// RenewBefore is how long before expiry a certificate is reissued.
-	RenewBefore = 30 * 24 * time.Hour
 	// clockSkew back-dates certificates so a peer whose clock is a little
 	// behind still accepts them.
 	clockSkew = 5 * time.Minute
@@ -49,8 +47,13 @@ type Spec struct {
 	Client bool
 }
 
-// NewCA creates a self-signed CA valid from now.
+// NewCA creates a self-signed CA valid from now for CAValidity.
 func NewCA(commonName string, now time.Time) (*KeyPair, error) {
+	return NewCAFor(commonName, now, CAValidity)
+}
+
+// NewCAFor creates a self-signed CA valid from now for validity.
+func NewCAFor(commonName string, now time.Time, validity time.Duration) (*KeyPair, error) {
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		return nil, fmt.Errorf("generate CA key: %w", err)
@@ -58,8 +61,8 @@ func NewCA(commonName string, now time.Time) (*KeyPair, error) {
 	tmpl := &x509.Certificate{
 		SerialNumber:          serial(),
 		Subject:               pkix.Name{CommonName: commonName},
-		NotBefore:             now.Add(-clockSkew),
-		NotAfter:              now.Add(CAValidity),
+		NotBefore:             now.Add(-backdate(validity)),
+		NotAfter:              now.Add(validity),
 		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageCRLSign | x509.KeyUsageDigitalSignature,
 		BasicConstraintsValid: true,
 		IsCA:                  true,
@@ -72,8 +75,15 @@ func NewCA(commonName string, now time.Time) (*KeyPair, error) {
 	return fromDER(der, key)
 }
 
-// Issue signs a new leaf certificate for spec with a fresh key.
+// Issue signs a new leaf certificate for spec with a fresh key, valid for
+// CertValidity.
 func (ca *KeyPair) Issue(spec Spec, now time.Time) (*KeyPair, error) {
+	return ca.IssueFor(spec, now, CertValidity)
+}
+
+// IssueFor signs a new leaf certificate for spec with a fresh key, valid
+// for validity but never beyond the CA.
+func (ca *KeyPair) IssueFor(spec Spec, now time.Time, validity time.Duration) (*KeyPair, error) {
 	if !spec.Server && !spec.Client {
 		return nil, fmt.Errorf("certificate %q: a spec must allow server or client use", spec.CommonName)
 	}
@@ -88,7 +98,7 @@ func (ca *KeyPair) Issue(spec Spec, now time.Time) (*KeyPair, error) {
 	if spec.Client {
 		usages = append(usages, x509.ExtKeyUsageClientAuth)
 	}
-	notAfter := now.Add(CertValidity)
+	notAfter := now.Add(validity)
 	if notAfter.After(ca.Cert.NotAfter) {
 		notAfter = ca.Cert.NotAfter
 	}
@@ -97,7 +107,7 @@ func (ca *KeyPair) Issue(spec Spec, now time.Time) (*KeyPair, error) {
 		Subject:        pkix.Name{CommonName: spec.CommonName, Organization: spec.Organization},
 		DNSNames:       spec.DNSNames,
 		IPAddresses:    spec.IPs,
-		NotBefore:      now.Add(-clockSkew),
+		NotBefore:      now.Add(-backdate(validity)),
 		NotAfter:       notAfter,
 		KeyUsage:       x509.KeyUsageDigitalSignature,
 		ExtKeyUsage:    usages,
@@ -111,13 +121,14 @@ func (ca *KeyPair) Issue(spec Spec, now time.Time) (*KeyPair, error) {
 }
 
 // ReuseInput is what the reuse policies look at: a certificate the
-// operator holds, the CA that should have issued it, the spec it should
-// have, and the time of the check.
+// operator holds, the CA that should have issued it, the spec and the
+// lifetime it should have, and the time of the check.
 type ReuseInput struct {
-	CA   *KeyPair
-	Cert *x509.Certificate
-	Spec Spec
-	Now  time.Time
+	CA       *KeyPair
+	Cert     *x509.Certificate
+	Spec     Spec
+	Validity time.Duration
+	Now      time.Time
 }
 
 // ReusePolicy returns a reason to reissue the certificate (and a message),
@@ -134,8 +145,14 @@ var ReusePolicies = []ReusePolicy{
 		return "", ""
 	},
 	func(in ReuseInput) (string, string) {
-		if in.Now.Add(RenewBefore).After(in.Cert.NotAfter) {
-			return "Expiring", "expires within " + RenewBefore.String()
+		if at := RenewalTime(in.Cert); !in.Now.Before(at) {
+			return "Expiring", "two thirds of its life have passed (renewal due " + at.UTC().Format(time.RFC3339) + ", expires " + in.Cert.NotAfter.UTC().Format(time.RFC3339) + ")"
+		}
+		return "", ""
+	},
+	func(in ReuseInput) (string, string) {
+		if !lifetimeMatches(in.Cert, in.CA.Cert, in.Validity) {
+			return "LifetimeChanged", "issued for " + Lifetime(in.Cert).String() + ", the lifetime asked for is " + in.Validity.String()
 		}
 		return "", ""
 	},
@@ -170,11 +187,17 @@ var ReusePolicies = []ReusePolicy{
 	},
 }
 
-// Reissue runs the reuse policies on kp: it returns "" when kp was issued
-// by ca for exactly spec and stays valid beyond now+RenewBefore, otherwise
-// the first reason to reissue and its message.
+// Reissue runs the reuse policies on kp for a lifetime of CertValidity.
 func (ca *KeyPair) Reissue(kp *KeyPair, spec Spec, now time.Time) (reason, message string) {
-	in := ReuseInput{CA: ca, Cert: kp.Cert, Spec: spec, Now: now}
+	return ca.ReissueFor(kp, spec, now, CertValidity)
+}
+
+// ReissueFor runs the reuse policies on kp: it returns "" when kp was
+// issued by ca for exactly spec and validity and is not yet due for
+// renewal (RenewalTime), otherwise the first reason to reissue and its
+// message.
+func (ca *KeyPair) ReissueFor(kp *KeyPair, spec Spec, now time.Time, validity time.Duration) (reason, message string) {
+	in := ReuseInput{CA: ca, Cert: kp.Cert, Spec: spec, Validity: validity, Now: now}
 	for _, p := range ReusePolicies {
 		if reason, message := p(in); reason != "" {
 			return reason, message
@@ -184,9 +207,12 @@ func (ca *KeyPair) Reissue(kp *KeyPair, spec Spec, now time.Time) (reason, messa
 }
 
 // KeepOrNewCA returns the CA held in certPEM and keyPEM while it is a CA
-// that stays valid beyond now+RenewBefore, and a new CA otherwise.
+// not yet due for renewal (RenewalTime), and a new CA otherwise. Only a
+// CA whose certificates are all reissued at once may be replaced this
+// way (the datastore gateway's tenant CA); a CA that machines outside the
+// operator's reach trust is kept and rotated with overlap instead.
 func KeepOrNewCA(certPEM, keyPEM []byte, commonName string, now time.Time) (*KeyPair, error) {
-	if kp, err := ParseKeyPair(certPEM, keyPEM); err == nil && kp.Cert.IsCA && now.Add(RenewBefore).Before(kp.Cert.NotAfter) {
+	if kp, err := ParseKeyPair(certPEM, keyPEM); err == nil && kp.Cert.IsCA && now.Before(RenewalTime(kp.Cert)) {
 		return kp, nil
 	}
 	return NewCA(commonName, now)
@@ -195,12 +221,17 @@ func KeepOrNewCA(certPEM, keyPEM []byte, commonName string, now time.Time) (*Key
 // KeepOrIssue returns the certificate held in certPEM and keyPEM while the
 // reuse policies keep it, and a new one issued by ca for spec otherwise.
 func (ca *KeyPair) KeepOrIssue(certPEM, keyPEM []byte, spec Spec, now time.Time) (*KeyPair, error) {
+	return ca.KeepOrIssueFor(certPEM, keyPEM, spec, now, CertValidity)
+}
+
+// KeepOrIssueFor is KeepOrIssue for certificates valid for validity.
+func (ca *KeyPair) KeepOrIssueFor(certPEM, keyPEM []byte, spec Spec, now time.Time, validity time.Duration) (*KeyPair, error) {
 	if kp, err := ParseKeyPair(certPEM, keyPEM); err == nil {
-		if reason, _ := ca.Reissue(kp, spec, now); reason == "" {
+		if reason, _ := ca.ReissueFor(kp, spec, now, validity); reason == "" {
 			return kp, nil
 		}
 	}
-	return ca.Issue(spec, now)
+	return ca.IssueFor(spec, now, validity)
 }
 
 // ParseKeyPair parses PEM-encoded certificate and key and checks that they

@@ -40,10 +40,10 @@ func TestIssueAndReusePolicies(t *testing.T) {
 		{name: "new SAN", ca: ca, spec: Spec{CommonName: "kube-apiserver", DNSNames: []string{"kubernetes", "x"}, IPs: spec.IPs, Server: true}, now: now, wantReason: "NamesChanged"},
 		{name: "new IP", ca: ca, spec: Spec{CommonName: "kube-apiserver", DNSNames: spec.DNSNames, Server: true}, now: now, wantReason: "NamesChanged"},
 		{name: "client usage", ca: ca, spec: Spec{CommonName: "kube-apiserver", DNSNames: spec.DNSNames, IPs: spec.IPs, Server: true, Client: true}, now: now, wantReason: "UsagesChanged"},
-		{name: "near expiry", ca: ca, spec: spec, now: now.Add(CertValidity - RenewBefore/2), wantReason: "Expiring"},
+		{name: "near expiry", ca: ca, spec: spec, now: now.Add(CertValidity * 3 / 4), wantReason: "Expiring"},
 		// The order matters: a certificate of another CA is reissued for
 		// that reason even when it also expires.
-		{name: "other CA and expiring", ca: other, spec: spec, now: now.Add(CertValidity - RenewBefore/2), wantReason: "IssuerChanged"},
+		{name: "other CA and expiring", ca: other, spec: spec, now: now.Add(CertValidity * 3 / 4), wantReason: "IssuerChanged"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

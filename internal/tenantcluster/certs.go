@@ -2,14 +2,19 @@ package tenantcluster
 
 import (
 	"context"
+	"crypto/x509"
+	"encoding/pem"
+	"errors"
 	"fmt"
 	"net"
 	"sort"
 	"strconv"
 	"strings"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -59,7 +64,8 @@ func (r *Reconciler) reconcileCertificates(ctx context.Context, s *scope) (ctrl.
 		return ctrl.Result{}, err
 	}
 	old := secret.Data
-	data, err := r.desiredPKI(s, old)
+	forced := rotationRequested(tc)
+	data, err := r.desiredPKI(s, old, forced)
 	if err != nil {
 		s.fail(kv1.ConditionCertificatesReady, kv1.ReasonInvalidSpec, err.Error())
 		return ctrl.Result{}, reconcile.TerminalError(err)
@@ -74,7 +80,13 @@ func (r *Reconciler) reconcileCertificates(ctx context.Context, s *scope) (ctrl.
 		sort.Strings(changed)
 		ctrl.LoggerFrom(ctx).Info("writing PKI Secret", "changed", changed)
 		if len(old) > 0 {
-			r.event(tc, corev1.EventTypeNormal, kv1.ReasonCertificatesIssued, "IssueCertificates", "reissued "+strings.Join(changed, ", "))
+			why := "renewed before expiry or changed"
+			if forced {
+				why = "rotation " + tc.Annotations[kv1.AnnotationCertificateRotation] + " requested"
+			}
+			r.event(tc, corev1.EventTypeNormal, kv1.ReasonCertificatesRotated, "RotateCertificates", "reissued "+strings.Join(changed, ", ")+" ("+why+")")
+			now := metav1.NewTime(s.now)
+			tc.Status.Certificates.LastRotationTime = &now
 		}
 		if err := r.apply(ctx, tc, &corev1.Secret{
 			TypeMeta:   metav1.TypeMeta{APIVersion: "v1", Kind: "Secret"},
@@ -97,7 +109,11 @@ func (r *Reconciler) reconcileCertificates(ctx context.Context, s *scope) (ctrl.
 	if err != nil && !apierrors.IsNotFound(err) {
 		return ctrl.Result{}, err
 	}
-	customer, err := r.customerKubeconfig(s, data, gen, adminSecret.Data)
+	oldCustomer := adminSecret.Data
+	if forced {
+		oldCustomer = nil
+	}
+	customer, err := r.customerKubeconfig(s, data, gen, oldCustomer)
 	if err != nil {
 		return ctrl.Result{}, err
 	}
@@ -112,22 +128,120 @@ func (r *Reconciler) reconcileCertificates(ctx context.Context, s *scope) (ctrl.
 		}
 	}
 	tc.Status.AdminKubeconfigSecret = cp.AdminKubeconfigSecret(tc.Name)
-	s.succeed(kv1.ConditionCertificatesReady, kv1.ReasonCertificatesIssued,
-		"CA, component certificates, datastore client certificate and kubeconfigs are current")
+	if forced {
+		tc.Status.Certificates.ObservedRotation = tc.Annotations[kv1.AnnotationCertificateRotation]
+	}
+	reason, message, err := certificatesState(s.now, &tc.Status.Certificates, data, customer)
+	if err != nil {
+		return ctrl.Result{}, err
+	}
+	if reason != kv1.ReasonCertificatesIssued {
+		// Said once, when it becomes true, as a Warning: the CA is the
+		// one thing the operator does not replace on its own.
+		if c := meta.FindStatusCondition(tc.Status.Conditions, kv1.ConditionCertificatesReady); c == nil || c.Reason != reason {
+			r.event(tc, corev1.EventTypeWarning, reason, "CheckCertificateAuthority", message)
+		}
+	}
+	if reason == kv1.ReasonCertificateAuthorityExpired {
+		s.fail(kv1.ConditionCertificatesReady, reason, message)
+		return ctrl.Result{}, nil
+	}
+	s.succeed(kv1.ConditionCertificatesReady, reason, message)
 	return ctrl.Result{}, nil
 }
 
-// desiredPKI computes the PKI Secret's data from what it holds now.
-func (r *Reconciler) desiredPKI(s *scope, old map[string][]byte) (map[string][]byte, error) {
+// rotationRequested says whether the tenant asks for a leaf rotation it
+// has not had yet.
+func rotationRequested(tc *kv1.TenantCluster) bool {
+	v := tc.Annotations[kv1.AnnotationCertificateRotation]
+	return v != "" && v != tc.Status.Certificates.ObservedRotation
+}
+
+// leafValidity and caValidity are the lifetimes the tenant asks for.
+func leafValidity(tc *kv1.TenantCluster) time.Duration {
+	if v := tc.Spec.Certificates.Validity; v != nil && v.Duration > 0 {
+		return v.Duration
+	}
+	return pki.CertValidity
+}
+
+func caValidity(tc *kv1.TenantCluster) time.Duration {
+	if v := tc.Spec.Certificates.CAValidity; v != nil && v.Duration > 0 {
+		return v.Duration
+	}
+	return pki.CAValidity
+}
+
+// certificatesState records in st when the tenant's leaf certificates
+// expire and are next renewed and when its CA expires, and returns
+// CertificatesReady's reason and message: current, or the CA two thirds
+// into its life (a CA rotation is due), or the CA expired.
+func certificatesState(now time.Time, st *kv1.TenantCertificatesStatus, data, customer map[string][]byte) (reason, message string, err error) {
+	var first, renew time.Time
+	for k, v := range data {
+		if !strings.HasSuffix(k, ".crt") || k == cp.FileCA || k == cp.FileFrontProxyCA || k == cp.FileDatastoreCA {
+			continue
+		}
+		cert, err := parseCert(v)
+		if err != nil {
+			return "", "", fmt.Errorf("%s: %w", k, err)
+		}
+		if first.IsZero() || cert.NotAfter.Before(first) {
+			first = cert.NotAfter
+		}
+		if at := pki.RenewalTime(cert); renew.IsZero() || at.Before(renew) {
+			renew = at
+		}
+	}
+	if cert, err := parseCert(customer[keyCustomerCert]); err == nil {
+		if cert.NotAfter.Before(first) {
+			first = cert.NotAfter
+		}
+		if at := pki.RenewalTime(cert); at.Before(renew) {
+			renew = at
+		}
+	}
+	ca, err := parseCert(data[cp.FileCA])
+	if err != nil {
+		return "", "", fmt.Errorf("tenant CA: %w", err)
+	}
+	notAfter, renewal, caNotAfter := metav1.NewTime(first), metav1.NewTime(renew), metav1.NewTime(ca.NotAfter)
+	st.NotAfter, st.RenewalTime, st.CANotAfter = &notAfter, &renewal, &caNotAfter
+	caDue := pki.RenewalTime(ca)
+	if front, err := parseCert(data[cp.FileFrontProxyCA]); err == nil && pki.RenewalTime(front).Before(caDue) {
+		caDue = pki.RenewalTime(front)
+	}
+	switch {
+	case !now.Before(ca.NotAfter):
+		return kv1.ReasonCertificateAuthorityExpired, fmt.Sprintf("the tenant CA expired at %s: nothing it issued verifies; the operator never replaces a CA on its own, start a CA rotation (kubinception rotate ca CLUSTER start)", ca.NotAfter.UTC().Format(time.RFC3339)), nil
+	case !now.Before(caDue):
+		return kv1.ReasonCertificateAuthorityExpiring, fmt.Sprintf("a tenant CA is two thirds into its life (the tenant CA expires at %s): start a CA rotation (kubinception rotate ca CLUSTER start), which moves every node and credential to a new CA without a re-join; the operator never replaces a CA on its own", ca.NotAfter.UTC().Format(time.RFC3339)), nil
+	}
+	return kv1.ReasonCertificatesIssued, fmt.Sprintf("CA, component certificates, datastore client certificate and kubeconfigs are current; the first expires at %s and is renewed at %s",
+		first.UTC().Format(time.RFC3339), renew.UTC().Format(time.RFC3339)), nil
+}
+
+func parseCert(certPEM []byte) (*x509.Certificate, error) {
+	b, _ := pem.Decode(certPEM)
+	if b == nil || b.Type != "CERTIFICATE" {
+		return nil, errors.New("no PEM certificate")
+	}
+	return x509.ParseCertificate(b.Bytes)
+}
+
+// desiredPKI computes the PKI Secret's data from what it holds now; with
+// forced every leaf certificate is issued anew.
+func (r *Reconciler) desiredPKI(s *scope, old map[string][]byte, forced bool) (map[string][]byte, error) {
 	tc := s.tc
 	now := s.now
+	validity := leafValidity(tc)
 	data := map[string][]byte{}
-	ca, err := pki.KeepOrNewCA(old[cp.FileCA], old[cp.FileCAKey], tc.Name+"-ca", now)
+	ca, err := keepOrNewCA(old[cp.FileCA], old[cp.FileCAKey], tc.Name+"-ca", now, caValidity(tc))
 	if err != nil {
 		return nil, err
 	}
 	put(data, cp.FileCA, cp.FileCAKey, ca)
-	front, err := pki.KeepOrNewCA(old[cp.FileFrontProxyCA], old[cp.FileFrontProxyCAKey], tc.Name+"-front-proxy-ca", now)
+	front, err := keepOrNewCA(old[cp.FileFrontProxyCA], old[cp.FileFrontProxyCAKey], tc.Name+"-front-proxy-ca", now, caValidity(tc))
 	if err != nil {
 		return nil, err
 	}
@@ -162,7 +276,11 @@ func (r *Reconciler) desiredPKI(s *scope, old map[string][]byte) (map[string][]b
 		{fileAdminClient + ".crt", fileAdminClient + ".key", ca, pki.Spec{CommonName: adminUserName, Organization: []string{adminGroup}, Client: true}},
 	}
 	for _, l := range leaves {
-		kp, err := l.ca.KeepOrIssue(old[l.cert], old[l.key], l.spec, now)
+		certPEM, keyPEM := old[l.cert], old[l.key]
+		if forced {
+			certPEM, keyPEM = nil, nil
+		}
+		kp, err := l.ca.KeepOrIssueFor(certPEM, keyPEM, l.spec, now, validity)
 		if err != nil {
 			return nil, fmt.Errorf("certificate %s: %w", l.cert, err)
 		}
@@ -197,8 +315,8 @@ func (r *Reconciler) customerKubeconfig(s *scope, data map[string][]byte, gen in
 		return nil, fmt.Errorf("tenant CA: %w", err)
 	}
 	user := kubeconfig.CustomerUser(gen, cp.AdminKubeconfigSecret(s.tc.Name))
-	kp, err := ca.KeepOrIssue(old[keyCustomerCert], old[keyCustomerKey],
-		pki.Spec{CommonName: user, Organization: []string{kubeconfig.CustomerGroup(gen)}, Client: true}, s.now)
+	kp, err := ca.KeepOrIssueFor(old[keyCustomerCert], old[keyCustomerKey],
+		pki.Spec{CommonName: user, Organization: []string{kubeconfig.CustomerGroup(gen)}, Client: true}, s.now, leafValidity(s.tc))
 	if err != nil {
 		return nil, fmt.Errorf("customer kubeconfig certificate: %w", err)
 	}
@@ -208,6 +326,24 @@ func (r *Reconciler) customerKubeconfig(s *scope, data map[string][]byte, gen in
 		return nil, err
 	}
 	return map[string][]byte{keyCustomerKubeconfig: kc, keyCustomerCert: kp.CertPEM, keyCustomerKey: kp.KeyPEM}, nil
+}
+
+// keepOrNewCA returns the CA held in certPEM and keyPEM, and a new CA
+// valid for validity only when there is none. A CA is kept even when it
+// nears or passes its expiry: every joined node trusts it, and replacing
+// it would cut them all off; certificatesState warns instead.
+func keepOrNewCA(certPEM, keyPEM []byte, commonName string, now time.Time, validity time.Duration) (*pki.KeyPair, error) {
+	if len(certPEM) == 0 && len(keyPEM) == 0 {
+		return pki.NewCAFor(commonName, now, validity)
+	}
+	kp, err := pki.ParseKeyPair(certPEM, keyPEM)
+	if err != nil {
+		return nil, fmt.Errorf("CA %s in the PKI Secret: %w (the operator does not replace a CA that nodes may trust; restore it from a backup)", commonName, err)
+	}
+	if !kp.Cert.IsCA {
+		return nil, fmt.Errorf("CA %s in the PKI Secret is not a CA certificate (restore it from a backup)", commonName)
+	}
+	return kp, nil
 }
 
 func put(data map[string][]byte, cert, key string, kp *pki.KeyPair) {
