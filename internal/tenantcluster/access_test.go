@@ -33,13 +33,7 @@ func TestCustomerAccess(t *testing.T) {
 	e := start(t)
 	ctx := context.Background()
 	tc := e.tenant(t, "access", nil)
-	e.provision(t, tc)
-	e.setAvailable(t, tc)
-	e.mustReconcile(t, tc)
-	tenant := e.startTenantAPIServer(t, e.get(t, tc))
-	e.mustReconcile(t, tc)
-	got := e.get(t, tc)
-	wantCondition(t, got, kv1.ConditionReady, metav1.ConditionTrue, kv1.ReasonReady)
+	got, tenant := e.ready(t, tc)
 	if a := got.Annotations[kubeconfig.AnnotationCustomerAuthorized]; a != "1" {
 		t.Fatalf("authorized generation %q after the first Ready reconcile, want 1", a)
 	}

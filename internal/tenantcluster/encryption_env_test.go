@@ -83,12 +83,7 @@ func TestEncryptionAtRest(t *testing.T) {
 	e := start(t)
 	ctx := context.Background()
 	tc := e.tenant(t, "enc", nil)
-	e.provision(t, tc)
-	e.setAvailable(t, tc)
-	tenant := e.startTenantAPIServer(t, e.get(t, tc))
-	e.mustReconcile(t, tc)
-	got := e.get(t, tc)
-	wantCondition(t, got, kv1.ConditionReady, metav1.ConditionTrue, kv1.ReasonReady)
+	got, tenant := e.ready(t, tc)
 	wantCondition(t, got, kv1.ConditionSecretsEncrypted, metav1.ConditionTrue, kv1.ReasonEncryptionKeyCurrent)
 	if st := got.Status.Encryption; st.Phase != kv1.EncryptionIdle || st.KeyName != "key1" || st.Provider != "secretbox" {
 		t.Fatalf("status.encryption = %+v, want Idle with key1", st)

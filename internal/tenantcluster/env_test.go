@@ -295,6 +295,21 @@ func (e *env) provision(t *testing.T, tc *kv1.TenantCluster) *kv1.TenantCluster 
 	return got
 }
 
+// ready brings a new tenant to Ready: provisioned, its pods available,
+// its API server started and the addons applied. It returns the tenant
+// as stored and its API server.
+func (e *env) ready(t *testing.T, tc *kv1.TenantCluster) (*kv1.TenantCluster, *tenantAPIServer) {
+	t.Helper()
+	e.provision(t, tc)
+	e.setAvailable(t, tc)
+	e.mustReconcile(t, tc)
+	tenant := e.startTenantAPIServer(t, e.get(t, tc))
+	e.mustReconcile(t, tc)
+	got := e.get(t, tc)
+	wantCondition(t, got, kv1.ConditionReady, metav1.ConditionTrue, kv1.ReasonReady)
+	return got, tenant
+}
+
 // tenantAPIServer is the tenant's own kube-apiserver, run as its
 // control-plane pod runs it: with the arguments of the Deployment the
 // operator applied and the files of the PKI Secret it wrote. Three things
