@@ -176,12 +176,15 @@ func (r *Reconciler) reconcileBootstrap(ctx context.Context, s *scope) (ctrl.Res
 		"node bootstrap (cluster-info, RBAC, kubeadm and kubelet configuration) and enabled addons are in place")
 	if upgrading(s) {
 		s.record(kv1.ConditionUpgrading, upgradeState(tc.Spec.Version, tc.Status.Version, true, false, rollout{}))
+		recordVersion(tc, false)
 	}
 	nodes, err := t.clientset.CoreV1().Nodes().List(ctx, metav1.ListOptions{})
 	if err != nil {
 		return ctrl.Result{}, fmt.Errorf("list nodes: %w", err)
 	}
-	s.record(kv1.ConditionNodeVersionsSupported, kubeletSkew(tc.Status.Version, nodes.Items))
+	skew, outside := kubeletSkew(tc.Status.Version, nodes.Items)
+	s.record(kv1.ConditionNodeVersionsSupported, skew)
+	nodesOutsideSkew.WithLabelValues(tc.Namespace, tc.Name).Set(float64(outside))
 	return ctrl.Result{}, nil
 }
 

@@ -436,6 +436,7 @@ func (r *Reconciler) reconcileControlPlane(ctx context.Context, s *scope) (ctrl.
 	}
 	if s.tc.Status.Version != "" {
 		s.record(kv1.ConditionUpgrading, upgradeState(s.tc.Spec.Version, s.tc.Status.Version, ro.done, upgrading(s), ro))
+		recordVersion(s.tc, upgrading(s))
 	}
 	if ro.done && s.tc.Status.Version == s.tc.Spec.Version {
 		s.succeed(kv1.ConditionControlPlaneAvailable, kv1.ReasonControlPlaneAvailable,
@@ -553,6 +554,7 @@ func (r *Reconciler) reconcileDelete(ctx context.Context, s *scope) (ctrl.Result
 	log.Info("deleted the tenant's keys, etcd user and role", "prefix", s.tenancy.Prefix, "datastore", s.etcd.name)
 	r.event(tc, corev1.EventTypeNormal, kv1.ReasonDeletingData, "DeleteData", fmt.Sprintf("deleted every key under %s and etcd user %s in Datastore %q", s.tenancy.Prefix, s.tenancy.User, s.etcd.name))
 	r.forgetTenant(tc.UID)
+	forgetVersion(tc)
 	r.tenancy.forget(tc.UID)
 	patch := client.MergeFrom(tc.DeepCopy())
 	controllerutil.RemoveFinalizer(tc, kv1.Finalizer)

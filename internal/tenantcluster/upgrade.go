@@ -127,11 +127,12 @@ func upgrading(s *scope) bool {
 // kubeletSkew checks every node's kubelet against the API server's
 // version: a kubelet may not be newer than the API server, nor more than
 // three minors older (Kubernetes' version skew policy). It returns the
-// reason and a message naming each node outside the skew and what to do.
-func kubeletSkew(apiServer string, nodes []corev1.Node) result {
+// reason and a message naming each node outside the skew and what to do,
+// and how many nodes are outside it.
+func kubeletSkew(apiServer string, nodes []corev1.Node) (result, int) {
 	api, err := version.ParseGeneric(apiServer)
 	if err != nil {
-		return result{ok: true, reason: kv1.ReasonKubeletsWithinSkew, message: fmt.Sprintf("the API server's version %q is not known yet", apiServer)}
+		return result{ok: true, reason: kv1.ReasonKubeletsWithinSkew, message: fmt.Sprintf("the API server's version %q is not known yet", apiServer)}, 0
 	}
 	var bad []string
 	for i := range nodes {
@@ -149,11 +150,11 @@ func kubeletSkew(apiServer string, nodes []corev1.Node) result {
 		}
 	}
 	if len(bad) == 0 {
-		return result{ok: true, reason: kv1.ReasonKubeletsWithinSkew, message: fmt.Sprintf("all %d nodes' kubelets are within the supported skew of %s", len(nodes), apiServer)}
+		return result{ok: true, reason: kv1.ReasonKubeletsWithinSkew, message: fmt.Sprintf("all %d nodes' kubelets are within the supported skew of %s", len(nodes), apiServer)}, 0
 	}
 	sort.Strings(bad)
 	return result{reason: kv1.ReasonKubeletSkewUnsupported, message: fmt.Sprintf("%s (API server %s): upgrade those nodes (docs/operations.md, Upgrading nodes; kubinception node upgrade for local workers) or replace them",
-		strings.Join(bad, "; "), apiServer)}
+		strings.Join(bad, "; "), apiServer)}, len(bad)
 }
 
 // record records a condition's outcome.

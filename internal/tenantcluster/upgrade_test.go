@@ -8,6 +8,8 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	kv1 "kubinception.dev/kubinception/api/v1alpha1"
 )
 
@@ -38,7 +40,10 @@ func TestKubeletSkew(t *testing.T) {
 			for i, k := range tc.kubelets {
 				nodes = append(nodes, nodeAt("n"+string(rune('0'+i)), k))
 			}
-			res := kubeletSkew(tc.apiServer, nodes)
+			res, outside := kubeletSkew(tc.apiServer, nodes)
+			if want := len(tc.naming); outside != want {
+				t.Errorf("%d nodes outside the skew, want %d", outside, want)
+			}
 			if res.ok != tc.ok {
 				t.Fatalf("ok = %v (%s: %s), want %v", res.ok, res.reason, res.message, tc.ok)
 			}
@@ -124,4 +129,47 @@ func TestUpgradeState(t *testing.T) {
 			}
 		})
 	}
+}
+
+func TestVersionMetrics(t *testing.T) {
+	tc := &kv1.TenantCluster{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "versions"}}
+	tc.Status.Version = "v1.34.4"
+	recordVersion(tc, false)
+	tc.Status.Version = "v1.35.4"
+	recordVersion(tc, true)
+	if got := series(t, runningVersion); len(got) != 1 || got["v1.35.4"] != 1 {
+		t.Errorf("version_info series %v, want v1.35.4 alone: the old version's is dropped", got)
+	}
+	if got := series(t, upgradeInProgress); got[""] != 1 {
+		t.Errorf("upgrading %v, want 1", got)
+	}
+	forgetVersion(tc)
+	if n := len(series(t, runningVersion)) + len(series(t, upgradeInProgress)); n != 0 {
+		t.Errorf("%d series left after the tenant is forgotten", n)
+	}
+}
+
+// series reads a gauge vector's values by their "version" label (empty
+// for vectors without it).
+func series(t *testing.T, g *prometheus.GaugeVec) map[string]float64 {
+	t.Helper()
+	reg := prometheus.NewPedanticRegistry()
+	reg.MustRegister(g)
+	families, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]float64{}
+	for _, f := range families {
+		for _, m := range f.GetMetric() {
+			key := ""
+			for _, l := range m.GetLabel() {
+				if l.GetName() == "version" {
+					key = l.GetValue()
+				}
+			}
+			out[key] = m.GetGauge().GetValue()
+		}
+	}
+	return out
 }
