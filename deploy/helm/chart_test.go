@@ -147,6 +147,7 @@ func chartCases() []chartCase {
 			"tenantImageRegistry":     "registry.example.com/kubernetes",
 			"loadBalancerAddressPool": "192.0.2.128/25",
 			"protectedNetworks":       []string{"10.200.0.0/16", "192.0.2.10/32"},
+			"backup":                  map[string]any{"volumeClaim": "kubinception-backups"},
 			"allowedRegistries":       []string{"registry.example.com/kubernetes", "mirror.example.com"},
 			"replicas":                3,
 			"leaderElection":          true,
@@ -167,6 +168,7 @@ func chartCases() []chartCase {
 			"--image-registry", "registry.example.com/kubernetes", "--replicas", "3", "--leader-elect",
 			"--load-balancer-address-pool", "192.0.2.128/25",
 			"--protected-networks", "10.200.0.0/16,192.0.2.10/32",
+			"--backup-volume-claim", "kubinception-backups",
 			"--allowed-registries", "registry.example.com/kubernetes,mirror.example.com",
 			"--requests", "cpu=100m,memory=128Mi", "--limits", "memory=512Mi",
 			"--datastore-endpoints", "https://10.0.0.1:2379,https://10.0.0.2:2379,https://10.0.0.3:2379",
@@ -178,13 +180,14 @@ func chartCases() []chartCase {
 		values: map[string]any{
 			"image":          map[string]any{"repository": "registry.example.com/kubinception", "digest": "sha256:" + strings.Repeat("ab", 32)},
 			"leaderElection": false,
+			"backup":         map[string]any{"hostPath": "/srv/backups"},
 			// null, not {}: Helm merges a map into the defaults.
 			"resources": nil,
 			"namespace": map[string]any{"create": true},
 		},
 		flags: []string{
 			"--image", "registry.example.com/kubinception@sha256:" + strings.Repeat("ab", 32),
-			"--leader-elect=false", "--requests", "", "--no-default-datastore",
+			"--leader-elect=false", "--requests", "", "--no-default-datastore", "--backup-host-path", "/srv/backups",
 		},
 		want: base,
 	}}

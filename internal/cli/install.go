@@ -66,6 +66,8 @@ chart in deploy/helm/kubinception renders the same objects.`,
 	fl.StringVar(&o.Image, "image", "", "operator image (default: this binary, imported into the local admin cluster)")
 	fl.StringVar(&o.LoadBalancerAddressPool, "load-balancer-address-pool", "", "CIDR the operator takes addresses of its LoadBalancer Services from, for admin clusters without a load-balancer implementation (default on the local admin cluster: its load-balancer range)")
 	fl.StringSliceVar(&o.ProtectedNetworks, "protected-networks", nil, "IPv4 CIDRs of the admin cluster's own networks (pod ranges, node addresses) that the API server of a tenant without the tunnel may not reach; set it in production (default on the local admin cluster: its pod range and node address; elsewhere none, which leaves that egress open)")
+	fl.StringVar(&o.Backup.HostPath, "backup-host-path", "", "directory of the node the operator runs on where TenantBackups keep their archives, for single-node admin clusters; it must exist and be writable by UID 65534 (default on the local admin cluster: ROOT/backups, created)")
+	fl.StringVar(&o.Backup.VolumeClaim, "backup-volume-claim", "", "PersistentVolumeClaim in "+install.Namespace+" where TenantBackups keep their archives")
 	fl.StringVar(&f.pullPolicy, "image-pull-policy", string(d.ImagePullPolicy), "pull policy of the operator image: Always, IfNotPresent or Never")
 	fl.StringVar(&o.Registry, "image-registry", d.Registry, "registry of tenant control-plane images (default on the local admin cluster: the one admin up imported them under)")
 	fl.StringSliceVar(&o.AllowedRegistries, "allowed-registries", nil, "registries a TenantCluster may name in spec.controlPlane.imageRegistry, each with the paths below it (default: --image-registry only; on the local admin cluster its own registry)")
@@ -122,6 +124,7 @@ func runInstall(cmd *cobra.Command, f installFlags, o install.Options) error {
 	}
 
 	var self *localImage
+	var localBackups string
 	if _, err := os.Stat(filepath.Join(f.root, "run", "containerd.sock")); err == nil {
 		// The local admin cluster: its images are imported under the
 		// registry name admin up was given.
@@ -154,6 +157,12 @@ func runInstall(cmd *cobra.Command, f installFlags, o install.Options) error {
 				o.ProtectedNetworks = []string{lc.PodCIDR.String(), lc.NodeIP.String() + "/32"}
 			}
 		}
+		// Backups go to a directory of the admin node, made for the
+		// operator's user when applied.
+		if !cmd.Flags().Changed("backup-host-path") && !cmd.Flags().Changed("backup-volume-claim") {
+			o.Backup.HostPath = filepath.Join(f.root, "backups")
+			localBackups = o.Backup.HostPath
+		}
 		if o.Image == "" {
 			img, err := selfImage(f.root)
 			if err != nil {
@@ -173,6 +182,11 @@ func runInstall(cmd *cobra.Command, f installFlags, o install.Options) error {
 	}
 	if self != nil {
 		if err := importSelf(ctx, f.root, *self); err != nil {
+			return err
+		}
+	}
+	if localBackups != "" {
+		if err := makeBackupDir(localBackups); err != nil {
 			return err
 		}
 	}
@@ -334,4 +348,19 @@ func importSelf(ctx context.Context, root string, img localImage) error {
 		return fmt.Errorf("imported the operator image as %s, but rendered %s", got, img.ref)
 	}
 	return nil
+}
+
+// operatorUID is the user the operator's container runs as.
+const operatorUID = 65534
+
+// makeBackupDir makes the local admin node's backup directory, readable
+// and writable by the operator's user only.
+func makeBackupDir(dir string) error {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return fmt.Errorf("backup directory: %w", err)
+	}
+	if err := os.Chown(dir, operatorUID, operatorUID); err != nil {
+		return fmt.Errorf("backup directory: %w", err)
+	}
+	return os.Chmod(dir, 0o700)
 }

@@ -35,6 +35,7 @@ func newManagerCommand() *cobra.Command {
 	f.StringVar((*string)(&o.Gateway.ImagePullPolicy), "gateway-image-pull-policy", string(o.Gateway.ImagePullPolicy), "pull policy of the gateway image")
 	f.StringVar(&o.LoadBalancerAddressPool, "load-balancer-address-pool", "", "CIDR to take the addresses of the operator's LoadBalancer Services from, on admin clusters without a load-balancer implementation (routed to the nodes)")
 	f.StringSliceVar(&o.ProtectedNetworks, "protected-networks", nil, "IPv4 CIDRs of the admin cluster's own networks (pod ranges, node addresses) that the API server of a tenant without the tunnel may not reach; empty leaves its egress open to the admin cluster")
+	f.StringVar(&o.BackupDir, "backup-dir", "", "directory (a mounted volume) where TenantBackups keep their archives; empty fails every TenantBackup saying so")
 	f.IntVar(&o.MaxConcurrentReconciles, "max-concurrent-reconciles", o.MaxConcurrentReconciles, "tenants reconciled at once")
 	return cmd
 }

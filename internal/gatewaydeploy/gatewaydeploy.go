@@ -19,6 +19,9 @@ const (
 	ClientPort = 2379
 	// HTTPPort serves /metrics, /usage, /healthz and /readyz.
 	HTTPPort = 8080
+	// AdminPort serves the admin API (per-tenant backup and restore) to
+	// the operator's admin certificate only.
+	AdminPort = 2381
 )
 
 // Labels and files.
@@ -84,6 +87,12 @@ func Endpoint(clusterIP string) string {
 	return "https://" + net.JoinHostPort(clusterIP, fmt.Sprint(ClientPort))
 }
 
+// AdminAddress is the host:port of the admin API of the gateway behind a
+// Service with the given cluster IP.
+func AdminAddress(clusterIP string) string {
+	return net.JoinHostPort(clusterIP, fmt.Sprint(AdminPort))
+}
+
 // UsageURL is where the gateway behind a Service with the given cluster IP
 // reports usage.
 func UsageURL(clusterIP string) string {
@@ -111,6 +120,7 @@ func Args(p Params) []string {
 		"--datastore=" + p.Datastore,
 		fmt.Sprintf("--listen-address=:%d", ClientPort),
 		fmt.Sprintf("--http-address=:%d", HTTPPort),
+		fmt.Sprintf("--admin-address=:%d", AdminPort),
 		"--tls-cert-file=" + f(FileServingCert),
 		"--tls-key-file=" + f(FileServingKey),
 		"--tenant-ca-file=" + f(FileTenantCA),
@@ -133,6 +143,7 @@ func Service(p Params) *corev1.Service {
 			Ports: []corev1.ServicePort{
 				{Name: "etcd", Port: ClientPort, TargetPort: intstr.FromInt32(ClientPort), Protocol: corev1.ProtocolTCP},
 				{Name: "http", Port: HTTPPort, TargetPort: intstr.FromInt32(HTTPPort), Protocol: corev1.ProtocolTCP},
+				{Name: "admin", Port: AdminPort, TargetPort: intstr.FromInt32(AdminPort), Protocol: corev1.ProtocolTCP},
 			},
 		},
 	}
@@ -185,6 +196,7 @@ func Deployment(p Params) *appsv1.Deployment {
 						Ports: []corev1.ContainerPort{
 							{Name: "etcd", ContainerPort: ClientPort, Protocol: corev1.ProtocolTCP},
 							{Name: "http", ContainerPort: HTTPPort, Protocol: corev1.ProtocolTCP},
+							{Name: "admin", ContainerPort: AdminPort, Protocol: corev1.ProtocolTCP},
 						},
 						LivenessProbe:  probe("/healthz"),
 						ReadinessProbe: probe("/readyz"),

@@ -80,6 +80,8 @@ type Options struct {
 	// server free to dial anything, the admin cluster included. Rendered
 	// as given; the operator normalises the list.
 	ProtectedNetworks []string
+	// Backup is where TenantBackups keep their archives.
+	Backup BackupOptions
 }
 
 // DefaultOptions are the options `kubinception install` starts from; the
@@ -120,6 +122,9 @@ func (o Options) Validate() error {
 		}
 	}
 	if _, err := netpolicy.ParseProtectedNetworks(o.ProtectedNetworks); err != nil {
+		return err
+	}
+	if err := o.Backup.validate(); err != nil {
 		return err
 	}
 	if d := o.Datastore; d != nil {
@@ -175,6 +180,10 @@ func objects(o Options) []client.Object {
 				{APIGroups: []string{kv1.GroupVersion.Group}, Resources: []string{"tenantclusters", "datastores"}, Verbs: []string{"get", "list", "watch", "update", "patch"}},
 				{APIGroups: []string{kv1.GroupVersion.Group}, Resources: []string{"tenantclusters/status", "datastores/status"}, Verbs: []string{"get", "update", "patch"}},
 				{APIGroups: []string{kv1.GroupVersion.Group}, Resources: []string{"tenantclusters/finalizers"}, Verbs: []string{"update"}},
+				// TenantBackups: copied, their archives deleted with them.
+				{APIGroups: []string{kv1.GroupVersion.Group}, Resources: []string{"tenantbackups"}, Verbs: []string{"get", "list", "watch", "update", "patch"}},
+				{APIGroups: []string{kv1.GroupVersion.Group}, Resources: []string{"tenantbackups/status"}, Verbs: []string{"get", "update", "patch"}},
+				{APIGroups: []string{kv1.GroupVersion.Group}, Resources: []string{"tenantbackups/finalizers"}, Verbs: []string{"update"}},
 				{APIGroups: []string{""}, Resources: []string{"secrets", "services"}, Verbs: rw},
 				// Addresses of its LoadBalancer Services, from its pool.
 				{APIGroups: []string{""}, Resources: []string{"services/status"}, Verbs: []string{"get", "patch", "update"}},
@@ -247,6 +256,13 @@ func deployment(o Options, labels map[string]string) *appsv1.Deployment {
 	if len(o.ProtectedNetworks) > 0 {
 		args = append(args, "--protected-networks="+strings.Join(o.ProtectedNetworks, ","))
 	}
+	var volumes []corev1.Volume
+	var mounts []corev1.VolumeMount
+	if v, flags := o.Backup.volume(); v != nil {
+		args = append(args, flags...)
+		volumes = append(volumes, *v)
+		mounts = append(mounts, corev1.VolumeMount{Name: v.Name, MountPath: BackupMountPath})
+	}
 	return &appsv1.Deployment{
 		TypeMeta:   tm("apps/v1", "Deployment"),
 		ObjectMeta: metav1.ObjectMeta{Name: Name, Namespace: Namespace, Labels: labels},
@@ -258,6 +274,7 @@ func deployment(o Options, labels map[string]string) *appsv1.Deployment {
 				Spec: corev1.PodSpec{
 					ServiceAccountName: Name,
 					SecurityContext:    &corev1.PodSecurityContext{RunAsNonRoot: &nonRoot, RunAsUser: &uid, RunAsGroup: &uid},
+					Volumes:            volumes,
 					Containers: []corev1.Container{{
 						Name:            "manager",
 						Image:           o.Image,
@@ -269,6 +286,7 @@ func deployment(o Options, labels map[string]string) *appsv1.Deployment {
 						LivenessProbe:  probe("/healthz"),
 						ReadinessProbe: probe("/readyz"),
 						Resources:      o.Resources,
+						VolumeMounts:   mounts,
 						SecurityContext: &corev1.SecurityContext{AllowPrivilegeEscalation: &noEscalation,
 							Capabilities: &corev1.Capabilities{Drop: []corev1.Capability{"ALL"}}},
 					}},

@@ -257,6 +257,7 @@ func TestFlows(t *testing.T) {
 			// Out of the control plane.
 			{apiserver, gateway, tcpP, gatewaydeploy.ClientPort, true},
 			{apiserver, gateway, tcpP, gatewaydeploy.HTTPPort, false},
+			{apiserver, gateway, tcpP, gatewaydeploy.AdminPort, false},
 			{apiserver, otherGateway, tcpP, gatewaydeploy.ClientPort, false},
 			{apiserver, dnsPod, udpP, DNSPort, true},
 			{apiserver, dnsPod, tcpP, DNSPort, true},
@@ -299,6 +300,7 @@ func TestFlows(t *testing.T) {
 			{apiserver, dnsPod, tcpP, DNSPort, true},
 			// The admin cluster's own networks: nothing else.
 			{apiserver, gateway, tcpP, gatewaydeploy.HTTPPort, false},
+			{apiserver, gateway, tcpP, gatewaydeploy.AdminPort, false},
 			{apiserver, otherGateway, tcpP, gatewaydeploy.ClientPort, false},
 			{apiserver, dnsPod, tcpP, 9153, false},
 			{apiserver, adminNode, tcpP, 6443, false},

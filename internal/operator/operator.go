@@ -18,6 +18,8 @@ import (
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	"kubinception.dev/kubinception/internal/addresspool"
+	"kubinception.dev/kubinception/internal/backup"
+	"kubinception.dev/kubinception/internal/backupcontroller"
 	"kubinception.dev/kubinception/internal/controlplane"
 	"kubinception.dev/kubinception/internal/datastore"
 	"kubinception.dev/kubinception/internal/datastorecontroller"
@@ -59,6 +61,9 @@ type Options struct {
 	// tenant without the tunnel may not reach. Empty leaves that API
 	// server free to dial anything, the admin cluster included.
 	ProtectedNetworks []string
+	// BackupDir is where TenantBackups keep their archives (a mounted
+	// volume); empty fails every TenantBackup saying so.
+	BackupDir string
 }
 
 // DefaultOptions are the options `kubinception manager` starts with.
@@ -140,6 +145,17 @@ func NewManager(rc *rest.Config, o Options) (ctrl.Manager, func(), error) {
 	}).SetupWithManager(mgr); err != nil {
 		stores.Close()
 		return nil, nil, fmt.Errorf("set up Datastore reconciler: %w", err)
+	}
+	br := &backupcontroller.Reconciler{
+		Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(), Clock: clock.RealClock{},
+		Recorder: mgr.GetEventRecorder("kubinception"), Namespace: o.Gateway.Namespace, GatewayNamespace: o.Gateway.Namespace,
+	}
+	if o.BackupDir != "" {
+		br.Target, br.TargetName = backup.Dir{Path: o.BackupDir}, "dir:"+o.BackupDir
+	}
+	if err := br.SetupWithManager(mgr); err != nil {
+		stores.Close()
+		return nil, nil, fmt.Errorf("set up TenantBackup reconciler: %w", err)
 	}
 	if o.LoadBalancerAddressPool != "" {
 		pool, err := addresspool.Parse(o.LoadBalancerAddressPool)

@@ -34,6 +34,9 @@ app.kubernetes.io/name: kubinception-console
 {{- if and (not .Values.namespace.create) (ne .Release.Namespace (include "kubinception.namespace" .)) -}}
 {{- fail (printf "the operator runs in %s: install the release there (helm install -n %s --create-namespace), or set namespace.create=true to have the chart create it" (include "kubinception.namespace" .) (include "kubinception.namespace" .)) -}}
 {{- end -}}
+{{- if and .Values.backup.hostPath .Values.backup.volumeClaim -}}
+{{- fail "backup.hostPath and backup.volumeClaim are both set: give one backup target" -}}
+{{- end -}}
 {{- if and .Values.defaultDatastore.enabled (not .Values.defaultDatastore.endpoints) -}}
 {{- fail "defaultDatastore.enabled needs defaultDatastore.endpoints: the members' client URLs, such as https://10.0.0.1:2379" -}}
 {{- end -}}

@@ -1,0 +1,168 @@
+package cli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"slices"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
+	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/util/wait"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	kv1 "kubinception.dev/kubinception/api/v1alpha1"
+)
+
+// newBackupCommand groups the backups of one tenant cluster.
+func newBackupCommand() *cobra.Command {
+	b := &cobra.Command{Use: "backup", Short: "Back up a tenant cluster and list its backups"}
+	b.AddCommand(newBackupCreateCommand(), newBackupListCommand())
+	return b
+}
+
+func newBackupCreateCommand() *cobra.Command {
+	var f adminFlags
+	var name string
+	var waitDone bool
+	var timeout time.Duration
+	cmd := &cobra.Command{
+		Use:   "create CLUSTER",
+		Short: "Copy a tenant cluster's state to the backup target",
+		Long: `Creates a TenantBackup: the operator copies every object of the tenant, as it
+was at one datastore revision, through the Datastore's gateway into the
+platform's backup target, encrypted to the platform's backup key. The tenant
+keeps serving and writing meanwhile. With --wait (the default) the command
+waits until the copy is done and prints its size.`,
+		Args: exactlyOneName("cluster"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := f.client()
+			if err != nil {
+				return err
+			}
+			if name == "" {
+				name = args[0] + "-" + time.Now().UTC().Format("20060102-150405")
+			}
+			tb := &kv1.TenantBackup{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: f.namespace}, Spec: kv1.TenantBackupSpec{Cluster: args[0]}}
+			if err := c.Get(cmd.Context(), types.NamespacedName{Namespace: f.namespace, Name: args[0]}, &kv1.TenantCluster{}); err != nil {
+				return clusterError(err, f.namespace, args[0])
+			}
+			if err := c.Create(cmd.Context(), tb); err != nil {
+				if apierrors.IsAlreadyExists(err) {
+					return fmt.Errorf("a TenantBackup %s/%s already exists: choose another --name", f.namespace, name)
+				}
+				return clusterError(err, f.namespace, args[0])
+			}
+			out := cmd.OutOrStdout()
+			fmt.Fprintf(out, "backup %s/%s of %s requested\n", f.namespace, name, args[0])
+			if !waitDone {
+				fmt.Fprintf(out, "  follow it: kubectl get tenantbackup %s -n %s\n", name, f.namespace)
+				return nil
+			}
+			return waitBackup(cmd.Context(), c, client.ObjectKeyFromObject(tb), timeout, out)
+		},
+	}
+	f.register(cmd)
+	cmd.Flags().StringVar(&name, "name", "", "name of the TenantBackup (default: CLUSTER-<UTC time>)")
+	cmd.Flags().BoolVar(&waitDone, "wait", true, "wait until the copy is done")
+	cmd.Flags().DurationVar(&timeout, "timeout", 30*time.Minute, "how long --wait waits")
+	return cmd
+}
+
+func clusterError(err error, namespace, name string) error {
+	switch {
+	case apierrors.IsNotFound(err):
+		return fmt.Errorf("tenant cluster %s/%s does not exist (kubinception get clusters lists them)", namespace, name)
+	case meta.IsNoMatchError(err):
+		return errors.New("the admin cluster has no TenantCluster or TenantBackup API: run kubinception install first")
+	}
+	return err
+}
+
+// waitBackup waits until the backup is done, and fails with its message
+// when it failed.
+func waitBackup(ctx context.Context, c client.Client, key types.NamespacedName, timeout time.Duration, out io.Writer) error {
+	start := time.Now()
+	tb := &kv1.TenantBackup{}
+	err := wait.PollUntilContextTimeout(ctx, 500*time.Millisecond, timeout, true, func(ctx context.Context) (bool, error) {
+		if err := c.Get(ctx, key, tb); err != nil {
+			return false, err
+		}
+		return tb.Status.Phase == kv1.BackupCompleted || tb.Status.Phase == kv1.BackupFailed, nil
+	})
+	if wait.Interrupted(err) {
+		return fmt.Errorf("timed out after %s waiting for backup %s: phase %q, %s", timeout, key.Name, tb.Status.Phase, tb.Status.Message)
+	}
+	if err != nil {
+		return err
+	}
+	if tb.Status.Phase == kv1.BackupFailed {
+		return fmt.Errorf("backup %s failed: %s", key.Name, tb.Status.Message)
+	}
+	st := tb.Status
+	fmt.Fprintf(out, "backup %s: %d objects at revision %d, %s stored at %s, after %.1fs\n",
+		key.Name, st.Objects, st.Revision, size(st.ArchiveBytes), st.Location, time.Since(start).Seconds())
+	return nil
+}
+
+func size(n int64) string { return resource.NewQuantity(n, resource.BinarySI).String() + "B" }
+
+func newBackupListCommand() *cobra.Command {
+	var f adminFlags
+	cmd := &cobra.Command{
+		Use:   "list CLUSTER",
+		Short: "List a tenant cluster's backups, oldest first",
+		Args:  exactlyOneName("cluster"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := f.client()
+			if err != nil {
+				return err
+			}
+			list := &kv1.TenantBackupList{}
+			if err := c.List(cmd.Context(), list, client.InNamespace(f.namespace)); err != nil {
+				return clusterError(err, f.namespace, args[0])
+			}
+			w := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
+			fmt.Fprintln(w, "NAME\tPHASE\tOBJECTS\tSIZE\tREVISION\tCREATED\tMESSAGE")
+			n := 0
+			for _, tb := range sortedBackups(list.Items) {
+				if tb.Spec.Cluster != args[0] {
+					continue
+				}
+				n++
+				st := tb.Status
+				fmt.Fprintf(w, "%s\t%s\t%d\t%s\t%d\t%s\t%s\n", tb.Name, st.Phase, st.Objects, size(st.ArchiveBytes), st.Revision,
+					tb.CreationTimestamp.UTC().Format(time.RFC3339), st.Message)
+			}
+			if err := w.Flush(); err != nil {
+				return err
+			}
+			if n == 0 {
+				fmt.Fprintf(cmd.ErrOrStderr(), "no backups of %s/%s (kubinception backup create %s makes one)\n", f.namespace, args[0], args[0])
+			}
+			return nil
+		},
+	}
+	f.register(cmd)
+	return cmd
+}
+
+// sortedBackups orders backups oldest first, by name within a second.
+func sortedBackups(items []kv1.TenantBackup) []kv1.TenantBackup {
+	out := slices.Clone(items)
+	slices.SortFunc(out, func(a, b kv1.TenantBackup) int {
+		if c := a.CreationTimestamp.Time.Compare(b.CreationTimestamp.Time); c != 0 {
+			return c
+		}
+		return strings.Compare(a.Name, b.Name)
+	})
+	return out
+}
