@@ -135,6 +135,7 @@ func (r *Reconciler) reconcileCertificates(ctx context.Context, s *scope) (ctrl.
 	if err != nil {
 		return ctrl.Result{}, err
 	}
+	recordCertificateTimes(tc)
 	if reason != kv1.ReasonCertificatesIssued {
 		// Said once, when it becomes true, as a Warning: the CA is the
 		// one thing the operator does not replace on its own.

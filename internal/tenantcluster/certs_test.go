@@ -4,6 +4,7 @@ import (
 	"testing"
 	"time"
 
+	dto "github.com/prometheus/client_model/go"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	kv1 "kubinception.dev/kubinception/api/v1alpha1"
@@ -131,5 +132,25 @@ func TestCANearExpiryIsKeptAndWarns(t *testing.T) {
 	broken[cp.FileCAKey] = []byte("garbage")
 	if _, err := r.desiredPKI(s, broken, false); err == nil {
 		t.Fatal("a broken CA key was silently replaced")
+	}
+}
+
+func TestCertificateTimesMetric(t *testing.T) {
+	tc := &kv1.TenantCluster{ObjectMeta: metav1.ObjectMeta{Name: "metrics", Namespace: "ns"}}
+	na, renew, ca := metav1.Unix(1000, 0), metav1.Unix(900, 0), metav1.Unix(5000, 0)
+	tc.Status.Certificates = kv1.TenantCertificatesStatus{NotAfter: &na, RenewalTime: &renew, CANotAfter: &ca}
+	recordCertificateTimes(tc)
+	for what, want := range map[string]float64{"leaf_not_after": 1000, "leaf_renewal": 900, "ca_not_after": 5000} {
+		var m dto.Metric
+		if err := certificateTimes.WithLabelValues("ns", "metrics", what).Write(&m); err != nil {
+			t.Fatal(err)
+		}
+		if got := m.GetGauge().GetValue(); got != want {
+			t.Errorf("%s = %v, want %v", what, got, want)
+		}
+	}
+	forgetCertificateTimes(tc)
+	if n := certificateTimes.DeletePartialMatch(map[string]string{"tenant": "metrics"}); n != 0 {
+		t.Errorf("%d series left after the tenant was forgotten", n)
 	}
 }

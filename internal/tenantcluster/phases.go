@@ -556,6 +556,7 @@ func (r *Reconciler) reconcileDelete(ctx context.Context, s *scope) (ctrl.Result
 	r.forgetTenant(tc.UID)
 	forgetVersion(tc)
 	r.tenancy.forget(tc.UID)
+	forgetCertificateTimes(tc)
 	patch := client.MergeFrom(tc.DeepCopy())
 	controllerutil.RemoveFinalizer(tc, kv1.Finalizer)
 	if err := r.Client.Patch(ctx, tc, patch); err != nil && !apierrors.IsNotFound(err) {
