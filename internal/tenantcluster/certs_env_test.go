@@ -2,6 +2,7 @@ package tenantcluster_test
 
 import (
 	"context"
+	"strings"
 	"testing"
 	"time"
 
@@ -25,6 +26,13 @@ func TestCertificateRotation(t *testing.T) {
 	t.Parallel()
 	e := start(t)
 	ctx := context.Background()
+	// The API server refuses a lifetime too short to renew in time,
+	// naming the field.
+	short := &kv1.TenantCluster{ObjectMeta: metav1.ObjectMeta{Name: "short", Namespace: e.ns},
+		Spec: kv1.TenantClusterSpec{Certificates: kv1.CertificatesSpec{Validity: &metav1.Duration{Duration: time.Minute}}}}
+	if err := e.api.Client.Create(ctx, short); err == nil || !strings.Contains(err.Error(), "spec.certificates.validity must be at least 2m") {
+		t.Fatalf("a one-minute validity: %v", err)
+	}
 	tc := e.tenant(t, "rot", func(tc *kv1.TenantCluster) {
 		tc.Spec.Certificates.Validity = &metav1.Duration{Duration: 3 * time.Minute}
 	})
