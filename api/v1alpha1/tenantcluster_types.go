@@ -7,7 +7,7 @@ import (
 )
 
 // ExposureType says how a tenant's API server is reached.
-// +kubebuilder:validation:Enum=NodePort;LoadBalancer;ClusterIP
+// +kubebuilder:validation:Enum=NodePort;LoadBalancer;ClusterIP;FrontDoor
 type ExposureType string
 
 // Exposure types.
@@ -67,6 +67,12 @@ type TenantClusterSpec struct {
 	// Paused stops the operator from changing anything of this tenant.
 	// +optional
 	Paused bool `json:"paused,omitempty"`
+
+	// Hibernation lets the control plane sleep when idle or on a
+	// schedule, and wake on the first request through the front door.
+	// +kubebuilder:default={}
+	// +optional
+	Hibernation HibernationSpec `json:"hibernation,omitempty"`
 
 	// Certificates sets how long the certificates the operator issues
 	// for the tenant live.
@@ -301,6 +307,10 @@ type TenantClusterStatus struct {
 	// and where a key rotation stands.
 	// +optional
 	Encryption TenantEncryptionStatus `json:"encryption,omitempty"`
+
+	// Hibernation says whether the control plane sleeps, and since when.
+	// +optional
+	Hibernation TenantHibernationStatus `json:"hibernation,omitempty"`
 
 	// Certificates reports when the tenant's certificates expire and are
 	// renewed, and the last rotation.

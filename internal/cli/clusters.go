@@ -106,7 +106,7 @@ func newCreateCommand() *cobra.Command {
 	}
 	f.register(cmd)
 	cmd.Flags().StringVar(&version, "version", release.DefaultKubernetesVersion, "Kubernetes version ("+release.SupportedMinorsText()+")")
-	cmd.Flags().StringVar(&exposure, "exposure", string(kv1.ExposureNodePort), "how the API server is reached: NodePort, LoadBalancer or ClusterIP")
+	cmd.Flags().StringVar(&exposure, "exposure", string(kv1.ExposureNodePort), "how the API server is reached: NodePort, LoadBalancer, ClusterIP or FrontDoor (one endpoint for every tenant, by name)")
 	cmd.Flags().StringVar(&datastore, "datastore", "default", "Datastore holding the tenant's state")
 	cmd.Flags().Int32Var(&replicas, "replicas", 1, "control-plane replicas")
 	cmd.Flags().BoolVar(&wait, "wait", false, "wait until the cluster is Ready, showing each phase")

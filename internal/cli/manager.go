@@ -36,6 +36,8 @@ func newManagerCommand() *cobra.Command {
 	f.StringVar(&o.LoadBalancerAddressPool, "load-balancer-address-pool", "", "CIDR to take the addresses of the operator's LoadBalancer Services from, on admin clusters without a load-balancer implementation (routed to the nodes)")
 	f.StringSliceVar(&o.ProtectedNetworks, "protected-networks", nil, "IPv4 CIDRs of the admin cluster's own networks (pod ranges, node addresses) that the API server of a tenant without the tunnel may not reach; empty leaves its egress open to the admin cluster")
 	f.StringVar(&o.BackupDir, "backup-dir", "", "directory (a mounted volume) where TenantBackups keep their archives; empty fails every TenantBackup saying so")
+	f.StringVar(&o.FrontDoorDomain, "front-door-domain", "", "base domain of tenants' names at the front door (<tenant>.<domain>; exposure.type FrontDoor is refused when empty)")
+	f.Int32Var(&o.FrontDoorPort, "front-door-port", 443, "port clients reach the front door on")
 	f.IntVar(&o.MaxConcurrentReconciles, "max-concurrent-reconciles", o.MaxConcurrentReconciles, "tenants reconciled at once")
 	return cmd
 }

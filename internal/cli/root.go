@@ -20,7 +20,7 @@ func Execute(ctx context.Context) int {
 		SilenceErrors: true,
 	}
 	root.AddCommand(newVersionCommand(), newTunnelCommand(), newLBCommand(), newBuildCommand(), newAdminCommand(), newManagerCommand(), newInstallCommand(),
-		newCreateCommand(), newGetCommand(), newKubeconfigCommand(), newRevokeCommand(), newDeleteCommand(), newJoinCommand(), newNodeCommand(), newGatewayCommand(), newRotateCommand(), newBackupCommand(), newConsoleCommand())
+		newCreateCommand(), newGetCommand(), newKubeconfigCommand(), newRevokeCommand(), newDeleteCommand(), newJoinCommand(), newNodeCommand(), newGatewayCommand(), newFrontDoorCommand(), newHibernateCommand(), newWakeCommand(), newRotateCommand(), newBackupCommand(), newConsoleCommand())
 	if err := root.ExecuteContext(ctx); err != nil {
 		fmt.Fprintf(os.Stderr, "error: %v\n", err)
 		return 1

@@ -80,6 +80,9 @@ type Options struct {
 	// server free to dial anything, the admin cluster included. Rendered
 	// as given; the operator normalises the list.
 	ProtectedNetworks []string
+	// FrontDoor is the one endpoint of tenants exposed as FrontDoor;
+	// none when its Domain is empty.
+	FrontDoor FrontDoorOptions
 	// Backup is where TenantBackups keep their archives.
 	Backup BackupOptions
 }
@@ -91,6 +94,7 @@ func DefaultOptions() Options {
 	return Options{
 		ImagePullPolicy: corev1.PullIfNotPresent,
 		Registry:        release.LocalRegistry,
+		FrontDoor:       DefaultFrontDoor(),
 		Replicas:        1,
 		LeaderElection:  true,
 		Resources: corev1.ResourceRequirements{Requests: corev1.ResourceList{
@@ -122,6 +126,9 @@ func (o Options) Validate() error {
 		}
 	}
 	if _, err := netpolicy.ParseProtectedNetworks(o.ProtectedNetworks); err != nil {
+		return err
+	}
+	if err := o.FrontDoor.validate(); err != nil {
 		return err
 	}
 	if err := o.Backup.validate(); err != nil {
@@ -228,6 +235,7 @@ func objects(o Options) []client.Object {
 		deployment(o, labels),
 	}
 	objs = append(objs, consoleObjects(o)...)
+	objs = append(objs, frontDoorObjects(o)...)
 	if o.Datastore != nil {
 		objs = append(objs, &kv1.Datastore{TypeMeta: tm(kv1.GroupVersion.String(), "Datastore"),
 			ObjectMeta: metav1.ObjectMeta{Name: DefaultDatastoreName, Labels: labels}, Spec: *o.Datastore})
@@ -255,6 +263,9 @@ func deployment(o Options, labels map[string]string) *appsv1.Deployment {
 	}
 	if len(o.ProtectedNetworks) > 0 {
 		args = append(args, "--protected-networks="+strings.Join(o.ProtectedNetworks, ","))
+	}
+	if o.FrontDoor.Domain != "" {
+		args = append(args, "--front-door-domain="+o.FrontDoor.Domain, fmt.Sprintf("--front-door-port=%d", o.FrontDoor.ClientPort()))
 	}
 	var volumes []corev1.Volume
 	var mounts []corev1.VolumeMount

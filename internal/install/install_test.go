@@ -273,6 +273,9 @@ func TestRender(t *testing.T) {
 		"RoleBinding/kubinception-manager-leader-election", "Deployment/kubinception-manager",
 		"ServiceAccount/kubinception-console", "ClusterRole/kubinception-console", "ClusterRoleBinding/kubinception-console",
 		"Deployment/kubinception-console", "Service/kubinception-console",
+		"Namespace/kubinception-frontdoor", "ServiceAccount/kubinception-frontdoor", "Role/kubinception-frontdoor", "RoleBinding/kubinception-frontdoor",
+		"Role/kubinception-manager", "RoleBinding/kubinception-manager", "Deployment/kubinception-frontdoor", "Service/kubinception-frontdoor",
+		"NetworkPolicy/kubinception-frontdoor",
 	}
 	objs, err := Render(testOptions())
 	if err != nil {
@@ -301,7 +304,8 @@ func TestRender(t *testing.T) {
 	args, _, _ := unstructured.NestedStringSlice(containers[0].(map[string]any), "args")
 	if want := []string{"manager", "--leader-elect=true", "--image-registry=registry.example.com/k8s",
 		"--gateway-namespace=kubinception-system", "--gateway-image=" + o.Image, "--gateway-image-pull-policy=" + string(o.ImagePullPolicy),
-		"--allowed-registries=registry.example.com/k8s,mirror.example.com", "--protected-networks=10.200.0.0/16,10.199.0.1/32"}; !slices.Equal(args, want) {
+		"--allowed-registries=registry.example.com/k8s,mirror.example.com", "--protected-networks=10.200.0.0/16,10.199.0.1/32",
+		"--front-door-domain=tenants.kubinception.internal", "--front-door-port=31443"}; !slices.Equal(args, want) {
 		t.Errorf("args = %v, want %v", args, want)
 	}
 	for _, u := range objs {

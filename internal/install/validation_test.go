@@ -176,7 +176,12 @@ func TestTenantClusterCreateValidation(t *testing.T) {
 
 		{name: "unknown exposure type", mutate: func(tc *kv1.TenantCluster) { tc.Spec.Exposure.Type = "Ingress" },
 			want: []cause{notChecked, {Type: metav1.CauseTypeFieldValueNotSupported, Field: "spec.exposure.type",
-				Message: `Unsupported value: "Ingress": supported values: "NodePort", "LoadBalancer", "ClusterIP"`}}},
+				Message: `Unsupported value: "Ingress": supported values: "NodePort", "LoadBalancer", "ClusterIP", "FrontDoor"`}}},
+		{name: "front door exposure", mutate: func(tc *kv1.TenantCluster) { tc.Spec.Exposure.Type = kv1.ExposureFrontDoor }},
+		{name: "hibernation idle too long", mutate: func(tc *kv1.TenantCluster) {
+			tc.Spec.Hibernation = kv1.HibernationSpec{Enabled: true, IdleAfterMinutes: 10081}
+		},
+			want: []cause{invalid("spec.hibernation.idleAfterMinutes", 10081, "spec.hibernation.idleAfterMinutes in body should be less than or equal to 10080")}},
 		{name: "five replicas", mutate: func(tc *kv1.TenantCluster) { tc.Spec.ControlPlane.Replicas = ptr.To[int32](5) }},
 		{name: "no replicas", mutate: func(tc *kv1.TenantCluster) { tc.Spec.ControlPlane.Replicas = ptr.To[int32](0) },
 			want: []cause{invalid("spec.controlPlane.replicas", 0, "spec.controlPlane.replicas in body should be greater than or equal to 1")}},

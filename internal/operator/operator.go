@@ -6,6 +6,7 @@ import (
 	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
+	coordinationv1 "k8s.io/api/coordination/v1"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/client-go/rest"
@@ -61,6 +62,11 @@ type Options struct {
 	// tenant without the tunnel may not reach. Empty leaves that API
 	// server free to dial anything, the admin cluster included.
 	ProtectedNetworks []string
+	// FrontDoorDomain is the base domain of tenants' front-door names
+	// (<tenant>.<domain>); empty when no front door is installed.
+	FrontDoorDomain string
+	// FrontDoorPort is the port clients reach the front door on.
+	FrontDoorPort int32
 	// BackupDir is where TenantBackups keep their archives (a mounted
 	// volume); empty fails every TenantBackup saying so.
 	BackupDir string
@@ -82,6 +88,9 @@ func NewManager(rc *rest.Config, o Options) (ctrl.Manager, func(), error) {
 	controlPlanePods := labels.SelectorFromSet(labels.Set{controlplane.LabelComponent: "control-plane"})
 	protected, err := netpolicy.ParseProtectedNetworks(o.ProtectedNetworks)
 	if err != nil {
+		return nil, nil, err
+	}
+	if err := validateFrontDoor(o); err != nil {
 		return nil, nil, err
 	}
 	log := ctrl.Log.WithName("operator")
@@ -117,10 +126,12 @@ func NewManager(rc *rest.Config, o Options) (ctrl.Manager, func(), error) {
 		// Only what the operator made is cached: memory grows with
 		// tenants, not with everything in the admin cluster.
 		Cache: cache.Options{ByObject: map[client.Object]cache.ByObject{
-			&corev1.Secret{}:     {Label: managed},
-			&corev1.Service{}:    {Label: managed},
-			&appsv1.Deployment{}: {Label: managed},
-			&corev1.Pod{}:        {Label: controlPlanePods},
+			&corev1.Secret{}:        {Label: managed},
+			&corev1.Service{}:       {Label: managed},
+			&appsv1.Deployment{}:    {Label: managed},
+			&corev1.Pod{}:           {Label: controlPlanePods},
+			&corev1.ConfigMap{}:     {Namespaces: frontDoorNamespace()},
+			&coordinationv1.Lease{}: {Namespaces: frontDoorNamespace()},
 		}},
 	})
 	if err != nil {
@@ -134,6 +145,7 @@ func NewManager(rc *rest.Config, o Options) (ctrl.Manager, func(), error) {
 		Recorder:   mgr.GetEventRecorder("kubinception"),
 		Datastores: stores, Registry: o.Registry, AllowedRegistries: o.AllowedRegistries, Image: o.Gateway.Image, MaxConcurrentReconciles: o.MaxConcurrentReconciles,
 		GatewayNamespace: o.Gateway.Namespace, Usage: usage, ProtectedNetworks: protected,
+		FrontDoor: tenantcluster.FrontDoorSettings{Domain: o.FrontDoorDomain, Port: o.FrontDoorPort},
 	}).SetupWithManager(mgr); err != nil {
 		stores.Close()
 		return nil, nil, fmt.Errorf("set up TenantCluster reconciler: %w", err)

@@ -314,7 +314,7 @@ type csrTenantInfo struct {
 // names and the endpoint's host) and the tenant's Service and pod ranges.
 func csrTenantNames(s *scope, p cp.Params) csrTenantInfo {
 	tc := s.tc
-	sans := cp.APIServerSANs(p, s.exposure.serviceIP, tc.Spec.Exposure.Hostname, tc.Spec.Exposure.ExtraSANs)
+	sans := cp.APIServerSANs(p, s.exposure.serviceIP, tc.Spec.Exposure.Hostname, s.exposure.extraSANs(tc))
 	names := append([]string{}, sans.DNSNames...)
 	for _, ip := range sans.IPs {
 		names = append(names, ip.String())

@@ -203,6 +203,10 @@ type exposure struct {
 	// tunnelClients where the tenant's load balancers do (both empty
 	// without the tunnel).
 	tunnel, tunnelClients string
+	// frontDoorNames are the tenant's names at the front door (its
+	// API server's and its tunnel's), carried by the serving
+	// certificate; empty with another exposure type.
+	frontDoorNames []string
 }
 
 // reconcileExposure applies the Service and works out the endpoint. For
@@ -212,6 +216,12 @@ func (r *Reconciler) reconcileExposure(ctx context.Context, s *scope) (ctrl.Resu
 	tc := s.tc
 	typ := corev1.ServiceType(tc.Spec.Exposure.Type)
 	if typ == "" {
+		typ = corev1.ServiceTypeNodePort
+	}
+	frontDoor := tc.Spec.Exposure.Type == kv1.ExposureFrontDoor
+	if frontDoor {
+		// Behind the front door the API server keeps its node port for
+		// clients inside the tenant, which send no server name.
 		typ = corev1.ServiceTypeNodePort
 	}
 	// Read past the cache: a stale miss would give up the node port.
@@ -299,6 +309,13 @@ func (r *Reconciler) reconcileExposure(ctx context.Context, s *scope) (ctrl.Resu
 		} else if !apierrors.IsNotFound(err) {
 			return ctrl.Result{}, err
 		}
+	}
+	if frontDoor {
+		if res, err := r.exposeThroughFrontDoor(ctx, s, &ex); err != nil || !res.IsZero() {
+			return res, err
+		}
+	} else if err := r.removeFrontDoor(ctx, tc); err != nil {
+		return ctrl.Result{}, err
 	}
 	s.exposure = ex
 	tc.Status.Endpoint = ex.endpoint

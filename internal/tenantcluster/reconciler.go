@@ -58,6 +58,9 @@ type Reconciler struct {
 	// Usage reads tenants' usage from the gateways; nil leaves usage at
 	// zero in status.
 	Usage *gatewaydeploy.UsageReader
+	// FrontDoor says where the front door is (no front door when its
+	// domain is empty).
+	FrontDoor FrontDoorSettings
 	// ProtectedNetworks are the admin cluster's own networks, which a
 	// control plane without the tunnel may not reach (see netpolicy).
 	ProtectedNetworks []netip.Prefix
@@ -76,6 +79,9 @@ func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
 		return errors.New("the kubinception image is required: tenants' tunnel servers and agents run from it")
 	}
 	r.events = make(chan event.GenericEvent, 256)
+	if err := r.setupFrontDoor(mgr); err != nil {
+		return err
+	}
 	return ctrl.NewControllerManagedBy(mgr).
 		WatchesRawSource(source.Channel(r.events, &handler.EnqueueRequestForObject{})).
 		For(&kv1.TenantCluster{}, builder.WithPredicates(predicate.Or(predicate.GenerationChangedPredicate{}, predicate.AnnotationChangedPredicate{}, finalizersOrDeletionChanged))).
@@ -188,6 +194,7 @@ func (r *Reconciler) reconcileNormal(ctx context.Context, s *scope) (ctrl.Result
 		{"certificates", r.reconcileCertificates},
 		{"network policies", r.reconcileNetworkPolicies},
 		{"encryption", r.reconcileEncryption},
+		{"hibernation", r.reconcileHibernation},
 		{"control plane", r.reconcileControlPlane},
 		{"bootstrap", r.reconcileBootstrap},
 		{"customer access", r.reconcileCustomerAccess},
@@ -204,7 +211,7 @@ func (r *Reconciler) reconcileNormal(ctx context.Context, s *scope) (ctrl.Result
 		}
 	}
 	s.done = true
-	return ctrl.Result{RequeueAfter: addonResync}, nil
+	return ctrl.Result{RequeueAfter: s.resyncAfter(addonResync)}, nil
 }
 
 // scope is what one reconcile knows. Each field says which step sets it;
@@ -231,6 +238,9 @@ type scope struct {
 	paused, deleting, done bool
 	// skipStatus leaves status alone (the finalizer was just added).
 	skipStatus bool
+	// recheck, when set, is when a phase needs the tenant reconciled
+	// again at the latest (hibernation's idle deadline or schedule).
+	recheck time.Time
 }
 
 // result is one condition's outcome as a phase recorded it.

@@ -25,6 +25,8 @@ var phaseConditions = []string{
 var expectedWait = map[string]bool{
 	kv1.ReasonWaiting: true, kv1.ReasonControlPlaneStarting: true, kv1.ReasonWaitingForEndpoint: true,
 	kv1.ReasonNotDeleting: true, kv1.ReasonEncryptingSecrets: true,
+	// A sleeping or awake control plane is what the tenant asked for.
+	kv1.ReasonHibernated: true, kv1.ReasonAwake: true,
 	// Upgrading is False when no upgrade runs: the normal state.
 	kv1.ReasonVersionCurrent: true,
 }
@@ -49,6 +51,9 @@ func (r *Reconciler) updateStatus(ctx context.Context, s *scope, reconcileErr er
 		if res, ok := s.results[typ]; ok {
 			set(typ, boolStatus(res.ok), res.reason, res.message)
 		}
+	}
+	if res, ok := s.results[kv1.ConditionHibernated]; ok {
+		set(kv1.ConditionHibernated, boolStatus(res.ok), res.reason, res.message)
 	}
 	if s.deleting {
 		res := s.results[kv1.ConditionDeleting]
