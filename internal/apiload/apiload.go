@@ -8,7 +8,9 @@ package apiload
 
 import (
 	"context"
+	"crypto/tls"
 	"fmt"
+	"net/http"
 	"slices"
 	"strconv"
 	"sync"
@@ -19,7 +21,34 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
 )
+
+// FreshConnections returns a clientset for config that opens a new
+// connection for every request, as a kubectl run or a short-lived client
+// does: such a client meets whatever the proxy in front does at that
+// moment, where a client on one long-lived connection meets only the
+// server it is connected to.
+func FreshConnections(config *rest.Config) (kubernetes.Interface, error) {
+	c := rest.CopyConfig(config)
+	c.WrapTransport = func(rt http.RoundTripper) http.RoundTripper {
+		t, ok := rt.(*http.Transport)
+		if !ok {
+			return rt
+		}
+		// HTTP/1.1 without keep-alives: HTTP/2 would share one
+		// connection between requests whatever the transport says.
+		t = t.Clone()
+		t.DisableKeepAlives = true
+		t.ForceAttemptHTTP2 = false
+		t.TLSNextProto = map[string]func(string, *tls.Conn) http.RoundTripper{}
+		if t.TLSClientConfig != nil {
+			t.TLSClientConfig.NextProtos = []string{"http/1.1"}
+		}
+		return t
+	}
+	return kubernetes.NewForConfig(c)
+}
 
 // Sample is one request's outcome.
 type Sample struct {

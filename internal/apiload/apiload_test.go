@@ -2,13 +2,21 @@ package apiload
 
 import (
 	"context"
+	"encoding/pem"
 	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"net/http/httptest"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/kubernetes/fake"
+	"k8s.io/client-go/rest"
 )
 
 func TestSummarize(t *testing.T) {
@@ -62,5 +70,56 @@ func TestLoadReadsAndWrites(t *testing.T) {
 	}
 	if n := len(l.Stop()); n != len(samples) {
 		t.Errorf("samples after Stop grew from %d to %d", len(samples), n)
+	}
+}
+
+// A fresh-connection client dials for every request; the default client
+// keeps its connection.
+func TestFreshConnections(t *testing.T) {
+	var mu sync.Mutex
+	conns := 0
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		fmt.Fprint(w, `{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"probe","namespace":"default"}}`)
+	}))
+	srv.EnableHTTP2 = true
+	srv.Config.ConnState = func(_ net.Conn, s http.ConnState) {
+		if s == http.StateNew {
+			mu.Lock()
+			conns++
+			mu.Unlock()
+		}
+	}
+	srv.StartTLS()
+	defer srv.Close()
+	caPEM := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: srv.Certificate().Raw})
+	rc := &rest.Config{Host: srv.URL, TLSClientConfig: rest.TLSClientConfig{CAData: caPEM}}
+	count := func(cs kubernetes.Interface) int {
+		t.Helper()
+		mu.Lock()
+		before := conns
+		mu.Unlock()
+		for range 3 {
+			if _, err := cs.CoreV1().ConfigMaps("default").Get(context.Background(), "probe", metav1.GetOptions{}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		return conns - before
+	}
+	fresh, err := FreshConnections(rc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := count(fresh); n != 3 {
+		t.Errorf("3 requests of a fresh-connection client opened %d connections, want 3", n)
+	}
+	shared, err := kubernetes.NewForConfig(rc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := count(shared); n != 1 {
+		t.Errorf("3 requests of a default client opened %d connections, want 1", n)
 	}
 }

@@ -23,7 +23,8 @@ const (
 
 // TestUpgrade creates a tenant at v1.34 with a joined local worker running
 // a Deployment and upgrades it to v1.35 while two clients read and write
-// through the tenant's endpoint without pause: no request fails; status
+// through the tenant's endpoint without pause, two more opening a new
+// connection for every request: no request fails; status
 // reports Upgrading, then the new version; the objects, the workload's pod
 // and the node are the same afterwards. `node upgrade` then moves the
 // worker's kubelet to v1.35 without re-joining and with its pods still
@@ -80,11 +81,23 @@ spec:
 	if err != nil {
 		t.Fatal(err)
 	}
+	// Two clients keep one connection each, two open a new one for every
+	// request, as kubectl runs do: those meet the proxy in front while
+	// the endpoints change.
+	fresh, err := apiload.FreshConnections(rc)
+	if err != nil {
+		t.Fatal(err)
+	}
 	load, err := apiload.Start(t.Context(), cs, apiload.Options{Namespace: "default", Name: "load", Clients: 2, Pause: 20 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { load.Stop() })
+	freshLoad, err := apiload.Start(t.Context(), fresh, apiload.Options{Namespace: "default", Name: "load-fresh", Clients: 2, Pause: 20 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { freshLoad.Stop() })
 
 	start := time.Now()
 	mustKube(t, "-n", "default", "patch", "tenantcluster", name, "--type", "merge", "-p", `{"spec":{"version":"`+upgradeTo+`"}}`)
@@ -117,15 +130,17 @@ spec:
 		}
 		return nil
 	}, diags)
-	samples := load.Stop()
-	sum := apiload.Summarize(samples, start, time.Time{})
-	t.Logf("upgrade %s → %s: Ready at the new version after %s, old API server gone after %s; during it: %s",
-		upgradeFrom, upgradeTo, rolled.Round(time.Second), time.Since(start).Round(time.Second), sum)
-	if sum.Failed != 0 {
-		t.Errorf("%d of %d requests failed during the upgrade: %s\n%s", sum.Failed, sum.Sent, strings.Join(sum.Failures, "\n"), diags())
-	}
-	if sum.Sent < 100 {
-		t.Errorf("only %d requests were sent during the upgrade: the check saw too little", sum.Sent)
+	gone := time.Since(start)
+	for what, l := range map[string]*apiload.Load{"on kept connections": load, "on new connections": freshLoad} {
+		sum := apiload.Summarize(l.Stop(), start, time.Time{})
+		t.Logf("upgrade %s → %s: Ready at the new version after %s, old API server gone after %s; requests %s: %s",
+			upgradeFrom, upgradeTo, rolled.Round(time.Second), gone.Round(time.Second), what, sum)
+		if sum.Failed != 0 {
+			t.Errorf("%d of %d requests %s failed during the upgrade: %s\n%s", sum.Failed, sum.Sent, what, strings.Join(sum.Failures, "\n"), diags())
+		}
+		if sum.Sent < 100 {
+			t.Errorf("only %d requests %s were sent during the upgrade: the check saw too little", sum.Sent, what)
+		}
 	}
 	if sawUpgrading == "" {
 		t.Errorf("the Upgrading condition was never seen True during the upgrade\n%s", diags())
