@@ -4,9 +4,10 @@
 // server has drained and exited), how many requests the client sent and
 // how many failed, and the client's latency during the roll beside the
 // same client's latency on the steady control plane just before, in the
-// same run. The client reads and patches a ConfigMap through the tenant's
-// endpoint with client-go (internal/apiload), two requests at a time. It
-// writes a Markdown report (bench/results/upgrade.md).
+// same run. The client reads and patches ConfigMaps through the tenant's
+// endpoint with client-go (internal/apiload): two loops on kept
+// connections and two dialling for every request. It writes a Markdown
+// report (bench/results/upgrade.md).
 //
 // Run as root from the repository, with the machine's admin cluster
 // ports free: go run ./bench/upgrade
@@ -112,16 +113,26 @@ func upgradeOne(o *benchkit.Operator, name string, steady time.Duration) (sample
 	if err != nil {
 		return sample{}, err
 	}
+	fresh, err := apiload.FreshConnections(rc)
+	if err != nil {
+		return sample{}, err
+	}
 	load, err := apiload.Start(ctx, cs, apiload.Options{Namespace: "default", Name: "load", Clients: 2, Pause: 20 * time.Millisecond})
 	if err != nil {
 		return sample{}, err
 	}
+	freshLoad, err := apiload.Start(ctx, fresh, apiload.Options{Namespace: "default", Name: "load-fresh", Clients: 2, Pause: 20 * time.Millisecond})
+	if err != nil {
+		load.Stop()
+		return sample{}, err
+	}
+	stop := func() []apiload.Sample { return append(load.Stop(), freshLoad.Stop()...) }
 	steadyStart := time.Now()
 	time.Sleep(steady) // the steady window is a measurement's length, not a wait for a condition
 	patchAt := time.Now()
 	if err := c.Patch(ctx, &kv1.TenantCluster{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: "default"}},
 		client.RawPatch(types.MergePatchType, []byte(`{"spec":{"version":"`+to+`"}}`))); err != nil {
-		load.Stop()
+		stop()
 		return sample{}, err
 	}
 	var s sample
@@ -134,7 +145,7 @@ func upgradeOne(o *benchkit.Operator, name string, steady time.Duration) (sample
 			meta.IsStatusConditionTrue(got.Status.Conditions, kv1.ConditionReady), nil
 	})
 	if err != nil {
-		load.Stop()
+		stop()
 		return sample{}, fmt.Errorf("tenant %s did not finish its upgrade to %s: %w", name, to, err)
 	}
 	s.ready = time.Since(patchAt)
@@ -145,7 +156,7 @@ func upgradeOne(o *benchkit.Operator, name string, steady time.Duration) (sample
 		}
 		return len(pods.Items) == 1 && strings.HasSuffix(pods.Items[0].Spec.InitContainers[len(pods.Items[0].Spec.InitContainers)-1].Image, ":"+to), nil
 	})
-	samples := load.Stop()
+	samples := stop()
 	if err != nil {
 		return sample{}, fmt.Errorf("the old control-plane pod of %s did not go: %w", name, err)
 	}
@@ -177,9 +188,10 @@ the end; the whole run took %s:
 
 %d tenants, one after another, each created at %s with one control-plane
 replica and upgraded to %s (spec.version patched) while a client reads
-and merge-patches a ConfigMap through the tenant's endpoint (the admin
-node's address and node port) with client-go, two requests at a time, 20
-ms apart. The same client first ran %s against the steady control plane:
+and merge-patches ConfigMaps through the tenant's endpoint (the admin
+node's address and node port) with client-go: two clients on kept
+connections and two opening a new connection for every request (as
+kubectl runs do), each one request at a time, 20 ms apart. The same client first ran %s against the steady control plane:
 that is the floor the roll is compared with, in the same run.
 
 | what | median | worst |
