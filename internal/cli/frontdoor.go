@@ -55,6 +55,8 @@ func newFrontDoorServeCommand() *cobra.Command {
 	f.StringVar(&o.Identity, "identity", "", "this replica's name in the Leases it renews (default $POD_NAME)")
 	f.DurationVar(&o.HoldTimeout, "hold-timeout", 90*time.Second, "how long a connection waits for a tenant's API server that does not answer (a hibernated tenant waking)")
 	f.DurationVar(&o.ActiveEvery, "active-every", 20*time.Second, "how often a tenant in use is reported active")
+	f.DurationVar(&o.ShutdownDelay, "shutdown-delay", 5*time.Second, "how long to keep accepting after SIGTERM, while /readyz fails, so new connections go to other replicas first")
+	f.DurationVar(&o.DrainTimeout, "drain-timeout", 20*time.Second, "how long open connections may finish after the listener closes")
 	return cmd
 }
 

@@ -31,7 +31,12 @@ type Options struct {
 	Identity string
 	// HoldTimeout, ActiveEvery: see Server.
 	HoldTimeout, ActiveEvery time.Duration
-	Log                      logr.Logger
+	// ShutdownDelay keeps accepting after the stop signal, while
+	// /readyz fails, so that load balancers and kube-proxy stop sending
+	// new connections before the listener closes; DrainTimeout then
+	// bounds the wait for open connections.
+	ShutdownDelay, DrainTimeout time.Duration
+	Log                         logr.Logger
 }
 
 // Run serves until ctx ends: it watches the routes (read only), renews
@@ -65,10 +70,14 @@ func Run(ctx context.Context, cs kubernetes.Interface, o Options) error {
 		return err
 	}
 	factory.Start(ctx.Done())
-	var synced atomic.Bool
+	var synced, draining atomic.Bool
 	mux := http.NewServeMux()
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") })
 	mux.HandleFunc("/readyz", func(w http.ResponseWriter, _ *http.Request) {
+		if draining.Load() {
+			http.Error(w, "shutting down", http.StatusServiceUnavailable)
+			return
+		}
 		if !synced.Load() {
 			http.Error(w, "routes not loaded yet", http.StatusServiceUnavailable)
 			return
@@ -93,5 +102,20 @@ func Run(ctx context.Context, cs kubernetes.Interface, o Options) error {
 		return err
 	}
 	o.Log.Info("front door serving", "address", o.Address, "namespace", o.Namespace)
-	return srv.Serve(ctx, ln)
+	serveCtx, stop := context.WithCancel(context.WithoutCancel(ctx))
+	defer stop()
+	go func() {
+		<-ctx.Done()
+		draining.Store(true)
+		o.Log.Info("stopping: still accepting while endpoints are withdrawn", "delay", o.ShutdownDelay.String())
+		time.Sleep(o.ShutdownDelay)
+		stop()
+	}()
+	if err := srv.Serve(serveCtx, ln); err != nil {
+		return err
+	}
+	if open := srv.Drain(orDefault(o.DrainTimeout, 20*time.Second)); open > 0 {
+		o.Log.Info("stopped with connections open", "open", open)
+	}
+	return nil
 }

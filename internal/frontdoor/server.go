@@ -40,6 +40,7 @@ type Server struct {
 	Metrics     *Metrics
 
 	table  atomic.Pointer[Table]
+	open   atomic.Int64
 	mu     sync.Mutex
 	active map[string]int
 }
@@ -137,9 +138,21 @@ func (s *Server) handle(ctx context.Context, conn net.Conn) {
 	}
 	s.track(target.Lease, 1)
 	defer s.track(target.Lease, -1)
+	s.open.Add(1)
+	defer s.open.Add(-1)
 	s.Metrics.Open.Inc()
 	defer s.Metrics.Open.Dec()
 	join(conn, backend)
+}
+
+// Drain waits until no connection is open or timeout passes, and
+// returns how many are still open.
+func (s *Server) Drain(timeout time.Duration) int64 {
+	deadline := time.Now().Add(timeout)
+	for s.open.Load() > 0 && time.Now().Before(deadline) {
+		time.Sleep(100 * time.Millisecond)
+	}
+	return s.open.Load()
 }
 
 // dialHeld dials the target's backend. While it does not answer (a

@@ -17,6 +17,11 @@ app.kubernetes.io/managed-by: kubinception
 app.kubernetes.io/name: kubinception-console
 {{- end }}
 
+{{- define "kubinception.frontDoorLabels" -}}
+app.kubernetes.io/managed-by: kubinception
+app.kubernetes.io/name: kubinception-frontdoor
+{{- end }}
+
 {{/* The operator image: repository@digest, or repository:tag. */}}
 {{- define "kubinception.image" -}}
 {{- if .Values.image.digest -}}
