@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"strings"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -70,7 +71,12 @@ func Upgrade(ctx context.Context, w Worker, o UpgradeOptions) error {
 	if err := s.run("kubeadm upgrade node", func() error {
 		ctx, cancel := context.WithTimeout(ctx, 5*time.Minute)
 		defer cancel()
-		_, err := w.inNS(ctx, o.Kubeadm, "upgrade", "node", "--ignore-preflight-errors=all")
+		out, err := w.inNS(ctx, o.Kubeadm, "upgrade", "node", "--ignore-preflight-errors=all")
+		if err == nil {
+			// kubeadm's last line says what it did to this node.
+			lines := strings.Split(out, "\n")
+			s.printf("  %s\n", lines[len(lines)-1])
+		}
 		return err
 	}); err != nil {
 		return err
