@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"context"
 	"fmt"
 	"net"
 	"net/url"
@@ -13,6 +14,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/client-go/kubernetes"
 	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 
 	kv1 "kubinception.dev/kubinception/api/v1alpha1"
@@ -80,30 +82,7 @@ front door's load balancer does this instead.`,
 			if err != nil {
 				return err
 			}
-			ctx := cmd.Context()
-			if address == "" {
-				var nodes corev1.NodeList
-				if err := c.List(ctx, &nodes); err != nil {
-					return err
-				}
-				address = firstNodeAddress(nodes.Items)
-				if address == "" {
-					return fmt.Errorf("no admin node has an InternalIP: pass --address, the front door's address")
-				}
-			} else if net.ParseIP(address) == nil {
-				return fmt.Errorf("--address %q is not an IP address: give the front door's address, such as 10.199.0.1", address)
-			}
-			var list kv1.TenantClusterList
-			if err := c.List(ctx, &list); err != nil {
-				return err
-			}
-			names := map[string]string{}
-			for _, tc := range list.Items {
-				for _, n := range frontDoorNames(&tc) {
-					names[n] = address
-				}
-			}
-			changed, err := hostsfile.Sync(path, names)
+			names, changed, err := syncFrontDoorHosts(cmd.Context(), c, address, path)
 			if err != nil {
 				return err
 			}
@@ -116,7 +95,7 @@ front door's load balancer does this instead.`,
 			if changed {
 				verb = "written"
 			}
-			fmt.Fprintf(cmd.OutOrStdout(), "%s %s: %d names → %s %s\n", path, verb, len(names), address, strings.Join(sorted, " "))
+			fmt.Fprintf(cmd.OutOrStdout(), "%s %s: %d names %s\n", path, verb, len(names), strings.Join(sorted, " "))
 			return nil
 		},
 	}
@@ -124,6 +103,36 @@ front door's load balancer does this instead.`,
 	cmd.Flags().StringVar(&address, "address", "", "the front door's address (default: the admin node's InternalIP)")
 	cmd.Flags().StringVar(&path, "hosts-file", "/etc/hosts", "the hosts file to write")
 	return cmd
+}
+
+// syncFrontDoorHosts writes every FrontDoor tenant's names, with address
+// (the first Ready admin node's when empty), into the hosts file at path,
+// and returns them and whether the file changed.
+func syncFrontDoorHosts(ctx context.Context, c client.Client, address, path string) (map[string]string, bool, error) {
+	if address == "" {
+		var nodes corev1.NodeList
+		if err := c.List(ctx, &nodes); err != nil {
+			return nil, false, err
+		}
+		address = firstNodeAddress(nodes.Items)
+		if address == "" {
+			return nil, false, fmt.Errorf("no admin node has an InternalIP: pass --address, the front door's address")
+		}
+	} else if net.ParseIP(address) == nil {
+		return nil, false, fmt.Errorf("--address %q is not an IP address: give the front door's address, such as 10.199.0.1", address)
+	}
+	var list kv1.TenantClusterList
+	if err := c.List(ctx, &list); err != nil {
+		return nil, false, err
+	}
+	names := map[string]string{}
+	for _, tc := range list.Items {
+		for _, n := range frontDoorNames(&tc) {
+			names[n] = address
+		}
+	}
+	changed, err := hostsfile.Sync(path, names)
+	return names, changed, err
 }
 
 // frontDoorNames are a FrontDoor tenant's names, read from its endpoint

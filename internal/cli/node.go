@@ -78,6 +78,13 @@ func newNodeCommand() *cobra.Command {
 			if err := c.Get(cmd.Context(), types.NamespacedName{Namespace: addFlags.namespace, Name: args[0]}, tc); err != nil {
 				return fmt.Errorf("tenant cluster %s/%s: %w", addFlags.namespace, args[0], err)
 			}
+			// Here no DNS knows a FrontDoor tenant's names: /etc/hosts,
+			// which the worker shares, does.
+			if tc.Spec.Exposure.Type == kv1.ExposureFrontDoor {
+				if _, _, err := syncFrontDoorHosts(cmd.Context(), c, "", "/etc/hosts"); err != nil {
+					return err
+				}
+			}
 			access, err := join.ForTenant(cmd.Context(), c, addFlags.namespace, args[0])
 			if err != nil {
 				return err
