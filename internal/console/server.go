@@ -123,7 +123,7 @@ func (s *Server) headers(next http.Handler) http.Handler {
 		rec := &statusRecorder{ResponseWriter: w, code: http.StatusOK}
 		next.ServeHTTP(rec, r)
 		if r.URL.Path != "/healthz" {
-			s.opts.Log.V(1).Info("request", "method", r.Method, "path", r.URL.Path, "status", rec.code, "user", rec.user)
+			s.opts.Log.Info("request", "method", r.Method, "path", r.URL.Path, "status", rec.code, "user", rec.user)
 		}
 	})
 }

@@ -104,7 +104,7 @@ func TestConsole(t *testing.T) {
 
 	// Create, and watch it become Ready without a reload.
 	start := time.Now()
-	do(t, page, "create", chromedp.SetValue("#version", "", chromedp.ByID), chromedp.SendKeys("#version", "v1.35.4", chromedp.ByID),
+	do(t, page, "create", chromedp.SetValue("#version", "v1.35.4", chromedp.ByID),
 		chromedp.Click(`#create button[type=submit]`), chromedp.WaitVisible("#facts", chromedp.ByID))
 	t.Cleanup(func() {
 		cleanupKubectl(t, adminKubeconfig(), "-n", "team-a", "delete", "tenantcluster", "web", "--ignore-not-found", "--timeout=5m")
@@ -337,7 +337,7 @@ func startConsole(t *testing.T) (string, string) {
 		t.Fatal(err)
 	}
 	addr := fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t))
-	cmd := exec.Command(bin, "console", "--kubeconfig", path, "--listen", addr, "-v=1")
+	cmd := exec.Command(bin, "console", "--kubeconfig", path, "--listen", addr)
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)
