@@ -95,9 +95,10 @@ type CertificatesSpec struct {
 	// +optional
 	Validity *metav1.Duration `json:"validity,omitempty"`
 	// CAValidity is how long a new CA (the tenant CA and the front-proxy
-	// CA) is valid. A CA is never replaced on its own: near its expiry the
-	// operator warns and a CA rotation (kubinception rotate ca) moves
-	// every holder to a new one. Default 87600h (ten years); at least 1h.
+	// CA) is valid. A CA is never replaced on its own (every joined node
+	// trusts it): two thirds into its life CertificatesReady says
+	// CertificateAuthorityExpiring, with a Warning Event. Default 87600h
+	// (ten years); at least 1h.
 	// +kubebuilder:validation:Type=string
 	// +kubebuilder:validation:XValidation:rule="duration(self) >= duration('1h')",message="spec.certificates.caValidity must be at least 1h"
 	// +optional

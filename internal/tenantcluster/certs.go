@@ -176,7 +176,7 @@ func caValidity(tc *kv1.TenantCluster) time.Duration {
 // certificatesState records in st when the tenant's leaf certificates
 // expire and are next renewed and when its CA expires, and returns
 // CertificatesReady's reason and message: current, or the CA two thirds
-// into its life (a CA rotation is due), or the CA expired.
+// into its life (a new CA is due), or the CA expired.
 func certificatesState(now time.Time, st *kv1.TenantCertificatesStatus, data, customer map[string][]byte) (reason, message string, err error) {
 	var first, renew time.Time
 	for k, v := range data {
@@ -214,9 +214,9 @@ func certificatesState(now time.Time, st *kv1.TenantCertificatesStatus, data, cu
 	}
 	switch {
 	case !now.Before(ca.NotAfter):
-		return kv1.ReasonCertificateAuthorityExpired, fmt.Sprintf("the tenant CA expired at %s: nothing it issued verifies; the operator never replaces a CA on its own, start a CA rotation (kubinception rotate ca CLUSTER start)", ca.NotAfter.UTC().Format(time.RFC3339)), nil
+		return kv1.ReasonCertificateAuthorityExpired, fmt.Sprintf("the tenant CA expired at %s: nothing it issued verifies; the operator never replaces a CA on its own (see docs/operations.md, Rotating a tenant's certificates)", ca.NotAfter.UTC().Format(time.RFC3339)), nil
 	case !now.Before(caDue):
-		return kv1.ReasonCertificateAuthorityExpiring, fmt.Sprintf("a tenant CA is two thirds into its life (the tenant CA expires at %s): start a CA rotation (kubinception rotate ca CLUSTER start), which moves every node and credential to a new CA without a re-join; the operator never replaces a CA on its own", ca.NotAfter.UTC().Format(time.RFC3339)), nil
+		return kv1.ReasonCertificateAuthorityExpiring, fmt.Sprintf("a tenant CA is two thirds into its life (the tenant CA expires at %s); the operator never replaces a CA on its own, since every joined node, kubeconfig and pod trusts it: plan moving them to a new CA before then (see docs/operations.md, Rotating a tenant's certificates)", ca.NotAfter.UTC().Format(time.RFC3339)), nil
 	}
 	return kv1.ReasonCertificatesIssued, fmt.Sprintf("CA, component certificates, datastore client certificate and kubeconfigs are current; the first expires at %s and is renewed at %s",
 		first.UTC().Format(time.RFC3339), renew.UTC().Format(time.RFC3339)), nil
@@ -262,7 +262,7 @@ func (r *Reconciler) desiredPKI(s *scope, old map[string][]byte, forced bool) (m
 		ca        *pki.KeyPair
 		spec      pki.Spec
 	}{
-		{cp.FileAPIServer, cp.FileAPIServerKey, ca, cp.APIServerSANs(p, s.exposure.serviceIP, tc.Spec.Exposure.Hostname, s.exposure.extraSANs(tc))},
+		{cp.FileAPIServer, cp.FileAPIServerKey, ca, cp.APIServerSANs(p, s.exposure.serviceIP, tc.Spec.Exposure.Hostname, tc.Spec.Exposure.ExtraSANs)},
 		{cp.FileKubeletClient, cp.FileKubeletClientKey, ca, pki.Spec{CommonName: "kube-apiserver-kubelet-client", Organization: []string{adminGroup}, Client: true}},
 		{cp.FileFrontProxyClient, cp.FileFrontProxyClientKey, front, pki.Spec{CommonName: "front-proxy-client", Client: true}},
 		// Copied into the tenant for its nodes' tunnel agents; it names
