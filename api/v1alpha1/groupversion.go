@@ -15,7 +15,7 @@ var (
 )
 
 func addKnownTypes(s *runtime.Scheme) error {
-	s.AddKnownTypes(GroupVersion, &TenantCluster{}, &TenantClusterList{}, &Datastore{}, &DatastoreList{}, &TenantBackup{}, &TenantBackupList{})
+	s.AddKnownTypes(GroupVersion, &TenantCluster{}, &TenantClusterList{}, &Datastore{}, &DatastoreList{}, &TenantBackup{}, &TenantBackupList{}, &TenantRestore{}, &TenantRestoreList{})
 	metav1AddToGroupVersion(s)
 	return nil
 }

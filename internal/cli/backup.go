@@ -24,8 +24,8 @@ import (
 
 // newBackupCommand groups the backups of one tenant cluster.
 func newBackupCommand() *cobra.Command {
-	b := &cobra.Command{Use: "backup", Short: "Back up a tenant cluster and list its backups"}
-	b.AddCommand(newBackupCreateCommand(), newBackupListCommand())
+	b := &cobra.Command{Use: "backup", Short: "Back up a tenant cluster, list its backups, roll it back to one"}
+	b.AddCommand(newBackupCreateCommand(), newBackupListCommand(), newBackupRestoreCommand())
 	return b
 }
 
@@ -165,4 +165,83 @@ func sortedBackups(items []kv1.TenantBackup) []kv1.TenantBackup {
 		return strings.Compare(a.Name, b.Name)
 	})
 	return out
+}
+
+func newBackupRestoreCommand() *cobra.Command {
+	var f adminFlags
+	var waitDone bool
+	var timeout time.Duration
+	cmd := &cobra.Command{
+		Use:   "restore BACKUP",
+		Short: "Roll the backed-up tenant cluster back to a backup",
+		Long: `Creates a TenantRestore: the operator pauses the backup's TenantCluster, stops
+its control plane, replaces every object of the tenant with the backup's, and
+resumes the cluster, whose API servers start on the restored state. Objects
+written after the backup are gone and objects deleted after it are back; the
+tenant's API is down while its keys are replaced. Joined nodes keep running
+and reconcile with the restored objects. With --wait (the default) the command
+waits until the cluster is resumed.`,
+		Args: exactlyOneName("backup"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := f.client()
+			if err != nil {
+				return err
+			}
+			ctx := cmd.Context()
+			tb := &kv1.TenantBackup{}
+			if err := c.Get(ctx, types.NamespacedName{Namespace: f.namespace, Name: args[0]}, tb); err != nil {
+				if apierrors.IsNotFound(err) {
+					return fmt.Errorf("backup %s/%s does not exist (kubinception backup list CLUSTER lists them)", f.namespace, args[0])
+				}
+				return clusterError(err, f.namespace, args[0])
+			}
+			if tb.Status.Phase != kv1.BackupCompleted {
+				return fmt.Errorf("backup %s is %s, not Completed: only a completed backup can be restored", args[0], tb.Status.Phase)
+			}
+			name := args[0] + "-restore-" + time.Now().UTC().Format("20060102-150405")
+			tr := &kv1.TenantRestore{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: f.namespace}, Spec: kv1.TenantRestoreSpec{Backup: args[0]}}
+			if err := c.Create(ctx, tr); err != nil {
+				return clusterError(err, f.namespace, tb.Spec.Cluster)
+			}
+			out := cmd.OutOrStdout()
+			fmt.Fprintf(out, "restore %s/%s of %s to backup %s (revision %d) requested\n", f.namespace, name, tb.Spec.Cluster, args[0], tb.Status.Revision)
+			if !waitDone {
+				fmt.Fprintf(out, "  follow it: kubectl get tenantrestore %s -n %s\n", name, f.namespace)
+				return nil
+			}
+			return waitRestore(ctx, c, client.ObjectKeyFromObject(tr), timeout, out)
+		},
+	}
+	f.register(cmd)
+	cmd.Flags().BoolVar(&waitDone, "wait", true, "wait until the cluster is resumed on the restored state")
+	cmd.Flags().DurationVar(&timeout, "timeout", 30*time.Minute, "how long --wait waits")
+	return cmd
+}
+
+// waitRestore prints every phase of the restore until it is over.
+func waitRestore(ctx context.Context, c client.Client, key types.NamespacedName, timeout time.Duration, out io.Writer) error {
+	start := time.Now()
+	tr := &kv1.TenantRestore{}
+	last := kv1.TenantRestorePhase("")
+	err := wait.PollUntilContextTimeout(ctx, 500*time.Millisecond, timeout, true, func(ctx context.Context) (bool, error) {
+		if err := c.Get(ctx, key, tr); err != nil {
+			return false, err
+		}
+		if tr.Status.Phase != last {
+			last = tr.Status.Phase
+			fmt.Fprintf(out, "[%5.1fs] %s %s\n", time.Since(start).Seconds(), last, tr.Status.Message)
+		}
+		return tr.Status.Phase == kv1.RestoreCompleted || tr.Status.Phase == kv1.RestoreFailed, nil
+	})
+	if wait.Interrupted(err) {
+		return fmt.Errorf("timed out after %s waiting for restore %s: phase %q, %s", timeout, key.Name, tr.Status.Phase, tr.Status.Message)
+	}
+	if err != nil {
+		return err
+	}
+	if tr.Status.Phase == kv1.RestoreFailed {
+		return fmt.Errorf("restore %s failed: %s", key.Name, tr.Status.Message)
+	}
+	fmt.Fprintf(out, "%s rolled back: %d objects written back, after %.1fs\n", tr.Status.Cluster, tr.Status.Objects, time.Since(start).Seconds())
+	return nil
 }

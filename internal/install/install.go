@@ -187,9 +187,10 @@ func objects(o Options) []client.Object {
 				{APIGroups: []string{kv1.GroupVersion.Group}, Resources: []string{"tenantclusters", "datastores"}, Verbs: []string{"get", "list", "watch", "update", "patch"}},
 				{APIGroups: []string{kv1.GroupVersion.Group}, Resources: []string{"tenantclusters/status", "datastores/status"}, Verbs: []string{"get", "update", "patch"}},
 				{APIGroups: []string{kv1.GroupVersion.Group}, Resources: []string{"tenantclusters/finalizers"}, Verbs: []string{"update"}},
-				// TenantBackups: copied, their archives deleted with them.
-				{APIGroups: []string{kv1.GroupVersion.Group}, Resources: []string{"tenantbackups"}, Verbs: []string{"get", "list", "watch", "update", "patch"}},
-				{APIGroups: []string{kv1.GroupVersion.Group}, Resources: []string{"tenantbackups/status"}, Verbs: []string{"get", "update", "patch"}},
+				// TenantBackups: copied, their archives deleted with them;
+				// TenantRestores: carried out.
+				{APIGroups: []string{kv1.GroupVersion.Group}, Resources: []string{"tenantbackups", "tenantrestores"}, Verbs: []string{"get", "list", "watch", "update", "patch"}},
+				{APIGroups: []string{kv1.GroupVersion.Group}, Resources: []string{"tenantbackups/status", "tenantrestores/status"}, Verbs: []string{"get", "update", "patch"}},
 				{APIGroups: []string{kv1.GroupVersion.Group}, Resources: []string{"tenantbackups/finalizers"}, Verbs: []string{"update"}},
 				{APIGroups: []string{""}, Resources: []string{"secrets", "services"}, Verbs: rw},
 				// Addresses of its LoadBalancer Services, from its pool.

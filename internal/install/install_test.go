@@ -265,7 +265,7 @@ func TestRender(t *testing.T) {
 	}
 	base := []string{
 		"CustomResourceDefinition/datastores.kubinception.dev", "CustomResourceDefinition/tenantbackups.kubinception.dev",
-		"CustomResourceDefinition/tenantclusters.kubinception.dev",
+		"CustomResourceDefinition/tenantclusters.kubinception.dev", "CustomResourceDefinition/tenantrestores.kubinception.dev",
 		"Namespace/kubinception-system", "ServiceAccount/kubinception-manager", "ClusterRole/kubinception-manager",
 		"ClusterRoleBinding/kubinception-manager", "ClusterRole/kubinception-metrics-reader",
 		"ServiceAccount/kubinception-gateway", "ClusterRole/kubinception-gateway", "ClusterRoleBinding/kubinception-gateway",

@@ -169,6 +169,13 @@ func NewManager(rc *rest.Config, o Options) (ctrl.Manager, func(), error) {
 		stores.Close()
 		return nil, nil, fmt.Errorf("set up TenantBackup reconciler: %w", err)
 	}
+	if err := (&backupcontroller.RestoreReconciler{
+		Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(), Clock: clock.RealClock{},
+		Recorder: mgr.GetEventRecorder("kubinception"), Backups: br,
+	}).SetupWithManager(mgr); err != nil {
+		stores.Close()
+		return nil, nil, fmt.Errorf("set up TenantRestore reconciler: %w", err)
+	}
 	if o.LoadBalancerAddressPool != "" {
 		pool, err := addresspool.Parse(o.LoadBalancerAddressPool)
 		if err == nil {

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -28,7 +29,9 @@ import (
 // gateway's admin API, into the local admin cluster's backup directory.
 // The archive, decrypted with the key the operator keeps, restores into a
 // scratch prefix of the datastore exactly the tenant's keys at the
-// backup's revision. Deleting the TenantBackup deletes the archive.
+// backup's revision. Rolled back to it, the tenant loses what was created
+// after it and gets back what was deleted, with resourceVersions that only
+// go up. Deleting the TenantBackup deletes the archive.
 func TestTenantBackup(t *testing.T) {
 	requireE2E(t)
 	upAndInstall(t)
@@ -141,6 +144,39 @@ func TestTenantBackup(t *testing.T) {
 	}
 	t.Logf("backup of %d objects at revision %d (%d bytes stored) while %d writes ran; restored and compared", tb.Status.Objects, tb.Status.Revision, tb.Status.ArchiveBytes, writes.Load())
 
+	// Roll back: a ConfigMap created after the backup goes, one deleted
+	// after it comes back, and every restored object's resourceVersion is
+	// above any the tenant's clients saw before.
+	inBackup := 0
+	for _, kv := range want.Kvs {
+		if strings.HasPrefix(string(kv.Key), tc.Status.Datastore.Prefix+"/registry/configmaps/data/") {
+			inBackup++
+		}
+	}
+	mustTkube(t, kc, "-n", "data", "create", "configmap", "after-backup", "--from-literal=k=v")
+	mustTkube(t, kc, "-n", "data", "delete", "configmap", "cm-0001")
+	seen := mustTkube(t, kc, "-n", "data", "get", "configmap", "after-backup", "-o", "jsonpath={.metadata.resourceVersion}")
+	if r := run(t, "backup", "restore", "bk-1", "--kubeconfig", adminKubeconfig()); r.err != nil {
+		tr := mustKube(t, "get", "tenantrestores", "-n", "default", "-o", "yaml")
+		t.Fatalf("backup restore:\n%s\nTenantRestores:\n%s\noperator log:\n%s", r, tr, operatorLog())
+	}
+	waitTenantReady(t, name)
+	var rv string
+	eventually(t, 3*time.Minute, "the rolled-back tenant's API", func(ctx context.Context) error {
+		var err error
+		rv, err = kubectlIn(ctx, kc, "", "-n", "data", "get", "configmap", "cm-0001", "-o", "jsonpath={.metadata.resourceVersion}")
+		return err
+	}, func() string { return clusterState(t) })
+	if out, err := tkube(t, kc, "-n", "data", "get", "configmap", "after-backup"); err == nil || !strings.Contains(out, "NotFound") {
+		t.Errorf("ConfigMap created after the backup survived the roll back: %s %v", out, err)
+	}
+	if n := len(names(t, kc, "-n", "data", "get", "configmaps")); n != inBackup {
+		t.Errorf("%d ConfigMaps in data after the roll back, %d in the backup", n, inBackup)
+	}
+	if a, b := atoi(t, rv), atoi(t, seen); a <= b {
+		t.Errorf("restored cm-0001 has resourceVersion %d, not above %d seen before the roll back", a, b)
+	}
+
 	// Deleting the TenantBackup deletes the archive.
 	mustKube(t, "delete", "tenantbackup", "bk-1", "-n", "default", "--wait=true", "--timeout=2m")
 	for _, f := range []string{string(tb.UID) + ".kvs.age", string(tb.UID) + ".json"} {
@@ -157,4 +193,13 @@ func operatorLog() string {
 		return fmt.Sprintf("(operator log: %v)", err)
 	}
 	return out
+}
+
+func atoi(t *testing.T, s string) int64 {
+	t.Helper()
+	n, err := strconv.ParseInt(s, 10, 64)
+	if err != nil {
+		t.Fatalf("resourceVersion %q: %v", s, err)
+	}
+	return n
 }
