@@ -17,6 +17,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/wait"
+	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -39,9 +40,25 @@ func (f *adminFlags) register(cmd *cobra.Command) {
 
 // client connects to the admin cluster.
 func (f *adminFlags) client() (client.Client, error) {
-	path := f.kubeconfig
+	rc, err := adminConfig(f.kubeconfig, false)
+	if err != nil {
+		return nil, err
+	}
+	rc.Timeout = 30 * time.Second
+	return client.New(rc, client.Options{Scheme: scheme.New()})
+}
+
+// adminConfig is the admin cluster credential of path, else $KUBECONFIG,
+// else (when inCluster) the pod's service account, else the local admin
+// cluster's admin.conf.
+func adminConfig(path string, inCluster bool) (*rest.Config, error) {
 	if path == "" {
 		path = os.Getenv("KUBECONFIG")
+	}
+	if path == "" && inCluster {
+		if rc, err := rest.InClusterConfig(); err == nil {
+			return rc, nil
+		}
 	}
 	if path == "" {
 		local := admincluster.Defaults().Root + "/admin.conf"
@@ -56,8 +73,7 @@ func (f *adminFlags) client() (client.Client, error) {
 	if err != nil {
 		return nil, fmt.Errorf("admin kubeconfig %s: %w", path, err)
 	}
-	rc.Timeout = 30 * time.Second
-	return client.New(rc, client.Options{Scheme: scheme.New()})
+	return rc, nil
 }
 
 func newCreateCommand() *cobra.Command {

@@ -15,11 +15,9 @@ import (
 
 	"github.com/spf13/cobra"
 	"k8s.io/client-go/rest"
-	"k8s.io/client-go/tools/clientcmd"
 	"k8s.io/klog/v2"
 
 	"kubinception.dev/kubinception/internal/console"
-	"kubinception.dev/kubinception/internal/local/admincluster"
 	"kubinception.dev/kubinception/internal/pki"
 )
 
@@ -60,31 +58,6 @@ described in docs/console.md.`,
 	return cmd
 }
 
-// consoleConfig is the console's own credential: the flag, $KUBECONFIG,
-// the pod's service account, or the local admin cluster's admin.conf.
-func consoleConfig(path string) (*rest.Config, error) {
-	if path == "" {
-		path = os.Getenv("KUBECONFIG")
-	}
-	if path == "" {
-		if cfg, err := rest.InClusterConfig(); err == nil {
-			return cfg, nil
-		}
-		local := admincluster.Defaults().Root + "/admin.conf"
-		if _, err := os.Stat(local); err == nil {
-			path = local
-		}
-	}
-	if path == "" {
-		return nil, errors.New("no admin cluster credential: pass --kubeconfig, set KUBECONFIG, run in a pod, or run kubinception admin up")
-	}
-	cfg, err := clientcmd.BuildConfigFromFlags("", path)
-	if err != nil {
-		return nil, fmt.Errorf("--kubeconfig %s: %w", path, err)
-	}
-	return cfg, nil
-}
-
 func runConsole(ctx context.Context, o consoleOptions, cmd *cobra.Command) error {
 	if o.sessionTTL < time.Minute || o.sessionTTL > 7*24*time.Hour {
 		return fmt.Errorf("--session-ttl %s: give between 1m and 168h", o.sessionTTL)
@@ -96,7 +69,7 @@ func runConsole(ctx context.Context, o consoleOptions, cmd *cobra.Command) error
 	if err != nil {
 		return fmt.Errorf("--listen %q: give HOST:PORT, such as 127.0.0.1:8443 or :8443", o.listen)
 	}
-	cfg, err := consoleConfig(o.kubeconfig)
+	cfg, err := adminConfig(o.kubeconfig, true)
 	if err != nil {
 		return err
 	}

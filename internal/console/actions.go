@@ -242,17 +242,28 @@ func (s *Server) kubeconfig(w http.ResponseWriter, r *http.Request, sess *sessio
 	_, _ = w.Write(issued.Kubeconfig)
 }
 
-// joinCommand creates a bootstrap token in the tenant and answers the
-// kubeadm join command, as `kubinception join-command` does; the
-// tenant's admin kubeconfig is read as the user.
-func (s *Server) joinCommand(w http.ResponseWriter, r *http.Request, sess *session) {
+// tenantAdmin is the admin access to the tenant the path names, read
+// as the user (the TenantCluster, then its admin kubeconfig Secret); it
+// answers the refusal itself when there is none.
+func (s *Server) tenantAdmin(w http.ResponseWriter, r *http.Request, sess *session) (*join.Tenant, types.NamespacedName, bool) {
 	c, key, ok := s.tenantKey(w, r, sess)
 	if !ok {
-		return
+		return nil, key, false
 	}
 	t, err := join.ForTenant(r.Context(), c, key.Namespace, key.Name)
 	if err != nil {
 		stateError(w, err)
+		return nil, key, false
+	}
+	return t, key, true
+}
+
+// joinCommand creates a bootstrap token in the tenant and answers the
+// kubeadm join command, as `kubinception join-command` does; the
+// tenant's admin kubeconfig is read as the user.
+func (s *Server) joinCommand(w http.ResponseWriter, r *http.Request, sess *session) {
+	t, key, ok := s.tenantAdmin(w, r, sess)
+	if !ok {
 		return
 	}
 	now := s.opts.Now()
@@ -277,13 +288,8 @@ type Node struct {
 // nodes lists the tenant's nodes through its admin kubeconfig, read as
 // the user.
 func (s *Server) nodes(w http.ResponseWriter, r *http.Request, sess *session) {
-	c, key, ok := s.tenantKey(w, r, sess)
+	t, key, ok := s.tenantAdmin(w, r, sess)
 	if !ok {
-		return
-	}
-	t, err := join.ForTenant(r.Context(), c, key.Namespace, key.Name)
-	if err != nil {
-		stateError(w, err)
 		return
 	}
 	list, err := t.Clientset.CoreV1().Nodes().List(r.Context(), metav1.ListOptions{})

@@ -94,8 +94,12 @@ function bytes(n) {
 function usageBar(used, quota, label) {
   if (!quota) return used ? bytes(used) : "-";
   const pct = Math.min(100, Math.round((100 * used) / quota));
+  // Set through the CSSOM: the content security policy refuses inline
+  // style attributes.
+  const fill = h("span");
+  fill.style.width = `${pct}%`;
   return h("span", { title: label || `${bytes(used)} of ${bytes(quota)}` },
-    h("span", { class: "bar", role: "img", "aria-label": `${pct}% used` }, h("span", { style: `width:${pct}%` })),
+    h("span", { class: "bar", role: "img", "aria-label": `${pct}% used` }, fill),
     `${bytes(used)} / ${bytes(quota)}`);
 }
 
@@ -282,7 +286,7 @@ async function renderCreate() {
   field("version", "Kubernetes version", "spec.version", h("input", { value: versions.default, list: "versions", autocomplete: "off" }), `Supported: ${versions.supported}.`),
   h("datalist", { id: "versions" }, versions.default ? h("option", { value: versions.default }) : null),
   field("replicas", "Control-plane replicas", "spec.controlPlane.replicas", h("input", { value: "1", inputmode: "numeric" })),
-  field("exposure", "Exposure", "spec.exposure.type", h("select", {}, ...["NodePort", "LoadBalancer", "ClusterIP"].map((t) => h("option", { value: t }, t))),
+  field("exposure", "Exposure", "spec.exposure.type", h("select", {}, ...["NodePort", "LoadBalancer", "ClusterIP", "FrontDoor"].map((t) => h("option", { value: t }, t))),
     "How the tenant's API server is reached."),
   field("datastore", "Datastore", "spec.datastore.name", h("input", { value: "default", autocomplete: "off" })),
   h("div", { class: "actions" }, h("button", { class: "primary", type: "submit" }, "Create cluster")),
