@@ -262,7 +262,7 @@ func (r *Reconciler) desiredPKI(s *scope, old map[string][]byte, forced bool) (m
 		ca        *pki.KeyPair
 		spec      pki.Spec
 	}{
-		{cp.FileAPIServer, cp.FileAPIServerKey, ca, cp.APIServerSANs(p, s.exposure.serviceIP, tc.Spec.Exposure.Hostname, tc.Spec.Exposure.ExtraSANs)},
+		{cp.FileAPIServer, cp.FileAPIServerKey, ca, cp.APIServerSANs(p, s.exposure.serviceIP, tc.Spec.Exposure.Hostname, s.exposure.extraSANs(tc))},
 		{cp.FileKubeletClient, cp.FileKubeletClientKey, ca, pki.Spec{CommonName: "kube-apiserver-kubelet-client", Organization: []string{adminGroup}, Client: true}},
 		{cp.FileFrontProxyClient, cp.FileFrontProxyClientKey, front, pki.Spec{CommonName: "front-proxy-client", Client: true}},
 		// Copied into the tenant for its nodes' tunnel agents; it names

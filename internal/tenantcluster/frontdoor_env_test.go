@@ -4,18 +4,24 @@ import (
 	"context"
 	"crypto/x509"
 	"encoding/pem"
+	"io"
 	"net"
 	"slices"
 	"strconv"
 	"testing"
 	"time"
 
+	"github.com/go-logr/logr/testr"
 	appsv1 "k8s.io/api/apps/v1"
 	coordinationv1 "k8s.io/api/coordination/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/util/wait"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/tools/clientcmd"
+	"k8s.io/utils/clock"
 
 	kv1 "kubinception.dev/kubinception/api/v1alpha1"
 	cp "kubinception.dev/kubinception/internal/controlplane"
@@ -159,4 +165,181 @@ func TestFrontDoorAndHibernation(t *testing.T) {
 	if err := e.api.Client.Get(ctx, types.NamespacedName{Namespace: frontdoor.Namespace, Name: frontdoor.ObjectName(e.ns, name)}, &corev1.ConfigMap{}); !apierrors.IsNotFound(err) {
 		t.Errorf("route after leaving the front door: %v, want not found", err)
 	}
+}
+
+// TestWakeThroughFrontDoor holds a request to a hibernated tenant in the
+// front door and answers it once the tenant is woken: the front door's
+// proxy with the operator's route and the activity Lease in the real API
+// server, and the reconciler. The request is sent while no API server
+// runs; the front door renews the Lease; the reconcile that follows
+// scales the control plane up; the API server started in the pod's place
+// (as the kubelet would) answers the very request that was waiting. A
+// forwarder stands in for the Service: it takes connections only once the
+// woken API server is ready, as kube-proxy sends them only to ready pods.
+func TestWakeThroughFrontDoor(t *testing.T) {
+	t.Parallel()
+	e := start(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	e.r.FrontDoor = tenantcluster.FrontDoorSettings{Domain: "tenants.test", Port: 31443}
+	if err := e.api.Client.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: frontdoor.Namespace}}); err != nil && !apierrors.IsAlreadyExists(err) {
+		t.Fatal(err)
+	}
+	name := "wake-" + e.ns
+	tc := e.tenant(t, name, func(tc *kv1.TenantCluster) {
+		tc.Spec.Exposure.Type = kv1.ExposureFrontDoor
+		tc.Spec.Hibernation = kv1.HibernationSpec{Enabled: true}
+	})
+	got, tenant := e.ready(t, tc)
+
+	cs, err := kubernetes.NewForConfig(e.api.Config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	route, err := cs.CoreV1().ConfigMaps(frontdoor.Namespace).Get(ctx, frontdoor.ObjectName(e.ns, name), metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &frontdoor.Server{HoldTimeout: time.Minute, Log: testr.New(t),
+		Activity: &frontdoor.LeaseActivity{Leases: cs.CoordinationV1().Leases(frontdoor.Namespace), Identity: "test", Every: 20 * time.Second, Clock: clock.RealClock{}, Log: testr.New(t)}}
+	srv.SetTable(frontdoor.BuildTable([]*corev1.ConfigMap{route}))
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	door := ln.Addr().String()
+	done := make(chan error, 1)
+	go func() { done <- srv.Serve(ctx, ln) }()
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("front door: %v", err)
+		}
+	}()
+
+	// The customer's kubeconfig, its name resolved to the front door.
+	kc := &corev1.Secret{}
+	if err := e.api.Client.Get(ctx, types.NamespacedName{Namespace: e.ns, Name: got.Status.AdminKubeconfigSecret}, kc); err != nil {
+		t.Fatal(err)
+	}
+	rc, err := clientcmd.RESTConfigFromKubeConfig(kc.Data["kubeconfig"])
+	if err != nil {
+		t.Fatal(err)
+	}
+	rc.Timeout = 90 * time.Second
+	rc.Dial = func(ctx context.Context, network, _ string) (net.Conn, error) {
+		return (&net.Dialer{}).DialContext(ctx, network, door)
+	}
+	customer, err := kubernetes.NewForConfig(rc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := customer.Discovery().ServerVersion(); err != nil {
+		t.Fatalf("the tenant does not answer through the front door: %v", err)
+	}
+
+	// Hibernate: the Deployment at zero, and the API server gone as the
+	// kubelet would stop it.
+	e.clock.SetTime(time.Now())
+	e.api.Update(t, got, func() {
+		got.Annotations = map[string]string{kv1.AnnotationHibernateRequested: time.Now().Add(time.Second).Format(time.RFC3339Nano)}
+	})
+	e.clock.SetTime(time.Now().Add(2 * time.Second))
+	e.mustReconcile(t, tc)
+	if h := e.get(t, tc).Status.Hibernation; !h.Hibernated {
+		t.Fatalf("not hibernated on request: %+v", h)
+	}
+	tenant.stop(t)
+	gate, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	gateAddr := gate.Addr().String()
+	gate.Close()
+	route.Data[frontdoor.KeyAPIServer] = gateAddr
+	srv.SetTable(frontdoor.BuildTable([]*corev1.ConfigMap{route}))
+
+	// A request now waits in the front door.
+	type answer struct {
+		version string
+		err     error
+	}
+	answered := make(chan answer, 1)
+	sent := time.Now()
+	go func() {
+		v, err := customer.Discovery().ServerVersion()
+		if err != nil {
+			answered <- answer{err: err}
+			return
+		}
+		answered <- answer{version: v.GitVersion}
+	}()
+	leaseKey := types.NamespacedName{Namespace: frontdoor.Namespace, Name: frontdoor.ObjectName(e.ns, name)}
+	if err := wait.PollUntilContextTimeout(ctx, 50*time.Millisecond, 30*time.Second, true, func(ctx context.Context) (bool, error) {
+		l := &coordinationv1.Lease{}
+		if err := e.api.Client.Get(ctx, leaseKey, l); err != nil {
+			return false, err
+		}
+		return frontdoor.LastActivity(l).After(e.get(t, tc).Status.Hibernation.Since.Time), nil
+	}); err != nil {
+		t.Fatalf("the front door did not renew the activity Lease for the waiting request: %v", err)
+	}
+	select {
+	case a := <-answered:
+		t.Fatalf("answered before the tenant woke: %+v", a)
+	default:
+	}
+	// The operator reconciles on the Lease's update.
+	e.clock.SetTime(time.Now())
+	e.mustReconcile(t, tc)
+	if h := e.get(t, tc).Status.Hibernation; h.Hibernated || h.Reason != "Request" {
+		t.Fatalf("hibernation after the request: %+v, want awake by Request", h)
+	}
+	e.setAvailable(t, tc)
+	e.startTenantAPIServer(t, e.get(t, tc))
+	e.forward(t, gateAddr, e.get(t, tc))
+	select {
+	case a := <-answered:
+		if a.err != nil || a.version == "" {
+			t.Fatalf("the held request failed: %v", a.err)
+		}
+		t.Logf("held request answered %s after it was sent", time.Since(sent).Round(time.Millisecond))
+	case <-time.After(time.Minute):
+		t.Fatal("the held request was not answered within a minute of the wake")
+	}
+}
+
+// forward stands in for the tenant's Service once a ready API server is
+// behind it: it listens on addr and joins each connection to the API
+// server at the Service's address.
+func (e *env) forward(t *testing.T, addr string, tc *kv1.TenantCluster) {
+	t.Helper()
+	svc := &corev1.Service{}
+	if err := e.api.Client.Get(context.Background(), types.NamespacedName{Namespace: tc.Namespace, Name: cp.ServiceName(tc.Name)}, svc); err != nil {
+		t.Fatal(err)
+	}
+	backend := net.JoinHostPort(svc.Spec.ClusterIP, strconv.Itoa(cp.DefaultPort))
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				b, err := net.Dial("tcp", backend)
+				if err != nil {
+					return
+				}
+				defer b.Close()
+				go func() { _, _ = io.Copy(b, c) }()
+				_, _ = io.Copy(c, b)
+			}()
+		}
+	}()
 }
