@@ -110,7 +110,7 @@ func TestConsole(t *testing.T) {
 		cleanupKubectl(t, adminKubeconfig(), "-n", "team-a", "delete", "tenantcluster", "web", "--ignore-not-found", "--timeout=5m")
 	})
 
-	testTeamsApart(t, ctx, url, fingerprint, aliceToken, bobToken, shots)
+	testTeamsApart(t, page, url, fingerprint, aliceToken, bobToken, shots)
 
 	readyCtx, readyCancel := context.WithTimeout(page, 6*time.Minute)
 	defer readyCancel()
@@ -184,8 +184,9 @@ func TestConsole(t *testing.T) {
 
 // testTeamsApart: bob, bound to team-b, sees and changes nothing of
 // team-a's through the pages and the API, and alice nothing of team-b's.
-func testTeamsApart(t *testing.T, alloc context.Context, url, fingerprint, aliceToken, bobToken, shots string) {
-	bob, cancel := chromedp.NewContext(alloc, chromedp.WithNewBrowserContext())
+func testTeamsApart(t *testing.T, first context.Context, url, fingerprint, aliceToken, bobToken, shots string) {
+	// A browser context of its own: bob shares no cookie with alice.
+	bob, cancel := chromedp.NewContext(first, chromedp.WithNewBrowserContext())
 	defer cancel()
 	watchConsoleErrors(t, bob)
 	do(t, bob, "bob signs in", chromedp.Navigate(url+"/"), chromedp.WaitVisible("#token", chromedp.ByID),
