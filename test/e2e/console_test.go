@@ -67,14 +67,7 @@ func TestConsole(t *testing.T) {
 	aliceToken := mustKube(t, "-n", "team-a", "create", "token", "alice", "--duration=1h")
 	bobToken := mustKube(t, "-n", "team-b", "create", "token", "bob", "--duration=1h")
 
-	ctx, cancel := chromedp.NewExecAllocator(t.Context(), append(chromedp.DefaultExecAllocatorOptions[:],
-		chromedp.ExecPath(chromium), chromedp.NoSandbox, chromedp.DisableGPU,
-		// The console's self-signed certificate; the API client below
-		// pins its fingerprint instead.
-		chromedp.Flag("ignore-certificate-errors", true),
-		chromedp.WindowSize(1280, 900))...)
-	defer cancel()
-	page := newPage(t, ctx)
+	page := newPage(t, newBrowser(t, chromium))
 
 	// Sign in with the keyboard: the token field has the focus; Tab goes
 	// to "Sign in", Enter presses it.
@@ -123,7 +116,7 @@ func TestConsole(t *testing.T) {
 		cleanupKubectl(t, adminKubeconfig(), "-n", "team-a", "delete", "tenantcluster", "web", "--ignore-not-found", "--timeout=5m")
 	})
 
-	testTeamsApart(t, page, url, fingerprint, aliceToken, bobToken, shots)
+	testTeamsApart(t, newBrowser(t, chromium), url, fingerprint, aliceToken, bobToken, shots)
 
 	readyCtx, readyCancel := context.WithTimeout(page, 6*time.Minute)
 	defer readyCancel()
@@ -197,11 +190,9 @@ func TestConsole(t *testing.T) {
 
 // testTeamsApart: bob, bound to team-b, sees and changes nothing of
 // team-a's through the pages and the API, and alice nothing of team-b's.
-func testTeamsApart(t *testing.T, first context.Context, url, fingerprint, aliceToken, bobToken, shots string) {
-	// A browser context of its own: bob shares no cookie with alice.
-	bob, cancel := chromedp.NewContext(first, chromedp.WithNewBrowserContext())
-	defer cancel()
-	watchConsoleErrors(t, bob)
+func testTeamsApart(t *testing.T, browser context.Context, url, fingerprint, aliceToken, bobToken, shots string) {
+	// A browser of its own: bob shares no cookie with alice.
+	bob := newPage(t, browser)
 	do(t, bob, "bob signs in", chromedp.Navigate(url+"/"), chromedp.WaitVisible("#token", chromedp.ByID),
 		chromedp.SetValue("#token", bobToken, chromedp.ByID), chromedp.Click(`#signin button[type=submit]`),
 		chromedp.WaitVisible("#clusters", chromedp.ByID), chromedp.WaitVisible(`tr[data-cluster="team-b/beta"]`))
@@ -409,6 +400,20 @@ type syncBuf struct {
 
 func (s *syncBuf) Write(p []byte) (int, error) { s.mu.Lock(); defer s.mu.Unlock(); return s.b.Write(p) }
 func (s *syncBuf) String() string              { s.mu.Lock(); defer s.mu.Unlock(); return s.b.String() }
+
+// newBrowser is an allocator of a headless Chromium of its own, stopped
+// when the test ends.
+func newBrowser(t *testing.T, chromium string) context.Context {
+	t.Helper()
+	ctx, cancel := chromedp.NewExecAllocator(context.Background(), append(chromedp.DefaultExecAllocatorOptions[:],
+		chromedp.ExecPath(chromium), chromedp.NoSandbox, chromedp.DisableGPU,
+		// The console's self-signed certificate; the API client below
+		// pins its fingerprint instead.
+		chromedp.Flag("ignore-certificate-errors", true),
+		chromedp.WindowSize(1280, 900))...)
+	t.Cleanup(cancel)
+	return ctx
+}
 
 // newPage opens a tab that fails the test on any error in the browser's
 // console.
