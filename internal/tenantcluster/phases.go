@@ -570,6 +570,11 @@ func (r *Reconciler) reconcileDelete(ctx context.Context, s *scope) (ctrl.Result
 	}
 	log.Info("deleted the tenant's keys, etcd user and role", "prefix", s.tenancy.Prefix, "datastore", s.etcd.name)
 	r.event(tc, corev1.EventTypeNormal, kv1.ReasonDeletingData, "DeleteData", fmt.Sprintf("deleted every key under %s and etcd user %s in Datastore %q", s.tenancy.Prefix, s.tenancy.User, s.etcd.name))
+	// Its front-door route and Lease are in another namespace, where
+	// no owner reference reaches.
+	if err := r.removeFrontDoor(ctx, tc); err != nil {
+		return ctrl.Result{}, err
+	}
 	r.forgetTenant(tc.UID)
 	forgetVersion(tc)
 	r.tenancy.forget(tc.UID)
