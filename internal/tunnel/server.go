@@ -91,9 +91,7 @@ func NewServer(cfg ServerConfig) (*Server, error) {
 	if cfg.WaitForAgent == 0 {
 		cfg.WaitForAgent = 10 * time.Second
 	}
-	agentTLS := cfg.AgentTLS.Clone()
-	agentTLS.NextProtos = []string{"http/1.1"}
-	cfg.AgentTLS = agentTLS
+	cfg.AgentTLS = withProtos(cfg.AgentTLS, "http/1.1")
 	return &Server{
 		cfg: cfg,
 		// Pings find a dead agent connection (a node that vanished
@@ -144,8 +142,7 @@ func (s *Server) Serve(ctx context.Context, l Listeners) error {
 		if err := http2.ConfigureServer(clientSrv, &http2.Server{}); err != nil {
 			return err
 		}
-		clientTLS := s.cfg.ClientTLS.Clone()
-		clientTLS.NextProtos = []string{"h2", "http/1.1"}
+		clientTLS := withProtos(s.cfg.ClientTLS, "h2", "http/1.1")
 		servers = append(servers, clientSrv)
 		go func() { errc <- clientSrv.Serve(tls.NewListener(l.Clients, clientTLS)) }()
 	}
@@ -575,4 +572,25 @@ func newServerMetrics() *serverMetrics {
 	}
 	m.registry.MustRegister(m.agents, m.streams, m.refusedAgents, m.dials, m.bytes)
 	return m
+}
+
+// withProtos is cfg offering the application protocols protos (ALPN),
+// also in the configuration its GetConfigForClient returns (one that
+// reads its certificate files at every handshake), which crypto/tls uses
+// in place of cfg.
+func withProtos(cfg *tls.Config, protos ...string) *tls.Config {
+	c := cfg.Clone()
+	c.NextProtos = protos
+	if get := cfg.GetConfigForClient; get != nil {
+		c.GetConfigForClient = func(hello *tls.ClientHelloInfo) (*tls.Config, error) {
+			per, err := get(hello)
+			if err != nil || per == nil {
+				return per, err
+			}
+			per = per.Clone()
+			per.NextProtos = protos
+			return per, nil
+		}
+	}
+	return c
 }
