@@ -80,6 +80,17 @@ func TestHelmChart(t *testing.T) {
 	// the routes and Leases the operator writes again on its next pass.
 	mustKube(t, "delete", "--ignore-not-found", "--wait", "namespace/kubinception-frontdoor")
 
+	// The backup directory the values name must exist for the operator's
+	// pod, writable by its user, as the chart's values say; install makes
+	// it, the chart cannot.
+	backups := filepath.Join(root, "backups")
+	if err := os.MkdirAll(backups, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chown(backups, 65534, 65534); err != nil {
+		t.Fatal(err)
+	}
+
 	// Install with Helm; admin up made the namespace, so the chart does not.
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
@@ -157,8 +168,8 @@ func operatorImage(t *testing.T, objs map[string]map[string]any) string {
 // chartValues are the chart values for this admin cluster: the operator
 // image, the registry admin up imported images under, its load-balancer
 // range, its protected networks (pod range and node address, as install
-// gives them), and the datastore admin up started, from the Secret it
-// stored.
+// gives them), its backup directory (ROOT/backups, as install gives it),
+// and the datastore admin up started, from the Secret it stored.
 func chartValues(t *testing.T, image string) map[string]any {
 	t.Helper()
 	c := config(t)
@@ -177,6 +188,7 @@ func chartValues(t *testing.T, image string) map[string]any {
 		"allowedRegistries":       []string{c.Images.Registry},
 		"loadBalancerAddressPool": c.LoadBalancerCIDR.String(),
 		"protectedNetworks":       []string{c.PodCIDR.String(), c.NodeIP.String() + "/32"},
+		"backup":                  map[string]any{"hostPath": filepath.Join(root, "backups")},
 		"defaultDatastore": map[string]any{
 			"enabled":       true,
 			"endpoints":     endpoints,
