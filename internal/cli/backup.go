@@ -77,12 +77,14 @@ waits until the copy is done and prints its size.`,
 	return cmd
 }
 
+// clusterError says what a failed call on a tenant cluster's objects
+// means: the cluster does not exist, or kubinception is not installed.
 func clusterError(err error, namespace, name string) error {
 	switch {
-	case apierrors.IsNotFound(err):
+	case apierrors.IsNotFound(err) && name != "":
 		return fmt.Errorf("tenant cluster %s/%s does not exist (kubinception get clusters lists them)", namespace, name)
 	case meta.IsNoMatchError(err):
-		return errors.New("the admin cluster has no TenantCluster or TenantBackup API: run kubinception install first")
+		return errors.New("the admin cluster has no kubinception API (TenantCluster, TenantBackup): run kubinception install first")
 	}
 	return err
 }

@@ -108,10 +108,7 @@ func newCreateCommand() *cobra.Command {
 				if apierrors.IsAlreadyExists(err) {
 					return fmt.Errorf("tenant cluster %s/%s already exists: pick another name or delete it first (kubinception delete cluster %s)", f.namespace, args[0], args[0])
 				}
-				if meta.IsNoMatchError(err) {
-					return errors.New("the admin cluster has no TenantCluster API: run kubinception install first")
-				}
-				return err
+				return clusterError(err, f.namespace, args[0])
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "tenant cluster %s/%s created\n", f.namespace, args[0])
 			if !wait {
@@ -202,10 +199,7 @@ func newGetCommand() *cobra.Command {
 				opts = append(opts, client.InNamespace(f.namespace))
 			}
 			if err := c.List(cmd.Context(), &list, opts...); err != nil {
-				if meta.IsNoMatchError(err) {
-					return errors.New("the admin cluster has no TenantCluster API: run kubinception install first")
-				}
-				return err
+				return clusterError(err, f.namespace, "")
 			}
 			sort.Slice(list.Items, func(i, j int) bool {
 				return list.Items[i].Namespace+"/"+list.Items[i].Name < list.Items[j].Namespace+"/"+list.Items[j].Name

@@ -2,7 +2,6 @@ package cli
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"time"
@@ -10,7 +9,6 @@ import (
 	"github.com/spf13/cobra"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
@@ -75,13 +73,8 @@ func requestRotation(ctx context.Context, c client.Client, key types.NamespacedN
 	value := time.Now().UTC().Format(time.RFC3339Nano)
 	patch := []byte(fmt.Sprintf(`{"metadata":{"annotations":{%q:%q}}}`, annotation, value))
 	err := c.Patch(ctx, &kv1.TenantCluster{ObjectMeta: metav1.ObjectMeta{Name: key.Name, Namespace: key.Namespace}}, client.RawPatch(types.MergePatchType, patch))
-	switch {
-	case apierrors.IsNotFound(err):
-		return "", fmt.Errorf("tenant cluster %s/%s does not exist (kubinception get clusters lists them)", key.Namespace, key.Name)
-	case meta.IsNoMatchError(err):
-		return "", errors.New("the admin cluster has no TenantCluster API: run kubinception install first")
-	case err != nil:
-		return "", err
+	if err != nil {
+		return "", clusterError(err, key.Namespace, key.Name)
 	}
 	return value, nil
 }
