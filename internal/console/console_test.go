@@ -120,7 +120,7 @@ func setUp(t *testing.T) *fixture {
 	}
 	for ns, sa := range map[string]string{f.a: "alice", f.b: "bob"} {
 		role := &rbacv1.Role{ObjectMeta: metav1.ObjectMeta{Name: "tenant-admin", Namespace: ns}, Rules: []rbacv1.PolicyRule{
-			{APIGroups: []string{kv1.GroupVersion.Group}, Resources: []string{"tenantclusters"}, Verbs: []string{"get", "list", "watch", "create", "update", "patch", "delete"}},
+			{APIGroups: []string{kv1.GroupVersion.Group}, Resources: []string{"tenantclusters", "tenantbackups"}, Verbs: []string{"get", "list", "watch", "create", "update", "patch", "delete"}},
 			{APIGroups: []string{""}, Resources: []string{"secrets"}, Verbs: []string{"get"}},
 			{APIGroups: []string{""}, Resources: []string{"events"}, Verbs: []string{"get", "list", "watch"}},
 		}}
@@ -396,6 +396,15 @@ func TestConsole(t *testing.T) {
 		}
 		if code, body, _ := alice.do("GET", "/kube/api/v1/namespaces/"+f.a+"/events", ""); code != http.StatusOK {
 			t.Errorf("events of team A answered %d: %s", code, body)
+		}
+		// A backup, as the page's Back up button asks for one: made as
+		// alice in her namespace, refused in bob's.
+		backup := `{"apiVersion":"kubinception.dev/v1alpha1","kind":"TenantBackup","metadata":{"name":"alpha-1"},"spec":{"cluster":"alpha"}}`
+		if code, body, _ := alice.do("POST", "/kube/apis/kubinception.dev/v1alpha1/namespaces/"+f.a+"/tenantbackups", backup, csrf(alice)); code != http.StatusCreated {
+			t.Errorf("a backup in team A's namespace answered %d: %s", code, body)
+		}
+		if code, body, _ := alice.do("POST", "/kube/apis/kubinception.dev/v1alpha1/namespaces/"+f.b+"/tenantbackups", backup, csrf(alice)); code != http.StatusForbidden || !strings.Contains(string(body), "alice") {
+			t.Errorf("a backup in team B's namespace answered %d: %s", code, body)
 		}
 	})
 	t.Run("watches stream as server-sent events, as the user", func(t *testing.T) {

@@ -290,6 +290,7 @@ var proxied = []struct {
 }{
 	{regexp.MustCompile(`^/apis/kubinception\.dev/v1alpha1/(namespaces/[a-z0-9-]+/)?(tenantclusters|datastores)(/[a-z0-9.-]+)?$`), "GET POST PUT PATCH DELETE"},
 	{regexp.MustCompile(`^/apis/kubinception\.dev/v1alpha1/(namespaces/[a-z0-9-]+/)?(tenantclusters|datastores)/[a-z0-9.-]+/status$`), "GET"},
+	{regexp.MustCompile(`^/apis/kubinception\.dev/v1alpha1/namespaces/[a-z0-9-]+/tenantbackups(/[a-z0-9.-]+)?$`), "GET POST DELETE"},
 	{regexp.MustCompile(`^/api/v1/namespaces/[a-z0-9-]+/events$`), "GET"},
 	{regexp.MustCompile(`^/apis/authorization\.k8s\.io/v1/selfsubjectaccessreviews$`), "POST"},
 }
@@ -311,7 +312,7 @@ func proxyAllowed(method, path string) bool {
 func (s *Server) proxy(w http.ResponseWriter, r *http.Request, sess *session) {
 	path := strings.TrimPrefix(r.URL.Path, "/kube")
 	if !proxyAllowed(r.Method, path) {
-		writeStatus(w, http.StatusNotFound, metav1.StatusReasonNotFound, fmt.Sprintf("%s %s is not served by the console's API proxy (it serves TenantClusters, Datastores and Events)", r.Method, path))
+		writeStatus(w, http.StatusNotFound, metav1.StatusReasonNotFound, fmt.Sprintf("%s %s is not served by the console's API proxy (it serves TenantClusters, Datastores, TenantBackups and Events)", r.Method, path))
 		return
 	}
 	rp := &httputil.ReverseProxy{

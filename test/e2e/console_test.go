@@ -153,6 +153,16 @@ func TestConsole(t *testing.T) {
 	}
 	do(t, page, "nodes", chromedp.WaitVisible("#nodes-message", chromedp.ByID))
 	shot(t, page, shots, "4-cluster-access")
+	// Lifecycle actions: a certificate rotation asked for from the page
+	// reaches the TenantCluster as alice's annotation; hibernation is
+	// refused on the page while the cluster does not allow it.
+	do(t, page, "rotate certificates", chromedp.Click(`//button[text()="Rotate certificates"]`),
+		chromedp.WaitVisible(`//p[starts-with(text(),"Certificate rotation requested")]`))
+	if v := mustKube(t, "-n", "team-a", "get", "tenantcluster", "web", "-o", `jsonpath={.metadata.annotations.kubinception\.dev/certificate-rotation-requested}`); v == "" {
+		t.Error("Rotate certificates on the page set no kubinception.dev/certificate-rotation-requested annotation")
+	}
+	do(t, page, "hibernate", chromedp.Click(`//button[text()="Hibernate"]`),
+		chromedp.WaitVisible(`//p[contains(text(),"does not allow hibernation")]`))
 
 	// The list, at desktop and at phone width, live; the datastore page.
 	do(t, page, "list", chromedp.Navigate(url+"/#/"), chromedp.WaitVisible(`tr[data-cluster="team-a/web"] .badge[data-ready="True"]`))

@@ -397,10 +397,32 @@ function renderCluster(ns, name) {
     const r = await api("POST", consolePath(ns, name, "revoke-kubeconfigs"));
     out.replaceChildren(h("p", {}, `Customer generation raised to ${r.generation}: every kubeconfig issued before is revoked once the operator has applied it.`));
   };
+  const annotate = (annotation) => api("PATCH", clusterPath(ns, name), { metadata: { annotations: { [annotation]: new Date().toISOString() } } }, "application/merge-patch+json");
   const rotate = async () => {
-    const value = new Date().toISOString();
-    await api("PATCH", clusterPath(ns, name), { metadata: { annotations: { "kubinception.dev/encryption-key-rotation-requested": value } } }, "application/merge-patch+json");
+    await annotate("kubinception.dev/encryption-key-rotation-requested");
     out.replaceChildren(h("p", {}, "Encryption key rotation requested: the Encryption line above and the events follow it."));
+  };
+  const rotateCerts = async () => {
+    await annotate("kubinception.dev/certificate-rotation-requested");
+    out.replaceChildren(h("p", {}, "Certificate rotation requested: every leaf certificate is reissued and the control plane rolls one pod at a time; the events follow it."));
+  };
+  const hibernate = async () => {
+    if (!(current && current.spec.hibernation && current.spec.hibernation.enabled)) {
+      out.replaceChildren(h("p", { class: "error", role: "alert" }, `${name} does not allow hibernation: set spec.hibernation.enabled to true first.`));
+      return;
+    }
+    await annotate("kubinception.dev/hibernate-requested");
+    out.replaceChildren(h("p", {}, "Hibernation requested: the control plane scales to zero; its state stays in the datastore and the first request through the front door wakes it."));
+  };
+  const wake = async () => {
+    await annotate("kubinception.dev/wake-requested");
+    out.replaceChildren(h("p", {}, "Wake requested: the control plane starts again."));
+  };
+  const backUp = async () => {
+    const stamp = new Date().toISOString().replace(/[-:]/g, "").replace("T", "-").slice(0, 15);
+    const b = await api("POST", `/kube/apis/kubinception.dev/v1alpha1/namespaces/${ns}/tenantbackups`,
+      { apiVersion: "kubinception.dev/v1alpha1", kind: "TenantBackup", metadata: { name: `${name}-${stamp}` }, spec: { cluster: name } });
+    out.replaceChildren(h("p", { id: "backup-requested" }, `Backup ${b.metadata.name} requested: the operator copies the tenant's state at one revision, encrypted, to the backup target (kubinception backup list ${name} lists it).`));
   };
 
   const upgradeInput = h("input", { id: "upgrade-version", name: "upgrade-version", "aria-describedby": "upgrade-version-error", size: 10, placeholder: "v1.35.4", autocomplete: "off" });
@@ -438,11 +460,9 @@ function renderCluster(ns, name) {
         h("div", { class: "actions" }, act("Download kubeconfig", downloadKubeconfig, "primary"), act("Join command", joinCommand), act("Revoke kubeconfigs", revoke))),
       h("section", { class: "card", "aria-labelledby": "life-h" }, h("h2", { id: "life-h" }, "Lifecycle"),
         upgrade,
-        h("div", { class: "actions" }, act("Rotate encryption key", rotate),
-          h("button", { type: "button", class: "danger", id: "delete", onclick: () => { confirmInput.value = ""; dialog.showModal(); confirmInput.focus(); } }, "Delete…"))),
-      h("section", { class: "card reserved", "aria-labelledby": "soon-h" }, h("h2", { id: "soon-h" }, "Not offered yet"),
-        h("p", {}, "Hibernate and wake, rotate certificates and back up are being added to the operator; they appear here once it offers them."),
-        h("div", { class: "actions" }, ...["Hibernate / wake", "Rotate certificates", "Back up"].map((t) => h("button", { type: "button", disabled: true, title: "not offered by the operator yet" }, t))))),
+        h("div", { class: "actions" }, act("Rotate encryption key", rotate), act("Rotate certificates", rotateCerts),
+          act("Hibernate", hibernate), act("Wake", wake), act("Back up", backUp),
+          h("button", { type: "button", class: "danger", id: "delete", onclick: () => { confirmInput.value = ""; dialog.showModal(); confirmInput.focus(); } }, "Delete…")))),
     out,
     h("h2", {}, "Conditions"),
     h("div", { class: "table-wrap" }, h("table", { id: "conditions" }, h("thead", {}, h("tr", {}, ...["Type", "Status", "Reason", "Message", "Since"].map((t, i) => h("th", { scope: "col", class: i === 4 ? "hide-narrow" : null }, t)))), conds)),
