@@ -151,8 +151,8 @@ func frontDoorObjects(o Options) []client.Object {
 							ImagePullPolicy: o.ImagePullPolicy,
 							Args: []string{"frontdoor", "serve", fmt.Sprintf("--address=:%d", FrontDoorPort), fmt.Sprintf("--http-address=:%d", FrontDoorHTTPPort),
 								"--namespace=" + ns},
-							Env: []corev1.EnvVar{{Name: "POD_NAME", ValueFrom: &corev1.EnvVarSource{FieldRef: &corev1.ObjectFieldSelector{FieldPath: "metadata.name"}}}},
-							Ports: []corev1.ContainerPort{{Name: "https", ContainerPort: FrontDoorPort}, {Name: "http", ContainerPort: FrontDoorHTTPPort}},
+							Env:            []corev1.EnvVar{{Name: "POD_NAME", ValueFrom: &corev1.EnvVarSource{FieldRef: &corev1.ObjectFieldSelector{FieldPath: "metadata.name"}}}},
+							Ports:          []corev1.ContainerPort{{Name: "https", ContainerPort: FrontDoorPort}, {Name: "http", ContainerPort: FrontDoorHTTPPort}},
 							LivenessProbe:  probe("/healthz"),
 							ReadinessProbe: probe("/readyz"),
 							Resources: corev1.ResourceRequirements{Requests: corev1.ResourceList{

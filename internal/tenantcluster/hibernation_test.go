@@ -19,8 +19,12 @@ func TestDecideHibernation(t *testing.T) {
 		}
 		return s
 	}
-	idle := func(m int32) func(*kv1.HibernationSpec) { return func(s *kv1.HibernationSpec) { s.IdleAfterMinutes = m } }
-	ann := func(k string, at time.Time) map[string]string { return map[string]string{k: at.Format(time.RFC3339Nano)} }
+	idle := func(m int32) func(*kv1.HibernationSpec) {
+		return func(s *kv1.HibernationSpec) { s.IdleAfterMinutes = m }
+	}
+	ann := func(k string, at time.Time) map[string]string {
+		return map[string]string{k: at.Format(time.RFC3339Nano)}
+	}
 	for _, tc := range []struct {
 		name        string
 		spec        kv1.HibernationSpec
