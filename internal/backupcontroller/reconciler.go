@@ -271,11 +271,15 @@ func (r *Reconciler) dialGateway(ctx context.Context, datastore string) (*gatewa
 	return gateway.NewAdminClient(gatewaydeploy.AdminAddress(svc.Spec.ClusterIP), tc), nil
 }
 
+// adminCertValidity bounds the admin certificate issued for one copy or
+// restore: it lives in the operator's memory only, for that call.
+const adminCertValidity = time.Hour
+
 // AdminTLS is the client configuration of the gateway admin API: a new
 // admin certificate from the gateway's CA, which also signs the gateway's
 // serving certificate.
 func AdminTLS(ca *pki.KeyPair, now time.Time) (*tls.Config, error) {
-	kp, err := ca.Issue(pki.Spec{CommonName: gateway.AdminCommonName, Client: true}, now)
+	kp, err := ca.IssueFor(pki.Spec{CommonName: gateway.AdminCommonName, Client: true}, now, adminCertValidity)
 	if err != nil {
 		return nil, fmt.Errorf("issue the gateway admin certificate: %w", err)
 	}

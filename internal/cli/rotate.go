@@ -29,41 +29,52 @@ func newRotateCommand() *cobra.Command {
 }
 
 func newRotateEncryptionKeyCommand() *cobra.Command {
-	var f adminFlags
-	var waitDone bool
-	var timeout time.Duration
-	cmd := &cobra.Command{
-		Use:   "encryption-key CLUSTER",
-		Short: "Encrypt the tenant's Secrets with a new key and drop the old one",
-		Long: `Asks the operator to rotate the key the tenant's API servers encrypt Secrets
+	return rotationCommand("encryption-key", "Encrypt the tenant's Secrets with a new key and drop the old one",
+		`Asks the operator to rotate the key the tenant's API servers encrypt Secrets
 with: the new key is added as a read key and every API server rolled, then it
 becomes the write key and every API server rolled again, then every Secret is
 rewritten with it through the tenant's API, then the old key is dropped and the
 API servers rolled a last time. The tenant serves throughout. With --wait the
 command shows each step until the rotation is done.`,
-		Args: exactlyOneName("cluster"),
+		kv1.AnnotationEncryptionKeyRotation, "encryption key rotation", "encryption",
+		"wait until the rotation is done, showing each step",
+		15*time.Minute, "how long --wait waits (the API servers roll three times)", waitRotation)
+}
+
+// rotationCommand asks the operator for a rotation by setting annotation
+// on the tenant; with --wait, wait follows it until it is done. status is
+// the status field that reports it.
+func rotationCommand(use, short, long, annotation, what, status, waitUsage string, timeout time.Duration, timeoutUsage string,
+	wait func(ctx context.Context, c client.Client, key types.NamespacedName, value string, timeout time.Duration, out io.Writer) error) *cobra.Command {
+	var f adminFlags
+	var waitDone bool
+	cmd := &cobra.Command{
+		Use:   use + " CLUSTER",
+		Short: short,
+		Long:  long,
+		Args:  exactlyOneName("cluster"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			c, err := f.client()
 			if err != nil {
 				return err
 			}
 			key := types.NamespacedName{Namespace: f.namespace, Name: args[0]}
-			value, err := requestRotation(cmd.Context(), c, key, kv1.AnnotationEncryptionKeyRotation)
+			value, err := requestRotation(cmd.Context(), c, key, annotation)
 			if err != nil {
 				return err
 			}
 			out := cmd.OutOrStdout()
-			fmt.Fprintf(out, "encryption key rotation %s requested for %s/%s\n", value, key.Namespace, key.Name)
+			fmt.Fprintf(out, "%s %s requested for %s/%s\n", what, value, key.Namespace, key.Name)
 			if !waitDone {
-				fmt.Fprintf(out, "  follow it: kubectl get tenantcluster %s -n %s -o jsonpath='{.status.encryption}'\n", key.Name, key.Namespace)
+				fmt.Fprintf(out, "  follow it: kubectl get tenantcluster %s -n %s -o jsonpath='{.status.%s}'\n", key.Name, key.Namespace, status)
 				return nil
 			}
-			return waitRotation(cmd.Context(), c, key, value, timeout, out)
+			return wait(cmd.Context(), c, key, value, timeout, out)
 		},
 	}
 	f.register(cmd)
-	cmd.Flags().BoolVar(&waitDone, "wait", false, "wait until the rotation is done, showing each step")
-	cmd.Flags().DurationVar(&timeout, "timeout", 15*time.Minute, "how long --wait waits (the API servers roll three times)")
+	cmd.Flags().BoolVar(&waitDone, "wait", false, waitUsage)
+	cmd.Flags().DurationVar(&timeout, "timeout", timeout, timeoutUsage)
 	return cmd
 }
 
@@ -112,13 +123,8 @@ func waitRotation(ctx context.Context, c client.Client, key types.NamespacedName
 }
 
 func newRotateCertsCommand() *cobra.Command {
-	var f adminFlags
-	var waitDone bool
-	var timeout time.Duration
-	cmd := &cobra.Command{
-		Use:   "certs CLUSTER",
-		Short: "Reissue every leaf certificate of a tenant now",
-		Long: `Asks the operator to reissue every leaf certificate it holds for the tenant
+	return rotationCommand("certs", "Reissue every leaf certificate of a tenant now",
+		`Asks the operator to reissue every leaf certificate it holds for the tenant
 (the API server's serving and client certificates, the front-proxy client,
 the controller manager's and scheduler's kubeconfigs, the tunnel's, the
 datastore client's and the customer kubeconfig's) from the tenant's current
@@ -127,30 +133,9 @@ The CAs and the nodes' certificates stay: nothing outside the admin cluster
 notices. The operator also does this on its own two thirds into each
 certificate's life (spec.certificates.validity). With --wait the command
 returns once every control-plane pod runs the new certificates.`,
-		Args: exactlyOneName("cluster"),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			c, err := f.client()
-			if err != nil {
-				return err
-			}
-			key := types.NamespacedName{Namespace: f.namespace, Name: args[0]}
-			value, err := requestRotation(cmd.Context(), c, key, kv1.AnnotationCertificateRotation)
-			if err != nil {
-				return err
-			}
-			out := cmd.OutOrStdout()
-			fmt.Fprintf(out, "certificate rotation %s requested for %s/%s\n", value, key.Namespace, key.Name)
-			if !waitDone {
-				fmt.Fprintf(out, "  follow it: kubectl get tenantcluster %s -n %s -o jsonpath='{.status.certificates}'\n", key.Name, key.Namespace)
-				return nil
-			}
-			return waitCertRotation(cmd.Context(), c, key, value, timeout, out)
-		},
-	}
-	f.register(cmd)
-	cmd.Flags().BoolVar(&waitDone, "wait", false, "wait until every control-plane pod runs the new certificates")
-	cmd.Flags().DurationVar(&timeout, "timeout", 10*time.Minute, "how long --wait waits")
-	return cmd
+		kv1.AnnotationCertificateRotation, "certificate rotation", "certificates",
+		"wait until every control-plane pod runs the new certificates",
+		10*time.Minute, "how long --wait waits", waitCertRotation)
 }
 
 // waitCertRotation waits until the operator has reissued the certificates
