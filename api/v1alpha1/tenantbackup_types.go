@@ -12,6 +12,12 @@ type TenantBackupSpec struct {
 	// +kubebuilder:validation:MaxLength=63
 	// +kubebuilder:validation:XValidation:rule="self == oldSelf",message="spec.cluster is immutable: create another TenantBackup for another cluster"
 	Cluster string `json:"cluster"`
+	// Target is where the archive is kept: Volume or S3, among the
+	// targets the operator was installed with (its default when empty:
+	// the volume if it has one, else S3).
+	// +kubebuilder:validation:XValidation:rule="self == oldSelf",message="spec.target is immutable: create another TenantBackup for another target"
+	// +optional
+	Target BackupTarget `json:"target,omitempty"`
 }
 
 // TenantBackupPhase is where a backup stands.
@@ -44,6 +50,10 @@ type TenantBackupStatus struct {
 	// Datastore is the Datastore the tenant's state was read from.
 	// +optional
 	Datastore string `json:"datastore,omitempty"`
+	// Target is the target the archive is kept in (spec.target, or the
+	// operator's default).
+	// +optional
+	Target BackupTarget `json:"target,omitempty"`
 	// Location is where the archive is kept: the backup target and the
 	// archive's name in it.
 	// +optional
@@ -85,6 +95,7 @@ type TenantBackupStatus struct {
 // +kubebuilder:printcolumn:name="Objects",type=integer,JSONPath=`.status.objects`
 // +kubebuilder:printcolumn:name="Size",type=integer,JSONPath=`.status.archiveBytes`
 // +kubebuilder:printcolumn:name="Revision",type=integer,JSONPath=`.status.revision`
+// +kubebuilder:printcolumn:name="Target",type=string,JSONPath=`.status.target`
 // +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
 type TenantBackup struct {
 	metav1.TypeMeta   `json:",inline"`

@@ -79,6 +79,11 @@ type TenantClusterSpec struct {
 	// +kubebuilder:default={}
 	// +optional
 	Certificates CertificatesSpec `json:"certificates,omitempty"`
+
+	// Backup makes the operator back the tenant up on a schedule, with
+	// retention.
+	// +optional
+	Backup *BackupScheduleSpec `json:"backup,omitempty"`
 }
 
 // CertificatesSpec sets the lifetimes of the certificates the operator
@@ -317,6 +322,11 @@ type TenantClusterStatus struct {
 	// renewed, and the last rotation.
 	// +optional
 	Certificates TenantCertificatesStatus `json:"certificates,omitempty"`
+
+	// Backup reports the backup schedule: the last scheduled and
+	// successful backups and the next slot.
+	// +optional
+	Backup *TenantBackupScheduleStatus `json:"backup,omitempty"`
 }
 
 // TenantCertificatesStatus reports the certificates the operator holds
