@@ -39,7 +39,7 @@ import (
 )
 
 // The tenants of the gateway tests: gw-a has a small quota and compacts
-// every minute (so a continue token expires within the test), gw-b is its
+// every 10 seconds (so a continue token expires within the test), gw-b is its
 // neighbour with the defaults.
 const gatewayTenants = `
 apiVersion: kubinception.dev/v1alpha1
@@ -47,7 +47,7 @@ kind: TenantCluster
 metadata: {name: gw-a, namespace: default}
 spec:
   datastore: {quotaBytes: 20Mi}
-  controlPlane: {extraArgs: ["--etcd-compaction-interval=1m"]}
+  controlPlane: {extraArgs: ["--etcd-compaction-interval=10s"]}
 ---
 apiVersion: kubinception.dev/v1alpha1
 kind: TenantCluster
