@@ -71,3 +71,39 @@ func TenantIDOfCompactionKey(key []byte) (string, bool) {
 	id, ok := strings.CutPrefix(string(key), gatewayCompactions)
 	return id, ok && len(id) == uidLength
 }
+
+const (
+	gatewayReplicas  = GatewayPrefix + "replicas/"
+	gatewayPauses    = GatewayPrefix + "pauses/"
+	gatewayPauseAcks = GatewayPrefix + "pause-acks/"
+)
+
+// GatewayReplicasPrefix holds one key per running gateway replica,
+// attached to a lease the replica keeps alive: the replicas that must
+// confirm a pause.
+const GatewayReplicasPrefix = gatewayReplicas
+
+// GatewayReplicaKey registers the replica named id.
+func GatewayReplicaKey(id string) string { return gatewayReplicas + id }
+
+// PausesPrefix holds one PauseKey per tenant whose writes are held.
+const PausesPrefix = gatewayPauses
+
+// PauseKey holds the pause of tenant id's writes (a tenant being moved to
+// another datastore): while it exists, every gateway replica holds the
+// tenant's writes.
+func PauseKey(id string) string { return gatewayPauses + id }
+
+// TenantIDOfPauseKey returns the tenant a PauseKey belongs to.
+func TenantIDOfPauseKey(key []byte) (string, bool) {
+	id, ok := strings.CutPrefix(string(key), gatewayPauses)
+	return id, ok && len(id) == uidLength
+}
+
+// PauseAcksPrefix holds the confirmations of tenant id's pause, one per
+// replica.
+func PauseAcksPrefix(id string) string { return gatewayPauseAcks + id + "/" }
+
+// PauseAckKey is replica's confirmation that it holds tenant id's writes
+// and has none in flight.
+func PauseAckKey(id, replica string) string { return PauseAcksPrefix(id) + replica }

@@ -42,10 +42,15 @@ const (
 //	                                         its manifest in the Backup-Manifest trailer
 //	POST /v1/tenants/{id}/restore?mode=M     writes the archive in the body into the tenant
 //	                                         (M: empty, the tenant must hold no key; replace)
+//	PUT    /v1/tenants/{id}/pause?hold=D     holds the tenant's writes on every replica for at most D
+//	                                         (default 30s); answers once every replica confirmed
+//	DELETE /v1/tenants/{id}/pause            lets the tenant's writes through again
 func (g *Gateway) adminHandler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /v1/tenants/{id}/backup", g.serveBackup)
 	mux.HandleFunc("POST /v1/tenants/{id}/restore", g.serveRestore)
+	mux.HandleFunc("PUT /v1/tenants/{id}/pause", g.servePause)
+	mux.HandleFunc("DELETE /v1/tenants/{id}/pause", g.serveResume)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.TLS == nil || len(r.TLS.VerifiedChains) == 0 || r.TLS.VerifiedChains[0][0].Subject.CommonName != AdminCommonName {
 			http.Error(w, "the admin API accepts only the operator's admin certificate", http.StatusForbidden)
@@ -142,6 +147,58 @@ func (g *Gateway) serveRestore(w http.ResponseWriter, r *http.Request) {
 	g.log.Info("restored a tenant", "tenant", src.TenantID, "from", m.Tenant, "revision", m.Revision, "objects", res.Objects, "took", time.Since(start).Round(time.Millisecond))
 	w.Header().Set("Content-Type", "application/json")
 	_ = json.NewEncoder(w).Encode(res)
+}
+
+// PauseAnswer is the admin API's answer to a pause.
+type PauseAnswer struct {
+	// Revision is the datastore's revision once every replica confirmed:
+	// none of the tenant's writes commits above it until the pause ends.
+	Revision int64
+	// Took is how long the replicas took to confirm.
+	Took time.Duration
+}
+
+func (g *Gateway) servePause(w http.ResponseWriter, r *http.Request) {
+	hold := 30 * time.Second
+	if q := r.URL.Query().Get("hold"); q != "" {
+		d, err := time.ParseDuration(q)
+		if err != nil || d <= 0 || d > 10*time.Minute {
+			http.Error(w, fmt.Sprintf("query parameter hold=%q: give a duration up to 10m, such as 30s", q), http.StatusBadRequest)
+			return
+		}
+		hold = d
+	}
+	src, ok := g.adminSource(w, r)
+	if !ok {
+		return
+	}
+	start := time.Now()
+	rev, err := PauseTenant(r.Context(), g.cli, src.TenantID, hold, min(hold, 10*time.Second))
+	if err != nil {
+		code := http.StatusInternalServerError
+		if errors.Is(err, ErrPauseUnconfirmed) {
+			code = http.StatusGatewayTimeout
+		}
+		http.Error(w, err.Error(), code)
+		return
+	}
+	a := PauseAnswer{Revision: rev, Took: time.Since(start)}
+	g.log.Info("paused a tenant's writes", "tenant", src.TenantID, "revision", rev, "hold", hold, "took", a.Took.Round(time.Millisecond))
+	w.Header().Set("Content-Type", "application/json")
+	_ = json.NewEncoder(w).Encode(a)
+}
+
+func (g *Gateway) serveResume(w http.ResponseWriter, r *http.Request) {
+	src, ok := g.adminSource(w, r)
+	if !ok {
+		return
+	}
+	if err := ResumeTenant(r.Context(), g.cli, src.TenantID); err != nil {
+		http.Error(w, err.Error(), http.StatusInternalServerError)
+		return
+	}
+	g.log.Info("resumed a tenant's writes", "tenant", src.TenantID)
+	w.WriteHeader(http.StatusNoContent)
 }
 
 // DecodeManifest reads a manifest from its header form.

@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+	"time"
 
 	"filippo.io/age"
 
@@ -119,4 +120,43 @@ func (c *AdminClient) Restorer(tenantID string, id *age.X25519Identity, mode bac
 func responseError(resp *http.Response, what string) error {
 	b, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
 	return fmt.Errorf("gateway %s: %s: %s", what, resp.Status, strings.TrimSpace(string(b)))
+}
+
+// Pause holds the tenant's writes on every gateway replica for at most
+// hold, and returns once every replica confirmed.
+func (c *AdminClient) Pause(ctx context.Context, tenantID string, hold time.Duration) (PauseAnswer, error) {
+	var a PauseAnswer
+	req, err := http.NewRequestWithContext(ctx, http.MethodPut, c.url(tenantID, "pause", url.Values{"hold": {hold.String()}}), nil)
+	if err != nil {
+		return a, err
+	}
+	resp, err := c.http.Do(req)
+	if err != nil {
+		return a, fmt.Errorf("pause tenant %s: %w", tenantID, err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return a, responseError(resp, "pause of tenant "+tenantID)
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&a); err != nil {
+		return a, fmt.Errorf("pause of tenant %s: answer: %w", tenantID, err)
+	}
+	return a, nil
+}
+
+// Resume lets the tenant's writes through again.
+func (c *AdminClient) Resume(ctx context.Context, tenantID string) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodDelete, c.url(tenantID, "pause", nil), nil)
+	if err != nil {
+		return err
+	}
+	resp, err := c.http.Do(req)
+	if err != nil {
+		return fmt.Errorf("resume tenant %s: %w", tenantID, err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusNoContent {
+		return responseError(resp, "resume of tenant "+tenantID)
+	}
+	return nil
 }

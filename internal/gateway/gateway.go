@@ -39,12 +39,15 @@ type Gateway struct {
 	tenants     *tenants
 	usage       *usageTracker
 	compactions *compactions
+	pauses      *pauses
 	queue       *fairQueue
 	metrics     *metrics
 
 	// usageMirror and compactionMirror keep usage and compactions up to
 	// date with the datastore.
 	usageMirror, compactionMirror *prefixMirror
+	// pauseMirror keeps the tenants' pauses up to date.
+	pauseMirror *prefixMirror
 
 	lis      net.Listener
 	httpLis  net.Listener
@@ -79,11 +82,13 @@ func New(cfg Config) (*Gateway, error) {
 		tls:         files,
 		usage:       newUsageTracker(),
 		compactions: newCompactions(cli, cfg.Logger.WithName("compaction")),
+		pauses:      newPauses(cli, cfg.Logger.WithName("pause")),
 		queue:       newFairQueue(cfg.MaxInFlight, cfg.MaxQueuedPerTenant),
 	}
 	g.tenants = &tenants{g: g, m: map[string]*tenant{}}
 	g.usageMirror = &prefixMirror{cli: cli, prefix: datastore.TenantsPrefix, pageSize: seedPageSize, sink: g.usage, log: cfg.Logger.WithName("usage"), name: "usage"}
 	g.compactionMirror = &prefixMirror{cli: cli, prefix: datastore.CompactionsPrefix, pageSize: seedPageSize, sink: g.compactions, log: cfg.Logger.WithName("compaction"), name: "compactions"}
+	g.pauseMirror = &prefixMirror{cli: cli, prefix: datastore.PausesPrefix, pageSize: seedPageSize, sink: g.pauses, log: cfg.Logger.WithName("pause"), name: "pauses"}
 	g.metrics = newMetrics(g)
 	g.lis, err = net.Listen("tcp", cfg.ListenAddress)
 	if err != nil {
@@ -142,7 +147,7 @@ func (g *Gateway) Ready() bool {
 
 // readiness explains why the gateway is not ready (nil when it is).
 func (g *Gateway) readiness() error {
-	for _, m := range []*prefixMirror{g.usageMirror, g.compactionMirror} {
+	for _, m := range []*prefixMirror{g.usageMirror, g.compactionMirror, g.pauseMirror} {
 		s := m.status()
 		switch {
 		case s.Revision == 0:
@@ -156,7 +161,7 @@ func (g *Gateway) readiness() error {
 }
 
 func (g *Gateway) waitReady(ctx context.Context) error {
-	for _, ch := range []chan struct{}{g.usage.ready, g.compactions.ready} {
+	for _, ch := range []chan struct{}{g.usage.ready, g.compactions.ready, g.pauses.ready} {
 		select {
 		case <-ch:
 		case <-ctx.Done():
@@ -181,6 +186,8 @@ func (g *Gateway) Run(ctx context.Context) error {
 	}
 	background(func() { g.usageMirror.run(ctx) })
 	background(func() { g.compactionMirror.run(ctx) })
+	background(func() { g.pauseMirror.run(ctx) })
+	background(func() { g.runPauses(ctx) })
 	background(func() { g.compactions.run(ctx, g.cfg.CompactionInterval, g.cfg.CompactionStaleAfter) })
 	background(func() {
 		t := time.NewTicker(leaseSweep)

@@ -44,6 +44,11 @@ func (s *kvServer) Range(ctx context.Context, r *pb.RangeRequest) (*pb.RangeResp
 
 func (s *kvServer) Put(ctx context.Context, r *pb.PutRequest) (*pb.PutResponse, error) {
 	t := tenantOf(ctx)
+	release, err := s.g.holdWrite(ctx, t)
+	if err != nil {
+		return nil, err
+	}
+	defer release()
 	done, err := s.g.admit(ctx, t, r.Size())
 	if err != nil {
 		return nil, err
@@ -68,6 +73,11 @@ func (s *kvServer) Put(ctx context.Context, r *pb.PutRequest) (*pb.PutResponse, 
 
 func (s *kvServer) DeleteRange(ctx context.Context, r *pb.DeleteRangeRequest) (*pb.DeleteRangeResponse, error) {
 	t := tenantOf(ctx)
+	release, err := s.g.holdWrite(ctx, t)
+	if err != nil {
+		return nil, err
+	}
+	defer release()
 	done, err := s.g.admit(ctx, t, r.Size())
 	if err != nil {
 		return nil, err
@@ -84,6 +94,13 @@ func (s *kvServer) DeleteRange(ctx context.Context, r *pb.DeleteRangeRequest) (*
 
 func (s *kvServer) Txn(ctx context.Context, r *pb.TxnRequest) (*pb.TxnResponse, error) {
 	t := tenantOf(ctx)
+	if writesAny(r) {
+		release, err := s.g.holdWrite(ctx, t)
+		if err != nil {
+			return nil, err
+		}
+		defer release()
+	}
 	done, err := s.g.admit(ctx, t, r.Size())
 	if err != nil {
 		return nil, err
@@ -119,6 +136,11 @@ func (s *kvServer) Txn(ctx context.Context, r *pb.TxnRequest) (*pb.TxnResponse, 
 // compacted later, where every compacting tenant agrees.
 func (s *kvServer) Compact(ctx context.Context, r *pb.CompactionRequest) (*pb.CompactionResponse, error) {
 	t := tenantOf(ctx)
+	release, err := s.g.holdWrite(ctx, t)
+	if err != nil {
+		return nil, err
+	}
+	defer release()
 	done, err := s.g.admit(ctx, t, r.Size())
 	if err != nil {
 		return nil, err
@@ -162,6 +184,22 @@ func (w *writes) collect(r *pb.TxnRequest) {
 			}
 		}
 	}
+}
+
+// writesAny reports whether a transaction may write in either branch (a
+// pause holds it).
+func writesAny(r *pb.TxnRequest) bool {
+	for _, ops := range [][]*pb.RequestOp{r.Success, r.Failure} {
+		for _, op := range ops {
+			switch {
+			case op.GetRequestPut() != nil, op.GetRequestDeleteRange() != nil:
+				return true
+			case op.GetRequestTxn() != nil && writesAny(op.GetRequestTxn()):
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // wrote reports whether the branch a transaction took wrote anything, so

@@ -17,6 +17,7 @@ type metrics struct {
 	requests  *prometheus.CounterVec
 	refused   *prometheus.CounterVec
 	throttled *prometheus.CounterVec
+	held      *prometheus.CounterVec
 }
 
 func newMetrics(g *Gateway) *metrics {
@@ -34,8 +35,12 @@ func newMetrics(g *Gateway) *metrics {
 			Name: "kubinception_gateway_throttled_seconds_total",
 			Help: "Time tenants' requests waited for their rate limits and for a turn in the fair queue.",
 		}, []string{"tenant"}),
+		held: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "kubinception_gateway_paused_seconds_total",
+			Help: "Time tenants' writes were held by a pause (a migration to another datastore).",
+		}, []string{"tenant"}),
 	}
-	m.registry.MustRegister(m.requests, m.refused, m.throttled, &usageCollector{g: g}, &mirrorCollector{g: g},
+	m.registry.MustRegister(m.requests, m.refused, m.throttled, m.held, &usageCollector{g: g}, &mirrorCollector{g: g},
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
@@ -92,7 +97,7 @@ func (c *mirrorCollector) Describe(ch chan<- *prometheus.Desc) {
 }
 
 func (c *mirrorCollector) Collect(ch chan<- prometheus.Metric) {
-	for _, m := range []*prefixMirror{c.g.usageMirror, c.g.compactionMirror} {
+	for _, m := range []*prefixMirror{c.g.usageMirror, c.g.compactionMirror, c.g.pauseMirror} {
 		s := m.status()
 		current := 0.0
 		if s.Current {

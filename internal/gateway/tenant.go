@@ -36,6 +36,9 @@ type tenant struct {
 	bytes    *limiter
 	// leases are leases known to be the tenant's own.
 	leases map[int64]struct{}
+	// writes counts the tenant's writes in flight, which a pause waits
+	// for.
+	writes writeGate
 }
 
 // maxByteBurst is the most bytes one request is charged at once, so a
