@@ -86,6 +86,7 @@ func New(cfg Config) (*Gateway, error) {
 		queue:       newFairQueue(cfg.MaxInFlight, cfg.MaxQueuedPerTenant),
 	}
 	g.tenants = &tenants{g: g, m: map[string]*tenant{}}
+	g.pauses.endStreams = g.tenants.endStreams
 	g.usageMirror = &prefixMirror{cli: cli, prefix: datastore.TenantsPrefix, pageSize: seedPageSize, sink: g.usage, log: cfg.Logger.WithName("usage"), name: "usage"}
 	g.compactionMirror = &prefixMirror{cli: cli, prefix: datastore.CompactionsPrefix, pageSize: seedPageSize, sink: g.compactions, log: cfg.Logger.WithName("compaction"), name: "compactions"}
 	g.pauseMirror = &prefixMirror{cli: cli, prefix: datastore.PausesPrefix, pageSize: seedPageSize, sink: g.pauses, log: cfg.Logger.WithName("pause"), name: "pauses"}
@@ -300,10 +301,26 @@ func (g *Gateway) admitCall(ctx context.Context, fullMethod string) (context.Con
 	return context.WithValue(ctx, tenantKey{}, t), nil
 }
 
+// unaryInterceptor admits a call, holds a write while the tenant is
+// paused, and forwards the calls of a tenant that moved to another
+// datastore.
 func (g *Gateway) unaryInterceptor(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
 	ctx, err := g.admitCall(ctx, info.FullMethod)
 	if err != nil {
 		return nil, err
+	}
+	t := tenantOf(ctx)
+	if isWrite(info.FullMethod, req) {
+		release, fwd, err := g.holdWrite(ctx, t)
+		if err != nil {
+			return nil, err
+		}
+		defer release()
+		if fwd != nil {
+			return fwd.unary(ctx, info.FullMethod, req)
+		}
+	} else if fwd := g.pauses.forward(t.ID); fwd != nil {
+		return fwd.unary(ctx, info.FullMethod, req)
 	}
 	return handler(ctx, req)
 }
@@ -313,7 +330,23 @@ func (g *Gateway) streamInterceptor(srv any, ss grpc.ServerStream, info *grpc.St
 	if err != nil {
 		return err
 	}
-	return handler(srv, &tenantStream{ServerStream: ss, ctx: ctx})
+	t := tenantOf(ctx)
+	if fwd := g.pauses.forward(t.ID); fwd != nil {
+		return fwd.stream(&tenantStream{ServerStream: ss, ctx: ctx}, info.FullMethod)
+	}
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	defer t.trackStream(cancel)()
+	// A move between the check above and the registration would leave
+	// this stream on the old datastore: check again.
+	if g.pauses.forward(t.ID) != nil {
+		return movedStatus
+	}
+	err = handler(srv, &tenantStream{ServerStream: ss, ctx: ctx})
+	if errors.Is(context.Cause(ctx), errMoved) {
+		return movedStatus
+	}
+	return err
 }
 
 // tenantStream carries the identified tenant in its context.

@@ -44,11 +44,6 @@ func (s *kvServer) Range(ctx context.Context, r *pb.RangeRequest) (*pb.RangeResp
 
 func (s *kvServer) Put(ctx context.Context, r *pb.PutRequest) (*pb.PutResponse, error) {
 	t := tenantOf(ctx)
-	release, err := s.g.holdWrite(ctx, t)
-	if err != nil {
-		return nil, err
-	}
-	defer release()
 	done, err := s.g.admit(ctx, t, r.Size())
 	if err != nil {
 		return nil, err
@@ -73,11 +68,6 @@ func (s *kvServer) Put(ctx context.Context, r *pb.PutRequest) (*pb.PutResponse, 
 
 func (s *kvServer) DeleteRange(ctx context.Context, r *pb.DeleteRangeRequest) (*pb.DeleteRangeResponse, error) {
 	t := tenantOf(ctx)
-	release, err := s.g.holdWrite(ctx, t)
-	if err != nil {
-		return nil, err
-	}
-	defer release()
 	done, err := s.g.admit(ctx, t, r.Size())
 	if err != nil {
 		return nil, err
@@ -94,13 +84,6 @@ func (s *kvServer) DeleteRange(ctx context.Context, r *pb.DeleteRangeRequest) (*
 
 func (s *kvServer) Txn(ctx context.Context, r *pb.TxnRequest) (*pb.TxnResponse, error) {
 	t := tenantOf(ctx)
-	if writesAny(r) {
-		release, err := s.g.holdWrite(ctx, t)
-		if err != nil {
-			return nil, err
-		}
-		defer release()
-	}
 	done, err := s.g.admit(ctx, t, r.Size())
 	if err != nil {
 		return nil, err
@@ -136,11 +119,6 @@ func (s *kvServer) Txn(ctx context.Context, r *pb.TxnRequest) (*pb.TxnResponse, 
 // compacted later, where every compacting tenant agrees.
 func (s *kvServer) Compact(ctx context.Context, r *pb.CompactionRequest) (*pb.CompactionResponse, error) {
 	t := tenantOf(ctx)
-	release, err := s.g.holdWrite(ctx, t)
-	if err != nil {
-		return nil, err
-	}
-	defer release()
 	done, err := s.g.admit(ctx, t, r.Size())
 	if err != nil {
 		return nil, err

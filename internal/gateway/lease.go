@@ -24,11 +24,6 @@ type leaseServer struct {
 
 func (s *leaseServer) LeaseGrant(ctx context.Context, r *pb.LeaseGrantRequest) (*pb.LeaseGrantResponse, error) {
 	t := tenantOf(ctx)
-	release, err := s.g.holdWrite(ctx, t)
-	if err != nil {
-		return nil, err
-	}
-	defer release()
 	done, err := s.g.admit(ctx, t, r.Size())
 	if err != nil {
 		return nil, err
@@ -56,11 +51,6 @@ func (s *leaseServer) LeaseGrant(ctx context.Context, r *pb.LeaseGrantRequest) (
 
 func (s *leaseServer) LeaseRevoke(ctx context.Context, r *pb.LeaseRevokeRequest) (*pb.LeaseRevokeResponse, error) {
 	t := tenantOf(ctx)
-	release, err := s.g.holdWrite(ctx, t)
-	if err != nil {
-		return nil, err
-	}
-	defer release()
 	done, err := s.g.admit(ctx, t, r.Size())
 	if err != nil {
 		return nil, err

@@ -44,6 +44,9 @@ import (
 type pauseRecord struct {
 	ID    string    `json:"id"`
 	Until time.Time `json:"until"`
+	// Forward, once set, ends the hold: the tenant has moved to another
+	// datastore, and every call is forwarded to that datastore's gateway.
+	Forward *ForwardTarget `json:"forward,omitempty"`
 }
 
 // replicaTTL is the TTL (seconds) of a replica's registration.
@@ -62,6 +65,8 @@ type pauses struct {
 	// held are the tenants paused now, by ID.
 	held map[string]*tenantPause
 	next map[string]pauseRecord
+	// endStreams ends a tenant's streams on this replica.
+	endStreams func(id string)
 
 	readyOnce sync.Once
 	ready     chan struct{}
@@ -70,6 +75,8 @@ type pauses struct {
 // tenantPause is one tenant's gate on this replica.
 type tenantPause struct {
 	rec pauseRecord
+	// fwd forwards the tenant's calls once rec.Forward is set.
+	fwd *forwarder
 	// open is closed when the pause ends.
 	open chan struct{}
 	// acked is set once the confirmation is written.
@@ -95,12 +102,16 @@ func newPauses(cli *clientv3.Client, log logr.Logger) *pauses {
 }
 
 // holdWrite waits while tenant t's writes are paused, then counts a write in
-// flight; the returned function ends it.
-func (g *Gateway) holdWrite(ctx context.Context, t *tenant) (func(), error) {
+// flight; the returned function ends it. When the pause ended with a
+// move, it returns the forwarder the write must go to.
+func (g *Gateway) holdWrite(ctx context.Context, t *tenant) (func(), *forwarder, error) {
 	for {
 		p := g.pauses.current(t.ID)
 		if p == nil {
 			break
+		}
+		if p.fwd != nil {
+			return func() {}, p.fwd, nil
 		}
 		start := time.Now()
 		timer := time.NewTimer(time.Until(p.rec.Until))
@@ -109,7 +120,7 @@ func (g *Gateway) holdWrite(ctx context.Context, t *tenant) (func(), error) {
 		case <-timer.C:
 		case <-ctx.Done():
 			timer.Stop()
-			return nil, status.FromContextError(ctx.Err()).Err()
+			return nil, nil, status.FromContextError(ctx.Err()).Err()
 		}
 		timer.Stop()
 		g.metrics.held.WithLabelValues(t.ID).Add(time.Since(start).Seconds())
@@ -121,7 +132,7 @@ func (g *Gateway) holdWrite(ctx context.Context, t *tenant) (func(), error) {
 		t.writes.mu.Lock()
 		defer t.writes.mu.Unlock()
 		t.writes.inFlight--
-	}, nil
+	}, nil, nil
 }
 
 // current is tenant id's pause in force, or nil.
@@ -129,29 +140,58 @@ func (p *pauses) current(id string) *tenantPause {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	tp := p.held[id]
-	if tp == nil || !p.now().Before(tp.rec.Until) {
+	if tp == nil || (tp.fwd == nil && !p.now().Before(tp.rec.Until)) {
 		return nil
 	}
 	return tp
 }
 
-// set applies a record seen in the datastore (rec nil: deleted).
-func (p *pauses) set(id string, rec *pauseRecord) *tenantPause {
+// forward is the forwarder of a tenant that moved, or nil.
+func (p *pauses) forward(id string) *forwarder {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if tp := p.held[id]; tp != nil {
+		return tp.fwd
+	}
+	return nil
+}
+
+// set applies a record seen in the datastore (rec nil: deleted). A
+// record that forwards ends the tenant's streams on this replica, so that
+// its clients reconnect, and are forwarded.
+func (p *pauses) set(id string, rec *pauseRecord) {
 	old := p.held[id]
-	if rec != nil && old != nil && old.rec.ID == rec.ID {
+	if rec != nil && old != nil && old.rec.ID == rec.ID && (old.fwd != nil) == (rec.Forward != nil) {
 		old.rec = *rec
-		return nil
+		return
 	}
 	if old != nil {
+		if old.fwd != nil {
+			old.fwd.close()
+		}
 		close(old.open)
 		delete(p.held, id)
 	}
 	if rec == nil {
-		return nil
+		return
 	}
 	tp := &tenantPause{rec: *rec, open: make(chan struct{})}
+	if rec.Forward != nil {
+		f, err := newForwarder(*rec.Forward)
+		if err != nil {
+			// Held until the record is fixed: never served here.
+			p.log.Error(err, "cannot forward a moved tenant; its writes stay held", "tenant", id)
+			tp.rec.Forward = nil
+			tp.rec.Until = time.Now().Add(100 * 365 * 24 * time.Hour)
+		} else {
+			tp.fwd = f
+			p.log.Info("forwarding a moved tenant", "tenant", id, "to", rec.Forward.Endpoint)
+		}
+		if p.endStreams != nil {
+			p.endStreams(id)
+		}
+	}
 	p.held[id] = tp
-	return tp
 }
 
 func (p *pauses) begin() {
@@ -408,6 +448,46 @@ func unconfirmed(ctx context.Context, cli *clientv3.Client, id, pauseID string) 
 func ResumeTenant(ctx context.Context, cli *clientv3.Client, id string) error {
 	if _, err := cli.Delete(ctx, datastore.PauseKey(id)); err != nil {
 		return fmt.Errorf("remove the pause of tenant %s: %w", id, err)
+	}
+	return nil
+}
+
+// ErrNotPaused says that a tenant's pause lapsed or was removed before
+// the move: writes may have passed since, and the move must start over.
+var ErrNotPaused = errors.New("the tenant is not paused")
+
+// ForwardTenant ends tenant id's pause with a move to another datastore:
+// from then on every replica forwards the tenant's calls to the gateway
+// named in to, and ends the tenant's open streams so its clients
+// reconnect there. It changes the pause record in place, only while the
+// pause is in force with at least margin left (ErrNotPaused otherwise), so
+// no write can pass between the pause and the move.
+func ForwardTenant(ctx context.Context, cli *clientv3.Client, id string, to ForwardTarget, margin time.Duration) error {
+	key := datastore.PauseKey(id)
+	resp, err := cli.Get(ctx, key)
+	if err != nil {
+		return fmt.Errorf("read the pause of tenant %s: %w", id, err)
+	}
+	if len(resp.Kvs) == 0 {
+		return ErrNotPaused
+	}
+	var rec pauseRecord
+	if err := json.Unmarshal(resp.Kvs[0].Value, &rec); err != nil {
+		return fmt.Errorf("pause record of tenant %s: %w", id, err)
+	}
+	if rec.Forward == nil && time.Until(rec.Until) < margin {
+		return fmt.Errorf("%w: its pause ends at %s", ErrNotPaused, rec.Until.Format(time.RFC3339Nano))
+	}
+	rec.Forward = &to
+	rec.Until = time.Now().Add(100 * 365 * 24 * time.Hour)
+	val, _ := json.Marshal(rec)
+	txn, err := cli.Txn(ctx).If(clientv3.Compare(clientv3.ModRevision(key), "=", resp.Kvs[0].ModRevision)).
+		Then(clientv3.OpPut(key, string(val))).Commit()
+	if err != nil {
+		return fmt.Errorf("forward tenant %s: %w", id, err)
+	}
+	if !txn.Succeeded {
+		return fmt.Errorf("%w: its pause record changed", ErrNotPaused)
 	}
 	return nil
 }

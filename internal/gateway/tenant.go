@@ -39,6 +39,9 @@ type tenant struct {
 	// writes counts the tenant's writes in flight, which a pause waits
 	// for.
 	writes writeGate
+	// streams are the tenant's open streams, which a move ends.
+	streams    map[int64]context.CancelCauseFunc
+	nextStream int64
 }
 
 // maxByteBurst is the most bytes one request is charged at once, so a
