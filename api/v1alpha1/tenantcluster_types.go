@@ -208,10 +208,12 @@ type ExposureSpec struct {
 
 // DatastorePlacement places a tenant's state.
 type DatastorePlacement struct {
-	// Name of the Datastore holding this tenant's state. Immutable.
+	// Name of the Datastore holding this tenant's state. Changing it
+	// moves the tenant there while it runs (a live migration; its phase
+	// is in status.migration, and status.datastore.name names the
+	// Datastore serving the tenant until it completes).
 	// +kubebuilder:default=default
 	// +kubebuilder:validation:MaxLength=63
-	// +kubebuilder:validation:XValidation:rule="self == oldSelf",message="datastore.name is immutable: moving a tenant between datastores is a migration, not an edit"
 	// +optional
 	Name string `json:"name,omitempty"`
 
@@ -308,6 +310,11 @@ type TenantClusterStatus struct {
 	// Datastore reports where the state lives.
 	// +optional
 	Datastore TenantDatastoreStatus `json:"datastore,omitempty"`
+
+	// Migration reports the last (or running) move of the tenant to
+	// another Datastore.
+	// +optional
+	Migration *TenantMigrationStatus `json:"migration,omitempty"`
 
 	// Encryption reports how the tenant's Secrets are encrypted at rest
 	// and where a key rotation stands.
@@ -413,6 +420,11 @@ type TenantEncryptionStatus struct {
 
 // TenantDatastoreStatus reports a tenant's place in its datastore.
 type TenantDatastoreStatus struct {
+	// Name is the Datastore serving the tenant: its control plane's
+	// datastore certificate and gateway are this Datastore's. It differs
+	// from spec.datastore.name while the tenant migrates.
+	// +optional
+	Name string `json:"name,omitempty"`
 	// Prefix is the tenant's key prefix.
 	// +optional
 	Prefix string `json:"prefix,omitempty"`

@@ -40,7 +40,6 @@ const (
 	msgDNSInside    = "network.dnsServiceIP must lie inside network.serviceCIDR"
 	msgOverlap      = "network.serviceCIDR and network.podCIDR must not overlap"
 	msgNetImmutable = "network is immutable: create a new cluster to change address ranges"
-	msgDSImmutable  = "datastore.name is immutable: moving a tenant between datastores is a migration, not an edit"
 	msgQuota        = "datastore.quotaBytes must be at least 1Mi: a control plane alone needs about 1Mi"
 )
 
@@ -408,6 +407,8 @@ func TestTenantClusterUpdateValidation(t *testing.T) {
 		// typed object would not.
 		patch string
 		want  []cause
+		// datastoreMoves: the patch changes spec.datastore.name.
+		datastoreMoves bool
 	}{
 		{name: "service CIDR changed", patch: `{"spec":{"network":{"serviceCIDR":"10.100.0.0/16","dnsServiceIP":"10.100.0.10"}}}`,
 			want: []cause{invalidObject("spec.network", msgNetImmutable)}},
@@ -430,12 +431,11 @@ func TestTenantClusterUpdateValidation(t *testing.T) {
 		{name: "network removed from a tenant with the default ranges is defaulted back", patch: `{"spec":{"network":null}}`},
 		{name: "network unchanged, other fields changed", patch: `{"spec":{"paused":true,"controlPlane":{"replicas":3},"version":"v1.35.0"}}`},
 
-		{name: "datastore changed", patch: `{"spec":{"datastore":{"name":"other"}}}`,
-			want: []cause{invalid("spec.datastore.name", "other", msgDSImmutable)}},
+		// A changed datastore is a move (a live migration), not an error.
+		{name: "datastore changed", patch: `{"spec":{"datastore":{"name":"other"}}}`, datastoreMoves: true},
 		{name: "datastore name removed from a tenant on another datastore",
 			initial: func(tc *kv1.TenantCluster) { tc.Spec.Datastore.Name = "other" },
-			patch:   `{"spec":{"datastore":{"name":null}}}`,
-			want:    []cause{invalid("spec.datastore.name", "default", msgDSImmutable)}},
+			patch:   `{"spec":{"datastore":{"name":null}}}`, datastoreMoves: true},
 		{name: "quota changed", patch: `{"spec":{"datastore":{"quotaBytes":"1Gi"}}}`},
 	}
 	for i, c := range cases {
@@ -456,8 +456,8 @@ func TestTenantClusterUpdateValidation(t *testing.T) {
 			if err != nil {
 				return
 			}
-			if tc.Spec.Network != before.Network || tc.Spec.Datastore.Name != before.Datastore.Name {
-				t.Fatalf("accepted patch %s changed an immutable field: network %+v -> %+v, datastore %q -> %q",
+			if tc.Spec.Network != before.Network || (tc.Spec.Datastore.Name != before.Datastore.Name) != c.datastoreMoves {
+				t.Fatalf("accepted patch %s: network %+v -> %+v (immutable), datastore %q -> %q",
 					c.patch, before.Network, tc.Spec.Network, before.Datastore.Name, tc.Spec.Datastore.Name)
 			}
 		})
