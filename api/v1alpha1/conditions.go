@@ -50,6 +50,7 @@ const (
 	ReasonCertificatesIssued    = "CertificatesIssued"
 	ReasonWaitingForEndpoint    = "WaitingForEndpoint"
 	ReasonControlPlaneStarting  = "ControlPlaneStarting"
+	ReasonWaitingToStart        = "WaitingToStart" // the operator's --max-starting-control-planes are starting
 	ReasonControlPlaneAvailable = "ControlPlaneAvailable"
 	ReasonControlPlaneFailing   = "ControlPlaneFailing"
 	ReasonImageMissing          = "ImageMissing"
@@ -105,6 +106,11 @@ const (
 	// nothing it issued verifies any more.
 	ReasonCertificateAuthorityExpiring = "CertificateAuthorityExpiring"
 	ReasonCertificateAuthorityExpired  = "CertificateAuthorityExpired"
+	// ReasonCARotation is the Event of each phase of a CA rotation;
+	// ReasonCARotationWaiting the Warning of a complete that waits for
+	// nodes still on the old CA.
+	ReasonCARotation        = "CARotation"
+	ReasonCARotationWaiting = "CARotationWaitingForNodes"
 	// Upgrading's reasons: the control plane rolls to the new version
 	// (its API servers drain before they stop); the control plane runs
 	// it and the addons follow; everything runs spec.version.

@@ -359,6 +359,10 @@ type TenantCertificatesStatus struct {
 	// certificates, by schedule or on request.
 	// +optional
 	LastRotationTime *metav1.Time `json:"lastRotationTime,omitempty"`
+	// CARotation reports the last (or running) rotation of the tenant's
+	// CAs and service-account key (annotation kubinception.dev/ca-rotation).
+	// +optional
+	CARotation *CARotationStatus `json:"caRotation,omitempty"`
 }
 
 // EncryptionPhase is where a tenant's encryption key stands. A rotation

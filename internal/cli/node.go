@@ -253,7 +253,7 @@ func newNodeCommand() *cobra.Command {
 	upFlags.register(upgrade)
 	upgrade.Flags().StringVar(&upVersion, "version", "", "the kubelet's new version (default: the version the control plane runs, status.version)")
 
-	node.AddCommand(add, remove, list, upgrade)
+	node.AddCommand(add, remove, list, upgrade, newNodeRotateCACommand(&root))
 	return node
 }
 

@@ -24,7 +24,7 @@ import (
 // certificates; each one sets an annotation the operator acts on.
 func newRotateCommand() *cobra.Command {
 	rotate := &cobra.Command{Use: "rotate", Short: "Rotate a tenant cluster's keys"}
-	rotate.AddCommand(newRotateEncryptionKeyCommand(), newRotateCertsCommand())
+	rotate.AddCommand(newRotateEncryptionKeyCommand(), newRotateCertsCommand(), newRotateCACommand())
 	return rotate
 }
 

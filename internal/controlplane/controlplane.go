@@ -109,27 +109,43 @@ func Labels(name string) map[string]string {
 
 // Files in the PKI Secret, as the pod sees them under PKIMountPath.
 const (
-	FileCA                  = "ca.crt"
-	FileCAKey               = "ca.key"
-	FileAPIServer           = "apiserver.crt"
-	FileAPIServerKey        = "apiserver.key"
-	FileKubeletClient       = "apiserver-kubelet-client.crt"
-	FileKubeletClientKey    = "apiserver-kubelet-client.key"
-	FileFrontProxyCA        = "front-proxy-ca.crt"
-	FileFrontProxyCAKey     = "front-proxy-ca.key"
-	FileFrontProxyClient    = "front-proxy-client.crt"
-	FileFrontProxyClientKey = "front-proxy-client.key"
-	FileSAKey               = "sa.key"
-	FileSAPub               = "sa.pub"
-	FileDatastoreCA         = "datastore-ca.crt"
-	FileDatastoreClient     = "datastore-client.crt"
-	FileDatastoreClientKey  = "datastore-client.key"
-	FileTunnelAgent         = "tunnel-agent.crt"
-	FileTunnelAgentKey      = "tunnel-agent.key"
-	FileTunnelClient        = "tunnel-client.crt"
-	FileTunnelClientKey     = "tunnel-client.key"
-	FileControllerManager   = "controller-manager.conf"
-	FileScheduler           = "scheduler.conf"
+	FileCA    = "ca.crt"
+	FileCAKey = "ca.key"
+	// FileCA is the bundle everything that verifies trusts: the current
+	// CA first, then, during a CA rotation, the previous one.
+	// FileCASigning is the current CA alone, for the controller manager's
+	// signer, which refuses a bundle. The previous CA's pair stays in the
+	// Secret while the rotation overlaps: certificates verified outside
+	// the admin cluster (the API server's serving certificate, its client
+	// certificate to kubelets) are issued by it until nodes and clients
+	// trust the new one.
+	FileCASigning     = "ca-signing.crt"
+	FileCAPrevious    = "ca-previous.crt"
+	FileCAPreviousKey = "ca-previous.key"
+	// FileFrontProxyCAPrevious and FileSAPubPrevious are the previous
+	// front-proxy CA and service-account public key during a CA
+	// rotation; front-proxy-ca.crt and sa.pub then hold both.
+	FileFrontProxyCAPrevious = "front-proxy-ca-previous.crt"
+	FileSAPubPrevious        = "sa-previous.pub"
+	FileAPIServer            = "apiserver.crt"
+	FileAPIServerKey         = "apiserver.key"
+	FileKubeletClient        = "apiserver-kubelet-client.crt"
+	FileKubeletClientKey     = "apiserver-kubelet-client.key"
+	FileFrontProxyCA         = "front-proxy-ca.crt"
+	FileFrontProxyCAKey      = "front-proxy-ca.key"
+	FileFrontProxyClient     = "front-proxy-client.crt"
+	FileFrontProxyClientKey  = "front-proxy-client.key"
+	FileSAKey                = "sa.key"
+	FileSAPub                = "sa.pub"
+	FileDatastoreCA          = "datastore-ca.crt"
+	FileDatastoreClient      = "datastore-client.crt"
+	FileDatastoreClientKey   = "datastore-client.key"
+	FileTunnelAgent          = "tunnel-agent.crt"
+	FileTunnelAgentKey       = "tunnel-agent.key"
+	FileTunnelClient         = "tunnel-client.crt"
+	FileTunnelClientKey      = "tunnel-client.key"
+	FileControllerManager    = "controller-manager.conf"
+	FileScheduler            = "scheduler.conf"
 )
 
 func pkiPath(file string) string { return PKIMountPath + "/" + file }
@@ -147,7 +163,7 @@ var (
 		FileFrontProxyCA, FileFrontProxyClient, FileFrontProxyClientKey,
 		FileSAPub, FileSAKey,
 	}
-	ControllerManagerFiles = []string{FileControllerManager, FileCA, FileCAKey, FileFrontProxyCA, FileSAKey}
+	ControllerManagerFiles = []string{FileControllerManager, FileCA, FileCASigning, FileCAKey, FileFrontProxyCA, FileSAKey}
 	SchedulerFiles         = []string{FileScheduler}
 	TunnelServerFiles      = []string{FileAPIServer, FileAPIServerKey, FileCA}
 )
@@ -332,7 +348,7 @@ func ControllerManagerArgs(p Params) []string {
 		"--bind-address=127.0.0.1",
 		"--client-ca-file=" + pkiPath(FileCA),
 		"--requestheader-client-ca-file=" + pkiPath(FileFrontProxyCA),
-		"--cluster-signing-cert-file=" + pkiPath(FileCA),
+		"--cluster-signing-cert-file=" + pkiPath(FileCASigning),
 		"--cluster-signing-key-file=" + pkiPath(FileCAKey),
 		"--root-ca-file=" + pkiPath(FileCA),
 		"--service-account-private-key-file=" + pkiPath(FileSAKey),

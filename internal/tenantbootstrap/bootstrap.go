@@ -1,6 +1,9 @@
 package tenantbootstrap
 
 import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
 
 	appsv1 "k8s.io/api/apps/v1"
@@ -153,7 +156,38 @@ staticPodPath: /etc/kubernetes/manifests
 		}
 		objs = append(objs, np...)
 	}
+	rollOnCABundle(objs, p.CAPEM)
 	return objs, nil
+}
+
+// AnnotationCABundle, on the pod templates of the addons, is a hash of
+// the CA bundle while it holds more than one CA (a CA rotation
+// overlaps): the addons restart to load the bundle, since a client reads
+// its CA file once, and stay on the old CA otherwise, which is removed at
+// the rotation's end.
+const AnnotationCABundle = "kubinception.dev/ca-bundle"
+
+func rollOnCABundle(objs []client.Object, caPEM []byte) {
+	if bytes.Count(caPEM, []byte("-----BEGIN CERTIFICATE-----")) < 2 {
+		return
+	}
+	sum := sha256.Sum256(caPEM)
+	hash := hex.EncodeToString(sum[:8])
+	for _, o := range objs {
+		var tmpl *corev1.PodTemplateSpec
+		switch o := o.(type) {
+		case *appsv1.DaemonSet:
+			tmpl = &o.Spec.Template
+		case *appsv1.Deployment:
+			tmpl = &o.Spec.Template
+		default:
+			continue
+		}
+		if tmpl.Annotations == nil {
+			tmpl.Annotations = map[string]string{}
+		}
+		tmpl.Annotations[AnnotationCABundle] = hash
+	}
 }
 
 // hostPort strips the scheme from an https URL.

@@ -65,7 +65,8 @@ func (r *Reconciler) reconcileCertificates(ctx context.Context, s *scope) (ctrl.
 	}
 	old := secret.Data
 	forced := rotationRequested(tc)
-	data, err := r.desiredPKI(s, old, forced)
+	ca := planCARotation(tc.Annotations[kv1.AnnotationCARotation], tc.Status.Certificates.CARotation, len(old[cp.FileCAPrevious]) > 0)
+	data, err := r.desiredPKI(s, old, forced, ca.action)
 	if err != nil {
 		s.fail(kv1.ConditionCertificatesReady, kv1.ReasonInvalidSpec, err.Error())
 		return ctrl.Result{}, reconcile.TerminalError(err)
@@ -98,6 +99,7 @@ func (r *Reconciler) reconcileCertificates(ctx context.Context, s *scope) (ctrl.
 		}
 	}
 	s.pki, s.pkiHash = data, objects.HashData(data)
+	r.recordCARotation(s, ca, len(data[cp.FileCAPrevious]) > 0)
 
 	gen, err := kubeconfig.ParseGeneration(tc.Annotations, kubeconfig.AnnotationCustomerGeneration)
 	if err != nil {
@@ -180,7 +182,7 @@ func caValidity(tc *kv1.TenantCluster) time.Duration {
 func certificatesState(now time.Time, st *kv1.TenantCertificatesStatus, data, customer map[string][]byte) (reason, message string, err error) {
 	var first, renew time.Time
 	for k, v := range data {
-		if !strings.HasSuffix(k, ".crt") || k == cp.FileCA || k == cp.FileFrontProxyCA || k == cp.FileDatastoreCA {
+		if !strings.HasSuffix(k, ".crt") || isCAFile(k) {
 			continue
 		}
 		cert, err := parseCert(v)
@@ -230,30 +232,36 @@ func parseCert(certPEM []byte) (*x509.Certificate, error) {
 	return x509.ParseCertificate(b.Bytes)
 }
 
+// isCAFile says whether a file of the PKI Secret is a CA certificate or
+// bundle rather than a leaf.
+func isCAFile(k string) bool {
+	switch k {
+	case cp.FileCA, cp.FileCASigning, cp.FileCAPrevious, cp.FileFrontProxyCA, cp.FileFrontProxyCAPrevious, cp.FileDatastoreCA:
+		return true
+	}
+	return false
+}
+
 // desiredPKI computes the PKI Secret's data from what it holds now; with
-// forced every leaf certificate is issued anew.
-func (r *Reconciler) desiredPKI(s *scope, old map[string][]byte, forced bool) (map[string][]byte, error) {
+// forced every leaf certificate is issued anew; action starts or
+// completes a CA rotation (caRotation.go).
+func (r *Reconciler) desiredPKI(s *scope, old map[string][]byte, forced bool, action caAction) (map[string][]byte, error) {
 	tc := s.tc
 	now := s.now
 	validity := leafValidity(tc)
 	data := map[string][]byte{}
-	ca, err := keepOrNewCA(old[cp.FileCA], old[cp.FileCAKey], tc.Name+"-ca", now, caValidity(tc))
+	cas, err := desiredCAs(old, action, tc.Name, now, caValidity(tc))
 	if err != nil {
 		return nil, err
 	}
-	put(data, cp.FileCA, cp.FileCAKey, ca)
-	front, err := keepOrNewCA(old[cp.FileFrontProxyCA], old[cp.FileFrontProxyCAKey], tc.Name+"-front-proxy-ca", now, caValidity(tc))
-	if err != nil {
-		return nil, err
-	}
-	put(data, cp.FileFrontProxyCA, cp.FileFrontProxyCAKey, front)
-
-	if len(old[cp.FileSAKey]) > 0 && len(old[cp.FileSAPub]) > 0 {
-		data[cp.FileSAKey], data[cp.FileSAPub] = old[cp.FileSAKey], old[cp.FileSAPub]
-	} else {
-		if data[cp.FileSAKey], data[cp.FileSAPub], err = pki.NewSigningKey(); err != nil {
-			return nil, err
-		}
+	cas.put(data)
+	ca, front := cas.ca, cas.front
+	// Certificates that machines and people outside the admin cluster
+	// verify stay with the previous CA while a rotation overlaps: they
+	// move to the new CA at complete, once everything trusts it.
+	serving := ca
+	if cas.previous != nil {
+		serving = cas.previous
 	}
 
 	p := r.params(s)
@@ -262,8 +270,8 @@ func (r *Reconciler) desiredPKI(s *scope, old map[string][]byte, forced bool) (m
 		ca        *pki.KeyPair
 		spec      pki.Spec
 	}{
-		{cp.FileAPIServer, cp.FileAPIServerKey, ca, cp.APIServerSANs(p, s.exposure.serviceIP, tc.Spec.Exposure.Hostname, s.exposure.extraSANs(tc))},
-		{cp.FileKubeletClient, cp.FileKubeletClientKey, ca, pki.Spec{CommonName: "kube-apiserver-kubelet-client", Organization: []string{adminGroup}, Client: true}},
+		{cp.FileAPIServer, cp.FileAPIServerKey, serving, cp.APIServerSANs(p, s.exposure.serviceIP, tc.Spec.Exposure.Hostname, s.exposure.extraSANs(tc))},
+		{cp.FileKubeletClient, cp.FileKubeletClientKey, serving, pki.Spec{CommonName: "kube-apiserver-kubelet-client", Organization: []string{adminGroup}, Client: true}},
 		{cp.FileFrontProxyClient, cp.FileFrontProxyClientKey, front, pki.Spec{CommonName: "front-proxy-client", Client: true}},
 		// Copied into the tenant for its nodes' tunnel agents; it names
 		// a user without any permission in the tenant's API.
@@ -294,7 +302,7 @@ func (r *Reconciler) desiredPKI(s *scope, old map[string][]byte, forced bool) (m
 		{cp.FileControllerManager, fileCMClient, "system:kube-controller-manager"},
 		{cp.FileScheduler, fileSchedClient, "system:kube-scheduler"},
 	} {
-		b, err := kubeconfig.Render(kubeconfig.Config{ClusterName: tc.Name, Server: local, CAPEM: ca.CertPEM,
+		b, err := kubeconfig.Render(kubeconfig.Config{ClusterName: tc.Name, Server: local, CAPEM: data[cp.FileCA],
 			UserName: kc.user, CertPEM: data[kc.client+".crt"], KeyPEM: data[kc.client+".key"]})
 		if err != nil {
 			return nil, err
@@ -311,7 +319,7 @@ func (r *Reconciler) desiredPKI(s *scope, old map[string][]byte, forced bool) (m
 // them; it lives apart from the PKI Secret so that reissuing it never
 // rolls the control plane.
 func (r *Reconciler) customerKubeconfig(s *scope, data map[string][]byte, gen int, old map[string][]byte) (map[string][]byte, error) {
-	ca, err := pki.ParseKeyPair(data[cp.FileCA], data[cp.FileCAKey])
+	ca, err := pki.ParseKeyPair(data[cp.FileCASigning], data[cp.FileCAKey])
 	if err != nil {
 		return nil, fmt.Errorf("tenant CA: %w", err)
 	}
@@ -321,7 +329,7 @@ func (r *Reconciler) customerKubeconfig(s *scope, data map[string][]byte, gen in
 	if err != nil {
 		return nil, fmt.Errorf("customer kubeconfig certificate: %w", err)
 	}
-	kc, err := kubeconfig.Render(kubeconfig.Config{ClusterName: s.tc.Name, Server: s.exposure.endpoint, CAPEM: ca.CertPEM,
+	kc, err := kubeconfig.Render(kubeconfig.Config{ClusterName: s.tc.Name, Server: s.exposure.endpoint, CAPEM: data[cp.FileCA],
 		UserName: user, CertPEM: kp.CertPEM, KeyPEM: kp.KeyPEM})
 	if err != nil {
 		return nil, err

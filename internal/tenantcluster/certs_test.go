@@ -19,11 +19,11 @@ var leafFiles = []string{cp.FileAPIServer, cp.FileKubeletClient, cp.FileFrontPro
 func TestForcedRotationReissuesEveryLeafAndKeepsTheCAs(t *testing.T) {
 	now := time.Date(2026, 11, 21, 0, 0, 0, 0, time.UTC)
 	r, s := testState(t, now)
-	first, err := r.desiredPKI(s, nil, false)
+	first, err := r.desiredPKI(s, nil, false, caKeep)
 	if err != nil {
 		t.Fatal(err)
 	}
-	rotated, err := r.desiredPKI(s, first, true)
+	rotated, err := r.desiredPKI(s, first, true, caKeep)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -43,7 +43,7 @@ func TestLeavesFollowTheValiditySetting(t *testing.T) {
 	now := time.Date(2026, 11, 21, 0, 0, 0, 0, time.UTC)
 	r, s := testState(t, now)
 	s.tc.Spec.Certificates.Validity = &metav1.Duration{Duration: 3 * time.Minute}
-	first, err := r.desiredPKI(s, nil, false)
+	first, err := r.desiredPKI(s, nil, false, caKeep)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -59,11 +59,11 @@ func TestLeavesFollowTheValiditySetting(t *testing.T) {
 	// A minute later nothing is due; two minutes later everything is, and
 	// the CAs stay.
 	s.now = now.Add(time.Minute)
-	if again, err := r.desiredPKI(s, first, false); err != nil || string(again[cp.FileAPIServer]) != string(first[cp.FileAPIServer]) {
+	if again, err := r.desiredPKI(s, first, false, caKeep); err != nil || string(again[cp.FileAPIServer]) != string(first[cp.FileAPIServer]) {
 		t.Fatalf("a minute in: reissued (%v)", err)
 	}
 	s.now = now.Add(2 * time.Minute)
-	renewed, err := r.desiredPKI(s, first, false)
+	renewed, err := r.desiredPKI(s, first, false, caKeep)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -95,7 +95,7 @@ func TestCANearExpiryIsKeptAndWarns(t *testing.T) {
 	r, s := testState(t, now)
 	s.tc.Spec.Certificates.CAValidity = &metav1.Duration{Duration: time.Hour}
 	s.tc.Spec.Certificates.Validity = &metav1.Duration{Duration: 10 * time.Minute}
-	first, err := r.desiredPKI(s, nil, false)
+	first, err := r.desiredPKI(s, nil, false, caKeep)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -108,7 +108,7 @@ func TestCANearExpiryIsKeptAndWarns(t *testing.T) {
 		{61 * time.Minute, kv1.ReasonCertificateAuthorityExpired},
 	} {
 		s.now = now.Add(tt.after)
-		data, err := r.desiredPKI(s, first, false)
+		data, err := r.desiredPKI(s, first, false, caKeep)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -130,7 +130,7 @@ func TestCANearExpiryIsKeptAndWarns(t *testing.T) {
 		broken[k] = v
 	}
 	broken[cp.FileCAKey] = []byte("garbage")
-	if _, err := r.desiredPKI(s, broken, false); err == nil {
+	if _, err := r.desiredPKI(s, broken, false, caKeep); err == nil {
 		t.Fatal("a broken CA key was silently replaced")
 	}
 }

@@ -588,3 +588,4 @@ func (r *Reconciler) reconcileDelete(ctx context.Context, s *scope) (ctrl.Result
 	s.skipStatus = true
 	return ctrl.Result{}, nil
 }
+	forgetCARotation(tc)

@@ -216,6 +216,7 @@ func (r *Reconciler) reconcileNormal(ctx context.Context, s *scope) (ctrl.Result
 
 // scope is what one reconcile knows. Each field says which step sets it;
 // a later step may rely on it only if the earlier one ran.
+		{"CA rotation", r.reconcileCARotation},
 type scope struct {
 	tc  *kv1.TenantCluster
 	now time.Time

@@ -58,7 +58,7 @@ func testState(t *testing.T, now time.Time) (*Reconciler, *scope) {
 func TestDesiredPKIIsStableAndComplete(t *testing.T) {
 	now := time.Date(2026, 11, 21, 0, 0, 0, 0, time.UTC)
 	r, s := testState(t, now)
-	first, err := r.desiredPKI(s, nil, false)
+	first, err := r.desiredPKI(s, nil, false, caKeep)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -68,7 +68,7 @@ func TestDesiredPKIIsStableAndComplete(t *testing.T) {
 			t.Errorf("PKI Secret lacks %s", key)
 		}
 	}
-	again, err := r.desiredPKI(s, first, false)
+	again, err := r.desiredPKI(s, first, false, caKeep)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -89,7 +89,7 @@ func TestDesiredPKIIsStableAndComplete(t *testing.T) {
 	// A new endpoint address reissues the serving certificate and nothing
 	// else; the CA stays.
 	s.exposure.advertise = "10.199.0.2"
-	moved, err := r.desiredPKI(s, first, false)
+	moved, err := r.desiredPKI(s, first, false, caKeep)
 	if err != nil {
 		t.Fatal(err)
 	}
