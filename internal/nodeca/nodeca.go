@@ -45,6 +45,22 @@ type Paths struct {
 	PKIDir string
 }
 
+// resolve follows a symbolic link in PKIDir the way the kubelet sees it:
+// the kubelet links kubelet-*-current.pem to an absolute path under
+// /var/lib/kubelet/pki, which, seen from outside the node's mount
+// namespace (a local worker's files on the host), is the file of the
+// same name in PKIDir, never the host's own.
+func (p Paths) resolve(path string) string {
+	target, err := os.Readlink(path)
+	if err != nil {
+		return path
+	}
+	if filepath.IsAbs(target) {
+		return filepath.Join(p.PKIDir, filepath.Base(target))
+	}
+	return filepath.Join(filepath.Dir(path), target)
+}
+
 // StandardPaths are kubeadm's paths on a machine.
 var StandardPaths = Paths{KubeletConf: "/etc/kubernetes/kubelet.conf", CAFile: "/etc/kubernetes/pki/ca.crt", PKIDir: "/var/lib/kubelet/pki"}
 
@@ -91,6 +107,7 @@ func Move(ctx context.Context, o Options) error {
 	if user.ClientCertificate != "" && filepath.Base(user.ClientCertificate) != "kubelet-client-current.pem" {
 		return fmt.Errorf("%s: the kubelet's client certificate is %s, not the rotating kubelet-client-current.pem", o.Paths.KubeletConf, user.ClientCertificate)
 	}
+	clientPEM = o.Paths.resolve(clientPEM)
 	rc := &rest.Config{Host: cluster.Server, Timeout: 15 * time.Second,
 		TLSClientConfig: rest.TLSClientConfig{CAData: o.Bundle, CertFile: clientPEM, KeyFile: clientPEM}}
 	cs, err := kubernetes.NewForConfig(rc)
@@ -114,7 +131,7 @@ func Move(ctx context.Context, o Options) error {
 		return err
 	}
 	if err := step("serving certificate of the new CA", func() error {
-		old, err := readCert(filepath.Join(o.Paths.PKIDir, "kubelet-server-current.pem"))
+		old, err := readCert(o.Paths.resolve(filepath.Join(o.Paths.PKIDir, "kubelet-server-current.pem")))
 		if err != nil {
 			return fmt.Errorf("the kubelet has no serving certificate to renew (serverTLSBootstrap): %w", err)
 		}
@@ -148,7 +165,7 @@ func (o Options) out() io.Writer {
 // operator approves only the node's own addresses).
 func (o Options) renew(ctx context.Context, cs kubernetes.Interface, ca *x509.Certificate, prefix, signer string, usages []certv1.KeyUsage, like *x509.Certificate) error {
 	current := filepath.Join(o.Paths.PKIDir, prefix+"-current.pem")
-	if cert, err := readCert(current); err == nil && cert.CheckSignatureFrom(ca) == nil {
+	if cert, err := readCert(o.Paths.resolve(current)); err == nil && cert.CheckSignatureFrom(ca) == nil {
 		fmt.Fprintf(o.out(), "  %s already of the new CA\n", prefix)
 		return nil
 	}
