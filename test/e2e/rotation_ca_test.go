@@ -47,7 +47,7 @@ func TestCARotation(t *testing.T) {
 
 	// What the old CA and key issued, kept to be refused at the end.
 	oldPKI := pkiSecret(t, c, name)
-	oldToken := mustTkube(t, kc, "-n", "default", "create", "token", "default", "--duration", "1h")
+	oldToken := strings.TrimSpace(mustTkube(t, kc, "-n", "default", "create", "token", "default", "--duration", "1h"))
 	// Every step: the nodes Ready, logs and exec through the tunnel, and
 	// the API through kubeconfig kc.
 	check := func(step, kc string, nodes int) {
