@@ -73,11 +73,15 @@ kubinception.dev/ca-rotation (start, complete, force-complete).`,
 					value = kv1.CARotationForceComplete
 				}
 			}
+			out := cmd.OutOrStdout()
+			if st := tc.Status.Certificates.CARotation; st != nil && st.Phase == want && tc.Annotations[kv1.AnnotationCARotation] == value {
+				fmt.Fprintf(out, "the CA rotation of %s/%s is already %s (since %s)\n", key.Namespace, key.Name, want, st.LastTransitionTime)
+				return nil
+			}
 			patch := []byte(fmt.Sprintf(`{"metadata":{"annotations":{%q:%q}}}`, kv1.AnnotationCARotation, value))
 			if err := c.Patch(cmd.Context(), &kv1.TenantCluster{ObjectMeta: metav1.ObjectMeta{Name: key.Name, Namespace: key.Namespace}}, client.RawPatch(types.MergePatchType, patch)); err != nil {
 				return clusterError(err, key.Namespace, key.Name)
 			}
-			out := cmd.OutOrStdout()
 			fmt.Fprintf(out, "CA rotation %s requested for %s/%s\n", args[1], key.Namespace, key.Name)
 			if !waitDone {
 				fmt.Fprintf(out, "  follow it: kubectl get tenantcluster %s -n %s -o jsonpath='{.status.certificates.caRotation}'\n", key.Name, key.Namespace)
