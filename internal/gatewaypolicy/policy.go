@@ -37,11 +37,7 @@ func (p *Policy) Limits(tenantID string) (gateway.Limits, error) {
 	}
 	var tc *kv1.TenantCluster
 	for i := range list.Items {
-		name := list.Items[i].Spec.Datastore.Name
-		if name == "" {
-			name = "default"
-		}
-		if name == p.Datastore {
+		if onDatastore(&list.Items[i], p.Datastore) {
 			tc = &list.Items[i]
 		}
 	}
@@ -54,6 +50,23 @@ func (p *Policy) Limits(tenantID string) (gateway.Limits, error) {
 	}
 	l := datastore.TenantLimits(tc, ds)
 	return gateway.Limits{QuotaBytes: l.QuotaBytes, RequestsPerSecond: float64(l.RequestsPerSecond), BytesPerSecond: float64(l.BytesPerSecond)}, nil
+}
+
+// onDatastore reports whether this Datastore's gateways serve tenant tc:
+// the Datastore its spec names, the one serving it (status), and, during
+// and after a move, the move's source, whose gateways forward the tenant
+// to the destination until its control plane reaches the destination
+// directly.
+func onDatastore(tc *kv1.TenantCluster, ds string) bool {
+	name := tc.Spec.Datastore.Name
+	if name == "" {
+		name = "default"
+	}
+	if name == ds || tc.Status.Datastore.Name == ds {
+		return true
+	}
+	m := tc.Status.Migration
+	return m != nil && (m.Source == ds || m.Destination == ds)
 }
 
 // Start builds the informer cache of TenantClusters and Datastores, starts

@@ -25,6 +25,7 @@ import (
 	"kubinception.dev/kubinception/internal/datastore"
 	"kubinception.dev/kubinception/internal/datastorecontroller"
 	"kubinception.dev/kubinception/internal/gatewaydeploy"
+	"kubinception.dev/kubinception/internal/migrationcontroller"
 	"kubinception.dev/kubinception/internal/netpolicy"
 	"kubinception.dev/kubinception/internal/objects"
 	"kubinception.dev/kubinception/internal/release"
@@ -175,6 +176,13 @@ func NewManager(rc *rest.Config, o Options) (ctrl.Manager, func(), error) {
 	}).SetupWithManager(mgr); err != nil {
 		stores.Close()
 		return nil, nil, fmt.Errorf("set up TenantRestore reconciler: %w", err)
+	}
+	if err := (&migrationcontroller.Reconciler{
+		Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(), Clock: clock.RealClock{},
+		Recorder: mgr.GetEventRecorder("kubinception"), GatewayNamespace: o.Gateway.Namespace,
+	}).SetupWithManager(mgr); err != nil {
+		stores.Close()
+		return nil, nil, fmt.Errorf("set up the migration reconciler: %w", err)
 	}
 	if o.LoadBalancerAddressPool != "" {
 		pool, err := addresspool.Parse(o.LoadBalancerAddressPool)

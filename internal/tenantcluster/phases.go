@@ -91,6 +91,10 @@ func (r *Reconciler) connectDatastore(ctx context.Context, s *scope) (ctrl.Resul
 		return ctrl.Result{RequeueAfter: datastoreMissingRetry}, nil
 	}
 	s.etcd = datastoreConn{name: name, ds: ds, access: access, cli: cli, gatewayEndpoint: ds.Status.Gateway.Endpoint, gatewayCA: gatewayCA}
+	if s.tc.Status.Datastore.Name == "" {
+		// Placed: from now on a change of spec.datastore.name is a move.
+		s.tc.Status.Datastore.Name = name
+	}
 	if s.tenancy, err = datastore.TenancyFor(string(s.tc.UID)); err != nil {
 		return ctrl.Result{}, err
 	}

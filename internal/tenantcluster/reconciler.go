@@ -119,8 +119,14 @@ func (r *Reconciler) tenantsOfDatastore(ctx context.Context, obj client.Object) 
 	return reqs
 }
 
-// datastoreName is the Datastore a tenant is placed on.
+// datastoreName is the Datastore serving a tenant: the one recorded in
+// its status (where its control plane reaches its keys), which differs
+// from the spec while the tenant migrates (internal/migrationcontroller
+// changes it once the move is done), else the one its spec names.
 func datastoreName(tc *kv1.TenantCluster) string {
+	if tc.Status.Datastore.Name != "" {
+		return tc.Status.Datastore.Name
+	}
 	if tc.Spec.Datastore.Name == "" {
 		return "default"
 	}

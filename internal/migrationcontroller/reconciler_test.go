@@ -1,0 +1,131 @@
+package migrationcontroller_test
+
+import (
+	"context"
+	"fmt"
+	"testing"
+	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/utils/clock"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+
+	kv1 "kubinception.dev/kubinception/api/v1alpha1"
+	"kubinception.dev/kubinception/internal/gateway"
+	"kubinception.dev/kubinception/internal/gatewaydeploy"
+	"kubinception.dev/kubinception/internal/migration"
+	"kubinception.dev/kubinception/internal/migrationcontroller"
+	"kubinception.dev/kubinception/internal/release"
+	"kubinception.dev/kubinception/internal/testenv"
+)
+
+func TestMain(m *testing.M) { testenv.Main(m) }
+
+// TestReconcileMovesTenant changes a TenantCluster's spec.datastore.name
+// from the Datastore serving it to another, each a real etcd with its
+// gateway, and reconciles: the keys move, the status names the new
+// Datastore and the migration's phase, pause and revisions, and the
+// tenant's client of the old gateway reads and writes the new datastore.
+func TestReconcileMovesTenant(t *testing.T) {
+	a := testenv.SharedAPIServer(t)
+	c := a.Client
+	ctx := context.Background()
+	src, dst := testenv.StartGatewayDatastore(t), testenv.StartGatewayDatastore(t)
+	const ns = "migration-system"
+	testenv.CreateDatastore(t, c, src.Etcd, "mig-src", ns)
+	dsd := testenv.CreateDatastore(t, c, dst.Etcd, "mig-dst", ns)
+	policy := func(cfg *gateway.Config) { cfg.Policy = gateway.StaticPolicy{}; cfg.CompactionInterval = 0 }
+	gs, gd := src.StartGateway(t, policy), dst.StartGateway(t, policy)
+	dsd.Status.Gateway.Endpoint = "https://" + gd.Addr()
+	if err := c.Status().Update(ctx, dsd); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: gatewaydeploy.CASecretName("mig-dst"), Namespace: ns},
+		Data: map[string][]byte{gatewaydeploy.FileCACert: dst.TenantCA.CertPEM, gatewaydeploy.FileCAKey: dst.TenantCA.KeyPEM}}); err != nil {
+		t.Fatal(err)
+	}
+	tc := &kv1.TenantCluster{
+		ObjectMeta: metav1.ObjectMeta{Name: "moving", Namespace: "default"},
+		Spec: kv1.TenantClusterSpec{
+			Version:   release.DefaultKubernetesVersion,
+			Datastore: kv1.DatastorePlacement{Name: "mig-src"},
+			Network:   kv1.NetworkSpec{ServiceCIDR: "10.96.0.0/16", PodCIDR: "10.244.0.0/16", ClusterDomain: "cluster.local", DNSServiceIP: "10.96.0.10"},
+		},
+	}
+	if err := c.Create(ctx, tc); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = c.Delete(context.Background(), tc) })
+	tc.Status.Datastore.Name = "mig-src"
+	if err := c.Status().Update(ctx, tc); err != nil {
+		t.Fatal(err)
+	}
+	uid := string(tc.UID)
+	cli, err := src.TenantClient(gs.Addr(), uid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cli.Close()
+	for i := range 200 {
+		if _, err := cli.Put(ctx, fmt.Sprintf("/registry/configmaps/default/c-%03d", i), "v"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	r := &migrationcontroller.Reconciler{Client: c, APIReader: c, Clock: clock.RealClock{}, GatewayNamespace: ns}
+	req := reconcile.Request{NamespacedName: types.NamespacedName{Namespace: tc.Namespace, Name: tc.Name}}
+
+	// Nothing to do while the spec names the serving Datastore.
+	if _, err := r.Reconcile(ctx, req); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Get(ctx, req.NamespacedName, tc); err != nil || tc.Status.Migration != nil {
+		t.Fatalf("migration without a change: %+v %v", tc.Status.Migration, err)
+	}
+
+	tc.Spec.Datastore.Name = "mig-dst"
+	if err := c.Update(ctx, tc); err != nil {
+		t.Fatalf("change spec.datastore.name: %v", err)
+	}
+	start := time.Now()
+	if _, err := r.Reconcile(ctx, req); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Get(ctx, req.NamespacedName, tc); err != nil {
+		t.Fatal(err)
+	}
+	m := tc.Status.Migration
+	if m == nil || m.Phase != kv1.MigrationPhase(migration.PhaseCompleted) || tc.Status.Datastore.Name != "mig-dst" {
+		t.Fatalf("after the reconcile: serving %q, migration %+v", tc.Status.Datastore.Name, m)
+	}
+	t.Logf("moved in %s: %+v (pause %s)", time.Since(start).Round(time.Millisecond), *m, m.Pause)
+	if m.Source != "mig-src" || m.Destination != "mig-dst" || m.Keys != 200 || m.Pause == nil || m.SwitchRevision == 0 || m.CompletionTime == nil || m.Attempts != 1 {
+		t.Errorf("migration status %+v", *m)
+	}
+	n, err := dst.Root.Get(ctx, "/tenants/"+uid, clientv3.WithPrefix(), clientv3.WithCountOnly())
+	if err != nil || n.Count != 200 {
+		t.Errorf("destination holds %v keys (%v), want 200", n, err)
+	}
+	n, err = src.Root.Get(ctx, "/tenants/"+uid, clientv3.WithPrefix(), clientv3.WithCountOnly())
+	if err != nil || n.Count != 0 {
+		t.Errorf("source holds %v keys (%v), want 0", n, err)
+	}
+	wctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+	defer cancel()
+	if _, err := cli.Put(wctx, "/registry/after", "v"); err != nil {
+		t.Fatalf("write through the old gateway after the move: %v", err)
+	}
+	if n, err := dst.Root.Get(ctx, "/tenants/"+uid+"/registry/after"); err != nil || len(n.Kvs) != 1 {
+		t.Errorf("the write after the move is not in the destination: %v %v", n, err)
+	}
+
+	// Done: reconciling again changes nothing.
+	if _, err := r.Reconcile(ctx, req); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Get(ctx, req.NamespacedName, tc); err != nil || tc.Status.Migration.Attempts != 1 {
+		t.Errorf("a second reconcile: %+v %v", tc.Status.Migration, err)
+	}
+}
