@@ -56,6 +56,13 @@ func newAdminUpCommand(root *string) *cobra.Command {
 				return fmt.Errorf("--load-balancer-cidr %q is not a CIDR such as 10.199.128.0/20", lbCIDR)
 			}
 			c.Images.KubernetesVersion = c.KubernetesVersion
+			if !cmd.Flags().Changed("datastores") {
+				// As many as the last up ran: an up without the flag
+				// never removes a datastore.
+				if saved, _, err := admincluster.LoadSaved(c.Root); err == nil {
+					c.Datastores = saved.Datastores
+				}
+			}
 			if err := c.Validate(); err != nil {
 				return err
 			}
@@ -84,6 +91,7 @@ func newAdminUpCommand(root *string) *cobra.Command {
 	f.StringVar(&serviceCIDR, "service-cidr", d.ServiceCIDR.String(), "Service addresses of the admin cluster")
 	f.StringVar(&lbCIDR, "load-balancer-cidr", d.LoadBalancerCIDR.String(), "addresses of the admin cluster's LoadBalancer Services (tenants' load balancers), served on the admin node")
 	f.IntVar(&d.Ports.APIServer, "apiserver-port", d.Ports.APIServer, "admin API server port")
+	f.IntVar(&d.Datastores, "datastores", 1, fmt.Sprintf("how many shared datastores (3-member etcd clusters) to run, 1 to %d: \"default\", then \"datastore-2\", ... to move tenants between (default: as many as the last up ran, else 1)", admincluster.MaxDatastores))
 	f.StringVar(&d.Images.Registry, "image-registry", release.LocalRegistry, "registry name the locally built images are imported under")
 	f.StringVar(&cache, "cache", components.DefaultCacheDir(), "directory where builds are cached (env KUBINCEPTION_CACHE)")
 	return cmd

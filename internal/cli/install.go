@@ -198,7 +198,13 @@ func runInstall(cmd *cobra.Command, f installFlags, o install.Options) error {
 	if c, err = connect(); err != nil {
 		return err
 	}
-	return install.Apply(ctx, c, objs, cmd.OutOrStdout())
+	if err := install.Apply(ctx, c, objs, cmd.OutOrStdout()); err != nil {
+		return err
+	}
+	if o.Datastore == nil {
+		return nil
+	}
+	return ensureLocalDatastores(ctx, c, cmd.OutOrStdout())
 }
 
 // datastoreFromFlags describes the Datastore "default": from

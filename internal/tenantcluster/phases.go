@@ -583,6 +583,7 @@ func (r *Reconciler) reconcileDelete(ctx context.Context, s *scope) (ctrl.Result
 	forgetVersion(tc)
 	r.tenancy.forget(tc.UID)
 	forgetCertificateTimes(tc)
+	forgetCARotation(tc)
 	patch := client.MergeFrom(tc.DeepCopy())
 	controllerutil.RemoveFinalizer(tc, kv1.Finalizer)
 	if err := r.Client.Patch(ctx, tc, patch); err != nil && !apierrors.IsNotFound(err) {
@@ -592,4 +593,3 @@ func (r *Reconciler) reconcileDelete(ctx context.Context, s *scope) (ctrl.Result
 	s.skipStatus = true
 	return ctrl.Result{}, nil
 }
-	forgetCARotation(tc)

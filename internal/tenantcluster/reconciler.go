@@ -203,6 +203,7 @@ func (r *Reconciler) reconcileNormal(ctx context.Context, s *scope) (ctrl.Result
 		{"hibernation", r.reconcileHibernation},
 		{"control plane", r.reconcileControlPlane},
 		{"bootstrap", r.reconcileBootstrap},
+		{"CA rotation", r.reconcileCARotation},
 		{"customer access", r.reconcileCustomerAccess},
 		{"load balancers", r.reconcileLoadBalancers},
 		{"encryption rewrite", r.reconcileEncryptionRewrite},
@@ -222,7 +223,6 @@ func (r *Reconciler) reconcileNormal(ctx context.Context, s *scope) (ctrl.Result
 
 // scope is what one reconcile knows. Each field says which step sets it;
 // a later step may rely on it only if the earlier one ran.
-		{"CA rotation", r.reconcileCARotation},
 type scope struct {
 	tc  *kv1.TenantCluster
 	now time.Time

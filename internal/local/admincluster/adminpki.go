@@ -5,6 +5,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"kubinception.dev/kubinception/internal/kubeconfig"
@@ -108,17 +109,27 @@ func ensurePKI(c Config, now func() time.Time) error {
 // come from neither: they are issued by each Datastore's gateway CA, which
 // only the gateway trusts.
 func ensureDatastorePKI(c Config, now func() time.Time) error {
-	d := pki.Dir{Path: c.paths().DatastorePKI(), Now: now}
-	ca, err := d.CA("ca", "kubinception-datastore-ca")
+	for _, ds := range c.datastores() {
+		if err := ensureOneDatastorePKI(ds, now); err != nil {
+			return fmt.Errorf("datastore %s: %w", ds.name(), err)
+		}
+	}
+	return nil
+}
+
+func ensureOneDatastorePKI(ds localDatastore, now func() time.Time) error {
+	c := ds.c
+	d := pki.Dir{Path: ds.pkiDir(), Now: now}
+	ca, err := d.CA("ca", "kubinception-"+strings.TrimPrefix(ds.name()+"-", "default-")+"datastore-ca")
 	if err != nil {
 		return err
 	}
-	peerCA, err := d.CA("peer-ca", "kubinception-datastore-peer-ca")
+	peerCA, err := d.CA("peer-ca", "kubinception-"+strings.TrimPrefix(ds.name()+"-", "default-")+"datastore-peer-ca")
 	if err != nil {
 		return err
 	}
 	for i := 0; i < DatastoreMembers; i++ {
-		name := fmt.Sprintf("datastore-%d", i)
+		name := ds.member(i)
 		addrs := pki.Spec{CommonName: name, DNSNames: []string{"localhost", name}, IPs: []net.IP{c.NodeIP, net.ParseIP("127.0.0.1").To4()}}
 		serving, peer := addrs, addrs
 		// etcd dials its own gRPC gateway with its serving certificate.

@@ -58,7 +58,8 @@ var DefaultPorts = Ports{
 	DatastoreClient: 23790, DatastorePeer: 23800,
 }
 
-// All lists every port with what uses it, for the pre-flight check.
+// All lists every port with what uses it, for the pre-flight check
+// (the first datastore's; datastorePorts adds the others').
 func (p Ports) All() map[int]string {
 	m := map[int]string{
 		p.APIServer: "kube-apiserver", p.Etcd: "etcd (client)", p.Etcd + 1: "etcd (peer)", p.Etcd + 2: "etcd (metrics)",
@@ -97,6 +98,9 @@ type Config struct {
 	// Self is the kubinception binary, run as the supervisor and packed
 	// as the kubinception image.
 	Self string
+	// Datastores is how many datastores run (1 when 0): the first is
+	// "default", the others "datastore-2", ... (admin up --datastores).
+	Datastores int
 }
 
 // DefaultRoot is where the admin cluster keeps its state.
@@ -145,6 +149,9 @@ func (c Config) Validate() error {
 		return fmt.Errorf("--load-balancer-cidr must be a CIDR such as 10.199.128.0/20")
 	case overlap(c.LoadBalancerCIDR, c.PodCIDR) || overlap(c.LoadBalancerCIDR, c.ServiceCIDR) || c.LoadBalancerCIDR.Contains(c.NodeIP):
 		return fmt.Errorf("--load-balancer-cidr %s overlaps the pod or service range or holds the node address: choose a range apart from them", c.LoadBalancerCIDR)
+	}
+	if c.Datastores < 0 || c.Datastores > MaxDatastores {
+		return fmt.Errorf("--datastores %d: run 1 to %d datastores", c.Datastores, MaxDatastores)
 	}
 	if err := release.ValidateKubernetesVersion(c.KubernetesVersion); err != nil {
 		return err

@@ -5,7 +5,6 @@ import (
 	"net"
 	"path/filepath"
 	"strconv"
-	"strings"
 
 	"kubinception.dev/kubinception/internal/calico"
 	"kubinception.dev/kubinception/internal/local/nodeconfig"
@@ -121,23 +120,8 @@ func apiServerURL(c Config) string {
 	return "https://" + net.JoinHostPort(c.NodeIP.String(), strconv.Itoa(c.Ports.APIServer))
 }
 
-// datastoreEndpoints are the datastore's client URLs.
-func datastoreEndpoints(c Config) []string {
-	var eps []string
-	for i := 0; i < DatastoreMembers; i++ {
-		eps = append(eps, "https://"+net.JoinHostPort(c.NodeIP.String(), strconv.Itoa(c.Ports.DatastoreClient+i)))
-	}
-	return eps
-}
-
-// datastoreInitialCluster is etcd's --initial-cluster for the datastore.
-func datastoreInitialCluster(c Config) string {
-	var parts []string
-	for i := 0; i < DatastoreMembers; i++ {
-		parts = append(parts, fmt.Sprintf("datastore-%d=https://%s", i, net.JoinHostPort(c.NodeIP.String(), strconv.Itoa(c.Ports.DatastorePeer+i))))
-	}
-	return strings.Join(parts, ",")
-}
+// datastoreEndpoints are the default datastore's client URLs.
+func datastoreEndpoints(c Config) []string { return localDatastore{c: c}.endpoints() }
 
 // nthHost is the n-th address of a network: the first service address is
 // the kubernetes Service's.

@@ -127,37 +127,39 @@ func staticPods(c Config, digests map[string]string, configHash string) []static
 	proxy.Spec.Containers[0].VolumeMounts = append(proxy.Spec.Containers[0].VolumeMounts, corev1.VolumeMount{Name: "kube-proxy-config", MountPath: "/etc/kube-proxy", ReadOnly: true})
 	pods = append(pods, staticPod{File: "kube-proxy.yaml", Pod: proxy})
 
-	dpki := p.DatastorePKI()
-	for i := 0; i < DatastoreMembers; i++ {
-		name := fmt.Sprintf("datastore-%d", i)
-		client := "https://" + net.JoinHostPort(node, strconv.Itoa(c.Ports.DatastoreClient+i))
-		peer := "https://" + net.JoinHostPort(node, strconv.Itoa(c.Ports.DatastorePeer+i))
-		pod := hostPod(c, digests, name, c.Images.Etcd(), []string{
-			"--name=" + name,
-			"--data-dir=" + p.DatastoreData(i),
-			"--listen-client-urls=" + client + ",https://127.0.0.1:" + strconv.Itoa(c.Ports.DatastoreClient+i),
-			"--advertise-client-urls=" + client,
-			"--listen-peer-urls=" + peer,
-			"--initial-advertise-peer-urls=" + peer,
-			"--initial-cluster=" + datastoreInitialCluster(c),
-			"--initial-cluster-state=new",
-			"--initial-cluster-token=kubinception-datastore",
-			"--client-cert-auth=true",
-			"--trusted-ca-file=" + dpki + "/ca.crt",
-			"--cert-file=" + dpki + "/" + name + ".crt",
-			"--key-file=" + dpki + "/" + name + ".key",
-			"--peer-client-cert-auth=true",
-			"--peer-trusted-ca-file=" + dpki + "/peer-ca.crt",
-			"--peer-cert-file=" + dpki + "/" + name + "-peer.crt",
-			"--peer-key-file=" + dpki + "/" + name + "-peer.key",
-			"--auth-token=jwt,pub-key=" + dpki + "/token.pub,priv-key=" + dpki + "/token.key,sign-method=ES256,ttl=10m",
-			"--auto-compaction-mode=periodic",
-			"--auto-compaction-retention=5m",
-			"--quota-backend-bytes=8589934592",
-			"--snapshot-count=10000",
-		}, []string{dpki, p.DatastoreData(i)}, "20m", false)
-		pod.Labels["kubinception.dev/datastore"] = "default"
-		pods = append(pods, staticPod{File: name + ".yaml", Pod: pod})
+	for _, ds := range c.datastores() {
+		dpki := ds.pkiDir()
+		for i := 0; i < DatastoreMembers; i++ {
+			name := ds.member(i)
+			client := "https://" + net.JoinHostPort(node, strconv.Itoa(ds.clientPort(i)))
+			peer := "https://" + net.JoinHostPort(node, strconv.Itoa(ds.peerPort(i)))
+			pod := hostPod(c, digests, name, c.Images.Etcd(), []string{
+				"--name=" + name,
+				"--data-dir=" + ds.dataDir(i),
+				"--listen-client-urls=" + client + ",https://127.0.0.1:" + strconv.Itoa(ds.clientPort(i)),
+				"--advertise-client-urls=" + client,
+				"--listen-peer-urls=" + peer,
+				"--initial-advertise-peer-urls=" + peer,
+				"--initial-cluster=" + ds.initialCluster(),
+				"--initial-cluster-state=new",
+				"--initial-cluster-token=" + ds.clusterToken(),
+				"--client-cert-auth=true",
+				"--trusted-ca-file=" + dpki + "/ca.crt",
+				"--cert-file=" + dpki + "/" + name + ".crt",
+				"--key-file=" + dpki + "/" + name + ".key",
+				"--peer-client-cert-auth=true",
+				"--peer-trusted-ca-file=" + dpki + "/peer-ca.crt",
+				"--peer-cert-file=" + dpki + "/" + name + "-peer.crt",
+				"--peer-key-file=" + dpki + "/" + name + "-peer.key",
+				"--auth-token=jwt,pub-key=" + dpki + "/token.pub,priv-key=" + dpki + "/token.key,sign-method=ES256,ttl=10m",
+				"--auto-compaction-mode=periodic",
+				"--auto-compaction-retention=5m",
+				"--quota-backend-bytes=8589934592",
+				"--snapshot-count=10000",
+			}, []string{dpki, ds.dataDir(i)}, "20m", false)
+			pod.Labels["kubinception.dev/datastore"] = ds.name()
+			pods = append(pods, staticPod{File: name + ".yaml", Pod: pod})
+		}
 	}
 	for i := range pods {
 		pods[i].Pod.Annotations[ConfigHashAnnotation] = configHash

@@ -104,7 +104,7 @@ func (cl *Cluster) Up(ctx context.Context) error {
 			if cl.files().PID("supervisor") != 0 {
 				return nil // ours are already listening
 			}
-			return checkPortsFree(c.NodeIP, c.Ports.All())
+			return checkPortsFree(c.NodeIP, c.allPorts())
 		}},
 		{"host network", func() error {
 			for _, d := range []string{p.Manifests(), p.Config(), p.Logs(), p.Run(), p.State(), p.CNIConf(), p.PodLogs(), p.Images(), p.join("config", "kube-proxy")} {
@@ -132,14 +132,24 @@ func (cl *Cluster) Up(ctx context.Context) error {
 		{"NetworkPolicy enforcer (Felix) and pod network", func() error { return cl.startFelix(ctx, 3*time.Minute) }},
 		{"static pods", func() error { return cl.waitStaticPods(ctx, 5*time.Minute) }},
 		{"node Ready", func() error { return cl.waitNodeReady(ctx, 3*time.Minute) }},
-		{"datastore", func() error { return cl.ensureDatastore(ctx, 3*time.Minute) }},
+		{"datastores", func() error {
+			for _, ds := range c.datastores() {
+				if err := cl.ensureDatastore(ctx, ds, 3*time.Minute); err != nil {
+					return fmt.Errorf("datastore %s: %w", ds.name(), err)
+				}
+			}
+			return nil
+		}},
 	}
 	for _, s := range steps {
 		if err := cl.step(s.name, s.fn); err != nil {
 			return err
 		}
 	}
-	cl.printf("\nadmin cluster is up\n  kubectl --kubeconfig %s get nodes\n  datastore: %s\n", p.AdminKubeconfig(), strings.Join(datastoreEndpoints(c), ","))
+	cl.printf("\nadmin cluster is up\n  kubectl --kubeconfig %s get nodes\n", p.AdminKubeconfig())
+	for _, ds := range c.datastores() {
+		cl.printf("  datastore %s: %s\n", ds.name(), strings.Join(ds.endpoints(), ","))
+	}
 	return nil
 }
 
@@ -390,9 +400,14 @@ func (cl *Cluster) waitNodeReady(ctx context.Context, timeout time.Duration) err
 	}, cl.diagnostics)
 }
 
-// DatastoreCredentials are the root credentials of the datastore.
+// DatastoreCredentials are the root credentials of the default datastore.
 func (cl *Cluster) DatastoreCredentials() (datastore.Credentials, error) {
-	d := pki.Dir{Path: cl.Config.paths().DatastorePKI()}
+	return cl.datastoreCredentials(localDatastore{c: cl.Config})
+}
+
+// datastoreCredentials are the root credentials of one datastore.
+func (cl *Cluster) datastoreCredentials(ds localDatastore) (datastore.Credentials, error) {
+	d := pki.Dir{Path: ds.pkiDir()}
 	ca, err := d.Load("ca")
 	if err != nil {
 		return datastore.Credentials{}, fmt.Errorf("datastore CA: %w", err)
@@ -401,14 +416,14 @@ func (cl *Cluster) DatastoreCredentials() (datastore.Credentials, error) {
 	if err != nil {
 		return datastore.Credentials{}, fmt.Errorf("datastore root certificate: %w", err)
 	}
-	return datastore.Credentials{Endpoints: datastoreEndpoints(cl.Config), CAPEM: ca.CertPEM, CertPEM: root.CertPEM, KeyPEM: root.KeyPEM}, nil
+	return datastore.Credentials{Endpoints: ds.endpoints(), CAPEM: ca.CertPEM, CertPEM: root.CertPEM, KeyPEM: root.KeyPEM}, nil
 }
 
 // ensureDatastore waits for every member to be healthy, enables etcd
 // authentication with a root user, and stores the root credential as a
 // Secret in the admin cluster where the operator finds it.
-func (cl *Cluster) ensureDatastore(ctx context.Context, timeout time.Duration) error {
-	creds, err := cl.DatastoreCredentials()
+func (cl *Cluster) ensureDatastore(ctx context.Context, ds localDatastore, timeout time.Duration) error {
+	creds, err := cl.datastoreCredentials(ds)
 	if err != nil {
 		return err
 	}
@@ -435,8 +450,8 @@ func (cl *Cluster) ensureDatastore(ctx context.Context, timeout time.Duration) e
 		return err
 	}
 	// Kept out of the PKI directory, whose hash restarts the static pods.
-	passwordPath := filepath.Join(cl.Config.paths().State(), "datastore-root-password")
-	if old := filepath.Join(cl.Config.paths().DatastorePKI(), "root-password"); fileExists(old) {
+	passwordPath := filepath.Join(cl.Config.paths().State(), ds.passwordFile())
+	if old := filepath.Join(ds.pkiDir(), "root-password"); fileExists(old) {
 		if err := os.Rename(old, passwordPath); err != nil {
 			return err
 		}
@@ -459,10 +474,10 @@ func (cl *Cluster) ensureDatastore(ctx context.Context, timeout time.Duration) e
 	if err := datastore.EnableAuth(actx, cli, string(password)); err != nil {
 		return err
 	}
-	return cl.storeDatastoreSecret(ctx, creds, string(password))
+	return cl.storeDatastoreSecret(ctx, ds, creds, string(password))
 }
 
-func (cl *Cluster) storeDatastoreSecret(ctx context.Context, creds datastore.Credentials, password string) error {
+func (cl *Cluster) storeDatastoreSecret(ctx context.Context, ds localDatastore, creds datastore.Credentials, password string) error {
 	client, err := cl.Client()
 	if err != nil {
 		return err
@@ -472,8 +487,8 @@ func (cl *Cluster) storeDatastoreSecret(ctx context.Context, creds datastore.Cre
 		return fmt.Errorf("create namespace %s: %w", SystemNamespace, err)
 	}
 	secret := &corev1.Secret{
-		ObjectMeta: metav1.ObjectMeta{Name: DatastoreRootSecret, Namespace: SystemNamespace,
-			Labels: map[string]string{"app.kubernetes.io/managed-by": "kubinception"}},
+		ObjectMeta: metav1.ObjectMeta{Name: ds.rootSecret(), Namespace: SystemNamespace,
+			Labels: map[string]string{"app.kubernetes.io/managed-by": "kubinception", DatastoreLabel: ds.name()}},
 		Type: corev1.SecretTypeOpaque,
 		Data: map[string][]byte{
 			datastore.SecretCACert:   creds.CAPEM,
@@ -487,8 +502,8 @@ func (cl *Cluster) storeDatastoreSecret(ctx context.Context, creds datastore.Cre
 	// The CA's certificate only: its key stays on this machine. Tenants'
 	// datastore certificates come from each gateway's own CA.
 	caSecret := &corev1.Secret{
-		ObjectMeta: metav1.ObjectMeta{Name: DatastoreCASecret, Namespace: SystemNamespace,
-			Labels: map[string]string{"app.kubernetes.io/managed-by": "kubinception"}},
+		ObjectMeta: metav1.ObjectMeta{Name: ds.caSecret(), Namespace: SystemNamespace,
+			Labels: map[string]string{"app.kubernetes.io/managed-by": "kubinception", DatastoreLabel: ds.name()}},
 		Type: corev1.SecretTypeOpaque,
 		Data: map[string][]byte{datastore.SecretCACert: creds.CAPEM},
 	}
