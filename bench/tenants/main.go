@@ -47,25 +47,27 @@ func main() {
 	runs := flag.Int("runs", 10, "sequential create-to-Ready runs")
 	many := flag.Int("many", 20, "tenants created at once")
 	idle := flag.Duration("idle", 60*time.Second, "idle time before memory is read")
+	window := flag.Duration("cpu-window", 60*time.Second, "how long idle CPU is measured, with no tenant and with the many tenants")
 	out := flag.String("out", "bench/results/tenants.md", "report file")
 	keep := flag.Bool("keep", false, "leave the admin cluster up afterwards")
 	flag.Parse()
-	if err := run(*root, *runs, *many, *idle, *out, *keep); err != nil {
+	if err := run(*root, *runs, *many, *idle, *window, *out, *keep); err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
 		os.Exit(1)
 	}
 }
 
 type bench struct {
-	c   client.Client
-	ctx context.Context
+	c    client.Client
+	ctx  context.Context
+	root string
 }
 
 func (b *bench) logf(format string, args ...any) {
 	fmt.Printf(format+"\n", args...)
 }
 
-func run(root string, runs, many int, idle time.Duration, out string, keep bool) error {
+func run(root string, runs, many int, idle, window time.Duration, out string, keep bool) error {
 	ctx := context.Background()
 	tmp, err := os.MkdirTemp("", "kubinception-bench-")
 	if err != nil {
@@ -81,11 +83,12 @@ func run(root string, runs, many int, idle time.Duration, out string, keep bool)
 	if err != nil {
 		return err
 	}
-	b := &bench{ctx: ctx, c: o.Client}
+	b := &bench{ctx: ctx, c: o.Client, root: root}
 	cfg := o.Config
 
 	// Floor and create-to-Ready, interleaved so both see the same machine.
 	var floors, readies []time.Duration
+	var seq []*milestones
 	for i := 0; i < runs; i++ {
 		f, err := b.bareAPIServer(cfg, tmp)
 		if err != nil {
@@ -93,10 +96,12 @@ func run(root string, runs, many int, idle time.Duration, out string, keep bool)
 		}
 		floors = append(floors, f)
 		name := fmt.Sprintf("seq-%d", i)
+		tr := b.track([]string{name})
 		d, err := b.createReady([]string{name}, 5*time.Minute)
 		if err != nil {
 			return err
 		}
+		seq = append(seq, tr.finish()[name])
 		readies = append(readies, d)
 		b.logf("run %d: bare apiserver ready in %s, tenant Ready and usable in %s", i, f.Round(time.Millisecond), d.Round(time.Millisecond))
 		if err := b.deleteAll(); err != nil {
@@ -108,16 +113,30 @@ func run(root string, runs, many int, idle time.Duration, out string, keep bool)
 	if err != nil {
 		return err
 	}
+	idle0, err := b.measureIdle(window)
+	if err != nil {
+		return err
+	}
+	b.logf("no tenant: machine busy %.0f mCPU", idle0.machine)
 	names := make([]string, many)
 	for i := range names {
 		names[i] = fmt.Sprintf("many-%d", i)
 	}
+	loadBefore := benchkit.LoadAverage()
+	opCPU0, _ := b.operatorCPU()
+	tr := b.track(names)
 	manyTime, err := b.createReady(names, 15*time.Minute)
 	if err != nil {
 		return err
 	}
+	manyM := tr.finish()
+	opCPU1, _ := b.operatorCPU()
 	b.logf("%d tenants Ready in %s; idling %s", many, manyTime.Round(time.Millisecond), idle)
 	time.Sleep(idle)
+	idleN, err := b.measureIdle(window)
+	if err != nil {
+		return err
+	}
 	var tenantMem []int64
 	for _, n := range names {
 		m, err := b.tenantMemory(n)
@@ -126,6 +145,7 @@ func run(root string, runs, many int, idle time.Duration, out string, keep bool)
 		}
 		tenantMem = append(tenantMem, m)
 	}
+	contMem := b.containerMemory(names)
 	opMemN, err := b.operatorMemory()
 	if err != nil {
 		return err
@@ -153,12 +173,13 @@ with the tenant runs.
 | operator working set with 0 tenants → with %d | %s → %s (%s per tenant) |
 
 Per-run times (tenant / floor): %s
-`, benchkit.Now(), benchkit.Machine(), cfg.KubernetesVersion,
+%s`, benchkit.Now(), benchkit.Machine(), cfg.KubernetesVersion,
 		runs, benchkit.Median(readies).Round(10*time.Millisecond), runs, benchkit.Worst(readies).Round(10*time.Millisecond),
 		runs, benchkit.Median(floors).Round(10*time.Millisecond), benchkit.Ratio(benchkit.Median(readies), benchkit.Median(floors)),
 		many, manyTime.Round(100*time.Millisecond),
 		many, mib(benchkit.Median(tenantMem)), mib(slices.Min(tenantMem)), mib(benchkit.Worst(tenantMem)),
-		many, mib(opMem0), mib(opMemN), mib((opMemN-opMem0)/int64(many)), pairs(readies, floors))
+		many, mib(opMem0), mib(opMemN), mib((opMemN-opMem0)/int64(many)), pairs(readies, floors),
+		details(seq, manyM, many, opCPU1-opCPU0, loadBefore, idle0, idleN)+memoryTable(contMem))
 	return benchkit.WriteReport(out, report)
 }
 
@@ -323,17 +344,20 @@ func (b *bench) operatorMemory() (int64, error) {
 }
 
 func podWorkingSet(uid string) (int64, error) {
-	matches, _ := filepath.Glob("/sys/fs/cgroup/memory/kubepods*/pod" + uid)
-	more, _ := filepath.Glob("/sys/fs/cgroup/memory/kubepods*/*/pod" + uid)
-	matches = append(matches, more...)
-	if len(matches) == 0 {
-		return 0, fmt.Errorf("no memory cgroup for pod %s", uid)
-	}
-	usage, err := readInt(filepath.Join(matches[0], "memory.usage_in_bytes"))
+	dir, err := cgroupDir("memory", uid)
 	if err != nil {
 		return 0, err
 	}
-	stat, err := os.ReadFile(filepath.Join(matches[0], "memory.stat"))
+	return workingSet(dir)
+}
+
+// workingSet is a memory cgroup's usage minus its inactive file pages.
+func workingSet(dir string) (int64, error) {
+	usage, err := readInt(filepath.Join(dir, "memory.usage_in_bytes"))
+	if err != nil {
+		return 0, err
+	}
+	stat, err := os.ReadFile(filepath.Join(dir, "memory.stat"))
 	if err != nil {
 		return 0, err
 	}
