@@ -39,5 +39,6 @@ func newManagerCommand() *cobra.Command {
 	f.StringVar(&o.FrontDoorDomain, "front-door-domain", "", "base domain of tenants' names at the front door (<tenant>.<domain>; exposure.type FrontDoor is refused when empty)")
 	f.Int32Var(&o.FrontDoorPort, "front-door-port", 443, "port clients reach the front door on")
 	f.IntVar(&o.MaxConcurrentReconciles, "max-concurrent-reconciles", o.MaxConcurrentReconciles, "tenants reconciled at once")
+	f.IntVar(&o.MaxStartingControlPlanes, "max-starting-control-planes", o.MaxStartingControlPlanes, "tenant control planes started from nothing (created or woken) at once, the others waiting their turn; about twice the admin nodes' cores keeps them from starving each other (0: no bound)")
 	return cmd
 }

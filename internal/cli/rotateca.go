@@ -118,6 +118,21 @@ func checkCompletable(st *kv1.CARotationStatus, force bool) error {
 	return nil
 }
 
+// checkNodeMovable refuses to move a node while the controller manager
+// may still sign with the old CA: before start, and while Preparing.
+// After complete it is allowed: it leaves the node trusting the new CA
+// alone.
+func checkNodeMovable(st *kv1.CARotationStatus) error {
+	if st == nil || (st.Phase != kv1.CARotationPrepared && st.Phase != kv1.CARotationCompleted) {
+		phase := "none"
+		if st != nil {
+			phase = string(st.Phase)
+		}
+		return fmt.Errorf("no CA rotation is Prepared (phase %s): nodes move once kubinception rotate ca CLUSTER start --wait has returned", phase)
+	}
+	return nil
+}
+
 // waitCARotation prints the rotation's phases until it reaches want with
 // a transition after since.
 func waitCARotation(ctx context.Context, c client.Client, key types.NamespacedName, want kv1.CARotationPhase, since time.Time, timeout time.Duration, out io.Writer) error {
@@ -182,6 +197,13 @@ certificate of the new CA, and the kubelet alone restarts.`,
 			}
 			c, err := f.client()
 			if err != nil {
+				return err
+			}
+			tc := &kv1.TenantCluster{}
+			if err := c.Get(cmd.Context(), types.NamespacedName{Namespace: f.namespace, Name: args[0]}, tc); err != nil {
+				return clusterError(err, f.namespace, args[0])
+			}
+			if err := checkNodeMovable(tc.Status.Certificates.CARotation); err != nil {
 				return err
 			}
 			access, err := join.ForTenant(cmd.Context(), c, f.namespace, args[0])

@@ -30,3 +30,20 @@ func TestCheckCompletable(t *testing.T) {
 		})
 	}
 }
+
+func TestCheckNodeMovable(t *testing.T) {
+	for _, tt := range []struct {
+		st *kv1.CARotationStatus
+		ok bool
+	}{
+		{nil, false},
+		{&kv1.CARotationStatus{Phase: kv1.CARotationPreparing}, false},
+		{&kv1.CARotationStatus{Phase: kv1.CARotationPrepared}, true},
+		{&kv1.CARotationStatus{Phase: kv1.CARotationCompleting}, false},
+		{&kv1.CARotationStatus{Phase: kv1.CARotationCompleted}, true},
+	} {
+		if err := checkNodeMovable(tt.st); (err == nil) != tt.ok {
+			t.Errorf("%+v: %v, want ok=%v", tt.st, err, tt.ok)
+		}
+	}
+}

@@ -412,9 +412,15 @@ func Deployment(p Params) *appsv1.Deployment {
 	liveness.PeriodSeconds = 10
 	// Many API servers starting at once on a small admin node can take
 	// minutes; the startup probe must not kill them for being slow, or they
-	// restart in a loop and never catch up.
-	startup := probe("/livez", 600)
+	// restart in a loop and never catch up. It asks /readyz, every second:
+	// the kubelet runs the readiness probe the moment the startup probe
+	// passes, so the pod is ready within a second of the API server, and
+	// the readiness probe can then run seldom: each one is a TLS
+	// handshake and a datastore round trip, on every idle tenant.
+	startup := probe("/readyz", 600)
 	startup.PeriodSeconds = 1
+	readiness := probe("/readyz", 3)
+	readiness.PeriodSeconds = 10
 	replicas := p.Replicas
 	grace := int64(TerminationGracePeriod(p).Seconds())
 	secretMode := secretFileMode
@@ -497,7 +503,7 @@ func Deployment(p Params) *appsv1.Deployment {
 						RestartPolicy:   &always,
 						Args:            APIServerArgs(p),
 						Ports:           []corev1.ContainerPort{{Name: "https", ContainerPort: p.Port, Protocol: corev1.ProtocolTCP}},
-						ReadinessProbe:  probe("/readyz", 3),
+						ReadinessProbe:  readiness,
 						LivenessProbe:   liveness,
 						StartupProbe:    startup,
 						Resources:       apiserverResources,

@@ -63,6 +63,9 @@ type Options struct {
 	// tenant without the tunnel may not reach. Empty leaves that API
 	// server free to dial anything, the admin cluster included.
 	ProtectedNetworks []string
+	// MaxStartingControlPlanes bounds how many tenant control planes
+	// start from nothing (created or woken) at once; 0 is no bound.
+	MaxStartingControlPlanes int
 	// FrontDoorDomain is the base domain of tenants' front-door names
 	// (<tenant>.<domain>); empty when no front door is installed.
 	FrontDoorDomain string
@@ -77,7 +80,7 @@ type Options struct {
 func DefaultOptions() Options {
 	return Options{
 		MetricsAddr: ":8080", ProbeAddr: ":8081", LeaderElect: true,
-		Registry: release.LocalRegistry, MaxConcurrentReconciles: 10,
+		Registry: release.LocalRegistry, MaxConcurrentReconciles: 10, MaxStartingControlPlanes: 4,
 		Gateway: datastorecontroller.GatewayOptions{Namespace: "kubinception-system", ImagePullPolicy: corev1.PullIfNotPresent},
 	}
 }
@@ -145,7 +148,7 @@ func NewManager(rc *rest.Config, o Options) (ctrl.Manager, func(), error) {
 		Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(), Clock: clock.RealClock{},
 		Recorder:   mgr.GetEventRecorder("kubinception"),
 		Datastores: stores, Registry: o.Registry, AllowedRegistries: o.AllowedRegistries, Image: o.Gateway.Image, MaxConcurrentReconciles: o.MaxConcurrentReconciles,
-		GatewayNamespace: o.Gateway.Namespace, Usage: usage, ProtectedNetworks: protected,
+		GatewayNamespace: o.Gateway.Namespace, Usage: usage, ProtectedNetworks: protected, MaxStartingControlPlanes: o.MaxStartingControlPlanes,
 		FrontDoor: tenantcluster.FrontDoorSettings{Domain: o.FrontDoorDomain, Port: o.FrontDoorPort},
 	}).SetupWithManager(mgr); err != nil {
 		stores.Close()

@@ -31,10 +31,21 @@ import (
 	"kubinception.dev/kubinception/internal/tenantbootstrap"
 )
 
-// addonResync is how often a Ready tenant's addons are re-applied (bringing
-// back what a tenant user deleted) and kubelet serving certificates are
-// approved.
-const addonResync = 15 * time.Second
+// readyResync is how often a Ready tenant is reconciled with nothing
+// changed: its usage and quota in status, its nodes' versions. Everything
+// that needs a prompt answer comes with an event instead (its objects in
+// the admin cluster, its control-plane pods, its Services of type
+// LoadBalancer, its kubelets' serving certificate requests). A periodic
+// pass costs the tenant's API server, the datastore and the operator CPU
+// on every tenant, busy or not: at 15 seconds it was the largest share of
+// an idle tenant's cost.
+const readyResync = time.Minute
+
+// addonReapply is how often the addons are applied again though nothing
+// in what they are made of changed: it brings back what a tenant user
+// deleted or changed. A change of the tenant's spec, version or
+// certificates applies them at once.
+const addonReapply = 10 * time.Minute
 
 // tenantClients caches one client per tenant and credential set.
 type tenantClients struct {
@@ -49,6 +60,11 @@ type tenantClient struct {
 	// services follows the tenant's Services once the load-balancer
 	// phase needs them.
 	services *serviceWatch
+	// csrs follows the tenant's kubelet serving certificate requests.
+	csrs *csrWatch
+	// addons are the hash of the addons last applied and when.
+	addonsHash string
+	addonsAt   time.Time
 }
 
 // tenantClient connects to the tenant's API server through its Service
@@ -82,20 +98,48 @@ func (r *Reconciler) tenantClient(s *scope) (tenantClient, error) {
 	if r.tenants.clients == nil {
 		r.tenants.clients = map[types.UID]tenantClient{}
 	}
-	if old, ok := r.tenants.clients[s.tc.UID]; ok && old.services != nil {
-		old.services.close()
+	if old, ok := r.tenants.clients[s.tc.UID]; ok {
+		old.stopWatches()
 	}
 	tc := tenantClient{key: key, c: c, clientset: cs}
 	r.tenants.clients[s.tc.UID] = tc
 	return tc, nil
 }
 
+// stopWatches stops the watches of the tenant made with this client.
+func (t tenantClient) stopWatches() {
+	if t.services != nil {
+		t.services.close()
+	}
+	if t.csrs != nil {
+		t.csrs.close()
+	}
+}
+
+// addonsApplied says whether the addons of hash were applied less than
+// addonReapply ago; markAddons records that they just were.
+func (r *Reconciler) addonsApplied(uid types.UID, hash string, now time.Time) bool {
+	r.tenants.mu.Lock()
+	defer r.tenants.mu.Unlock()
+	t, ok := r.tenants.clients[uid]
+	return ok && t.addonsHash == hash && now.Sub(t.addonsAt) < addonReapply
+}
+
+func (r *Reconciler) markAddons(uid types.UID, key, hash string, now time.Time) {
+	r.tenants.mu.Lock()
+	defer r.tenants.mu.Unlock()
+	if t, ok := r.tenants.clients[uid]; ok && t.key == key {
+		t.addonsHash, t.addonsAt = hash, now
+		r.tenants.clients[uid] = t
+	}
+}
+
 // forgetTenant drops a deleted tenant's client.
 func (r *Reconciler) forgetTenant(uid types.UID) {
 	r.tenants.mu.Lock()
 	defer r.tenants.mu.Unlock()
-	if t, ok := r.tenants.clients[uid]; ok && t.services != nil {
-		t.services.close()
+	if t, ok := r.tenants.clients[uid]; ok {
+		t.stopWatches()
 	}
 	delete(r.tenants.clients, uid)
 }
@@ -133,6 +177,63 @@ func (r *Reconciler) reconcileBootstrap(ctx context.Context, s *scope) (ctrl.Res
 	if err != nil {
 		return ctrl.Result{}, err
 	}
+	enabled := map[string]bool{
+		"kube-proxy": tc.Spec.Addons.KubeProxy.IsEnabled(), "coredns": tc.Spec.Addons.CoreDNS.IsEnabled(), "tunnel": tc.Spec.Addons.Tunnel.IsEnabled(),
+		tenantbootstrap.NetworkPolicyAddon: tc.Spec.Addons.NetworkPolicy.IsEnabled(),
+	}
+	hash, err := addonsHash(objs, enabled)
+	if err != nil {
+		return ctrl.Result{}, err
+	}
+	if !r.addonsApplied(tc.UID, hash, s.now) {
+		if res, err := r.applyAddons(ctx, s, t, objs, enabled); err != nil || !res.IsZero() {
+			return res, err
+		}
+		r.markAddons(tc.UID, t.key, hash, s.now)
+	}
+	r.watchServingCSRs(tc, t)
+	approved, err := approveServingCSRs(ctx, t.clientset, csrTenantNames(s, p))
+	if err != nil {
+		return ctrl.Result{}, fmt.Errorf("approve kubelet serving certificates: %w", err)
+	}
+	if approved > 0 {
+		ctrl.LoggerFrom(ctx).Info("approved kubelet serving certificates", "count", approved)
+	}
+	s.succeed(kv1.ConditionAddonsReady, kv1.ReasonAddonsApplied,
+		"node bootstrap (cluster-info, RBAC, kubeadm and kubelet configuration) and enabled addons are in place")
+	if upgrading(s) {
+		s.record(kv1.ConditionUpgrading, upgradeState(tc.Spec.Version, tc.Status.Version, true, false, rollout{}))
+		recordVersion(tc, false)
+	}
+	nodes, err := t.clientset.CoreV1().Nodes().List(ctx, metav1.ListOptions{})
+	if err != nil {
+		return ctrl.Result{}, fmt.Errorf("list nodes: %w", err)
+	}
+	skew, outside := kubeletSkew(tc.Status.Version, nodes.Items)
+	s.record(kv1.ConditionNodeVersionsSupported, skew)
+	nodesOutsideSkew.WithLabelValues(tc.Namespace, tc.Name).Set(float64(outside))
+	return ctrl.Result{}, nil
+}
+
+// addonsHash is the hash of what the addons are made of: the objects to
+// apply and which addons are on.
+func addonsHash(objs []client.Object, enabled map[string]bool) (string, error) {
+	h := sha256.New()
+	for _, obj := range objs {
+		data, err := json.Marshal(obj)
+		if err != nil {
+			return "", fmt.Errorf("hash %s %s: %w", obj.GetObjectKind().GroupVersionKind().Kind, obj.GetName(), err)
+		}
+		h.Write(data)
+	}
+	data, _ := json.Marshal(enabled) // map keys are sorted
+	h.Write(data)
+	return hex.EncodeToString(h.Sum(nil)), nil
+}
+
+// applyAddons applies the addons' objects inside the tenant and removes
+// the disabled addons.
+func (r *Reconciler) applyAddons(ctx context.Context, s *scope, t tenantClient, objs []client.Object, enabled map[string]bool) (ctrl.Result, error) {
 	applied := appliedCRDs(ctx, t.c)
 	for _, obj := range objs {
 		kind := obj.GetObjectKind().GroupVersionKind().Kind
@@ -155,36 +256,13 @@ func (r *Reconciler) reconcileBootstrap(ctx context.Context, s *scope) (ctrl.Res
 			return ctrl.Result{RequeueAfter: endpointRetry}, nil
 		}
 	}
-	for addon, enabled := range map[string]bool{
-		"kube-proxy": tc.Spec.Addons.KubeProxy.IsEnabled(), "coredns": tc.Spec.Addons.CoreDNS.IsEnabled(), "tunnel": tc.Spec.Addons.Tunnel.IsEnabled(),
-		tenantbootstrap.NetworkPolicyAddon: tc.Spec.Addons.NetworkPolicy.IsEnabled(),
-	} {
-		if !enabled {
+	for addon, on := range enabled {
+		if !on {
 			if err := removeAddon(ctx, t.c, addon); err != nil {
 				return ctrl.Result{}, fmt.Errorf("remove addon %s: %w", addon, err)
 			}
 		}
 	}
-	approved, err := approveServingCSRs(ctx, t.clientset, csrTenantNames(s, p))
-	if err != nil {
-		return ctrl.Result{}, fmt.Errorf("approve kubelet serving certificates: %w", err)
-	}
-	if approved > 0 {
-		ctrl.LoggerFrom(ctx).Info("approved kubelet serving certificates", "count", approved)
-	}
-	s.succeed(kv1.ConditionAddonsReady, kv1.ReasonAddonsApplied,
-		"node bootstrap (cluster-info, RBAC, kubeadm and kubelet configuration) and enabled addons are in place")
-	if upgrading(s) {
-		s.record(kv1.ConditionUpgrading, upgradeState(tc.Spec.Version, tc.Status.Version, true, false, rollout{}))
-		recordVersion(tc, false)
-	}
-	nodes, err := t.clientset.CoreV1().Nodes().List(ctx, metav1.ListOptions{})
-	if err != nil {
-		return ctrl.Result{}, fmt.Errorf("list nodes: %w", err)
-	}
-	skew, outside := kubeletSkew(tc.Status.Version, nodes.Items)
-	s.record(kv1.ConditionNodeVersionsSupported, skew)
-	nodesOutsideSkew.WithLabelValues(tc.Namespace, tc.Name).Set(float64(outside))
 	return ctrl.Result{}, nil
 }
 

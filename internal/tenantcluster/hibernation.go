@@ -201,6 +201,7 @@ func (r *Reconciler) reconcileHibernation(ctx context.Context, s *scope) (ctrl.R
 		return ctrl.Result{}, nil
 	}
 	s.succeed(kv1.ConditionHibernated, kv1.ReasonHibernated, message)
+	r.releaseStart(s)
 	p := r.params(s)
 	p.Replicas = 0
 	if err := r.apply(ctx, tc, controlplane.Deployment(p)); err != nil {

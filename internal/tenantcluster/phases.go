@@ -34,8 +34,11 @@ const (
 	datastoreRetry        = 10 * time.Second
 	datastoreMissingRetry = 30 * time.Second
 	endpointRetry         = 5 * time.Second
-	startingRetry         = 5 * time.Second
-	deletionRetry         = 2 * time.Second
+	// startingRetry is only a safety net: a starting control plane's
+	// pods and Deployment are watched, and their changes reconcile the
+	// tenant at once.
+	startingRetry = time.Minute
+	deletionRetry = 2 * time.Second
 )
 
 // datastoreConn is a tenant's datastore: the Datastore, the operator's
@@ -439,11 +442,17 @@ func registryAllowed(reg string, allowed []string) bool {
 // naming a missing image or a crashing container when there is one.
 func (r *Reconciler) reconcileControlPlane(ctx context.Context, s *scope) (ctrl.Result, error) {
 	p := r.params(s)
+	if res, err := r.admitStart(ctx, s); err != nil || !res.IsZero() {
+		return res, err
+	}
 	dep := controlplane.Deployment(p)
 	if err := r.apply(ctx, s.tc, dep); err != nil {
 		return ctrl.Result{}, fmt.Errorf("apply Deployment: %w", err)
 	}
 	st := dep.Status
+	if st.AvailableReplicas > 0 {
+		r.releaseStart(s)
+	}
 	var pods corev1.PodList
 	if err := r.Client.List(ctx, &pods, client.InNamespace(s.tc.Namespace), client.MatchingLabels(controlplane.Labels(s.tc.Name))); err != nil {
 		return ctrl.Result{}, fmt.Errorf("list control-plane pods: %w", err)
@@ -532,6 +541,7 @@ func (r *Reconciler) reconcileDelete(ctx context.Context, s *scope) (ctrl.Result
 		return ctrl.Result{}, nil
 	}
 	s.deleting = true
+	r.releaseStart(s)
 	dep := &appsv1.Deployment{}
 	err := r.Client.Get(ctx, types.NamespacedName{Namespace: tc.Namespace, Name: controlplane.DeploymentName(tc.Name)}, dep)
 	switch {

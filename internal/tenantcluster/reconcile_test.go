@@ -11,6 +11,7 @@ import (
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/intstr"
@@ -148,6 +149,23 @@ func TestLifecycle(t *testing.T) {
 	}
 	if ev := e.emitted(); len(ev) != 0 {
 		t.Errorf("a steady-state reconcile emitted %q", ev)
+	}
+
+	// A deleted addon comes back with the periodic re-apply, not at every
+	// reconcile: in between, a steady tenant's reconcile costs its API
+	// server a few reads.
+	if err := tenant.Client.AppsV1().DaemonSets("kube-system").Delete(ctx, "kube-proxy", metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	e.clock.SetTime(e.clock.Now().Add(time.Minute))
+	e.mustReconcile(t, tc)
+	if _, err := tenant.Client.AppsV1().DaemonSets("kube-system").Get(ctx, "kube-proxy", metav1.GetOptions{}); !apierrors.IsNotFound(err) {
+		t.Errorf("kube-proxy after a reconcile a minute after the last apply: %v, want not found (the addons are re-applied every 10 minutes)", err)
+	}
+	e.clock.SetTime(e.clock.Now().Add(10 * time.Minute))
+	e.mustReconcile(t, tc)
+	if _, err := tenant.Client.AppsV1().DaemonSets("kube-system").Get(ctx, "kube-proxy", metav1.GetOptions{}); err != nil {
+		t.Errorf("kube-proxy not brought back by the periodic re-apply: %v", err)
 	}
 
 	testLoadBalancer(t, e, tc, tenant.Client)

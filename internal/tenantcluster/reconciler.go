@@ -26,6 +26,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/source"
 
 	kv1 "kubinception.dev/kubinception/api/v1alpha1"
+	"kubinception.dev/kubinception/internal/controlplane"
 	"kubinception.dev/kubinception/internal/datastore"
 	"kubinception.dev/kubinception/internal/gatewaydeploy"
 )
@@ -53,6 +54,10 @@ type Reconciler struct {
 	Image string
 	// MaxConcurrentReconciles bounds how many tenants reconcile at once.
 	MaxConcurrentReconciles int
+	// MaxStartingControlPlanes bounds how many control planes start from
+	// nothing (created or woken) at once; 0 is no bound (see
+	// startAdmission).
+	MaxStartingControlPlanes int
 	// GatewayNamespace holds the Datastores' gateways and their CAs.
 	GatewayNamespace string
 	// Usage reads tenants' usage from the gateways; nil leaves usage at
@@ -68,6 +73,7 @@ type Reconciler struct {
 	tenants  tenantClients
 	tenancy  tenancyChecks
 	rewrites rewrites
+	starts   startAdmissionOnce
 	// events reconciles a tenant when one of its Services of type
 	// LoadBalancer changes.
 	events chan event.GenericEvent
@@ -88,9 +94,21 @@ func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
 		Owns(&appsv1.Deployment{}).
 		Owns(&corev1.Service{}).
 		Owns(&corev1.Secret{}).
+		// The control plane's pods (the operator caches only those): a
+		// pod turning ready moves a starting tenant on at once.
+		Watches(&corev1.Pod{}, handler.EnqueueRequestsFromMapFunc(tenantOfPod)).
 		Watches(&kv1.Datastore{}, handler.EnqueueRequestsFromMapFunc(r.tenantsOfDatastore)).
 		WithOptions(controller.Options{MaxConcurrentReconciles: max(r.MaxConcurrentReconciles, 1)}).
 		Complete(r)
+}
+
+// tenantOfPod maps a control-plane pod to its tenant.
+func tenantOfPod(_ context.Context, obj client.Object) []reconcile.Request {
+	name := obj.GetLabels()[controlplane.LabelTenant]
+	if name == "" {
+		return nil
+	}
+	return []reconcile.Request{{NamespacedName: types.NamespacedName{Namespace: obj.GetNamespace(), Name: name}}}
 }
 
 // finalizersOrDeletionChanged passes the updates that add the finalizer
@@ -218,7 +236,7 @@ func (r *Reconciler) reconcileNormal(ctx context.Context, s *scope) (ctrl.Result
 		}
 	}
 	s.done = true
-	return ctrl.Result{RequeueAfter: s.resyncAfter(addonResync)}, nil
+	return ctrl.Result{RequeueAfter: s.resyncAfter(readyResync)}, nil
 }
 
 // scope is what one reconcile knows. Each field says which step sets it;
