@@ -49,6 +49,10 @@ type Params struct {
 	Tunnel bool
 	// Gateway are the pods of the tenant's Datastore's gateway.
 	Gateway Peer
+	// MovedFrom, when set, are the pods of the gateway of the Datastore
+	// the tenant moved from: API servers not yet rolled onto the new
+	// gateway still reach the old one, which forwards them.
+	MovedFrom *Peer
 	// Operator are the operator's pods.
 	Operator Peer
 	// LoadBalancerPorts are the TCP ports the tenant's load balancers
@@ -124,6 +128,10 @@ func ControlPlane(p Params) *networkingv1.NetworkPolicy {
 		// until the resolver times out.
 		dns(),
 	}
+	if p.MovedFrom != nil {
+		egress = append(egress, networkingv1.NetworkPolicyEgressRule{To: []networkingv1.NetworkPolicyPeer{peer(*p.MovedFrom)}, Ports: tcp(gatewaydeploy.ClientPort)})
+	}
+
 	if !p.Tunnel {
 		egress = append(egress, tenantNetwork(p.ProtectedNetworks))
 	}

@@ -68,8 +68,13 @@ func (r *Reconciler) networkPolicyParams(ctx context.Context, s *scope) (netpoli
 			}
 		}
 	}
+	var movedFrom *netpolicy.Peer
+	if m := tc.Status.Migration; m != nil && m.Source != "" && m.Source != s.etcd.name {
+		movedFrom = &netpolicy.Peer{Namespace: r.GatewayNamespace, Labels: gatewaydeploy.Labels(m.Source)}
+	}
 	return netpolicy.Params{
-		Tenant: tc.Name, Namespace: tc.Namespace,
+		MovedFrom: movedFrom,
+		Tenant:    tc.Name, Namespace: tc.Namespace,
 		APIServerPort: s.exposure.port, Tunnel: tc.Spec.Addons.Tunnel.IsEnabled(),
 		Gateway:           netpolicy.Peer{Namespace: r.GatewayNamespace, Labels: gatewaydeploy.Labels(s.etcd.name)},
 		Operator:          netpolicy.Peer{Namespace: install.Namespace, Labels: install.OperatorLabels()},
