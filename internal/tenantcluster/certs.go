@@ -216,9 +216,9 @@ func certificatesState(now time.Time, st *kv1.TenantCertificatesStatus, data, cu
 	}
 	switch {
 	case !now.Before(ca.NotAfter):
-		return kv1.ReasonCertificateAuthorityExpired, fmt.Sprintf("the tenant CA expired at %s: nothing it issued verifies; the operator never replaces a CA on its own (see docs/operations.md, Rotating a tenant's certificates)", ca.NotAfter.UTC().Format(time.RFC3339)), nil
+		return kv1.ReasonCertificateAuthorityExpired, fmt.Sprintf("the tenant CA expired at %s: nothing it issued verifies; the operator never replaces a CA on its own (a rotation with overlap needs the old CA valid: see docs/operations.md, Rotating a tenant's CAs)", ca.NotAfter.UTC().Format(time.RFC3339)), nil
 	case !now.Before(caDue):
-		return kv1.ReasonCertificateAuthorityExpiring, fmt.Sprintf("a tenant CA is two thirds into its life (the tenant CA expires at %s); the operator never replaces a CA on its own, since every joined node, kubeconfig and pod trusts it: plan moving them to a new CA before then (see docs/operations.md, Rotating a tenant's certificates)", ca.NotAfter.UTC().Format(time.RFC3339)), nil
+		return kv1.ReasonCertificateAuthorityExpiring, fmt.Sprintf("a tenant CA is two thirds into its life (the tenant CA expires at %s); the operator never replaces a CA on its own, since every joined node, kubeconfig and pod trusts it: rotate it with overlap before then (kubinception rotate ca NAME start, then complete; docs/operations.md, Rotating a tenant's CAs)", ca.NotAfter.UTC().Format(time.RFC3339)), nil
 	}
 	return kv1.ReasonCertificatesIssued, fmt.Sprintf("CA, component certificates, datastore client certificate and kubeconfigs are current; the first expires at %s and is renewed at %s",
 		first.UTC().Format(time.RFC3339), renew.UTC().Format(time.RFC3339)), nil
