@@ -53,11 +53,15 @@ type Reconciler struct {
 	APIReader client.Reader
 	Clock     clock.Clock
 	Recorder  events.EventRecorder
-	// Target keeps the archives; nil when the operator has none, which
-	// fails every backup with a message saying how to configure one.
+	// Target is the Volume target, a directory on a volume of the admin
+	// cluster; nil when the operator has none.
 	Target backup.Target
 	// TargetName says in status where Target is (e.g. dir:/backups).
 	TargetName string
+	// S3 is the S3 target; nil when the operator has none. With neither
+	// target, every backup fails with a message saying how to configure
+	// one.
+	S3 *S3Settings
 	// Namespace is the operator's namespace, which holds the backup key.
 	Namespace string
 	// GatewayNamespace holds the gateways' Services and CA Secrets.
@@ -104,9 +108,9 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 		}
 		return ctrl.Result{}, err
 	}
-	if r.Target == nil {
-		return ctrl.Result{}, r.fail(ctx, tb, "NoBackupTarget",
-			"the operator has no backup target: install it with --backup-host-path or --backup-volume-claim (chart value backup.hostPath or backup.volumeClaim)")
+	kind := r.resolveTarget(tb.Spec.Target)
+	if msg := r.missingTarget(kind); msg != "" {
+		return ctrl.Result{}, r.fail(ctx, tb, "NoBackupTarget", msg)
 	}
 	if tb.Status.TenantUID != "" && tb.Status.TenantUID != string(tc.UID) {
 		return ctrl.Result{}, r.fail(ctx, tb, "ClusterReplaced", fmt.Sprintf("TenantCluster %q was deleted and created again since this backup started: back up the new one with another TenantBackup", tc.Name))
@@ -118,7 +122,8 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 	tb.Status.Attempts++
 	tb.Status.TenantUID = string(tc.UID)
 	tb.Status.Datastore = tc.Spec.Datastore.Name
-	tb.Status.Location = r.TargetName + "/" + name
+	tb.Status.Target = kind
+	tb.Status.Location = r.location(kind, name)
 	tb.Status.Message = "copying the tenant's keys"
 	if err := r.Client.Status().Patch(ctx, tb, client.MergeFrom(base)); err != nil {
 		return ctrl.Result{}, err
@@ -126,7 +131,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 	r.event(tb, corev1.EventTypeNormal, "BackupStarted", "copying TenantCluster %s (attempt %d) to %s", tc.Name, tb.Status.Attempts, tb.Status.Location)
 
 	start := r.Clock.Now()
-	m, err := r.copy(ctx, tb.Status.Datastore, string(tc.UID), name)
+	m, err := r.copy(ctx, kind, tb.Status.Datastore, string(tc.UID), name)
 	if err != nil {
 		log.Error(err, "backup failed", "attempt", tb.Status.Attempts)
 		if tb.Status.Attempts >= maxAttempts {
@@ -154,7 +159,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 	return ctrl.Result{}, nil
 }
 
-func (r *Reconciler) copy(ctx context.Context, datastore, tenantUID, name string) (backup.Manifest, error) {
+func (r *Reconciler) copy(ctx context.Context, kind kv1.BackupTarget, datastore, tenantUID, name string) (backup.Manifest, error) {
 	timeout := r.Timeout
 	if timeout == 0 {
 		timeout = 30 * time.Minute
@@ -173,7 +178,11 @@ func (r *Reconciler) copy(ctx context.Context, datastore, tenantUID, name string
 	if err != nil {
 		return backup.Manifest{}, err
 	}
-	return backup.Create(ctx, r.Target, name, admin.Snapshotter(tenantUID, to))
+	target, err := r.open(ctx, kind)
+	if err != nil {
+		return backup.Manifest{}, err
+	}
+	return backup.Create(ctx, target, name, admin.Snapshotter(tenantUID, to))
 }
 
 // archiveName is the name of a TenantBackup's archive in the target: its
@@ -195,9 +204,20 @@ func (r *Reconciler) delete(ctx context.Context, tb *kv1.TenantBackup) error {
 	if !controllerutil.ContainsFinalizer(tb, Finalizer) {
 		return nil
 	}
-	if tb.Status.Location != "" && r.Target != nil {
-		if err := backup.Remove(ctx, r.Target, archiveName(tb)); err != nil {
-			return fmt.Errorf("delete the archive %s: %w", tb.Status.Location, err)
+	if tb.Status.Location != "" {
+		kind := storedTarget(tb)
+		if msg := r.missingTarget(kind); msg != "" {
+			// Nothing can reach the archive: say where it stays
+			// rather than keep the TenantBackup forever.
+			r.event(tb, corev1.EventTypeWarning, "ArchiveLeft", "the archive stays at %s: %s", tb.Status.Location, msg)
+		} else {
+			target, err := r.open(ctx, kind)
+			if err == nil {
+				err = backup.Remove(ctx, target, archiveName(tb))
+			}
+			if err != nil {
+				return fmt.Errorf("delete the archive %s: %w", tb.Status.Location, err)
+			}
 		}
 	}
 	controllerutil.RemoveFinalizer(tb, Finalizer)

@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/minio/minio-go/v7"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -246,5 +247,69 @@ func TestBackupFailures(t *testing.T) {
 	}
 	if !strings.Contains(strings.Join(events, "\n"), "BackupRetrying") {
 		t.Fatalf("no retry event among %q", events)
+	}
+}
+
+// TestBackupToS3 backs a tenant up into a real S3-compatible server with
+// the credentials the operator reads from its Secret at each use: the
+// archive is two objects under the prefix, status names the target and
+// location, a backup asking for an S3 target the operator lacks fails
+// saying how to configure it, and deleting the TenantBackup deletes the
+// objects.
+func TestBackupToS3(t *testing.T) {
+	w := start(t)
+	w.cluster(t, "shop", 50)
+	srv := testenv.StartS3Server(t, "127.0.0.1", "backups")
+
+	tb := &kv1.TenantBackup{ObjectMeta: metav1.ObjectMeta{Name: "no-s3", Namespace: w.ns}, Spec: kv1.TenantBackupSpec{Cluster: "shop", Target: kv1.BackupTargetS3}}
+	if err := w.api.Client.Create(context.Background(), tb); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := w.settle(t, tb, 3); got.Status.Phase != kv1.BackupFailed || !strings.Contains(got.Status.Message, "--backup-s3-endpoint") {
+		t.Fatalf("S3 asked of an operator without it: %+v", got.Status)
+	}
+
+	w.r.S3 = &backupcontroller.S3Settings{Endpoint: srv.Endpoint, Bucket: "backups", Prefix: "admin-1/", CredentialsSecret: "s3-credentials"}
+	if err := w.api.Client.Create(context.Background(), &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: w.ns, Name: "s3-credentials"},
+		Data: map[string][]byte{backupcontroller.S3AccessKeyID: []byte(srv.AccessKeyID), backupcontroller.S3SecretAccessKey: []byte(srv.SecretAccessKey)}}); err != nil {
+		t.Fatal(err)
+	}
+	tb = &kv1.TenantBackup{ObjectMeta: metav1.ObjectMeta{Name: "to-s3", Namespace: w.ns}, Spec: kv1.TenantBackupSpec{Cluster: "shop", Target: kv1.BackupTargetS3}}
+	if err := w.api.Client.Create(context.Background(), tb); err != nil {
+		t.Fatal(err)
+	}
+	got, err := w.settle(t, tb, 5)
+	if err != nil || got.Status.Phase != kv1.BackupCompleted || got.Status.Objects != 50 {
+		t.Fatalf("backup to S3: %+v (%v)", got.Status, err)
+	}
+	if got.Status.Target != kv1.BackupTargetS3 || got.Status.Location != "s3://backups/admin-1/"+string(got.UID) {
+		t.Fatalf("target %q, location %q", got.Status.Target, got.Status.Location)
+	}
+	objects := func() []string {
+		var keys []string
+		for o := range srv.Client(t).ListObjects(context.Background(), "backups", minio.ListObjectsOptions{Recursive: true}) {
+			if o.Err != nil {
+				t.Fatal(o.Err)
+			}
+			keys = append(keys, o.Key)
+		}
+		return keys
+	}
+	if keys := objects(); len(keys) != 2 {
+		t.Fatalf("objects in the bucket: %q", keys)
+	}
+	// The volume target is still the default.
+	if dflt, err := w.settle(t, w.backupOf(t, "default-target", "shop"), 5); err != nil || dflt.Status.Target != kv1.BackupTargetVolume {
+		t.Fatalf("default target: %+v (%v)", dflt.Status, err)
+	}
+
+	if err := w.api.Client.Delete(context.Background(), got); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := w.r.Reconcile(context.Background(), ctrl.Request{NamespacedName: types.NamespacedName{Namespace: got.Namespace, Name: got.Name}}); err != nil {
+		t.Fatal(err)
+	}
+	if keys := objects(); len(keys) != 0 {
+		t.Fatalf("objects left after the TenantBackup was deleted: %q", keys)
 	}
 }

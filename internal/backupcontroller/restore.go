@@ -160,8 +160,13 @@ func (r *RestoreReconciler) stopControlPlane(ctx context.Context, tc *kv1.Tenant
 
 func (r *RestoreReconciler) restore(ctx context.Context, tb *kv1.TenantBackup) (backup.Result, error) {
 	b := r.Backups
-	if b.Target == nil {
-		return backup.Result{}, fmt.Errorf("the operator has no backup target to read backup %s from", tb.Name)
+	kind := storedTarget(tb)
+	if msg := b.missingTarget(kind); msg != "" {
+		return backup.Result{}, fmt.Errorf("backup %s is kept in the %s target: %s", tb.Name, kind, msg)
+	}
+	target, err := b.open(ctx, kind)
+	if err != nil {
+		return backup.Result{}, err
 	}
 	id, _, err := b.Key(ctx)
 	if err != nil {
@@ -178,7 +183,7 @@ func (r *RestoreReconciler) restore(ctx context.Context, tb *kv1.TenantBackup) (
 	if admin, err = dial(ctx, tb.Status.Datastore); err != nil {
 		return backup.Result{}, err
 	}
-	return backup.RestoreFrom(ctx, b.Target, archiveName(tb), admin.Restorer(tb.Status.TenantUID, id, backup.Replace))
+	return backup.RestoreFrom(ctx, target, archiveName(tb), admin.Restorer(tb.Status.TenantUID, id, backup.Replace))
 }
 
 func (r *RestoreReconciler) setPaused(ctx context.Context, tc *kv1.TenantCluster, paused bool) error {

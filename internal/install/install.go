@@ -189,7 +189,9 @@ func objects(o Options) []client.Object {
 				{APIGroups: []string{kv1.GroupVersion.Group}, Resources: []string{"tenantclusters/finalizers"}, Verbs: []string{"update"}},
 				// TenantBackups: copied, their archives deleted with them;
 				// TenantRestores: carried out.
-				{APIGroups: []string{kv1.GroupVersion.Group}, Resources: []string{"tenantbackups", "tenantrestores"}, Verbs: []string{"get", "list", "watch", "update", "patch"}},
+				// TenantBackups: also made and pruned by schedules.
+				{APIGroups: []string{kv1.GroupVersion.Group}, Resources: []string{"tenantbackups"}, Verbs: rw},
+				{APIGroups: []string{kv1.GroupVersion.Group}, Resources: []string{"tenantrestores"}, Verbs: []string{"get", "list", "watch", "update", "patch"}},
 				{APIGroups: []string{kv1.GroupVersion.Group}, Resources: []string{"tenantbackups/status", "tenantrestores/status"}, Verbs: []string{"get", "update", "patch"}},
 				{APIGroups: []string{kv1.GroupVersion.Group}, Resources: []string{"tenantbackups/finalizers"}, Verbs: []string{"update"}},
 				{APIGroups: []string{""}, Resources: []string{"secrets", "services"}, Verbs: rw},
@@ -275,6 +277,7 @@ func deployment(o Options, labels map[string]string) *appsv1.Deployment {
 		volumes = append(volumes, *v)
 		mounts = append(mounts, corev1.VolumeMount{Name: v.Name, MountPath: BackupMountPath})
 	}
+	args = append(args, o.Backup.S3.flags()...)
 	return &appsv1.Deployment{
 		TypeMeta:   tm("apps/v1", "Deployment"),
 		ObjectMeta: metav1.ObjectMeta{Name: Name, Namespace: Namespace, Labels: labels},

@@ -21,6 +21,7 @@ import (
 	"kubinception.dev/kubinception/internal/addresspool"
 	"kubinception.dev/kubinception/internal/backup"
 	"kubinception.dev/kubinception/internal/backupcontroller"
+	"kubinception.dev/kubinception/internal/backupschedule"
 	"kubinception.dev/kubinception/internal/controlplane"
 	"kubinception.dev/kubinception/internal/datastore"
 	"kubinception.dev/kubinception/internal/datastorecontroller"
@@ -71,9 +72,12 @@ type Options struct {
 	FrontDoorDomain string
 	// FrontDoorPort is the port clients reach the front door on.
 	FrontDoorPort int32
-	// BackupDir is where TenantBackups keep their archives (a mounted
-	// volume); empty fails every TenantBackup saying so.
+	// BackupDir is where TenantBackups with target Volume keep their
+	// archives (a mounted volume); empty: no Volume target.
 	BackupDir string
+	// BackupS3 is the S3 target; an empty Endpoint: none. With neither
+	// target, every TenantBackup fails saying so.
+	BackupS3 backupcontroller.S3Settings
 }
 
 // DefaultOptions are the options `kubinception manager` starts with.
@@ -169,6 +173,10 @@ func NewManager(rc *rest.Config, o Options) (ctrl.Manager, func(), error) {
 	if o.BackupDir != "" {
 		br.Target, br.TargetName = backup.Dir{Path: o.BackupDir}, "dir:"+o.BackupDir
 	}
+	if o.BackupS3.Endpoint != "" {
+		s3 := o.BackupS3
+		br.S3 = &s3
+	}
 	if err := br.SetupWithManager(mgr); err != nil {
 		stores.Close()
 		return nil, nil, fmt.Errorf("set up TenantBackup reconciler: %w", err)
@@ -179,6 +187,12 @@ func NewManager(rc *rest.Config, o Options) (ctrl.Manager, func(), error) {
 	}).SetupWithManager(mgr); err != nil {
 		stores.Close()
 		return nil, nil, fmt.Errorf("set up TenantRestore reconciler: %w", err)
+	}
+	if err := (&backupschedule.Reconciler{
+		Client: mgr.GetClient(), Clock: clock.RealClock{}, Recorder: mgr.GetEventRecorder("kubinception"),
+	}).SetupWithManager(mgr); err != nil {
+		stores.Close()
+		return nil, nil, fmt.Errorf("set up the backup schedule reconciler: %w", err)
 	}
 	if err := (&migrationcontroller.Reconciler{
 		Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(), Clock: clock.RealClock{},
