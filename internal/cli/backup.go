@@ -31,7 +31,7 @@ func newBackupCommand() *cobra.Command {
 
 func newBackupCreateCommand() *cobra.Command {
 	var f adminFlags
-	var name string
+	var name, target string
 	var waitDone bool
 	var timeout time.Duration
 	cmd := &cobra.Command{
@@ -40,7 +40,8 @@ func newBackupCreateCommand() *cobra.Command {
 		Long: `Creates a TenantBackup: the operator copies every object of the tenant, as it
 was at one datastore revision, through the Datastore's gateway into the
 platform's backup target, encrypted to the platform's backup key. The tenant
-keeps serving and writing meanwhile. With --wait (the default) the command
+keeps serving and writing meanwhile. --target picks the operator's volume or
+its S3 bucket (default: the volume when it has one). With --wait (the default) the command
 waits until the copy is done and prints its size.`,
 		Args: exactlyOneName("cluster"),
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -51,7 +52,17 @@ waits until the copy is done and prints its size.`,
 			if name == "" {
 				name = args[0] + "-" + time.Now().UTC().Format("20060102-150405")
 			}
-			tb := &kv1.TenantBackup{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: f.namespace}, Spec: kv1.TenantBackupSpec{Cluster: args[0]}}
+			var kind kv1.BackupTarget
+			switch strings.ToLower(target) {
+			case "":
+			case "volume":
+				kind = kv1.BackupTargetVolume
+			case "s3":
+				kind = kv1.BackupTargetS3
+			default:
+				return fmt.Errorf("--target %q: give volume or s3", target)
+			}
+			tb := &kv1.TenantBackup{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: f.namespace}, Spec: kv1.TenantBackupSpec{Cluster: args[0], Target: kind}}
 			if err := c.Get(cmd.Context(), types.NamespacedName{Namespace: f.namespace, Name: args[0]}, &kv1.TenantCluster{}); err != nil {
 				return clusterError(err, f.namespace, args[0])
 			}
@@ -72,6 +83,7 @@ waits until the copy is done and prints its size.`,
 	}
 	f.register(cmd)
 	cmd.Flags().StringVar(&name, "name", "", "name of the TenantBackup (default: CLUSTER-<UTC time>)")
+	cmd.Flags().StringVar(&target, "target", "", "where the archive is kept: volume or s3 (default: the operator's volume when it has one, else s3)")
 	cmd.Flags().BoolVar(&waitDone, "wait", true, "wait until the copy is done")
 	cmd.Flags().DurationVar(&timeout, "timeout", 30*time.Minute, "how long --wait waits")
 	return cmd
@@ -133,7 +145,7 @@ func newBackupListCommand() *cobra.Command {
 				return clusterError(err, f.namespace, args[0])
 			}
 			w := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
-			fmt.Fprintln(w, "NAME\tPHASE\tOBJECTS\tSIZE\tREVISION\tCREATED\tMESSAGE")
+			fmt.Fprintln(w, "NAME\tPHASE\tOBJECTS\tSIZE\tREVISION\tTARGET\tSCHEDULED\tCREATED\tMESSAGE")
 			n := 0
 			for _, tb := range sortedBackups(list.Items) {
 				if tb.Spec.Cluster != args[0] {
@@ -141,8 +153,12 @@ func newBackupListCommand() *cobra.Command {
 				}
 				n++
 				st := tb.Status
-				fmt.Fprintf(w, "%s\t%s\t%d\t%s\t%d\t%s\t%s\n", tb.Name, st.Phase, st.Objects, size(st.ArchiveBytes), st.Revision,
-					tb.CreationTimestamp.UTC().Format(time.RFC3339), st.Message)
+				scheduled := "-"
+				if tb.Labels[kv1.LabelBackupSchedule] != "" {
+					scheduled = "yes"
+				}
+				fmt.Fprintf(w, "%s\t%s\t%d\t%s\t%d\t%s\t%s\t%s\t%s\n", tb.Name, st.Phase, st.Objects, size(st.ArchiveBytes), st.Revision,
+					orDash(string(st.Target)), scheduled, tb.CreationTimestamp.UTC().Format(time.RFC3339), st.Message)
 			}
 			if err := w.Flush(); err != nil {
 				return err
@@ -246,4 +262,11 @@ func waitRestore(ctx context.Context, c client.Client, key types.NamespacedName,
 	}
 	fmt.Fprintf(out, "%s rolled back: %d objects written back, after %.1fs\n", tr.Status.Cluster, tr.Status.Objects, time.Since(start).Seconds())
 	return nil
+}
+
+func orDash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
 }
