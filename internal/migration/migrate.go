@@ -320,6 +320,15 @@ func (m *Migrator) pauseAndFinish(ctx context.Context) error {
 // switchOver turns the pause into a move: the source's gateways forward
 // the tenant to the destination from now on.
 func (m *Migrator) switchOver(ctx context.Context) error {
+	// A tenant that once moved away from the destination left a move
+	// record there: its gateways would forward the tenant back to the
+	// source, a loop. From the switch on the destination serves it.
+	if _, err := m.Destination.Txn(ctx).Then(
+		clientv3.OpDelete(datastore.PauseKey(m.tn.ID)),
+		clientv3.OpDelete(datastore.PauseAcksPrefix(m.tn.ID), clientv3.WithPrefix()),
+	).Commit(); err != nil {
+		return fmt.Errorf("remove the destination's old move record: %w", err)
+	}
 	err := gateway.ForwardTenant(ctx, m.Source, m.tn.ID, m.Target, time.Second)
 	if m.f != nil && !m.f.pauseStart.IsZero() {
 		m.res.Pause = time.Since(m.f.pauseStart)

@@ -402,3 +402,50 @@ func TestMigrateInterrupted(t *testing.T) {
 		})
 	}
 }
+
+// TestMigrateThereAndBack moves a tenant to the destination and back: the
+// second move replaces the first's move record, so neither datastore's
+// gateways forward the tenant to the other in a loop, and a client of
+// either gateway reads and writes the tenant.
+func TestMigrateThereAndBack(t *testing.T) {
+	p := newPair(t, 1)
+	a := datastoretest.TenantA
+	ctx := context.Background()
+	cs := p.tenantClient(t, 0, a.ID)
+	cd, err := p.dst.TenantClient(p.gd.Addr(), a.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cd.Close()
+	for i := range 20 {
+		if _, err := cs.Put(ctx, fmt.Sprintf("/registry/k-%d", i), "v"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if res, err := p.migrator(t, a.ID).Run(ctx, migration.PhasePending); err != nil || res.Phase != migration.PhaseCompleted {
+		t.Fatalf("there: %s %v %v", res.Phase, err, res.Err)
+	}
+	// Back: the roles swap; the source's gateway is the target.
+	kp, err := p.src.TenantCert(a.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	back := &migration.Migrator{TenantID: a.ID, Source: p.dst.Root, Destination: p.src.Root, Log: testr.New(t),
+		Target: gateway.ForwardTarget{Endpoint: p.gs[0].Addr(), CAPEM: p.src.TenantCA.CertPEM, CertPEM: kp.CertPEM, KeyPEM: kp.KeyPEM}}
+	if res, err := back.Run(ctx, migration.PhasePending); err != nil || res.Phase != migration.PhaseCompleted {
+		t.Fatalf("back: %s %v %v", res.Phase, err, res.Err)
+	}
+	for name, cli := range map[string]*clientv3.Client{"source": cs, "destination": cd} {
+		wctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		if _, err := cli.Put(wctx, "/registry/via-"+name, "v"); err != nil {
+			t.Errorf("write through the %s's gateway after the return: %v", name, err)
+		}
+		cancel()
+	}
+	if n := count(t, p.src.Root, "/tenants/"+a.ID+"/registry/"); n != 22 {
+		t.Errorf("the original datastore holds %d of the tenant's keys after the return, want 22", n)
+	}
+	if n := count(t, p.dst.Root, "/tenants/"+a.ID); n != 0 {
+		t.Errorf("the other datastore holds %d of the tenant's keys after the return", n)
+	}
+}
