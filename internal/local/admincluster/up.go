@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -138,7 +139,7 @@ func (cl *Cluster) Up(ctx context.Context) error {
 					return fmt.Errorf("datastore %s: %w", ds.name(), err)
 				}
 			}
-			return nil
+			return cl.forgetDatastores(ctx)
 		}},
 	}
 	for _, s := range steps {
@@ -586,4 +587,29 @@ func ImportKubinceptionImage(ctx context.Context, c Config, self string) (string
 		return "", err
 	}
 	return c.Images.Kubinception(), nil
+}
+
+// forgetDatastores deletes the Secrets of datastores this configuration
+// no longer runs (an up with fewer --datastores), so that install does
+// not create their Datastores again. Their data stays under the root.
+func (cl *Cluster) forgetDatastores(ctx context.Context) error {
+	client, err := cl.Client()
+	if err != nil {
+		return err
+	}
+	secrets := client.CoreV1().Secrets(SystemNamespace)
+	list, err := secrets.List(ctx, metav1.ListOptions{LabelSelector: DatastoreLabel})
+	if err != nil {
+		return fmt.Errorf("list the datastores' Secrets: %w", err)
+	}
+	for _, s := range list.Items {
+		if slices.Contains(cl.Config.DatastoreNames(), s.Labels[DatastoreLabel]) {
+			continue
+		}
+		if err := secrets.Delete(ctx, s.Name, metav1.DeleteOptions{}); err != nil && !apierrors.IsNotFound(err) {
+			return fmt.Errorf("delete %s: %w", s.Name, err)
+		}
+		cl.printf("  datastore %s is no longer run: deleted its Secret %s\n", s.Labels[DatastoreLabel], s.Name)
+	}
+	return nil
 }
