@@ -63,6 +63,11 @@ func TestBackupTarget(t *testing.T) {
 		{BackupOptions{HostPath: "/a", VolumeClaim: "b"}, "--backup-host-path and --backup-volume-claim"},
 		{BackupOptions{HostPath: "backups"}, "--backup-host-path"},
 		{BackupOptions{VolumeClaim: "ns/claim"}, "--backup-volume-claim"},
+		{BackupOptions{S3: S3Options{Bucket: "b"}}, "need --backup-s3-endpoint"},
+		{BackupOptions{S3: S3Options{Endpoint: "s3.example.com", Bucket: "b"}}, "--backup-s3-endpoint"},
+		{BackupOptions{S3: S3Options{Endpoint: "https://KEY:SECRET@s3.example.com", Bucket: "b"}}, "without a path or credentials"},
+		{BackupOptions{S3: S3Options{Endpoint: "https://s3.example.com"}}, "--backup-s3-bucket"},
+		{BackupOptions{S3: S3Options{Endpoint: "https://s3.example.com", Bucket: "b", Prefix: "nos"}}, "--backup-s3-prefix"},
 	} {
 		o := testOptions()
 		o.Backup = c.b
@@ -70,4 +75,30 @@ func TestBackupTarget(t *testing.T) {
 			t.Errorf("%+v: got %v, want an error naming %s", c.b, err, c.want)
 		}
 	}
+}
+
+// TestBackupS3Flags: an S3 target becomes the operator's flags, the
+// credentials only as the Secret's name, beside or without a volume.
+func TestBackupS3Flags(t *testing.T) {
+	o := testOptions()
+	o.Backup = BackupOptions{HostPath: "/srv/backups", S3: S3Options{Endpoint: "https://s3.example.com", Bucket: "b", Prefix: "admin-1/"}}
+	objs, err := Render(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, u := range objs {
+		if u.GetKind() != "Deployment" || u.GetName() != Name {
+			continue
+		}
+		containers, _, _ := unstructured.NestedSlice(u.Object, "spec", "template", "spec", "containers")
+		args, _, _ := unstructured.NestedStringSlice(containers[0].(map[string]any), "args")
+		for _, want := range []string{"--backup-dir=" + BackupMountPath, "--backup-s3-endpoint=https://s3.example.com", "--backup-s3-bucket=b",
+			"--backup-s3-prefix=admin-1/", "--backup-s3-credentials-secret=kubinception-backup-s3"} {
+			if !slices.Contains(args, want) {
+				t.Errorf("args %v lack %s", args, want)
+			}
+		}
+		return
+	}
+	t.Fatal("no operator Deployment")
 }
