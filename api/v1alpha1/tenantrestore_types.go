@@ -4,15 +4,27 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
 
-// TenantRestoreSpec says which backup to restore.
+// TenantRestoreSpec says which backup to restore, and where.
 type TenantRestoreSpec struct {
 	// Backup is the Completed TenantBackup, in the TenantRestore's
-	// namespace, to roll its TenantCluster back to. The TenantCluster
-	// must be the one the backup copied (same UID).
+	// namespace, to restore.
 	// +kubebuilder:validation:MinLength=1
 	// +kubebuilder:validation:MaxLength=253
 	// +kubebuilder:validation:XValidation:rule="self == oldSelf",message="spec.backup is immutable: create another TenantRestore"
 	Backup string `json:"backup"`
+
+	// Cluster is the TenantCluster, in the TenantRestore's namespace, to
+	// restore into. Empty (or the backup's own cluster) rolls that
+	// cluster back: it must be the one the backup copied (same UID).
+	// Another name clones: that TenantCluster must exist with
+	// spec.paused true and its control plane never started (`kubinception
+	// backup restore BACKUP --into NAME` creates one with the source's
+	// spec); the restore gives it the backup's keys and encryption keys,
+	// then resumes it.
+	// +kubebuilder:validation:MaxLength=63
+	// +kubebuilder:validation:XValidation:rule="self == oldSelf",message="spec.cluster is immutable: create another TenantRestore"
+	// +optional
+	Cluster string `json:"cluster,omitempty"`
 }
 
 // TenantRestorePhase is where a roll back stands.
@@ -43,9 +55,13 @@ type TenantRestoreStatus struct {
 	// Message says what the restore waits for, or why it failed.
 	// +optional
 	Message string `json:"message,omitempty"`
-	// Cluster is the TenantCluster rolled back.
+	// Cluster is the TenantCluster rolled back or cloned into.
 	// +optional
 	Cluster string `json:"cluster,omitempty"`
+	// Clone says the restore went into another TenantCluster than the
+	// one the backup copied.
+	// +optional
+	Clone bool `json:"clone,omitempty"`
 	// PausedByRestore records that the restore paused the TenantCluster,
 	// so it resumes it; a cluster paused before stays paused.
 	// +optional
@@ -64,10 +80,13 @@ type TenantRestoreStatus struct {
 	CompletionTime *metav1.Time `json:"completionTime,omitempty"`
 }
 
-// TenantRestore rolls a TenantCluster back to a TenantBackup: the
-// cluster is paused and its control plane stopped, every key of the
-// tenant is replaced by the backup's, and the cluster is resumed. Objects
-// written after the backup are gone, objects deleted after it are back.
+// TenantRestore rolls a TenantCluster back to a TenantBackup, or clones
+// the backup into a new TenantCluster. Roll back: the cluster is paused
+// and its control plane stopped, every key of the tenant is replaced by
+// the backup's, and the cluster is resumed; objects written after the
+// backup are gone, objects deleted after it are back. Clone: the new,
+// paused cluster receives the backup's keys and the encryption keys its
+// Secrets were written with, then starts with its own PKI.
 //
 // +kubebuilder:object:root=true
 // +kubebuilder:subresource:status

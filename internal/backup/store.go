@@ -162,8 +162,10 @@ func Remove(ctx context.Context, t Target, name string) error {
 	if err := t.Delete(ctx, name+manifestSuffix); err != nil && !errors.Is(err, os.ErrNotExist) {
 		return err
 	}
-	if err := t.Delete(ctx, name+dataSuffix); err != nil && !errors.Is(err, os.ErrNotExist) {
-		return err
+	for _, suffix := range []string{dataSuffix, encryptionSuffix} {
+		if err := t.Delete(ctx, name+suffix); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return err
+		}
 	}
 	return nil
 }

@@ -131,7 +131,14 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 	r.event(tb, corev1.EventTypeNormal, "BackupStarted", "copying TenantCluster %s (attempt %d) to %s", tc.Name, tb.Status.Attempts, tb.Status.Location)
 
 	start := r.Clock.Now()
+	keysBefore, hadKeys, err := r.encryptionKeys(ctx, tc)
+	if err != nil {
+		return ctrl.Result{}, err
+	}
 	m, err := r.copy(ctx, kind, tb.Status.Datastore, string(tc.UID), name)
+	if err == nil {
+		err = r.keepEncryptionKeys(ctx, kind, tc, name, keysBefore, hadKeys)
+	}
 	if err != nil {
 		log.Error(err, "backup failed", "attempt", tb.Status.Attempts)
 		if tb.Status.Attempts >= maxAttempts {

@@ -75,25 +75,43 @@ func (r *RestoreReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ct
 	default:
 		return r.poll(), r.setPhase(ctx, tr, kv1.RestorePending, "waiting for TenantBackup "+tb.Name+" to complete", nil)
 	}
+	clone := tr.Spec.Cluster != "" && tr.Spec.Cluster != tb.Spec.Cluster
+	target := tb.Spec.Cluster
+	if clone {
+		target = tr.Spec.Cluster
+	}
 	tc := &kv1.TenantCluster{}
-	if err := r.Client.Get(ctx, types.NamespacedName{Namespace: tr.Namespace, Name: tb.Spec.Cluster}, tc); err != nil {
-		if apierrors.IsNotFound(err) {
-			return ctrl.Result{}, r.fail(ctx, tr, "ClusterNotFound", fmt.Sprintf("TenantCluster %q of backup %q no longer exists: a backup rolls back only the cluster it copied", tb.Spec.Cluster, tb.Name))
+	if err := r.Client.Get(ctx, types.NamespacedName{Namespace: tr.Namespace, Name: target}, tc); err != nil {
+		switch {
+		case apierrors.IsNotFound(err) && clone:
+			return ctrl.Result{}, r.fail(ctx, tr, "ClusterNotFound", fmt.Sprintf("spec.cluster: TenantCluster %q not found in namespace %q: create it with spec.paused true (kubinception backup restore %s --into %s does)", target, tr.Namespace, tb.Name, target))
+		case apierrors.IsNotFound(err):
+			return ctrl.Result{}, r.fail(ctx, tr, "ClusterNotFound", fmt.Sprintf("TenantCluster %q of backup %q no longer exists: restore the backup into a new cluster with spec.cluster (kubinception backup restore %s --into NAME)", tb.Spec.Cluster, tb.Name, tb.Name))
 		}
 		return ctrl.Result{}, err
 	}
-	if string(tc.UID) != tb.Status.TenantUID {
-		return ctrl.Result{}, r.fail(ctx, tr, "ClusterReplaced", fmt.Sprintf("TenantCluster %q was deleted and created again since backup %q: a backup rolls back only the cluster it copied", tc.Name, tb.Name))
+	if !clone && string(tc.UID) != tb.Status.TenantUID {
+		return ctrl.Result{}, r.fail(ctx, tr, "ClusterReplaced", fmt.Sprintf("TenantCluster %q was deleted and created again since backup %q: a backup rolls back only the cluster it copied; restore it into a new cluster with spec.cluster", tc.Name, tb.Name))
 	}
 
 	switch tr.Status.Phase {
 	case "", kv1.RestorePending:
+		if clone {
+			why, err := r.checkCloneTarget(ctx, tc, tb)
+			if err != nil {
+				return ctrl.Result{}, err
+			}
+			if why != "" {
+				return ctrl.Result{}, r.fail(ctx, tr, "CloneTargetInUse", why)
+			}
+		}
 		// Recorded before the cluster is paused, so a restart knows
-		// whether to resume it.
+		// whether to resume it. A clone is resumed once restored.
 		now := metav1.NewTime(r.Clock.Now())
 		return ctrl.Result{Requeue: true}, r.setPhase(ctx, tr, kv1.RestoreStopping, "pausing the cluster and stopping its control plane", func(st *kv1.TenantRestoreStatus) {
 			st.Cluster = tc.Name
-			st.PausedByRestore = !tc.Spec.Paused
+			st.Clone = clone
+			st.PausedByRestore = !tc.Spec.Paused || clone
 			st.StartTime = &now
 		})
 	case kv1.RestoreStopping:
@@ -109,7 +127,13 @@ func (r *RestoreReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ct
 		r.event(tr, corev1.EventTypeNormal, "ControlPlaneStopped", "%s is paused with no control-plane pod: replacing its keys", tc.Name)
 		return ctrl.Result{Requeue: true}, r.setPhase(ctx, tr, kv1.RestoreRestoring, "replacing the tenant's keys with the backup's", nil)
 	case kv1.RestoreRestoring:
-		res, err := r.restore(ctx, tb)
+		if clone {
+			if err := r.cloneEncryption(ctx, tr, tb, tc); err != nil {
+				r.event(tr, corev1.EventTypeWarning, "RestoreRetrying", "%v", err)
+				return ctrl.Result{}, err
+			}
+		}
+		res, err := r.restore(ctx, tb, tc)
 		if err != nil {
 			r.event(tr, corev1.EventTypeWarning, "RestoreRetrying", "%v", err)
 			return ctrl.Result{}, err
@@ -131,7 +155,11 @@ func (r *RestoreReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ct
 		if err := r.setPhase(ctx, tr, kv1.RestoreCompleted, msg, func(st *kv1.TenantRestoreStatus) { st.CompletionTime = &done }); err != nil {
 			return ctrl.Result{}, err
 		}
-		r.event(tr, corev1.EventTypeNormal, "RestoreCompleted", "%s rolled back to backup %s (%d objects)", tc.Name, tb.Name, tr.Status.Objects)
+		if clone {
+			r.event(tr, corev1.EventTypeNormal, "RestoreCompleted", "backup %s of %s cloned into %s (%d objects)", tb.Name, tb.Spec.Cluster, tc.Name, tr.Status.Objects)
+		} else {
+			r.event(tr, corev1.EventTypeNormal, "RestoreCompleted", "%s rolled back to backup %s (%d objects)", tc.Name, tb.Name, tr.Status.Objects)
+		}
 	}
 	return ctrl.Result{}, nil
 }
@@ -158,7 +186,9 @@ func (r *RestoreReconciler) stopControlPlane(ctx context.Context, tc *kv1.Tenant
 	return len(pods.Items) == 0, nil
 }
 
-func (r *RestoreReconciler) restore(ctx context.Context, tb *kv1.TenantBackup) (backup.Result, error) {
+// restore writes the backup's keys into the tenant of tc, through the
+// gateway of tc's Datastore.
+func (r *RestoreReconciler) restore(ctx context.Context, tb *kv1.TenantBackup, tc *kv1.TenantCluster) (backup.Result, error) {
 	b := r.Backups
 	kind := storedTarget(tb)
 	if msg := b.missingTarget(kind); msg != "" {
@@ -180,10 +210,10 @@ func (r *RestoreReconciler) restore(ctx context.Context, tb *kv1.TenantBackup) (
 		dial = b.dialGateway
 	}
 	var admin *gateway.AdminClient
-	if admin, err = dial(ctx, tb.Status.Datastore); err != nil {
+	if admin, err = dial(ctx, datastoreOf(tc)); err != nil {
 		return backup.Result{}, err
 	}
-	return backup.RestoreFrom(ctx, target, archiveName(tb), admin.Restorer(tb.Status.TenantUID, id, backup.Replace))
+	return backup.RestoreFrom(ctx, target, archiveName(tb), admin.Restorer(string(tc.UID), id, backup.Replace))
 }
 
 func (r *RestoreReconciler) setPaused(ctx context.Context, tc *kv1.TenantCluster, paused bool) error {

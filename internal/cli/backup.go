@@ -189,16 +189,24 @@ func newBackupRestoreCommand() *cobra.Command {
 	var f adminFlags
 	var waitDone bool
 	var timeout time.Duration
+	var into string
 	cmd := &cobra.Command{
-		Use:   "restore BACKUP",
-		Short: "Roll the backed-up tenant cluster back to a backup",
+		Use:   "restore BACKUP [--into NEW-CLUSTER]",
+		Short: "Roll the backed-up tenant cluster back to a backup, or clone the backup into a new cluster",
 		Long: `Creates a TenantRestore: the operator pauses the backup's TenantCluster, stops
 its control plane, replaces every object of the tenant with the backup's, and
 resumes the cluster, whose API servers start on the restored state. Objects
 written after the backup are gone and objects deleted after it are back; the
 tenant's API is down while its keys are replaced. Joined nodes keep running
-and reconcile with the restored objects. With --wait (the default) the command
-waits until the cluster is resumed.`,
+and reconcile with the restored objects.
+
+With --into NEW-CLUSTER the backup is cloned instead: a new TenantCluster of
+that name is created paused, with the spec of the backed-up cluster (without
+its hostname), receives the backup's objects and encryption keys, and starts
+with its own certificates. The backed-up cluster is not touched. Nodes are not
+cloned: the clone's Node objects are those of the source and go NotReady.
+
+With --wait (the default) the command waits until the cluster is resumed.`,
 		Args: exactlyOneName("backup"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			c, err := f.client()
@@ -216,13 +224,24 @@ waits until the cluster is resumed.`,
 			if tb.Status.Phase != kv1.BackupCompleted {
 				return fmt.Errorf("backup %s is %s, not Completed: only a completed backup can be restored", args[0], tb.Status.Phase)
 			}
+			out := cmd.OutOrStdout()
 			name := args[0] + "-restore-" + time.Now().UTC().Format("20060102-150405")
 			tr := &kv1.TenantRestore{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: f.namespace}, Spec: kv1.TenantRestoreSpec{Backup: args[0]}}
+			if into != "" && into != tb.Spec.Cluster {
+				if err := createCloneTarget(ctx, c, tb, into); err != nil {
+					return err
+				}
+				tr.Spec.Cluster = into
+				fmt.Fprintf(out, "tenant cluster %s/%s created paused, with the spec of %s\n", f.namespace, into, tb.Spec.Cluster)
+			}
 			if err := c.Create(ctx, tr); err != nil {
 				return clusterError(err, f.namespace, tb.Spec.Cluster)
 			}
-			out := cmd.OutOrStdout()
-			fmt.Fprintf(out, "restore %s/%s of %s to backup %s (revision %d) requested\n", f.namespace, name, tb.Spec.Cluster, args[0], tb.Status.Revision)
+			if tr.Spec.Cluster != "" {
+				fmt.Fprintf(out, "restore %s/%s of backup %s (revision %d) into %s requested\n", f.namespace, name, args[0], tb.Status.Revision, into)
+			} else {
+				fmt.Fprintf(out, "restore %s/%s of %s to backup %s (revision %d) requested\n", f.namespace, name, tb.Spec.Cluster, args[0], tb.Status.Revision)
+			}
 			if !waitDone {
 				fmt.Fprintf(out, "  follow it: kubectl get tenantrestore %s -n %s\n", name, f.namespace)
 				return nil
@@ -232,6 +251,7 @@ waits until the cluster is resumed.`,
 	}
 	f.register(cmd)
 	cmd.Flags().BoolVar(&waitDone, "wait", true, "wait until the cluster is resumed on the restored state")
+	cmd.Flags().StringVar(&into, "into", "", "clone the backup into a new tenant cluster of this name instead of rolling its cluster back")
 	cmd.Flags().DurationVar(&timeout, "timeout", 30*time.Minute, "how long --wait waits")
 	return cmd
 }
@@ -260,7 +280,47 @@ func waitRestore(ctx context.Context, c client.Client, key types.NamespacedName,
 	if tr.Status.Phase == kv1.RestoreFailed {
 		return fmt.Errorf("restore %s failed: %s", key.Name, tr.Status.Message)
 	}
-	fmt.Fprintf(out, "%s rolled back: %d objects written back, after %.1fs\n", tr.Status.Cluster, tr.Status.Objects, time.Since(start).Seconds())
+	done := "rolled back"
+	if tr.Status.Clone {
+		done = "cloned"
+	}
+	fmt.Fprintf(out, "%s %s: %d objects written back, after %.1fs\n", tr.Status.Cluster, done, tr.Status.Objects, time.Since(start).Seconds())
+	return nil
+}
+
+// createCloneTarget creates the TenantCluster a backup is cloned into:
+// paused, with the spec of the backed-up cluster less what names it (its
+// hostname). A cluster of that name that already exists is used only if
+// it is paused; the restore checks that it never ran.
+func createCloneTarget(ctx context.Context, c client.Client, tb *kv1.TenantBackup, name string) error {
+	existing := &kv1.TenantCluster{}
+	err := c.Get(ctx, types.NamespacedName{Namespace: tb.Namespace, Name: name}, existing)
+	switch {
+	case err == nil && existing.Spec.Paused:
+		return nil
+	case err == nil:
+		return fmt.Errorf("--into: tenant cluster %s/%s already exists and is not paused: a clone goes into a new cluster; choose another name", tb.Namespace, name)
+	case !apierrors.IsNotFound(err):
+		return clusterError(err, tb.Namespace, name)
+	}
+	src := &kv1.TenantCluster{}
+	if err := c.Get(ctx, types.NamespacedName{Namespace: tb.Namespace, Name: tb.Spec.Cluster}, src); err != nil {
+		if apierrors.IsNotFound(err) {
+			return fmt.Errorf("--into: the backed-up cluster %s/%s no longer exists to copy its spec from: create %s yourself with spec.paused: true, then a TenantRestore with spec.backup %s and spec.cluster %s",
+				tb.Namespace, tb.Spec.Cluster, name, tb.Name, name)
+		}
+		return clusterError(err, tb.Namespace, tb.Spec.Cluster)
+	}
+	spec := *src.Spec.DeepCopy()
+	spec.Paused = true
+	spec.Exposure.Hostname = ""
+	tc := &kv1.TenantCluster{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: tb.Namespace}, Spec: spec}
+	if err := c.Create(ctx, tc); err != nil {
+		if apierrors.IsInvalid(err) {
+			return fmt.Errorf("--into %s: %w", name, err)
+		}
+		return clusterError(err, tb.Namespace, name)
+	}
 	return nil
 }
 
