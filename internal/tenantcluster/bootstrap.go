@@ -81,6 +81,7 @@ func (r *Reconciler) tenantClient(s *scope) (tenantClient, error) {
 		Host:    host,
 		Timeout: 15 * time.Second,
 		QPS:     50, Burst: 100,
+		Dial: r.dialControlPlane(s.tc.Namespace, s.tc.Name, net.JoinHostPort(s.exposure.serviceIP, strconv.Itoa(cp.DefaultPort))),
 		TLSClientConfig: rest.TLSClientConfig{
 			CAData:   s.pki[cp.FileCA],
 			CertData: s.pki[fileAdminClient+".crt"],
@@ -132,6 +133,52 @@ func (r *Reconciler) markAddons(uid types.UID, key, hash string, now time.Time) 
 		t.addonsHash, t.addonsAt = hash, now
 		r.tenants.clients[uid] = t
 	}
+}
+
+// dialControlPlane dials the tenant's API server at a ready pod of its
+// control plane, straight, and its Service address only when no pod is
+// known to be ready. Through the Service the operator would wait for
+// kube-proxy to program the new endpoint after the pod turned ready (a
+// first connection refused, then the 5-second endpointRetry, on every
+// create and wake); the pod's readiness is already watched. TLS still
+// verifies the Service address the client asked for, which the API
+// server's certificate covers.
+func (r *Reconciler) dialControlPlane(namespace, name, serviceAddr string) func(ctx context.Context, network, addr string) (net.Conn, error) {
+	d := &net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}
+	return func(ctx context.Context, network, addr string) (net.Conn, error) {
+		if addr == serviceAddr {
+			var pods corev1.PodList
+			if err := r.Client.List(ctx, &pods, client.InNamespace(namespace), client.MatchingLabels(cp.Labels(name))); err == nil {
+				if target := readyAPIServer(pods.Items); target != "" {
+					if c, err := d.DialContext(ctx, network, target); err == nil {
+						return c, nil
+					}
+				}
+			}
+		}
+		return d.DialContext(ctx, network, addr)
+	}
+}
+
+// readyAPIServer is the address of the API server of a ready,
+// not terminating control-plane pod ("" when there is none).
+func readyAPIServer(pods []corev1.Pod) string {
+	for _, p := range pods {
+		if p.Status.PodIP == "" || !p.DeletionTimestamp.IsZero() || !podReady(&p) {
+			continue
+		}
+		for _, c := range append(append([]corev1.Container{}, p.Spec.InitContainers...), p.Spec.Containers...) {
+			if c.Name != "kube-apiserver" {
+				continue
+			}
+			for _, port := range c.Ports {
+				if port.Name == "https" {
+					return net.JoinHostPort(p.Status.PodIP, strconv.Itoa(int(port.ContainerPort)))
+				}
+			}
+		}
+	}
+	return ""
 }
 
 // forgetTenant drops a deleted tenant's client.
