@@ -218,6 +218,7 @@ func (r *Reconciler) recordCARotation(s *scope, plan caPlan, overlap bool) {
 	if st == nil {
 		return
 	}
+	exportCARotationPhase(tc)
 	if plan.wait != "" {
 		if st.Message != plan.wait && strings.HasPrefix(plan.wait, "complete waits for") {
 			r.event(tc, corev1.EventTypeWarning, kv1.ReasonCARotationWaiting, "CompleteCARotation", plan.wait)
@@ -248,13 +249,7 @@ func (r *Reconciler) caTransition(s *scope, phase kv1.CARotationPhase, message s
 	if prev != "" && since != nil {
 		caRotationPhaseSeconds.WithLabelValues(string(prev)).Observe(s.now.Sub(since.Time).Seconds())
 	}
-	for _, p := range []kv1.CARotationPhase{kv1.CARotationPreparing, kv1.CARotationPrepared, kv1.CARotationCompleting, kv1.CARotationCompleted} {
-		v := 0.0
-		if p == phase {
-			v = 1
-		}
-		caRotationPhase.WithLabelValues(tc.Namespace, tc.Name, string(p)).Set(v)
-	}
+	exportCARotationPhase(tc)
 	r.event(tc, corev1.EventTypeNormal, kv1.ReasonCARotation, string(phase), message)
 }
 
@@ -366,6 +361,22 @@ var (
 )
 
 func init() { metrics.Registry.MustRegister(caRotationPhase, caRotationPhaseSeconds) }
+
+// exportCARotationPhase sets the phase gauge from status, at every
+// reconcile, so a restarted operator exports it too.
+func exportCARotationPhase(tc *kv1.TenantCluster) {
+	st := tc.Status.Certificates.CARotation
+	if st == nil {
+		return
+	}
+	for _, p := range []kv1.CARotationPhase{kv1.CARotationPreparing, kv1.CARotationPrepared, kv1.CARotationCompleting, kv1.CARotationCompleted} {
+		v := 0.0
+		if p == st.Phase {
+			v = 1
+		}
+		caRotationPhase.WithLabelValues(tc.Namespace, tc.Name, string(p)).Set(v)
+	}
+}
 
 // forgetCARotation drops a deleted tenant's series.
 func forgetCARotation(tc *kv1.TenantCluster) {
