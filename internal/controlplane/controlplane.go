@@ -412,15 +412,17 @@ func Deployment(p Params) *appsv1.Deployment {
 	liveness.PeriodSeconds = 10
 	// Many API servers starting at once on a small admin node can take
 	// minutes; the startup probe must not kill them for being slow, or they
-	// restart in a loop and never catch up. It asks /readyz, every second:
-	// the kubelet runs the readiness probe the moment the startup probe
-	// passes, so the pod is ready within a second of the API server, and
-	// the readiness probe can then run seldom: each one is a TLS
-	// handshake and a datastore round trip, on every idle tenant.
+	// restart in a loop and never catch up. It asks /readyz, every second,
+	// so that the first readiness probe after it finds the API server
+	// ready (after /livez it often got a 500 and waited a period more).
+	// The readiness probe stays at 2 seconds: the kubelet's immediate
+	// readiness run after the startup probe passes races with the
+	// container's started state and is usually skipped, so a start waits
+	// for the next readiness tick; at 10 seconds that added up to 10 s to
+	// every create and wake (bench/results/tenants.md).
 	startup := probe("/readyz", 600)
 	startup.PeriodSeconds = 1
 	readiness := probe("/readyz", 3)
-	readiness.PeriodSeconds = 10
 	replicas := p.Replicas
 	grace := int64(TerminationGracePeriod(p).Seconds())
 	secretMode := secretFileMode
