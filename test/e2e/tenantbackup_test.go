@@ -36,8 +36,10 @@ import (
 // source) that the test runs on the admin node's address. The archive,
 // decrypted with the key the operator keeps, restores into a scratch
 // prefix of the datastore exactly the tenant's keys at the backup's
-// revision. Rolled back to it, the tenant loses what was created after it
-// and gets back what was deleted, with resourceVersions that only go up.
+// revision. Cloned into a new tenant, it gives that tenant the same
+// objects. Rolled back to it, the tenant loses what was created after it
+// and gets back what was deleted, with resourceVersions that only go up,
+// and the Deployment on its joined node returns to the backup's replicas.
 // Deleting the TenantBackup deletes the archive's objects. Meanwhile a
 // schedule of every minute, keep 1, backs the tenant up into the admin
 // cluster's backup directory and prunes the older backup once a newer one
@@ -91,7 +93,11 @@ func TestTenantBackup(t *testing.T) {
 	}
 	mustKube(t, "patch", "tenantcluster", name, "-n", "default", "--type=merge", "-p", `{"spec":{"backup":{"schedule":"* * * * *","keep":1,"target":"Volume"}}}`)
 	kc := tenantKubeconfig(t, name)
+	// A worker joins while the ConfigMaps are written.
+	joined := make(chan result, 1)
+	go func() { joined <- run(t, "node", "add", name, "--kubeconfig", adminKubeconfig(), "--root", root) }()
 	mustTkube(t, kc, "create", "namespace", "data")
+	mustTkube(t, kc, "-n", "data", "create", "secret", "generic", "keep", "--from-literal=k=stored-encrypted")
 	for batch := range 4 {
 		var b strings.Builder
 		b.WriteString("apiVersion: v1\nkind: List\nitems:\n")
@@ -100,6 +106,11 @@ func TestTenantBackup(t *testing.T) {
 		}
 		mustApply(t, kc, b.String())
 	}
+
+	if r := <-joined; r.err != nil {
+		t.Fatalf("node add %s:\n%s\n%s", name, r, clusterState(t))
+	}
+	runWorkload(t, kc)
 
 	// A client writes throughout the backup.
 	ctx, stop := context.WithCancel(context.Background())
@@ -200,6 +211,8 @@ func TestTenantBackup(t *testing.T) {
 	}
 	t.Logf("backup of %d objects at revision %d (%d bytes stored) while %d writes ran; restored and compared", tb.Status.Objects, tb.Status.Revision, tb.Status.ArchiveBytes, writes.Load())
 
+	testClone(t, tb, kc, name+"-clone")
+
 	// Roll back: a ConfigMap created after the backup goes, one deleted
 	// after it comes back, and every restored object's resourceVersion is
 	// above any the tenant's clients saw before.
@@ -209,6 +222,7 @@ func TestTenantBackup(t *testing.T) {
 			inBackup++
 		}
 	}
+	mustTkube(t, kc, "scale", "deployment/web", "--replicas=3")
 	mustTkube(t, kc, "-n", "data", "create", "configmap", "after-backup", "--from-literal=k=v")
 	mustTkube(t, kc, "-n", "data", "delete", "configmap", "cm-0001")
 	seen := mustTkube(t, kc, "-n", "data", "get", "configmap", "after-backup", "-o", "jsonpath={.metadata.resourceVersion}")
@@ -232,6 +246,7 @@ func TestTenantBackup(t *testing.T) {
 	if a, b := atoi(t, rv), atoi(t, seen); a <= b {
 		t.Errorf("restored cm-0001 has resourceVersion %d, not above %d seen before the roll back", a, b)
 	}
+	workloadRecovered(t, kc)
 
 	// Deleting the TenantBackup deletes the archive's objects.
 	mustKube(t, "delete", "tenantbackup", "bk-1", "-n", "default", "--wait=true", "--timeout=2m")
