@@ -20,6 +20,7 @@ import (
 	kv1 "kubinception.dev/kubinception/api/v1alpha1"
 	"kubinception.dev/kubinception/internal/backupcontroller"
 	"kubinception.dev/kubinception/internal/controlplane"
+	"kubinception.dev/kubinception/internal/testenv"
 )
 
 // controlPlane stands in for what the TenantCluster reconciler and the
@@ -179,5 +180,62 @@ func TestRestoreRefusals(t *testing.T) {
 	}
 	if err := w.api.Client.Get(ctx, types.NamespacedName{Namespace: w.ns, Name: "shop"}, tc); err != nil || !tc.Spec.Paused {
 		t.Fatalf("a cluster paused before the restore was resumed: %v %v", tc.Spec.Paused, err)
+	}
+}
+
+// TestRollBackFromS3: a backup kept in a real S3-compatible server rolls
+// its tenant back like one on the volume: the key written after it is
+// gone, the one deleted after it is back.
+func TestRollBackFromS3(t *testing.T) {
+	w := start(t)
+	ctx := context.Background()
+	_, cli := w.cluster(t, "shop", 30)
+	srv := testenv.StartS3Server(t, "127.0.0.1", "backups")
+	w.r.S3 = &backupcontroller.S3Settings{Endpoint: srv.Endpoint, Bucket: "backups", CredentialsSecret: "s3-credentials"}
+	if err := w.api.Client.Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: w.ns, Name: "s3-credentials"},
+		Data: map[string][]byte{backupcontroller.S3AccessKeyID: []byte(srv.AccessKeyID), backupcontroller.S3SecretAccessKey: []byte(srv.SecretAccessKey)}}); err != nil {
+		t.Fatal(err)
+	}
+	tb := &kv1.TenantBackup{ObjectMeta: metav1.ObjectMeta{Name: "shop-s3", Namespace: w.ns}, Spec: kv1.TenantBackupSpec{Cluster: "shop", Target: kv1.BackupTargetS3}}
+	if err := w.api.Client.Create(ctx, tb); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := w.settle(t, tb, 5); err != nil || got.Status.Phase != kv1.BackupCompleted || got.Status.Target != kv1.BackupTargetS3 {
+		t.Fatalf("backup to S3: %+v %v", got.Status, err)
+	}
+	before, err := cli.Get(ctx, "/registry/", clientv3.WithPrefix())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cli.Put(ctx, "/registry/configmaps/default/after-backup", "new"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cli.Delete(ctx, "/registry/configmaps/default/cm-0003"); err != nil {
+		t.Fatal(err)
+	}
+	rr := w.restorer()
+	if err := w.api.Client.Create(ctx, &kv1.TenantRestore{ObjectMeta: metav1.ObjectMeta{Name: "back", Namespace: w.ns}, Spec: kv1.TenantRestoreSpec{Backup: "shop-s3"}}); err != nil {
+		t.Fatal(err)
+	}
+	var tr *kv1.TenantRestore
+	for range 8 {
+		if tr = w.restoreStep(t, rr, "back"); tr.Status.Phase == kv1.RestoreCompleted {
+			break
+		}
+	}
+	if tr.Status.Phase != kv1.RestoreCompleted || tr.Status.Objects != 30 {
+		t.Fatalf("restore from S3: %+v", tr.Status)
+	}
+	after, err := cli.Get(ctx, "/registry/", clientv3.WithPrefix())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(after.Kvs) != len(before.Kvs) {
+		t.Fatalf("%d keys after the roll back, %d at the backup", len(after.Kvs), len(before.Kvs))
+	}
+	for i := range before.Kvs {
+		if string(after.Kvs[i].Key) != string(before.Kvs[i].Key) || string(after.Kvs[i].Value) != string(before.Kvs[i].Value) {
+			t.Fatalf("key %d: %s after, %s at the backup", i, after.Kvs[i].Key, before.Kvs[i].Key)
+		}
 	}
 }
