@@ -97,6 +97,18 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 	if tb.Status.Phase == kv1.BackupCompleted || tb.Status.Phase == kv1.BackupFailed {
 		return ctrl.Result{}, nil
 	}
+	// The cache may not hold the status this controller wrote a moment
+	// ago (Completed after Running): read it from the API server before
+	// copying again, or one backup is copied twice.
+	if tb.Status.Phase == kv1.BackupRunning {
+		fresh := &kv1.TenantBackup{}
+		if err := r.APIReader.Get(ctx, req.NamespacedName, fresh); err != nil {
+			return ctrl.Result{}, client.IgnoreNotFound(err)
+		}
+		if fresh.Status.Phase == kv1.BackupCompleted || fresh.Status.Phase == kv1.BackupFailed {
+			return ctrl.Result{}, nil
+		}
+	}
 	if controllerutil.AddFinalizer(tb, Finalizer) {
 		return ctrl.Result{}, r.Client.Update(ctx, tb)
 	}
