@@ -127,10 +127,17 @@ func setUpAndRun(m *testing.M) int {
 			}
 		}
 	}
-	// Start from nothing: clear what an interrupted earlier run left.
+	// Start from nothing: clear what an interrupted earlier run left. A
+	// pod of a killed cluster may not be removable while its network
+	// plugin still reaches for that cluster's API server; the rest of
+	// down clears its state all the same, and down run again (as it asks)
+	// finds nothing left undone.
 	if out, err := exec.Command(bin, "admin", "down", "--purge", "--root", root).CombinedOutput(); err != nil {
-		fmt.Printf("clearing an earlier test cluster: %v\n%s", err, out)
-		return 1
+		fmt.Printf("clearing an earlier test cluster: %v\n%s\nclearing again\n", err, out)
+		if out, err := exec.Command(bin, "admin", "down", "--purge", "--root", root).CombinedOutput(); err != nil {
+			fmt.Printf("clearing an earlier test cluster again: %v\n%s", err, out)
+			return 1
+		}
 	}
 	shimsBefore = hostproc.PIDs(shims())
 	code := m.Run()
