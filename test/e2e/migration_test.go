@@ -3,6 +3,7 @@ package e2e
 import (
 	"context"
 	"fmt"
+	"os/exec"
 	"strconv"
 	"strings"
 	"sync"
@@ -40,12 +41,14 @@ func TestMigration(t *testing.T) {
 	if r := run(t, "install", "--kubeconfig", adminKubeconfig(), "--root", root); r.err != nil {
 		t.Fatalf("install with a second datastore:\n%s", r)
 	}
+	// Cleanups run after the test's context is canceled: their commands
+	// have contexts of their own.
 	t.Cleanup(func() {
 		removeTenants(t, name)
-		if _, err := kube(t, "delete", "datastore", second, "--wait=true", "--timeout=2m"); err != nil {
-			t.Errorf("cleanup: delete Datastore %s: %v", second, err)
-		}
-		if r := run(t, "admin", "up", "--datastores", "1"); r.err != nil {
+		cleanupKubectl(t, adminKubeconfig(), "delete", "datastore", second, "--wait=true", "--timeout=2m")
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+		defer cancel()
+		if r := runCmd(exec.CommandContext(ctx, bin, withRoot([]string{"admin", "up", "--datastores", "1"})...)); r.err != nil {
 			t.Errorf("cleanup: admin up --datastores 1:\n%s", r)
 		}
 	})
