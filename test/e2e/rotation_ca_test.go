@@ -46,11 +46,13 @@ func TestCARotation(t *testing.T) {
 	workers := nodeNames(t, kc)
 	// The web pods run through the whole rotation: moving a node restarts
 	// its kubelet, not its pods.
-	webPods := func() string {
+	// The web pods through a kubeconfig that trusts the cluster's CA at
+	// the time (one from before the rotation trusts only the old CA).
+	webPods := func(kubeconfig string) string {
 		t.Helper()
-		return mustTkube(t, kc, "get", "pods", "-l", "app=web", "-o", `jsonpath={range .items[*]}{.metadata.uid} {.status.containerStatuses[0].restartCount}{"\n"}{end}`)
+		return mustTkube(t, kubeconfig, "get", "pods", "-l", "app=web", "-o", `jsonpath={range .items[*]}{.metadata.uid} {.status.containerStatuses[0].restartCount}{"\n"}{end}`)
 	}
-	podsBefore := webPods()
+	podsBefore := webPods(kc)
 
 	// What the old CA and key issued, kept to be refused at the end.
 	oldPKI := pkiSecret(t, c, name)
@@ -196,7 +198,7 @@ func TestCARotation(t *testing.T) {
 			joined = append(joined, n)
 		}
 	}
-	if after := webPods(); after != podsBefore {
+	if after := webPods(fresh); after != podsBefore {
 		t.Errorf("the web pods (uid, restarts) changed during the rotation:\nbefore\n%s\nafter\n%s", podsBefore, after)
 	}
 	events := mustKube(t, "-n", "default", "get", "events", "--field-selector", "involvedObject.name="+name+",reason="+kv1.ReasonCARotation, "-o", "jsonpath={range .items[*]}{.message}{\"\\n\"}{end}")
