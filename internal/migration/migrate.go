@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/go-logr/logr"
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.etcd.io/etcd/client/v3/mirror"
 
@@ -351,6 +352,13 @@ func (m *Migrator) cleanUp(ctx context.Context) error {
 	}
 	if _, err := m.Destination.Delete(ctx, bumpKey(m.tn.ID)); err != nil {
 		return fmt.Errorf("delete the bump key: %w", err)
+	}
+	// The tenant's etcd user and role in the source go with its keys.
+	if _, err := m.Source.UserDelete(ctx, m.tn.User); err != nil && !errors.Is(err, rpctypes.ErrUserNotFound) {
+		return fmt.Errorf("delete the tenant's user %s from the source: %w", m.tn.User, err)
+	}
+	if _, err := m.Source.RoleDelete(ctx, m.tn.Role); err != nil && !errors.Is(err, rpctypes.ErrRoleNotFound) {
+		return fmt.Errorf("delete the tenant's role %s from the source: %w", m.tn.Role, err)
 	}
 	return nil
 }
