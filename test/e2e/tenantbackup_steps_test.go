@@ -111,15 +111,16 @@ func testClone(t *testing.T, tb *kv1.TenantBackup, kc, clone string) {
 	t.Logf("backup %s cloned into %s: %d ConfigMaps compared by content", tb.Name, clone, len(got))
 }
 
-// runWorkload runs a two-replica Deployment on the tenant's joined node.
-func runWorkload(t *testing.T, kc string) {
+// runWorkload runs the web Deployment (tinyhost, ready when it serves)
+// with replicas and waits until it has rolled out.
+func runWorkload(t *testing.T, kc string, replicas int) {
 	t.Helper()
 	mustApply(t, kc, fmt.Sprintf(`
 apiVersion: apps/v1
 kind: Deployment
 metadata: {name: web, namespace: default}
 spec:
-  replicas: 2
+  replicas: %d
   selector: {matchLabels: {app: web}}
   template:
     metadata: {labels: {app: web}}
@@ -130,7 +131,7 @@ spec:
         imagePullPolicy: Never
         args: [serve, "8080"]
         readinessProbe: {httpGet: {path: /, port: 8080}, periodSeconds: 1}
-`, config(t).Images.Tinyhost()))
+`, replicas, config(t).Images.Tinyhost()))
 	mustTkube(t, kc, "rollout", "status", "deployment/web", "--timeout=180s")
 }
 

@@ -110,7 +110,7 @@ func TestTenantBackup(t *testing.T) {
 	if r := <-joined; r.err != nil {
 		t.Fatalf("node add %s:\n%s\n%s", name, r, clusterState(t))
 	}
-	runWorkload(t, kc)
+	runWorkload(t, kc, 2)
 
 	// A client writes throughout the backup.
 	ctx, stop := context.WithCancel(context.Background())

@@ -48,24 +48,7 @@ func TestUpgrade(t *testing.T) {
 	nodeAdd(t, name)
 	nodesReady(t, kc, 1)
 	node := strings.TrimPrefix(names(t, kc, "get", "nodes")[0], "node/")
-	mustApply(t, kc, fmt.Sprintf(`
-apiVersion: apps/v1
-kind: Deployment
-metadata: {name: web, namespace: default}
-spec:
-  replicas: 1
-  selector: {matchLabels: {app: web}}
-  template:
-    metadata: {labels: {app: web}}
-    spec:
-      containers:
-      - name: web
-        image: %s
-        imagePullPolicy: Never
-        args: [serve, "8080"]
-        readinessProbe: {httpGet: {path: /, port: 8080}, periodSeconds: 1}
-`, config(t).Images.Tinyhost()))
-	mustTkube(t, kc, "rollout", "status", "deployment/web", "--timeout=180s")
+	runWorkload(t, kc, 1)
 	const podState = `jsonpath={range .items[*]}{.metadata.uid} {.spec.nodeName} {.status.containerStatuses[0].restartCount} {.status.containerStatuses[0].ready}{"\n"}{end}`
 	webBefore := mustTkube(t, kc, "get", "pods", "-l", "app=web", "-o", podState)
 	mustTkube(t, kc, "create", "configmap", "kept", "--from-literal=made=before-the-upgrade")
