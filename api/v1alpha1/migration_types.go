@@ -39,6 +39,13 @@ type TenantMigrationStatus struct {
 	// Pause is how long the tenant's writes were held.
 	// +optional
 	Pause *metav1.Duration `json:"pause,omitempty"`
+	// ReleaseTime is when the source's gateways stopped forwarding the
+	// tenant to the destination: once a completed move's control plane
+	// had rolled onto the destination's gateway and none of its API
+	// servers used the source's any more. Until then the source keeps
+	// a move record for the tenant (and a new move waits for it).
+	// +optional
+	ReleaseTime *metav1.Time `json:"releaseTime,omitempty"`
 	// Message says what happened last, such as why the move rolled back.
 	// +optional
 	Message string `json:"message,omitempty"`

@@ -2,6 +2,7 @@ package controlplane
 
 import (
 	"net"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -238,6 +239,19 @@ func FirstServiceIP(cidr string) string {
 // version and the CoreDNS release, from its registry.
 func (p Params) Images() release.Names {
 	return release.Names{Registry: p.Registry, KubernetesVersion: p.Version, EtcdVersion: release.EtcdVersion, CoreDNSVersion: release.CoreDNSVersion}
+}
+
+// EtcdServers are the datastore endpoints (--etcd-servers) of a
+// control-plane pod's API server, nil when it has none.
+func EtcdServers(spec *corev1.PodSpec) []string {
+	for _, c := range slices.Concat(spec.InitContainers, spec.Containers) {
+		for _, a := range c.Args {
+			if v, ok := strings.CutPrefix(a, "--etcd-servers="); ok {
+				return strings.Split(v, ",")
+			}
+		}
+	}
+	return nil
 }
 
 // APIServerArgs are kube-apiserver's flags. The API server reaches its

@@ -95,20 +95,33 @@ func (m *Migrator) defaults() error {
 // Forwarded reports whether the source's gateways forward the tenant: the
 // move was written.
 func Forwarded(ctx context.Context, source *clientv3.Client, tenantID string) (bool, error) {
-	r, err := source.Get(ctx, datastore.PauseKey(tenantID))
+	rec, err := readRecord(ctx, source, tenantID)
+	return rec.forwards, err
+}
+
+// record is what a datastore holds of a tenant's pause or move.
+type record struct {
+	// modRevision is 0 when there is none.
+	modRevision int64
+	forwards    bool
+}
+
+// readRecord reads tenant id's pause or move record in cli's datastore.
+func readRecord(ctx context.Context, cli *clientv3.Client, id string) (record, error) {
+	r, err := cli.Get(ctx, datastore.PauseKey(id))
 	if err != nil {
-		return false, fmt.Errorf("read the pause record of tenant %s: %w", tenantID, err)
+		return record{}, fmt.Errorf("read the pause record of tenant %s: %w", id, err)
 	}
 	if len(r.Kvs) == 0 {
-		return false, nil
+		return record{}, nil
 	}
 	var rec struct {
 		Forward *gateway.ForwardTarget `json:"forward"`
 	}
 	if err := json.Unmarshal(r.Kvs[0].Value, &rec); err != nil {
-		return false, fmt.Errorf("pause record of tenant %s: %w", tenantID, err)
+		return record{}, fmt.Errorf("pause record of tenant %s: %w", id, err)
 	}
-	return rec.Forward != nil, nil
+	return record{modRevision: r.Kvs[0].ModRevision, forwards: rec.Forward != nil}, nil
 }
 
 // Run runs the migration from phase from (Resume's answer for one that
@@ -423,3 +436,36 @@ func clearTenant(ctx context.Context, cli *clientv3.Client, id string) error {
 	).Commit()
 	return err
 }
+
+// Release removes a completed move's record from the source: its gateways
+// stop forwarding the tenant, and would serve it from the source again, so
+// it is called only once no client of the tenant uses the source's
+// gateways. A record that does not forward (a pause of a move under way) is
+// left alone: ErrNotForwarded. What is already gone is not an error.
+func Release(ctx context.Context, source *clientv3.Client, tenantID string) error {
+	rec, err := readRecord(ctx, source, tenantID)
+	switch {
+	case err != nil:
+		return err
+	case rec.modRevision == 0:
+		return nil
+	case !rec.forwards:
+		return ErrNotForwarded
+	}
+	key := datastore.PauseKey(tenantID)
+	txn, err := source.Txn(ctx).If(clientv3.Compare(clientv3.ModRevision(key), "=", rec.modRevision)).Then(
+		clientv3.OpDelete(key),
+		clientv3.OpDelete(datastore.PauseAcksPrefix(tenantID), clientv3.WithPrefix()),
+	).Commit()
+	if err != nil {
+		return fmt.Errorf("remove the move record of tenant %s: %w", tenantID, err)
+	}
+	if !txn.Succeeded {
+		return fmt.Errorf("remove the move record of tenant %s: it changed meanwhile; try again", tenantID)
+	}
+	return nil
+}
+
+// ErrNotForwarded says that a tenant's record in a datastore holds its
+// writes for a move under way rather than forwarding it.
+var ErrNotForwarded = errors.New("the tenant's record pauses it for a move under way; it does not forward it")

@@ -449,3 +449,51 @@ func TestMigrateThereAndBack(t *testing.T) {
 		t.Errorf("the other datastore holds %d of the tenant's keys after the return", n)
 	}
 }
+
+// TestReleaseOnlyRemovesAMoveRecord: Release leaves a pause of a move
+// under way in place (ErrNotForwarded), removes a completed move's
+// record, after which the source's gateway serves the tenant from the
+// source again, and finds nothing to do a second time.
+func TestReleaseOnlyRemovesAMoveRecord(t *testing.T) {
+	p := newPair(t, 1)
+	a := datastoretest.TenantA
+	ctx := context.Background()
+	if _, err := gateway.PauseTenant(ctx, p.src.Root, a.ID, 5*time.Second, 5*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	if err := migration.Release(ctx, p.src.Root, a.ID); !errors.Is(err, migration.ErrNotForwarded) {
+		t.Fatalf("release of a live pause: %v, want ErrNotForwarded", err)
+	}
+	if err := gateway.ResumeTenant(ctx, p.src.Root, a.ID); err != nil {
+		t.Fatal(err)
+	}
+	if res, err := p.migrator(t, a.ID).Run(ctx, migration.PhasePending); err != nil || res.Phase != migration.PhaseCompleted {
+		t.Fatalf("move: %s %v %v", res.Phase, err, res.Err)
+	}
+	for range 2 {
+		if err := migration.Release(ctx, p.src.Root, a.ID); err != nil {
+			t.Fatalf("release: %v", err)
+		}
+	}
+	if fwd, err := migration.Forwarded(ctx, p.src.Root, a.ID); err != nil || fwd {
+		t.Fatalf("forwarded after the release: %v %v", fwd, err)
+	}
+	if n := count(t, p.src.Root, datastore.PauseAcksPrefix(a.ID)); n != 0 {
+		t.Errorf("%d pause confirmations left in the source", n)
+	}
+	// The source's gateway serves the tenant from the source again.
+	cs := p.tenantClient(t, 0, a.ID)
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		wctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		_, err := cs.Put(wctx, "/registry/after-release", "v")
+		cancel()
+		if err == nil && count(t, p.src.Root, "/tenants/"+a.ID+"/registry/after-release") == 1 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the write after the release did not land in the source: %v", err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}

@@ -3,12 +3,14 @@ package migrationcontroller
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/tools/events"
@@ -20,6 +22,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	kv1 "kubinception.dev/kubinception/api/v1alpha1"
+	"kubinception.dev/kubinception/internal/controlplane"
 	"kubinception.dev/kubinception/internal/datastore"
 	"kubinception.dev/kubinception/internal/gateway"
 	"kubinception.dev/kubinception/internal/gatewaydeploy"
@@ -34,7 +37,12 @@ const (
 	ReasonMigrationCompleted  = "MigrationCompleted"
 	ReasonMigrationRolledBack = "MigrationRolledBack"
 	ReasonMigrationStuck      = "MigrationStuck"
+	ReasonSourceReleased      = "MigrationSourceReleased"
 )
+
+// releaseRecheck is how often a completed move checks whether its
+// control plane has left the source's gateways.
+const releaseRecheck = 5 * time.Second
 
 // retryAfter is how long a rolled back migration waits before it starts
 // again (spec.datastore.name still names the destination).
@@ -116,6 +124,11 @@ func (r *Reconciler) Reconcile(ctx context.Context, req reconcile.Request) (reco
 			return reconcile.Result{RequeueAfter: retryAfter}, nil
 		}
 		log.Info("resuming an interrupted migration", "recorded", m.Phase, "forwarded", fwd, "from", from)
+	case m != nil && m.Phase == kv1.MigrationPhase(migration.PhaseCompleted) && m.ReleaseTime == nil:
+		// The source forwards the tenant until its control plane has
+		// rolled onto the destination; a new move waits for that, or
+		// the record would be lost with the status that names it.
+		return r.release(ctx, tc, m)
 	case want != serving:
 		if m != nil && m.Phase == kv1.MigrationPhase(migration.PhaseRolledBack) && m.Destination == want && m.CompletionTime != nil {
 			if wait := m.CompletionTime.Add(retryAfter).Sub(now); wait > 0 {
@@ -212,6 +225,63 @@ func (r *Reconciler) migrate(ctx context.Context, tc *kv1.TenantCluster, m *kv1.
 	}
 	r.event(tc, corev1.EventTypeWarning, ReasonMigrationRolledBack, "the move to Datastore %s rolled back, retrying in %s: %v", m.Destination, retryAfter, res.Err)
 	return reconcile.Result{RequeueAfter: retryAfter}, nil
+}
+
+// release removes the source's move record of a completed move once no
+// API server of the tenant uses the source's gateway: from then on nothing
+// reaches the source for the tenant, and forwarding is no longer needed.
+func (r *Reconciler) release(ctx context.Context, tc *kv1.TenantCluster, m *kv1.TenantMigrationStatus) (reconcile.Result, error) {
+	ds := &kv1.Datastore{}
+	err := r.Client.Get(ctx, types.NamespacedName{Name: m.Source}, ds)
+	switch {
+	case apierrors.IsNotFound(err):
+		// The source is gone, and its records with it.
+	case err != nil:
+		return reconcile.Result{}, fmt.Errorf("Datastore %s: %w", m.Source, err)
+	default:
+		using, err := r.podsUsing(ctx, tc, ds.Status.Gateway.Endpoint)
+		if err != nil {
+			return reconcile.Result{}, err
+		}
+		if len(using) > 0 {
+			ctrl.LoggerFrom(ctx).V(1).Info("waiting for the control plane to leave the source's gateway", "source", m.Source, "pods", using)
+			return reconcile.Result{RequeueAfter: releaseRecheck}, nil
+		}
+		src, err := r.connect(ctx, m.Source)
+		if err != nil {
+			return reconcile.Result{}, err
+		}
+		defer src.Close()
+		if err := migration.Release(ctx, src, string(tc.UID)); err != nil {
+			return reconcile.Result{}, err
+		}
+	}
+	t := metav1.NewTime(r.Clock.Now())
+	if err := r.patch(ctx, tc, func(st *kv1.TenantClusterStatus) { st.Migration.ReleaseTime = &t }); err != nil {
+		return reconcile.Result{}, err
+	}
+	r.event(tc, corev1.EventTypeNormal, ReasonSourceReleased, "the control plane uses Datastore %s's gateway alone: Datastore %s no longer forwards the tenant", m.Destination, m.Source)
+	return reconcile.Result{}, nil
+}
+
+// podsUsing names the tenant's control-plane pods, terminating ones
+// included (they serve until they exit), whose API server is configured
+// with gateway endpoint.
+func (r *Reconciler) podsUsing(ctx context.Context, tc *kv1.TenantCluster, endpoint string) ([]string, error) {
+	var pods corev1.PodList
+	if err := r.Client.List(ctx, &pods, client.InNamespace(tc.Namespace), client.MatchingLabels(controlplane.Labels(tc.Name))); err != nil {
+		return nil, fmt.Errorf("list the control plane's pods: %w", err)
+	}
+	var using []string
+	for _, p := range pods.Items {
+		if p.Status.Phase == corev1.PodSucceeded || p.Status.Phase == corev1.PodFailed {
+			continue
+		}
+		if slices.Contains(controlplane.EtcdServers(&p.Spec), endpoint) {
+			using = append(using, p.Name)
+		}
+	}
+	return using, nil
 }
 
 // patch changes the TenantCluster's status with a merge patch of exactly

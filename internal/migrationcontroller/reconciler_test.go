@@ -11,9 +11,11 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/utils/clock"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	kv1 "kubinception.dev/kubinception/api/v1alpha1"
+	"kubinception.dev/kubinception/internal/controlplane"
 	"kubinception.dev/kubinception/internal/gateway"
 	"kubinception.dev/kubinception/internal/gatewaydeploy"
 	"kubinception.dev/kubinception/internal/migration"
@@ -35,13 +37,15 @@ func TestReconcileMovesTenant(t *testing.T) {
 	ctx := context.Background()
 	src, dst := testenv.StartGatewayDatastore(t), testenv.StartGatewayDatastore(t)
 	const ns = "migration-system"
-	testenv.CreateDatastore(t, c, src.Etcd, "mig-src", ns)
+	dss := testenv.CreateDatastore(t, c, src.Etcd, "mig-src", ns)
 	dsd := testenv.CreateDatastore(t, c, dst.Etcd, "mig-dst", ns)
 	policy := func(cfg *gateway.Config) { cfg.Policy = gateway.StaticPolicy{}; cfg.CompactionInterval = 0 }
 	gs, gd := src.StartGateway(t, policy), dst.StartGateway(t, policy)
-	dsd.Status.Gateway.Endpoint = "https://" + gd.Addr()
-	if err := c.Status().Update(ctx, dsd); err != nil {
-		t.Fatal(err)
+	for ds, g := range map[*kv1.Datastore]*testenv.Gateway{dss: gs, dsd: gd} {
+		ds.Status.Gateway.Endpoint = "https://" + g.Addr()
+		if err := c.Status().Update(ctx, ds); err != nil {
+			t.Fatal(err)
+		}
 	}
 	if err := c.Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: gatewaydeploy.CASecretName("mig-dst"), Namespace: ns},
 		Data: map[string][]byte{gatewaydeploy.FileCACert: dst.TenantCA.CertPEM, gatewaydeploy.FileCAKey: dst.TenantCA.KeyPEM}}); err != nil {
@@ -121,11 +125,49 @@ func TestReconcileMovesTenant(t *testing.T) {
 		t.Errorf("the write after the move is not in the destination: %v %v", n, err)
 	}
 
+	// The source forwards the tenant while an API server of the old
+	// rollout still uses its gateway; once none does, the record goes.
+	apiserver := &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Name: "moving-old", Namespace: tc.Namespace, Labels: controlplane.Labels(tc.Name)},
+		Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "kube-apiserver", Image: "kube-apiserver",
+			Args: []string{"--etcd-servers=" + dss.Status.Gateway.Endpoint}}}},
+	}
+	if err := c.Create(ctx, apiserver); err != nil {
+		t.Fatal(err)
+	}
+	forwarding := func() bool {
+		t.Helper()
+		fwd, err := migration.Forwarded(ctx, src.Root, uid)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return fwd
+	}
+	res, err := r.Reconcile(ctx, req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Get(ctx, req.NamespacedName, tc); err != nil || res.RequeueAfter == 0 || tc.Status.Migration.ReleaseTime != nil || !forwarding() {
+		t.Fatalf("released while a pod used the source's gateway: %+v %v", tc.Status.Migration, err)
+	}
+	if err := c.Delete(ctx, apiserver, client.GracePeriodSeconds(0)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.Reconcile(ctx, req); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Get(ctx, req.NamespacedName, tc); err != nil || tc.Status.Migration.ReleaseTime == nil {
+		t.Fatalf("not released once no pod used the source's gateway: %+v %v", tc.Status.Migration, err)
+	}
+	if forwarding() {
+		t.Error("the source still forwards the tenant after the release")
+	}
+
 	// Done: reconciling again changes nothing.
 	if _, err := r.Reconcile(ctx, req); err != nil {
 		t.Fatal(err)
 	}
-	if err := c.Get(ctx, req.NamespacedName, tc); err != nil || tc.Status.Migration.Attempts != 1 {
+	if err := c.Get(ctx, req.NamespacedName, tc); err != nil || tc.Status.Migration.Attempts != 1 || tc.Status.Migration.ReleaseTime == nil {
 		t.Errorf("a second reconcile: %+v %v", tc.Status.Migration, err)
 	}
 }

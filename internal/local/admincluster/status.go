@@ -80,48 +80,10 @@ func (cl *Cluster) Status(ctx context.Context, w io.Writer) bool {
 		}
 	}
 
-	creds, err := cl.DatastoreCredentials()
-	if err != nil {
-		bad("datastore credentials: %v", err)
-		return healthy
-	}
-	cli, err := datastore.Connect(creds)
-	if err != nil {
-		bad("datastore: %v", err)
-		return healthy
-	}
-	defer cli.Close()
-	members, err := datastore.Health(sctx, cli)
-	if err != nil {
-		bad("datastore does not answer: %v", err)
-		return healthy
-	}
-	up := 0
-	for _, m := range members {
-		if m.Healthy {
-			up++
+	for _, ds := range c.datastores() {
+		if !cl.datastoreStatus(sctx, ds, w) {
+			healthy = false
 		}
-	}
-	if up == DatastoreMembers {
-		good("datastore: %d of %d members healthy", up, DatastoreMembers)
-	} else {
-		bad("datastore: %d of %d members healthy", up, DatastoreMembers)
-	}
-	for _, m := range members {
-		role := ""
-		if m.Leader {
-			role = ", leader"
-		}
-		if m.Healthy {
-			fmt.Fprintf(w, "    %s %s: healthy%s, applied index %d\n", m.Name, m.Endpoint, role, m.RaftIndex)
-		} else {
-			fmt.Fprintf(w, "    %s %s: unhealthy: %v\n", m.Name, m.Endpoint, m.Err)
-		}
-	}
-	if st, err := cli.AuthStatus(sctx); err == nil && st.Enabled {
-		good("datastore authentication is enabled; root credential in Secret %s/%s", SystemNamespace, DatastoreRootSecret)
-	} else if err == nil {
-		bad("datastore authentication is not enabled yet; `kubinception admin up` enables it")
 	}
 	if ws, err := (worker.Layout{Root: c.Root}).List(""); err == nil && len(ws) > 0 {
 		fmt.Fprintf(w, "  local workers:\n")
@@ -159,4 +121,56 @@ func podLine(pod corev1.Pod) string {
 		state = "Running, not ready"
 	}
 	return fmt.Sprintf("%-40s %s (restarts %d)", pod.Name, state, restarts)
+}
+
+// datastoreStatus writes the health of one datastore's members and of its
+// authentication, and returns whether all is well.
+func (cl *Cluster) datastoreStatus(ctx context.Context, ds localDatastore, w io.Writer) bool {
+	name := ds.name()
+	creds, err := cl.datastoreCredentials(ds)
+	if err != nil {
+		fmt.Fprintf(w, "✗ datastore %s credentials: %v\n", name, err)
+		return false
+	}
+	cli, err := datastore.Connect(creds)
+	if err != nil {
+		fmt.Fprintf(w, "✗ datastore %s: %v\n", name, err)
+		return false
+	}
+	defer cli.Close()
+	members, err := datastore.Health(ctx, cli)
+	if err != nil {
+		fmt.Fprintf(w, "✗ datastore %s does not answer: %v\n", name, err)
+		return false
+	}
+	up := 0
+	for _, m := range members {
+		if m.Healthy {
+			up++
+		}
+	}
+	healthy := up == DatastoreMembers
+	mark := "✓"
+	if !healthy {
+		mark = "✗"
+	}
+	fmt.Fprintf(w, "%s datastore %s: %d of %d members healthy\n", mark, name, up, DatastoreMembers)
+	for _, m := range members {
+		role := ""
+		if m.Leader {
+			role = ", leader"
+		}
+		if m.Healthy {
+			fmt.Fprintf(w, "    %s %s: healthy%s, applied index %d\n", m.Name, m.Endpoint, role, m.RaftIndex)
+		} else {
+			fmt.Fprintf(w, "    %s %s: unhealthy: %v\n", m.Name, m.Endpoint, m.Err)
+		}
+	}
+	if st, err := cli.AuthStatus(ctx); err == nil && st.Enabled {
+		fmt.Fprintf(w, "✓ datastore %s authentication is enabled; root credential in Secret %s/%s\n", name, SystemNamespace, ds.rootSecret())
+	} else if err == nil {
+		fmt.Fprintf(w, "✗ datastore %s authentication is not enabled yet; `kubinception admin up` enables it\n", name)
+		healthy = false
+	}
+	return healthy
 }
