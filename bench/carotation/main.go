@@ -67,13 +67,11 @@ func run(root string, runs int, out string) error {
 	ctx := context.Background()
 	c := o.Client
 	key := types.NamespacedName{Namespace: "default", Name: name}
-	if err := c.Create(ctx, &kv1.TenantCluster{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: "default"}}); err != nil {
+	_, remove, err := o.CreateTenant(ctx, &kv1.TenantCluster{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: "default"}})
+	defer remove()
+	if err != nil {
 		return err
 	}
-	if _, err := benchkit.WaitTenantUsable(ctx, c, key, 5*time.Minute); err != nil {
-		return err
-	}
-	defer func() { _ = o.Kubinception("delete", "cluster", name, "--wait") }()
 	for range 2 {
 		if err := o.Kubinception("node", "add", name); err != nil {
 			return err
@@ -251,12 +249,12 @@ the rotation reissued).
 | requests sent | %d | %d |
 | requests failed | **%d** | **%d** |
 `, benchkit.Now(), benchkit.Machine(), load0, load1, took.Round(time.Second), len(rs),
-		sec(benchkit.Median(start)), sec(benchkit.Worst(start)),
-		sec(benchkit.Median(preparing)), sec(benchkit.Worst(preparing)),
-		sec(benchkit.Median(perNode)), sec(benchkit.Worst(perNode)),
-		sec(benchkit.Median(nodes)), sec(benchkit.Worst(nodes)),
-		sec(benchkit.Median(complete)), sec(benchkit.Worst(complete)),
-		sec(benchkit.Median(completing)), sec(benchkit.Worst(completing)),
+		benchkit.Seconds(benchkit.Median(start)), benchkit.Seconds(benchkit.Worst(start)),
+		benchkit.Seconds(benchkit.Median(preparing)), benchkit.Seconds(benchkit.Worst(preparing)),
+		benchkit.Seconds(benchkit.Median(perNode)), benchkit.Seconds(benchkit.Worst(perNode)),
+		benchkit.Seconds(benchkit.Median(nodes)), benchkit.Seconds(benchkit.Worst(nodes)),
+		benchkit.Seconds(benchkit.Median(complete)), benchkit.Seconds(benchkit.Worst(complete)),
+		benchkit.Seconds(benchkit.Median(completing)), benchkit.Seconds(benchkit.Worst(completing)),
 		sent[0], sent[1], failed[0], failed[1])
 	if len(failures) > 0 {
 		b.WriteString("\nFailed requests:\n\n")
@@ -275,5 +273,3 @@ nudges) and a kubelet restart: its pods keep running.
 `)
 	return b.String()
 }
-
-func sec(d time.Duration) string { return fmt.Sprintf("%.1fs", d.Seconds()) }

@@ -64,15 +64,11 @@ func run(root string, runs int, out string) error {
 	ctx := context.Background()
 	c := o.Client
 	const name = "brot"
-	key := types.NamespacedName{Namespace: "default", Name: name}
-	if err := c.Create(ctx, &kv1.TenantCluster{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: "default"}}); err != nil {
-		return err
-	}
-	tc, err := benchkit.WaitTenantUsable(ctx, c, key, 5*time.Minute)
+	tc, remove, err := o.CreateTenant(ctx, &kv1.TenantCluster{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: "default"}})
+	defer remove()
 	if err != nil {
 		return err
 	}
-	defer func() { _ = o.Kubinception("delete", "cluster", name, "--wait") }()
 	secret := &corev1.Secret{}
 	if err := c.Get(ctx, types.NamespacedName{Namespace: "default", Name: tc.Status.AdminKubeconfigSecret}, secret); err != nil {
 		return err
@@ -203,8 +199,8 @@ time, 20 ms apart, throughout.
 | requests failed | %d | **%d** |
 | p99 latency, median over runs | %s | %s |
 `, benchkit.Now(), benchkit.Machine(), load0, load1, took.Round(time.Second), len(rotations),
-		sec(benchkit.Median(rd)), sec(benchkit.Worst(rd)),
-		sec(benchkit.Median(cd)), sec(benchkit.Worst(cd)), benchkit.Ratio(benchkit.Median(cd), benchkit.Median(rd)),
+		benchkit.Seconds(benchkit.Median(rd)), benchkit.Seconds(benchkit.Worst(rd)),
+		benchkit.Seconds(benchkit.Median(cd)), benchkit.Seconds(benchkit.Worst(cd)), benchkit.Ratio(benchkit.Median(cd), benchkit.Median(rd)),
 		rs, csent, rf, cf, benchkit.Millis(benchkit.Median(rp)), benchkit.Millis(benchkit.Median(cp)))
 	if len(failures) > 0 {
 		b.WriteString("\nFailed requests during rotations:\n\n")
@@ -221,5 +217,3 @@ one drains before it exits. CA rotation is measured apart
 `)
 	return b.String()
 }
-
-func sec(d time.Duration) string { return fmt.Sprintf("%.1fs", d.Seconds()) }

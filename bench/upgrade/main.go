@@ -92,14 +92,11 @@ func upgradeOne(o *benchkit.Operator, name string, steady time.Duration) (sample
 	ctx := context.Background()
 	c := o.Client
 	key := types.NamespacedName{Namespace: "default", Name: name}
-	if err := c.Create(ctx, &kv1.TenantCluster{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: "default"}, Spec: kv1.TenantClusterSpec{Version: from}}); err != nil {
-		return sample{}, err
-	}
-	tc, err := benchkit.WaitTenantUsable(ctx, c, key, 5*time.Minute)
+	tc, remove, err := o.CreateTenant(ctx, &kv1.TenantCluster{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: "default"}, Spec: kv1.TenantClusterSpec{Version: from}})
+	defer remove()
 	if err != nil {
 		return sample{}, err
 	}
-	defer func() { _ = o.Kubinception("delete", "cluster", name, "--wait") }()
 	secret := &corev1.Secret{}
 	if err := c.Get(ctx, types.NamespacedName{Namespace: "default", Name: tc.Status.AdminKubeconfigSecret}, secret); err != nil {
 		return sample{}, err
@@ -207,8 +204,8 @@ that is the floor the roll is compared with, in the same run.
 | worst latency, worst over runs | %s | %s | %.2f |
 `, benchkit.Now(), benchkit.Machine(), load0, load1, took.Round(time.Second),
 		len(samples), from, to, steady,
-		to, sec(benchkit.Median(ready)), sec(benchkit.Worst(ready)),
-		sec(benchkit.Median(drained)), sec(benchkit.Worst(drained)),
+		to, benchkit.Seconds(benchkit.Median(ready)), benchkit.Seconds(benchkit.Worst(ready)),
+		benchkit.Seconds(benchkit.Median(drained)), benchkit.Seconds(benchkit.Worst(drained)),
 		steadySent, sent, steadyFailed, failed,
 		benchkit.Millis(benchkit.Median(sp99)), benchkit.Millis(benchkit.Median(rp99)), benchkit.Ratio(benchkit.Median(rp99), benchkit.Median(sp99)),
 		benchkit.Millis(benchkit.Worst(sworst)), benchkit.Millis(benchkit.Worst(rworst)), benchkit.Ratio(benchkit.Worst(rworst), benchkit.Worst(sworst)))
@@ -228,5 +225,3 @@ latency, not as a failure.
 `)
 	return b.String()
 }
-
-func sec(d time.Duration) string { return fmt.Sprintf("%.1fs", d.Seconds()) }

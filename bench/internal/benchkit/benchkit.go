@@ -71,6 +71,9 @@ func Millis(d time.Duration) string {
 	return fmt.Sprintf("%.2f ms", float64(d)/float64(time.Millisecond))
 }
 
+// Seconds formats d in seconds with one decimal, for reports.
+func Seconds(d time.Duration) string { return fmt.Sprintf("%.1fs", d.Seconds()) }
+
 // Ratio is a / b.
 func Ratio(a, b time.Duration) float64 { return float64(a) / float64(b) }
 
@@ -151,6 +154,19 @@ func (o *Operator) Close() {
 func (o *Operator) Kubinception(args ...string) error {
 	_, err := Run(nil, o.Bin, append(args, "--kubeconfig", o.Kubeconfig, "--root", o.Root)...)
 	return err
+}
+
+// CreateTenant creates tc and waits until it is usable (WaitTenantUsable,
+// 5 minutes). The function it returns deletes the tenant and waits for it
+// to go; call it even after an error.
+func (o *Operator) CreateTenant(ctx context.Context, tc *kv1.TenantCluster) (*kv1.TenantCluster, func(), error) {
+	remove := func() {}
+	if err := o.Client.Create(ctx, tc); err != nil {
+		return nil, remove, err
+	}
+	remove = func() { _ = o.Kubinception("delete", "cluster", tc.Name, "-n", tc.Namespace, "--wait") }
+	ready, err := WaitTenantUsable(ctx, o.Client, client.ObjectKeyFromObject(tc), 5*time.Minute)
+	return ready, remove, err
 }
 
 // AdminClient connects to the admin cluster with a rate limit high enough
