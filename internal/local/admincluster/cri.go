@@ -33,12 +33,18 @@ func (c *criClient) Close() error { return c.conn.Close() }
 // properly. Pods on the pod network go first: Calico's DEL asks the admin
 // API server, a host-network static pod, about the pod. A pod that cannot
 // be removed does not keep the others.
-func (c *criClient) removeAllPods(ctx context.Context) (int, error) {
+//
+// When the API server is already gone (a cluster whose processes were
+// killed), Calico cannot release a pod's network. Such a pod's containers
+// are stopped instead, and its network is left to the steps after (pod
+// interfaces deleted, CNI and runtime state removed): those pods are
+// returned in left, not as errors.
+func (c *criClient) removeAllPods(ctx context.Context) (removed int, left []string, err error) {
 	lctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	resp, err := c.rt.ListPodSandbox(lctx, &runtimeapi.ListPodSandboxRequest{})
 	if err != nil {
-		return 0, fmt.Errorf("list pods: %w", err)
+		return 0, nil, fmt.Errorf("list pods: %w", err)
 	}
 	sbs := resp.Items
 	hostNetwork := map[string]bool{}
@@ -47,22 +53,47 @@ func (c *criClient) removeAllPods(ctx context.Context) (int, error) {
 		hostNetwork[sb.Id] = err == nil && st.GetStatus().GetLinux().GetNamespaces().GetOptions().GetNetwork() == runtimeapi.NamespaceMode_NODE
 	}
 	sort.SliceStable(sbs, func(i, j int) bool { return !hostNetwork[sbs[i].Id] && hostNetwork[sbs[j].Id] })
-	removed := 0
 	var errs []error
 	for _, sb := range sbs {
+		name := sb.Metadata.GetNamespace() + "/" + sb.Metadata.GetName()
 		sctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 		_, err := c.rt.StopPodSandbox(sctx, &runtimeapi.StopPodSandboxRequest{PodSandboxId: sb.Id})
 		if err == nil {
 			_, err = c.rt.RemovePodSandbox(sctx, &runtimeapi.RemovePodSandboxRequest{PodSandboxId: sb.Id})
+		} else if !hostNetwork[sb.Id] {
+			if serr := c.stopContainers(sctx, sb.Id); serr == nil {
+				left = append(left, fmt.Sprintf("%s (%v)", name, err))
+				err = nil
+			} else {
+				err = errors.Join(err, serr)
+			}
 		}
 		cancel()
 		if err != nil {
-			errs = append(errs, fmt.Errorf("remove pod %s/%s: %w", sb.Metadata.GetNamespace(), sb.Metadata.GetName(), err))
+			errs = append(errs, fmt.Errorf("remove pod %s: %w", name, err))
 			continue
 		}
 		removed++
 	}
-	return removed, errors.Join(errs...)
+	return removed, left, errors.Join(errs...)
+}
+
+// stopContainers stops every container of a pod sandbox at once.
+func (c *criClient) stopContainers(ctx context.Context, sandbox string) error {
+	cts, err := c.rt.ListContainers(ctx, &runtimeapi.ListContainersRequest{Filter: &runtimeapi.ContainerFilter{PodSandboxId: sandbox}})
+	if err != nil {
+		return fmt.Errorf("list its containers: %w", err)
+	}
+	var errs []error
+	for _, ct := range cts.Containers {
+		if ct.State == runtimeapi.ContainerState_CONTAINER_EXITED {
+			continue
+		}
+		if _, err := c.rt.StopContainer(ctx, &runtimeapi.StopContainerRequest{ContainerId: ct.Id}); err != nil {
+			errs = append(errs, fmt.Errorf("stop container %s: %w", ct.Metadata.GetName(), err))
+		}
+	}
+	return errors.Join(errs...)
 }
 
 // runningPods returns "NAME/A1/A2..." for every ready sandbox that has a

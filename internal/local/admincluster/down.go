@@ -48,7 +48,10 @@ func (cl *Cluster) Down(ctx context.Context, purge bool) error {
 				return err
 			}
 			defer cri.Close()
-			_, err = cri.removeAllPods(ctx)
+			_, left, err := cri.removeAllPods(ctx)
+			for _, l := range left {
+				cl.printf("  pod %s: its network could not be released; its containers were stopped, and its interface and state go with the rest\n", l)
+			}
 			return err
 		}},
 		{"stop containerd and the supervisor", func() error { return supervisor.Stop(ctx, files, 60*time.Second) }},
