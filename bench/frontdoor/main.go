@@ -109,12 +109,17 @@ func run(root string, runs, wakes int, out string) error {
 				return err
 			}
 		}
+		wctx, stop := context.WithCancel(ctx)
+		r.timelines = append(r.timelines, watchWake(wctx, o.Client, time.Now()))
 		d, err := firstRequest(ctx, viaDoor)
 		if err != nil {
+			stop()
 			return fmt.Errorf("wake %d: %w", i+1, err)
 		}
 		r.wakes = append(r.wakes, d)
-		if err := waitReady(ctx, o.Client, key); err != nil {
+		err = waitReady(ctx, o.Client, key)
+		stop()
+		if err != nil {
 			return err
 		}
 	}
@@ -313,6 +318,7 @@ type report struct {
 	runs                 int
 	latency              []pair
 	wakes                []time.Duration
+	timelines            []*timeline
 	awakeRSS, sleepRSS   int64
 	awakeCPU, sleepCPU   time.Duration
 	awakePods, sleepPods int
@@ -344,6 +350,10 @@ func (r report) markdown() string {
 	}
 	if len(r.wakes) > 0 {
 		fmt.Fprintf(&b, "| median | worst | all |\n|---|---|---|\n| %s | %s | %s |\n", benchkit.Millis(benchkit.Median(r.wakes)), benchkit.Millis(benchkit.Worst(r.wakes)), strings.Join(ws, ", "))
+	}
+	if len(r.timelines) > 0 {
+		b.WriteString("\nWhere a wake's time goes: when the benchmark first saw each step, reading the admin API every 25 ms from the moment the request was sent.\n\n")
+		b.WriteString(timelineTable(r.timelines, r.wakes))
 	}
 	b.WriteString("\n## What a hibernated tenant costs\n\n")
 	b.WriteString("Control-plane processes of the tenant in the admin cluster (resident memory summed, CPU over 30 idle seconds). Hibernated, what is left is objects: its Service, Secrets, NetworkPolicies, route ConfigMap, activity Lease and its keys in the datastore, and a reconcile every 10 minutes.\n\n")
