@@ -27,10 +27,11 @@ import (
 
 // TestMigration moves a tenant that is written to and watched from the
 // default datastore to a second one (admin up --datastores 2), killing
-// the operator half-way: every
-// acknowledged write is there, the watcher never sees a resourceVersion go
-// backwards, the write pause is measured, and nothing of the tenant is
-// left in the datastore it left.
+// the operator half-way, and back again. After each move every
+// acknowledged write is there, the watcher never saw a resourceVersion go
+// backwards, the write pause is measured, and once the control plane has
+// rolled onto the new datastore's gateway nothing of the tenant is left
+// in the datastore it left, not even its move record.
 func TestMigration(t *testing.T) {
 	requireE2E(t)
 	upAndInstall(t)
@@ -72,14 +73,11 @@ func TestMigration(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	// Killing the operator on the way. Moving the tenant back as well is
-	// left out: in the end-to-end run the control plane did not come back
-	// after its second rollout (its API refused connections), not
-	// understood yet.
+	// There, killing the operator on the way, and back.
 	for _, step := range []struct {
 		from, to string
 		kill     bool
-	}{{"default", second, true}} {
+	}{{"default", second, true}, {second, "default", false}} {
 		t.Logf("moving %s from %s to %s (kill the operator: %v)", name, step.from, step.to, step.kill)
 		w := startTenantWriter(t, kc, step.to)
 		time.Sleep(3 * time.Second)
@@ -121,8 +119,17 @@ func TestMigration(t *testing.T) {
 		}, operatorLog)
 		took := time.Since(start)
 		// Writes go on through the control plane's rollout onto the new
-		// datastore's gateway.
-		time.Sleep(10 * time.Second)
+		// datastore's gateway, after which the source stops forwarding.
+		eventually(t, 5*time.Minute, "the release of "+step.from, func(ctx context.Context) error {
+			tc, err := getTenant(ctx, c, name)
+			if err != nil {
+				return err
+			}
+			if tc.Status.Migration.ReleaseTime == nil {
+				return fmt.Errorf("not released: %+v", tc.Status.Migration)
+			}
+			return nil
+		}, operatorLog)
 		acked, failed, slowest := w.stop(t)
 		var held time.Duration
 		if m.Pause != nil {
@@ -149,19 +156,22 @@ func TestMigration(t *testing.T) {
 			}
 		}
 		// One datastore holds the tenant: the one it moved to.
-		if n := tenantKeys(t, c, step.from, tn); n != 0 {
+		if n := countKeys(t, c, step.from, tn.Prefix); n != 0 {
 			t.Errorf("Datastore %s still holds %d of the tenant's keys", step.from, n)
 		}
-		if n := tenantKeys(t, c, step.to, tn); n < int64(len(acked)) {
+		if n := countKeys(t, c, step.from, datastore.PauseKey(tn.ID)); n != 0 {
+			t.Errorf("Datastore %s still holds the tenant's move record after the release", step.from)
+		}
+		if n := countKeys(t, c, step.to, tn.Prefix); n < int64(len(acked)) {
 			t.Errorf("Datastore %s holds %d of the tenant's keys, fewer than the %d acknowledged writes", step.to, n, len(acked))
 		}
 		mustTkube(t, kc, "get", "--raw", "/readyz")
 	}
 }
 
-// tenantKeys counts the tenant's keys in a Datastore, read with the
+// countKeys counts the keys under prefix in a Datastore, read with the
 // operator's credential.
-func tenantKeys(t *testing.T, c client.Reader, ds string, tn datastore.Tenancy) int64 {
+func countKeys(t *testing.T, c client.Reader, ds, prefix string) int64 {
 	t.Helper()
 	d := &kv1.Datastore{}
 	if err := c.Get(t.Context(), types.NamespacedName{Name: ds}, d); err != nil {
@@ -178,7 +188,7 @@ func tenantKeys(t *testing.T, c client.Reader, ds string, tn datastore.Tenancy) 
 	defer cli.Close()
 	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
 	defer cancel()
-	r, err := cli.Get(ctx, tn.Prefix, clientv3.WithPrefix(), clientv3.WithCountOnly())
+	r, err := cli.Get(ctx, prefix, clientv3.WithPrefix(), clientv3.WithCountOnly())
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -308,6 +308,13 @@ func testDeleteUnreachableDatastore(t *testing.T) {
 		}
 	}
 	defer restore()
+	// Each step's time is logged: this subtest is among the longest of
+	// the suite, and the log says which step to shorten.
+	step := time.Now()
+	took := func(what string) {
+		t.Logf("%s took %s", what, time.Since(step).Round(100*time.Millisecond))
+		step = time.Now()
+	}
 	eventually(t, 2*time.Minute, "the datastore members to stop", func(context.Context) error {
 		for i := 0; i < admincluster.DatastoreMembers; i++ {
 			if memberPID(t, fmt.Sprintf("datastore-%d", i)) != 0 {
@@ -316,6 +323,7 @@ func testDeleteUnreachableDatastore(t *testing.T) {
 		}
 		return nil
 	})
+	took("stopping the datastore")
 	if r := run(t, "delete", "cluster", name, "--kubeconfig", adminKubeconfig()); r.err != nil {
 		t.Fatalf("delete cluster %s:\n%s", name, r)
 	}
@@ -331,6 +339,7 @@ func testDeleteUnreachableDatastore(t *testing.T) {
 		}
 		return nil
 	})
+	took("the delete command and the unreachable condition")
 	restore()
 	eventually(t, 4*time.Minute, name+"'s deletion to finish once the datastore is back", func(ctx context.Context) error {
 		tc, err := getTenant(ctx, c, name)
@@ -339,5 +348,6 @@ func testDeleteUnreachableDatastore(t *testing.T) {
 		}
 		return client.IgnoreNotFound(err)
 	})
+	took("the deletion once the datastore was back")
 	requireTenancyGone(t, tn)
 }
