@@ -94,7 +94,19 @@ func (r *Reconciler) Reconcile(ctx context.Context, req reconcile.Request) (reco
 	if err := r.Client.Get(ctx, req.NamespacedName, tc); err != nil {
 		return reconcile.Result{}, client.IgnoreNotFound(err)
 	}
-	if !tc.DeletionTimestamp.IsZero() || tc.Spec.Paused {
+	if !tc.DeletionTimestamp.IsZero() {
+		// A tenant going away needs no forwarding: its source's move
+		// record goes at once (best effort: the TenantCluster may be
+		// gone before this runs).
+		if m := tc.Status.Migration; m != nil && m.Phase == kv1.MigrationPhase(migration.PhaseCompleted) && m.ReleaseTime == nil {
+			if src, err := r.connect(ctx, m.Source); err == nil {
+				defer src.Close()
+				return reconcile.Result{}, migration.Release(ctx, src, string(tc.UID))
+			}
+		}
+		return reconcile.Result{}, nil
+	}
+	if tc.Spec.Paused {
 		return reconcile.Result{}, nil
 	}
 	want, serving := specDatastore(tc), tc.Status.Datastore.Name

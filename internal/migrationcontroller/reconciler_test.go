@@ -47,9 +47,11 @@ func TestReconcileMovesTenant(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if err := c.Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: gatewaydeploy.CASecretName("mig-dst"), Namespace: ns},
-		Data: map[string][]byte{gatewaydeploy.FileCACert: dst.TenantCA.CertPEM, gatewaydeploy.FileCAKey: dst.TenantCA.KeyPEM}}); err != nil {
-		t.Fatal(err)
+	for name, ds := range map[string]*testenv.GatewayDatastore{"mig-src": src, "mig-dst": dst} {
+		if err := c.Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: gatewaydeploy.CASecretName(name), Namespace: ns},
+			Data: map[string][]byte{gatewaydeploy.FileCACert: ds.TenantCA.CertPEM, gatewaydeploy.FileCAKey: ds.TenantCA.KeyPEM}}); err != nil {
+			t.Fatal(err)
+		}
 	}
 	tc := &kv1.TenantCluster{
 		ObjectMeta: metav1.ObjectMeta{Name: "moving", Namespace: "default"},
@@ -170,4 +172,43 @@ func TestReconcileMovesTenant(t *testing.T) {
 	if err := c.Get(ctx, req.NamespacedName, tc); err != nil || tc.Status.Migration.Attempts != 1 || tc.Status.Migration.ReleaseTime == nil {
 		t.Errorf("a second reconcile: %+v %v", tc.Status.Migration, err)
 	}
+
+	// Back to the Datastore it left, then deleted while an API server
+	// still uses the gateway it left: a tenant going away needs no
+	// forwarding, so the record goes at once.
+	tc.Spec.Datastore.Name = "mig-src"
+	tc.Finalizers = append(tc.Finalizers, "test.kubinception.dev/hold")
+	if err := c.Update(ctx, tc); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.Reconcile(ctx, req); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Get(ctx, req.NamespacedName, tc); err != nil || tc.Status.Datastore.Name != "mig-src" || tc.Status.Migration.Phase != kv1.MigrationPhase(migration.PhaseCompleted) {
+		t.Fatalf("moving back: serving %q, %+v %v", tc.Status.Datastore.Name, tc.Status.Migration, err)
+	}
+	if n, err := src.Root.Get(ctx, "/tenants/"+uid, clientv3.WithPrefix(), clientv3.WithCountOnly()); err != nil || n.Count != 201 {
+		t.Errorf("the original datastore holds %v keys after the move back (%v), want 201", n, err)
+	}
+	apiserver.ResourceVersion = ""
+	apiserver.Spec.Containers[0].Args = []string{"--etcd-servers=" + dsd.Status.Gateway.Endpoint}
+	if err := c.Create(ctx, apiserver); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Delete(ctx, tc); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.Reconcile(ctx, req); err != nil {
+		t.Fatal(err)
+	}
+	if fwd, err := migration.Forwarded(ctx, dst.Root, uid); err != nil || fwd {
+		t.Errorf("the datastore left still forwards the deleted tenant: %v %v", fwd, err)
+	}
+	if err := c.Get(ctx, req.NamespacedName, tc); err == nil {
+		tc.Finalizers = nil
+		if err := c.Update(ctx, tc); err != nil {
+			t.Error(err)
+		}
+	}
+	_ = c.Delete(ctx, apiserver, client.GracePeriodSeconds(0))
 }
