@@ -14,7 +14,9 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"io"
 	"net"
+	"net/http"
 	"net/url"
 	"os"
 	"slices"
@@ -69,7 +71,7 @@ func run(root string, runs, wakes int, out string) error {
 		return err
 	}
 	if err := waitReady(ctx, o.Client, key); err != nil {
-		return err
+		return fmt.Errorf("the new tenant Ready: %w", err)
 	}
 	if _, err := benchkit.Run(nil, o.Bin, "frontdoor", "hosts", "--kubeconfig", o.Kubeconfig); err != nil {
 		return err
@@ -77,6 +79,7 @@ func run(root string, runs, wakes int, out string) error {
 	if tc, err = benchkit.WaitTenantUsable(ctx, o.Client, key, 3*time.Minute); err != nil {
 		return err
 	}
+	fmt.Println("tenant ready; measuring the front door's latency")
 	viaDoor, direct, err := configs(ctx, o.Client, tc)
 	if err != nil {
 		return err
@@ -102,7 +105,7 @@ func run(root string, runs, wakes int, out string) error {
 			return err
 		}
 		if err := waitNoPods(ctx, o.Client); err != nil {
-			return err
+			return fmt.Errorf("wake %d: no control-plane pod left after hibernate: %w", i+1, err)
 		}
 		if i == 0 {
 			if r.sleepRSS, r.sleepCPU, r.sleepPods, err = controlPlaneCost(ctx, o.Client); err != nil {
@@ -120,8 +123,9 @@ func run(root string, runs, wakes int, out string) error {
 		err = waitReady(ctx, o.Client, key)
 		stop()
 		if err != nil {
-			return err
+			return fmt.Errorf("wake %d: Ready after the first request: %w", i+1, err)
 		}
+		fmt.Printf("wake %d of %d: answered after %s\n", i+1, wakes, d.Round(time.Millisecond))
 	}
 	// Its names leave /etc/hosts with it.
 	if err := o.Client.Delete(ctx, tc); err != nil {
@@ -239,16 +243,33 @@ func latencies(ctx context.Context, door, direct *rest.Config, runs int, fresh b
 // firstRequest times one GET /version to the hibernated tenant through
 // the front door, on a new client whose timeout allows a wake.
 func firstRequest(ctx context.Context, door *rest.Config) (time.Duration, error) {
-	rc := rest.CopyConfig(door)
-	rc.Timeout = 90 * time.Second
-	rc.Dial = (&net.Dialer{}).DialContext
-	cs, err := kubernetes.NewForConfig(rc)
+	// The front door holds the connection until the API server answers,
+	// TLS handshake included: client-go's 10-second handshake timeout
+	// would cut a slow wake short, so this client waits as long as the
+	// front door holds.
+	tlsCfg, err := rest.TLSConfigFor(door)
+	if err != nil {
+		return 0, err
+	}
+	hc := &http.Client{Timeout: 90 * time.Second, Transport: &http.Transport{TLSClientConfig: tlsCfg, TLSHandshakeTimeout: 90 * time.Second, DialContext: (&net.Dialer{}).DialContext}}
+	defer hc.CloseIdleConnections()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, strings.TrimSuffix(door.Host, "/")+"/version", nil)
 	if err != nil {
 		return 0, err
 	}
 	t0 := time.Now()
-	_, err = cs.Discovery().RESTClient().Get().AbsPath("/version").DoRaw(ctx)
-	return time.Since(t0), err
+	resp, err := hc.Do(req)
+	if err != nil {
+		return 0, err
+	}
+	defer resp.Body.Close()
+	if _, err := io.Copy(io.Discard, resp.Body); err != nil {
+		return 0, err
+	}
+	if resp.StatusCode != http.StatusOK {
+		return 0, fmt.Errorf("GET /version: %s", resp.Status)
+	}
+	return time.Since(t0), nil
 }
 
 // controlPlanePods lists the tenant's control-plane pods in the admin

@@ -168,7 +168,11 @@ func (s *Server) dialHeld(ctx context.Context, target Target, log logr.Logger) (
 	ctx, cancel := context.WithTimeout(ctx, hold)
 	defer cancel()
 	var start, lastWake time.Time
-	wait := 50 * time.Millisecond
+	// A refused dial costs a packet (a Service without a ready address
+	// is rejected at once), so a held connection tries every 100ms: it
+	// reaches a woken API server within that of its address turning
+	// ready.
+	const retry = 100 * time.Millisecond
 	for {
 		dctx, dcancel := context.WithTimeout(ctx, 3*time.Second)
 		c, err := dial(dctx, "tcp", target.Backend)
@@ -192,9 +196,8 @@ func (s *Server) dialHeld(ctx context.Context, target Target, log logr.Logger) (
 		select {
 		case <-ctx.Done():
 			return nil, err
-		case <-time.After(wait):
+		case <-time.After(retry):
 		}
-		wait = min(wait*2, 500*time.Millisecond)
 	}
 }
 
