@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"github.com/go-logr/logr"
-	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.etcd.io/etcd/client/v3/mirror"
 
@@ -367,11 +366,8 @@ func (m *Migrator) cleanUp(ctx context.Context) error {
 		return fmt.Errorf("delete the bump key: %w", err)
 	}
 	// The tenant's etcd user and role in the source go with its keys.
-	if _, err := m.Source.UserDelete(ctx, m.tn.User); err != nil && !errors.Is(err, rpctypes.ErrUserNotFound) {
-		return fmt.Errorf("delete the tenant's user %s from the source: %w", m.tn.User, err)
-	}
-	if _, err := m.Source.RoleDelete(ctx, m.tn.Role); err != nil && !errors.Is(err, rpctypes.ErrRoleNotFound) {
-		return fmt.Errorf("delete the tenant's role %s from the source: %w", m.tn.Role, err)
+	if err := datastore.DeleteTenancy(ctx, m.Source, m.tn); err != nil {
+		return fmt.Errorf("delete the tenant's tenancy from the source: %w", err)
 	}
 	return nil
 }

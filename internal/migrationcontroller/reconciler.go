@@ -98,7 +98,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, req reconcile.Request) (reco
 		// A tenant going away needs no forwarding: its source's move
 		// record goes at once (best effort: the TenantCluster may be
 		// gone before this runs).
-		if m := tc.Status.Migration; m != nil && m.Phase == kv1.MigrationPhase(migration.PhaseCompleted) && m.ReleaseTime == nil {
+		if m := tc.Status.Migration; awaitingRelease(m) {
 			if src, err := r.connect(ctx, m.Source); err == nil {
 				defer src.Close()
 				return reconcile.Result{}, migration.Release(ctx, src, string(tc.UID))
@@ -136,7 +136,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, req reconcile.Request) (reco
 			return reconcile.Result{RequeueAfter: retryAfter}, nil
 		}
 		log.Info("resuming an interrupted migration", "recorded", m.Phase, "forwarded", fwd, "from", from)
-	case m != nil && m.Phase == kv1.MigrationPhase(migration.PhaseCompleted) && m.ReleaseTime == nil:
+	case awaitingRelease(m):
 		// The source forwards the tenant until its control plane has
 		// rolled onto the destination; a new move waits for that, or
 		// the record would be lost with the status that names it.
@@ -237,6 +237,12 @@ func (r *Reconciler) migrate(ctx context.Context, tc *kv1.TenantCluster, m *kv1.
 	}
 	r.event(tc, corev1.EventTypeWarning, ReasonMigrationRolledBack, "the move to Datastore %s rolled back, retrying in %s: %v", m.Destination, retryAfter, res.Err)
 	return reconcile.Result{RequeueAfter: retryAfter}, nil
+}
+
+// awaitingRelease reports whether m is a completed move whose source
+// still forwards the tenant.
+func awaitingRelease(m *kv1.TenantMigrationStatus) bool {
+	return m != nil && m.Phase == kv1.MigrationPhase(migration.PhaseCompleted) && m.ReleaseTime == nil
 }
 
 // release removes the source's move record of a completed move once no
