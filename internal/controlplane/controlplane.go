@@ -16,6 +16,7 @@ import (
 
 	"kubinception.dev/kubinception/internal/pki"
 	"kubinception.dev/kubinception/internal/release"
+	"kubinception.dev/kubinception/internal/tunnel"
 )
 
 // Labels and annotations the control plane's objects carry.
@@ -38,9 +39,15 @@ const (
 	// TunnelClientPort takes the tenant's load balancers, which reach
 	// node ports through the tunnel (Service TunnelClientsServiceName).
 	TunnelClientPort = 8134
-	// TunnelDir holds the tunnel server's socket and the egress selector
-	// configuration it writes for the API server (a volume of the pod).
+	// TunnelDir holds the tunnel server's socket (a volume of the pod
+	// the API server reads).
 	TunnelDir = "/run/kubinception/tunnel"
+	// EgressMountPath is where the API server sees its egress selector
+	// configuration (EgressSecretName), which sends its cluster egress to
+	// the socket in TunnelDir.
+	EgressMountPath = "/etc/kubernetes/egress"
+	// FileEgressSelector is that configuration's key and file name.
+	FileEgressSelector = "egress-selector.yaml"
 )
 
 // How an API server leaves during a rollout without failing a request. On
@@ -101,6 +108,7 @@ func DeploymentName(name string) string           { return name + "-control-plan
 func ServiceName(name string) string              { return name + "-apiserver" }
 func TunnelClientsServiceName(name string) string { return name + "-tunnel-clients" }
 func PKISecretName(name string) string            { return name + "-pki" }
+func EgressSecretName(name string) string         { return name + "-egress" }
 func AdminKubeconfigSecret(name string) string    { return name + "-admin-kubeconfig" }
 
 // Labels select a tenant's control-plane pods.
@@ -295,7 +303,7 @@ func APIServerArgs(p Params) []string {
 		"--shutdown-send-retry-after=true",
 	}
 	if p.Tunnel {
-		args = append(args, "--egress-selector-config-file="+TunnelDir+"/egress-selector.yaml")
+		args = append(args, "--egress-selector-config-file="+EgressMountPath+"/"+FileEgressSelector)
 	}
 	if p.EncryptionSecret != "" {
 		args = append(args, "--encryption-provider-config="+encryptionConfigPath())
@@ -313,11 +321,27 @@ func TunnelServerArgs(p Params) []string {
 		"--agent-address=:" + strconv.Itoa(TunnelPort),
 		"--http-address=:" + strconv.Itoa(TunnelHTTPPort),
 		"--client-address=:" + strconv.Itoa(TunnelClientPort),
-		"--socket=" + TunnelDir + "/tunnel.sock",
-		"--egress-config-file=" + TunnelDir + "/egress-selector.yaml",
+		"--socket=" + tunnelSocket,
 		"--tls-cert-file=" + pkiPath(FileAPIServer),
 		"--tls-key-file=" + pkiPath(FileAPIServerKey),
 		"--agent-ca-file=" + pkiPath(FileCA),
+	}
+}
+
+// tunnelSocket is where the tunnel server listens for the API server.
+const tunnelSocket = TunnelDir + "/tunnel.sock"
+
+// EgressSecret renders the Secret with the API server's egress selector
+// configuration (cluster egress to the tunnel server's socket). The
+// operator writes it, not the tunnel server, so the API server need not
+// wait for the tunnel to start: it dials the socket on its first egress,
+// not at start. A Secret because the operator writes Secrets in tenant
+// namespaces already and nothing else there.
+func EgressSecret(p Params) *corev1.Secret {
+	return &corev1.Secret{
+		TypeMeta:   metav1.TypeMeta{APIVersion: "v1", Kind: "Secret"},
+		ObjectMeta: metav1.ObjectMeta{Name: EgressSecretName(p.Name), Namespace: p.Namespace, Labels: map[string]string{LabelTenant: p.Name}},
+		Data:       map[string][]byte{FileEgressSelector: tunnel.EgressSelectorConfiguration(tunnelSocket)},
 	}
 }
 
@@ -389,6 +413,16 @@ func SchedulerArgs(p Params) []string {
 	}
 }
 
+// readyPath is the API server's startup probe, its readiness check: /readyz
+// less the two start-up hooks that write the default RBAC roles and
+// priority classes. Every start after the first finds them written, yet
+// each hook takes a second or more (the priority classes' first check
+// waits a second); the API server serves correctly without them, as it
+// does while they run. On a tenant's first start nothing but the
+// operator (system:masters) and the controller manager and scheduler
+// (which retry) use the API server before they are written.
+const readyPath = "/readyz?exclude=poststarthook/rbac/bootstrap-roles&exclude=poststarthook/scheduling/bootstrap-system-priority-classes"
+
 // Deployment renders the control-plane Deployment. It rolls one pod at a
 // time and never takes one away before its replacement is ready, so a
 // version upgrade never leaves the tenant without a ready API server. The
@@ -426,17 +460,19 @@ func Deployment(p Params) *appsv1.Deployment {
 	liveness.PeriodSeconds = 10
 	// Many API servers starting at once on a small admin node can take
 	// minutes; the startup probe must not kill them for being slow, or they
-	// restart in a loop and never catch up. It asks /readyz, every second,
-	// so that the first readiness probe after it finds the API server
-	// ready (after /livez it often got a 500 and waited a period more).
-	// The readiness probe stays at 2 seconds: the kubelet's immediate
-	// readiness run after the startup probe passes races with the
-	// container's started state and is usually skipped, so a start waits
-	// for the next readiness tick; at 10 seconds that added up to 10 s to
-	// every create and wake (bench/results/tenants.md).
-	startup := probe("/readyz", 600)
+	// restart in a loop and never catch up. It asks /readyz (readyPath),
+	// every second, and is the API server's only readiness check: once it
+	// passes the container is ready. There is no readiness probe: the
+	// kubelet's first readiness run after the startup probe passes races
+	// with the container's started state and is usually skipped, so with
+	// one every start and wake waited for its next tick (up to 10 s at a
+	// 10-second period, bench/results/tenants.md), and each probe is a new
+	// TLS connection the API server pays for while the tenant is idle. A
+	// pod leaving still leaves its Service at once (its endpoint turns
+	// terminating on deletion), and an API server that stops serving is
+	// restarted by the liveness probe.
+	startup := probe(readyPath, 600)
 	startup.PeriodSeconds = 1
-	readiness := probe("/readyz", 3)
 	replicas := p.Replicas
 	grace := int64(TerminationGracePeriod(p).Seconds())
 	secretMode := secretFileMode
@@ -457,7 +493,12 @@ func Deployment(p Params) *appsv1.Deployment {
 		volumes = append(volumes,
 			corev1.Volume{Name: "tunnel", VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{Medium: corev1.StorageMediumMemory}}},
 			pkiVolume("pki-tunnel", p.PKISecret, TunnelServerFiles))
-		apiserverMounts = append(apiserverMounts, corev1.VolumeMount{Name: "tunnel", MountPath: TunnelDir, ReadOnly: true})
+		apiserverMounts = append(apiserverMounts,
+			corev1.VolumeMount{Name: "tunnel", MountPath: TunnelDir, ReadOnly: true},
+			corev1.VolumeMount{Name: "egress", MountPath: EgressMountPath, ReadOnly: true})
+		volumes = append(volumes, corev1.Volume{Name: "egress", VolumeSource: corev1.VolumeSource{
+			Secret: &corev1.SecretVolumeSource{SecretName: EgressSecretName(p.Name), DefaultMode: &secretMode},
+		}})
 	}
 	annotations := map[string]string{AnnotationPKIHash: p.PKIHash}
 	if p.EncryptionSecret != "" {
@@ -511,23 +552,26 @@ func Deployment(p Params) *appsv1.Deployment {
 					// running): the kubelet starts the controller manager and
 					// the scheduler only once its startup probe passes, so they
 					// never crash-loop, and back off, waiting for it, which on
-					// a busy admin node delays a tenant by minutes.
-					InitContainers: append(tunnelServer(p, small), corev1.Container{
+					// a busy admin node delays a tenant by minutes. It is the
+					// only one: nothing it needs at start comes from another
+					// container (the tunnel's egress configuration is the
+					// operator's Secret), so it starts as soon as the pod's
+					// sandbox is up.
+					InitContainers: []corev1.Container{{
 						Name:            "kube-apiserver",
 						Image:           p.Images().Component("kube-apiserver"),
 						ImagePullPolicy: corev1.PullIfNotPresent,
 						RestartPolicy:   &always,
 						Args:            APIServerArgs(p),
 						Ports:           []corev1.ContainerPort{{Name: "https", ContainerPort: p.Port, Protocol: corev1.ProtocolTCP}},
-						ReadinessProbe:  readiness,
 						LivenessProbe:   liveness,
 						StartupProbe:    startup,
 						Resources:       apiserverResources,
 						VolumeMounts:    apiserverMounts,
 						SecurityContext: restricted(UserAPIServer),
-					}),
-					Containers: []corev1.Container{
-						{
+					}},
+					Containers: append(tunnelServer(p, small),
+						corev1.Container{
 							Name:            "kube-controller-manager",
 							Image:           p.Images().Component("kube-controller-manager"),
 							ImagePullPolicy: corev1.PullIfNotPresent,
@@ -539,7 +583,7 @@ func Deployment(p Params) *appsv1.Deployment {
 							},
 							SecurityContext: restricted(UserControllerManager),
 						},
-						{
+						corev1.Container{
 							Name:            "kube-scheduler",
 							Image:           p.Images().Component("kube-scheduler"),
 							ImagePullPolicy: corev1.PullIfNotPresent,
@@ -551,7 +595,7 @@ func Deployment(p Params) *appsv1.Deployment {
 							},
 							SecurityContext: restricted(UserScheduler),
 						},
-					},
+					),
 					Volumes: volumes,
 				},
 			},
@@ -598,26 +642,21 @@ func tmpVolume(name string) corev1.Volume {
 	return corev1.Volume{Name: name, VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{SizeLimit: &limit}}}
 }
 
-// tunnelServer is the tunnel server's container when the tunnel is on: a
-// sidecar started before the API server (its startup probe passes once
-// the socket listens and the egress selector configuration is written),
-// so the API server finds both when it starts.
+// tunnelServer is the tunnel server's container when the tunnel is on. It
+// starts with the controller manager and the scheduler, once the API
+// server has: agents and the API server's egress reach it when it
+// listens, and until then an agent retries and an egress request fails
+// as if the node were unreachable. It has no probe, so the pod's
+// readiness (which the Service and so the front door wait for) waits
+// only for it to run.
 func tunnelServer(p Params, resources corev1.ResourceRequirements) []corev1.Container {
 	if !p.Tunnel {
 		return nil
-	}
-	always := corev1.ContainerRestartPolicyAlways
-	health := &corev1.Probe{
-		ProbeHandler:     corev1.ProbeHandler{HTTPGet: &corev1.HTTPGetAction{Path: "/healthz", Port: intstr.FromInt32(TunnelHTTPPort)}},
-		PeriodSeconds:    1,
-		TimeoutSeconds:   5,
-		FailureThreshold: 120,
 	}
 	return []corev1.Container{{
 		Name:            "tunnel",
 		Image:           p.Image,
 		ImagePullPolicy: corev1.PullIfNotPresent,
-		RestartPolicy:   &always,
 		Args:            TunnelServerArgs(p),
 		Env: []corev1.EnvVar{{Name: "POD_NAME", ValueFrom: &corev1.EnvVarSource{
 			FieldRef: &corev1.ObjectFieldSelector{FieldPath: "metadata.name"},
@@ -627,7 +666,6 @@ func tunnelServer(p Params, resources corev1.ResourceRequirements) []corev1.Cont
 			{Name: "tunnel-http", ContainerPort: TunnelHTTPPort, Protocol: corev1.ProtocolTCP},
 			{Name: "tunnel-clients", ContainerPort: TunnelClientPort, Protocol: corev1.ProtocolTCP},
 		},
-		StartupProbe:    health,
 		Resources:       resources,
 		SecurityContext: restricted(UserAPIServer),
 		VolumeMounts: []corev1.VolumeMount{

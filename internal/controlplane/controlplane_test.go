@@ -34,6 +34,79 @@ func TestRenderedObjectsMatchGolden(t *testing.T) {
 		t.Fatal(err)
 	}
 	goldenfile.Check(t, "service.yaml", svc)
+	egress, err := yaml.Marshal(EgressSecret(p))
+	if err != nil {
+		t.Fatal(err)
+	}
+	goldenfile.Check(t, "egress-secret.yaml", egress)
+}
+
+// The API server is the pod's only init container, so the kubelet starts
+// it first and waits for nothing else: the egress configuration it reads
+// at start is the operator's Secret, the socket it names is the tunnel's,
+// and the file and the socket meet at the path both sides use.
+func TestAPIServerStartsFirstAndAlone(t *testing.T) {
+	p := testParams()
+	spec := Deployment(p).Spec.Template.Spec
+	if len(spec.InitContainers) != 1 || spec.InitContainers[0].Name != "kube-apiserver" {
+		t.Fatalf("init containers %v, want kube-apiserver alone", spec.InitContainers)
+	}
+	apiserver := spec.InitContainers[0]
+	mounts := map[string]string{}
+	for _, m := range apiserver.VolumeMounts {
+		mounts[m.MountPath] = m.Name
+	}
+	var egressVolume string
+	for _, v := range spec.Volumes {
+		if v.Name == mounts[EgressMountPath] && v.Secret != nil {
+			egressVolume = v.Secret.SecretName
+		}
+	}
+	if egressVolume != EgressSecretName(p.Name) {
+		t.Errorf("the API server's %s is %q, want the Secret %s", EgressMountPath, egressVolume, EgressSecretName(p.Name))
+	}
+	flag := "--egress-selector-config-file=" + EgressMountPath + "/" + FileEgressSelector
+	if !slices.Contains(apiserver.Args, flag) {
+		t.Errorf("API server args lack %s", flag)
+	}
+	socket := ""
+	for _, c := range spec.Containers {
+		if c.Name == "tunnel" {
+			for _, a := range c.Args {
+				if v, ok := strings.CutPrefix(a, "--socket="); ok {
+					socket = v
+				}
+				if strings.HasPrefix(a, "--egress-config-file") {
+					t.Errorf("the tunnel server still writes the egress configuration: %s", a)
+				}
+			}
+		}
+	}
+	if !strings.HasPrefix(socket, TunnelDir+"/") || mounts[TunnelDir] == "" {
+		t.Errorf("tunnel socket %q, API server mounts %v: the socket is not in the directory the API server sees", socket, mounts)
+	}
+	if cfg := string(EgressSecret(p).Data[FileEgressSelector]); !strings.Contains(cfg, `udsName: "`+socket+`"`) {
+		t.Errorf("egress configuration does not name the socket %s:\n%s", socket, cfg)
+	}
+	if probe := apiserver.StartupProbe.HTTPGet.Path; !strings.HasPrefix(probe, "/readyz?exclude=") {
+		t.Errorf("startup probe path %q does not leave out the bootstrap hooks", probe)
+	}
+	if apiserver.ReadinessProbe != nil {
+		t.Errorf("readiness probe %+v: the startup probe alone makes the API server ready", apiserver.ReadinessProbe)
+	}
+
+	p.Tunnel = false
+	spec = Deployment(p).Spec.Template.Spec
+	for _, v := range spec.Volumes {
+		if v.Name == "egress" {
+			t.Errorf("without the tunnel the pod still mounts %s", EgressSecretName(p.Name))
+		}
+	}
+	for _, a := range APIServerArgs(p) {
+		if strings.HasPrefix(a, "--egress-selector-config-file") {
+			t.Errorf("without the tunnel the API server has %s", a)
+		}
+	}
 }
 
 func TestAPIServerArgs(t *testing.T) {
@@ -43,7 +116,7 @@ func TestAPIServerArgs(t *testing.T) {
 		"--secure-port=31234",
 		"--advertise-address=10.199.0.1",
 		"--etcd-servers=https://10.201.0.9:2379",
-		"--egress-selector-config-file=/run/kubinception/tunnel/egress-selector.yaml",
+		"--egress-selector-config-file=/etc/kubernetes/egress/egress-selector.yaml",
 	} {
 		if !slices.Contains(args, want) {
 			t.Errorf("API server args lack %s", want)

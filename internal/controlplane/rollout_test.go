@@ -73,6 +73,9 @@ func TestComponentsOfAPodShareTheAPIServersVersion(t *testing.T) {
 			t.Fatalf("kube-apiserver image %q is not %s", apiserver, version)
 		}
 		for _, c := range spec.Containers {
+			if c.Name == "tunnel" {
+				continue // kubinception's own, no Kubernetes client in it
+			}
 			if !strings.HasSuffix(c.Image, ":"+version) {
 				t.Errorf("%s runs %s beside an API server at %s", c.Name, c.Image, version)
 			}

@@ -10,10 +10,14 @@ import (
 func TestReadyAPIServer(t *testing.T) {
 	pod := func(ip string, ready, terminating bool) corev1.Pod {
 		p := corev1.Pod{
-			Spec: corev1.PodSpec{InitContainers: []corev1.Container{
-				{Name: "tunnel", Ports: []corev1.ContainerPort{{Name: "tunnel", ContainerPort: 8132}}},
-				{Name: "kube-apiserver", Ports: []corev1.ContainerPort{{Name: "https", ContainerPort: 31234}}},
-			}},
+			Spec: corev1.PodSpec{
+				InitContainers: []corev1.Container{
+					{Name: "kube-apiserver", Ports: []corev1.ContainerPort{{Name: "https", ContainerPort: 31234}}},
+				},
+				Containers: []corev1.Container{
+					{Name: "tunnel", Ports: []corev1.ContainerPort{{Name: "tunnel", ContainerPort: 8132}}},
+				},
+			},
 			Status: corev1.PodStatus{PodIP: ip},
 		}
 		status := corev1.ConditionFalse

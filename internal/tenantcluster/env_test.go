@@ -33,7 +33,6 @@ import (
 	"kubinception.dev/kubinception/internal/datastorecontroller"
 	"kubinception.dev/kubinception/internal/tenantcluster"
 	"kubinception.dev/kubinception/internal/testenv"
-	"kubinception.dev/kubinception/internal/tunnel"
 )
 
 // The tests of this package's Reconcile run against a real kube-apiserver
@@ -361,35 +360,36 @@ func (e *env) startTenantAPIServer(t *testing.T, tc *kv1.TenantCluster) *tenantA
 			t.Fatal(err)
 		}
 	}
-	// The PKI volume's files are in dir; the tunnel volume gets the
-	// egress selector configuration the tunnel server would write (no
-	// test here dials through it).
+	// The PKI volume's files are in dir; the other Secrets the API server
+	// mounts (encryption and egress configuration, which the operator
+	// wrote) are read from the admin API, as the kubelet would mount
+	// them; the tunnel's socket directory is empty (no test here dials
+	// through it).
+	secretOf := map[string]string{}
+	for _, v := range dep.Spec.Template.Spec.Volumes {
+		if v.Secret != nil {
+			secretOf[v.Name] = v.Secret.SecretName
+		}
+	}
 	local := map[string]string{}
 	for _, m := range container.VolumeMounts {
-		switch m.Name {
-		case "pki":
+		switch {
+		case m.Name == "pki":
 			local[m.MountPath] = dir
-		case "encryption":
-			// The encryption configuration, from the Secret the
-			// operator wrote, as the kubelet would mount it.
-			enc := &corev1.Secret{}
-			if err := e.api.Client.Get(ctx, types.NamespacedName{Namespace: tc.Namespace, Name: cp.EncryptionSecretName(tc.Name)}, enc); err != nil {
+		case secretOf[m.Name] != "":
+			secret := &corev1.Secret{}
+			if err := e.api.Client.Get(ctx, types.NamespacedName{Namespace: tc.Namespace, Name: secretOf[m.Name]}, secret); err != nil {
 				t.Fatal(err)
 			}
-			encDir := t.TempDir()
-			for name, data := range enc.Data {
-				if err := os.WriteFile(filepath.Join(encDir, name), data, 0o600); err != nil {
+			secretDir := t.TempDir()
+			for name, data := range secret.Data {
+				if err := os.WriteFile(filepath.Join(secretDir, name), data, 0o600); err != nil {
 					t.Fatal(err)
 				}
 			}
-			local[m.MountPath] = encDir
-		case "tunnel":
-			tunnelDir := t.TempDir()
-			egress := tunnel.EgressSelectorConfiguration(filepath.Join(tunnelDir, "tunnel.sock"))
-			if err := os.WriteFile(filepath.Join(tunnelDir, "egress-selector.yaml"), egress, 0o644); err != nil {
-				t.Fatal(err)
-			}
-			local[m.MountPath] = tunnelDir
+			local[m.MountPath] = secretDir
+		case m.Name == "tunnel":
+			local[m.MountPath] = t.TempDir()
 		}
 	}
 	var args []string

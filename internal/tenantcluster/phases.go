@@ -445,6 +445,9 @@ func (r *Reconciler) reconcileControlPlane(ctx context.Context, s *scope) (ctrl.
 	if res, err := r.admitStart(ctx, s); err != nil || !res.IsZero() {
 		return res, err
 	}
+	if err := r.applyEgress(ctx, s.tc, p); err != nil {
+		return ctrl.Result{}, err
+	}
 	dep := controlplane.Deployment(p)
 	if err := r.apply(ctx, s.tc, dep); err != nil {
 		return ctrl.Result{}, fmt.Errorf("apply Deployment: %w", err)
@@ -492,6 +495,32 @@ func (r *Reconciler) reconcileControlPlane(ctx context.Context, s *scope) (ctrl.
 	}
 	s.fail(kv1.ConditionControlPlaneAvailable, reason, message)
 	return ctrl.Result{RequeueAfter: startingRetry}, nil
+}
+
+// applyEgress writes the API server's egress selector configuration when
+// the tunnel is on (unless the operator's cache has it already), and
+// removes it when the tunnel is off.
+func (r *Reconciler) applyEgress(ctx context.Context, tc *kv1.TenantCluster, p controlplane.Params) error {
+	want := controlplane.EgressSecret(p)
+	cur := &corev1.Secret{}
+	err := r.Client.Get(ctx, client.ObjectKeyFromObject(want), cur)
+	if err != nil && !apierrors.IsNotFound(err) {
+		return fmt.Errorf("read egress configuration: %w", err)
+	}
+	found := err == nil
+	switch {
+	case p.Tunnel && found && objects.SameData(cur.Data, want.Data) && metav1.IsControlledBy(cur, tc):
+		return nil
+	case p.Tunnel:
+		if err := r.apply(ctx, tc, want); err != nil {
+			return fmt.Errorf("apply egress configuration: %w", err)
+		}
+	case found:
+		if err := r.Client.Delete(ctx, cur); err != nil && !apierrors.IsNotFound(err) {
+			return fmt.Errorf("delete egress configuration: %w", err)
+		}
+	}
+	return nil
 }
 
 // diagnosePods looks at the control-plane pods for a reason a person can

@@ -24,7 +24,7 @@ func TestRegistryNotAllowed(t *testing.T) {
 	tc := e.provision(t, e.tenant(t, "registry", nil))
 	dep := &appsv1.Deployment{ObjectMeta: metav1.ObjectMeta{Name: cp.DeploymentName(tc.Name)}}
 	e.exists(t, dep)
-	before := dep.Spec.Template.Spec.Containers[0].Image
+	before := controllerManagerImage(dep)
 	if !strings.HasPrefix(before, "kubinception.local/") {
 		t.Fatalf("image %s, want one of the default registry", before)
 	}
@@ -42,7 +42,7 @@ func TestRegistryNotAllowed(t *testing.T) {
 	}
 	wantEvent(t, e.emitted(), "Warning "+kv1.ReasonRegistryNotAllowed)
 	e.exists(t, dep)
-	if img := dep.Spec.Template.Spec.Containers[0].Image; img != before {
+	if img := controllerManagerImage(dep); img != before {
 		t.Errorf("image %s after a refused registry, want %s kept", img, before)
 	}
 
@@ -50,7 +50,18 @@ func TestRegistryNotAllowed(t *testing.T) {
 	e.api.Update(t, tc, func() { tc.Spec.ControlPlane.ImageRegistry = "kubinception.local/mirror" })
 	e.mustReconcile(t, tc)
 	e.exists(t, dep)
-	if img := dep.Spec.Template.Spec.Containers[0].Image; !strings.HasPrefix(img, "kubinception.local/mirror/") {
+	if img := controllerManagerImage(dep); !strings.HasPrefix(img, "kubinception.local/mirror/") {
 		t.Errorf("image %s, want one under kubinception.local/mirror", img)
 	}
+}
+
+// controllerManagerImage is the image of the controller manager, which
+// comes from the tenant's registry.
+func controllerManagerImage(dep *appsv1.Deployment) string {
+	for _, c := range dep.Spec.Template.Spec.Containers {
+		if c.Name == "kube-controller-manager" {
+			return c.Image
+		}
+	}
+	return ""
 }

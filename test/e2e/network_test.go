@@ -84,13 +84,12 @@ func TestNetwork(t *testing.T) {
 		{"again after the agents and the tunnel servers are killed", func(t *testing.T) {
 			mustTkube(t, ka, "-n", "kube-system", "delete", "pods", "-l", "k8s-app="+tenantbootstrap.TunnelAgentName, "--wait=false")
 			killTunnelServers(t)
-			// A control-plane pod is not Ready while its tunnel sidecar
-			// restarts (a restarting sidecar counts against readiness, so
-			// for a moment the API server has no endpoint): wait until
-			// both restarted and are Ready again.
+			// A control-plane pod is not Ready while its tunnel container
+			// restarts (so for a moment the API server has no endpoint):
+			// wait until both restarted and are Ready again.
 			eventually(t, 3*time.Minute, "the tunnel servers to restart and the control-plane pods to be Ready", func(ctx context.Context) error {
 				out, err := kubectlIn(ctx, adminKubeconfig(), "", "get", "pods", "-l", "kubinception.dev/tenant=na,kubinception.dev/component=control-plane",
-					"-o", `jsonpath={range .items[*]}{.status.initContainerStatuses[?(@.name=="tunnel")].restartCount} {.status.conditions[?(@.type=="Ready")].status}{"\n"}{end}`)
+					"-o", `jsonpath={range .items[*]}{.status.containerStatuses[?(@.name=="tunnel")].restartCount} {.status.conditions[?(@.type=="Ready")].status}{"\n"}{end}`)
 				if err != nil {
 					return err
 				}
