@@ -97,8 +97,12 @@ type Params struct {
 	// Tunnel runs the tunnel server beside the API server and sends the
 	// API server's cluster egress through it; Image is the kubinception
 	// image it runs from.
-	Tunnel    bool
-	Image     string
+	Tunnel bool
+	Image  string
+	// FastStart leaves the bootstrap hooks out of the API server's
+	// startup probe (fastStartPath): for a control plane that has run
+	// before, whose roles and priority classes are written.
+	FastStart bool
 	ExtraArgs []string
 	Resources corev1.ResourceRequirements
 }
@@ -413,15 +417,28 @@ func SchedulerArgs(p Params) []string {
 	}
 }
 
-// readyPath is the API server's startup probe, its readiness check: /readyz
+// fastStartPath is the API server's startup probe (its readiness check)
+// for a control plane that has run before (Params.FastStart): /readyz
 // less the two start-up hooks that write the default RBAC roles and
 // priority classes. Every start after the first finds them written, yet
 // each hook takes a second or more (the priority classes' first check
-// waits a second); the API server serves correctly without them, as it
-// does while they run. On a tenant's first start nothing but the
-// operator (system:masters) and the controller manager and scheduler
-// (which retry) use the API server before they are written.
-const readyPath = "/readyz?exclude=poststarthook/rbac/bootstrap-roles&exclude=poststarthook/scheduling/bootstrap-system-priority-classes"
+// waits a second), and the API server serves correctly while they run.
+// A first start waits for them: the controller manager, started once the
+// probe passes, gives up when /healthz (which counts the hooks) is not ok
+// within 10 seconds, and writing the roles for the first time on a busy
+// node takes longer than that.
+const fastStartPath = "/readyz?exclude=poststarthook/rbac/bootstrap-roles&exclude=poststarthook/scheduling/bootstrap-system-priority-classes"
+
+// FastStarting says whether a rendered control-plane Deployment has the
+// FastStart probe.
+func FastStarting(dep *appsv1.Deployment) bool {
+	for _, c := range dep.Spec.Template.Spec.InitContainers {
+		if c.Name == "kube-apiserver" && c.StartupProbe != nil && c.StartupProbe.HTTPGet != nil {
+			return c.StartupProbe.HTTPGet.Path == fastStartPath
+		}
+	}
+	return false
+}
 
 // Deployment renders the control-plane Deployment. It rolls one pod at a
 // time and never takes one away before its replacement is ready, so a
@@ -460,7 +477,8 @@ func Deployment(p Params) *appsv1.Deployment {
 	liveness.PeriodSeconds = 10
 	// Many API servers starting at once on a small admin node can take
 	// minutes; the startup probe must not kill them for being slow, or they
-	// restart in a loop and never catch up. It asks /readyz (readyPath),
+	// restart in a loop and never catch up. It asks /readyz (less the
+	// bootstrap hooks when FastStart, fastStartPath),
 	// every second, and is the API server's only readiness check: once it
 	// passes the container is ready. There is no readiness probe: the
 	// kubelet's first readiness run after the startup probe passes races
@@ -471,7 +489,10 @@ func Deployment(p Params) *appsv1.Deployment {
 	// pod leaving still leaves its Service at once (its endpoint turns
 	// terminating on deletion), and an API server that stops serving is
 	// restarted by the liveness probe.
-	startup := probe(readyPath, 600)
+	startup := probe("/readyz", 600)
+	if p.FastStart {
+		startup = probe(fastStartPath, 600)
+	}
 	startup.PeriodSeconds = 1
 	replicas := p.Replicas
 	grace := int64(TerminationGracePeriod(p).Seconds())

@@ -88,8 +88,13 @@ func TestAPIServerStartsFirstAndAlone(t *testing.T) {
 	if cfg := string(EgressSecret(p).Data[FileEgressSelector]); !strings.Contains(cfg, `udsName: "`+socket+`"`) {
 		t.Errorf("egress configuration does not name the socket %s:\n%s", socket, cfg)
 	}
-	if probe := apiserver.StartupProbe.HTTPGet.Path; !strings.HasPrefix(probe, "/readyz?exclude=") {
-		t.Errorf("startup probe path %q does not leave out the bootstrap hooks", probe)
+	if probe := apiserver.StartupProbe.HTTPGet.Path; probe != "/readyz" || FastStarting(Deployment(p)) {
+		t.Errorf("first start's startup probe path %q, want every check of /readyz", probe)
+	}
+	fast := p
+	fast.FastStart = true
+	if dep := Deployment(fast); !FastStarting(dep) || !strings.HasPrefix(dep.Spec.Template.Spec.InitContainers[0].StartupProbe.HTTPGet.Path, "/readyz?exclude=") {
+		t.Errorf("FastStart's startup probe %+v does not leave out the bootstrap hooks", dep.Spec.Template.Spec.InitContainers[0].StartupProbe)
 	}
 	if apiserver.ReadinessProbe != nil {
 		t.Errorf("readiness probe %+v: the startup probe alone makes the API server ready", apiserver.ReadinessProbe)

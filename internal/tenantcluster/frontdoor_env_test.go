@@ -191,6 +191,18 @@ func TestWakeThroughFrontDoor(t *testing.T) {
 		tc.Spec.Hibernation = kv1.HibernationSpec{Enabled: true}
 	})
 	got, tenant := e.ready(t, tc)
+	dep := &appsv1.Deployment{ObjectMeta: metav1.ObjectMeta{Name: cp.DeploymentName(name)}}
+	readDeployment := func() {
+		t.Helper()
+		if !e.exists(t, dep) || dep.Spec.Replicas == nil {
+			t.Fatalf("no control-plane Deployment %s", dep.Name)
+		}
+	}
+	// Its first start waits for the bootstrap hooks; every start after a
+	// hibernation does not.
+	if readDeployment(); cp.FastStarting(dep) {
+		t.Fatal("the first start's probe leaves out the bootstrap hooks")
+	}
 
 	cs, err := kubernetes.NewForConfig(e.api.Config)
 	if err != nil {
@@ -249,6 +261,9 @@ func TestWakeThroughFrontDoor(t *testing.T) {
 	if h := e.get(t, tc).Status.Hibernation; !h.Hibernated {
 		t.Fatalf("not hibernated on request: %+v", h)
 	}
+	if readDeployment(); *dep.Spec.Replicas != 0 || !cp.FastStarting(dep) {
+		t.Fatalf("hibernated Deployment: %d replicas, fast start %v; want 0 and the faster start's probe", *dep.Spec.Replicas, cp.FastStarting(dep))
+	}
 	tenant.stop(t)
 	gate, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -294,6 +309,9 @@ func TestWakeThroughFrontDoor(t *testing.T) {
 	e.mustReconcile(t, tc)
 	if h := e.get(t, tc).Status.Hibernation; h.Hibernated || h.Reason != "Request" {
 		t.Fatalf("hibernation after the request: %+v, want awake by Request", h)
+	}
+	if readDeployment(); *dep.Spec.Replicas != 1 || !cp.FastStarting(dep) {
+		t.Fatalf("woken Deployment: %d replicas, fast start %v; want 1 and the faster start's probe kept", *dep.Spec.Replicas, cp.FastStarting(dep))
 	}
 	e.setAvailable(t, tc)
 	e.startTenantAPIServer(t, e.get(t, tc))

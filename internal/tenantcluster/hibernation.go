@@ -204,6 +204,9 @@ func (r *Reconciler) reconcileHibernation(ctx context.Context, s *scope) (ctrl.R
 	r.releaseStart(s)
 	p := r.params(s)
 	p.Replicas = 0
+	// With no pod left, the probe of a faster start costs no rollout;
+	// the control plane has run, so its bootstrap objects are written.
+	p.FastStart = tc.Status.Version != ""
 	if err := r.apply(ctx, tc, controlplane.Deployment(p)); err != nil {
 		return ctrl.Result{}, fmt.Errorf("scale the control plane to zero: %w", err)
 	}

@@ -448,6 +448,14 @@ func (r *Reconciler) reconcileControlPlane(ctx context.Context, s *scope) (ctrl.
 	if err := r.applyEgress(ctx, s.tc, p); err != nil {
 		return ctrl.Result{}, err
 	}
+	// The faster start's probe, once set (by hibernation, when no pod
+	// runs), stays: a change of probe alone would roll the pods.
+	cur := &appsv1.Deployment{}
+	if err := r.Client.Get(ctx, types.NamespacedName{Namespace: s.tc.Namespace, Name: controlplane.DeploymentName(s.tc.Name)}, cur); err == nil {
+		p.FastStart = controlplane.FastStarting(cur)
+	} else if !apierrors.IsNotFound(err) {
+		return ctrl.Result{}, fmt.Errorf("read Deployment: %w", err)
+	}
 	dep := controlplane.Deployment(p)
 	if err := r.apply(ctx, s.tc, dep); err != nil {
 		return ctrl.Result{}, fmt.Errorf("apply Deployment: %w", err)
