@@ -477,10 +477,9 @@ func Deployment(p Params) *appsv1.Deployment {
 	liveness.PeriodSeconds = 10
 	// Many API servers starting at once on a small admin node can take
 	// minutes; the startup probe must not kill them for being slow, or they
-	// restart in a loop and never catch up. It asks /readyz (less the
-	// bootstrap hooks when FastStart, fastStartPath),
-	// every second, and is the API server's only readiness check: once it
-	// passes the container is ready. There is no readiness probe: the
+	// restart in a loop and never catch up. It asks /readyz (with
+	// FastStart, fastStartPath) every second, and is the API server's only
+	// readiness check: once it passes the container is ready. There is no readiness probe: the
 	// kubelet's first readiness run after the startup probe passes races
 	// with the container's started state and is usually skipped, so with
 	// one every start and wake waited for its next tick (up to 10 s at a
