@@ -221,7 +221,14 @@ func TestMigrateUnderWrites(t *testing.T) {
 	wa := startWatcher(ctx, c1)
 	time.Sleep(500 * time.Millisecond)
 
-	res, err := p.migrator(t, a.ID).Run(ctx, migration.PhasePending)
+	// A longer hold than the default 10 s (half of it to catch up): on
+	// a machine busy with the other packages' tests the last events are
+	// applied slowly, and the move rolls back, as it should; what is
+	// tested here is that nothing acknowledged is lost. The default is
+	// exercised end to end (TestMigration) and by bench/migration.
+	m := p.migrator(t, a.ID)
+	m.Hold = 30 * time.Second
+	res, err := m.Run(ctx, migration.PhasePending)
 	if err != nil || res.Phase != migration.PhaseCompleted || res.Err != nil {
 		t.Fatalf("migration: phase %s, err %v, rolled back by %v", res.Phase, err, res.Err)
 	}
@@ -235,7 +242,7 @@ func TestMigrateUnderWrites(t *testing.T) {
 		len(w0.acked), len(w1.acked), w0.errs, w1.errs, w0.slowest.Round(time.Millisecond), w1.slowest.Round(time.Millisecond))
 	// The goal (2s) is measured by bench/migration on a quiet machine;
 	// here the pause must only end before it lapses.
-	if res.Pause >= 10*time.Second {
+	if res.Pause >= m.Hold {
 		t.Errorf("the writes were held %s: the pause lapsed", res.Pause)
 	}
 
@@ -478,8 +485,17 @@ func TestReleaseOnlyRemovesAMoveRecord(t *testing.T) {
 	if fwd, err := migration.Forwarded(ctx, p.src.Root, a.ID); err != nil || fwd {
 		t.Fatalf("forwarded after the release: %v %v", fwd, err)
 	}
-	if n := count(t, p.src.Root, datastore.PauseAcksPrefix(a.ID)); n != 0 {
-		t.Errorf("%d pause confirmations left in the source", n)
+	// A gateway that confirmed the forward after the release deleted the
+	// confirmations withdraws its own once it sees the record gone.
+	for deadline := time.Now().Add(30 * time.Second); ; {
+		n := count(t, p.src.Root, datastore.PauseAcksPrefix(a.ID))
+		if n == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d pause confirmations left in the source 30 s after the release", n)
+		}
+		time.Sleep(100 * time.Millisecond)
 	}
 	// The source's gateway serves the tenant from the source again.
 	cs := p.tenantClient(t, 0, a.ID)
