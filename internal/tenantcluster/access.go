@@ -12,6 +12,7 @@ import (
 	rbacv1 "k8s.io/api/rbac/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/util/wait"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
@@ -29,6 +30,10 @@ const reasonCustomerCredentialsRevoked = "CustomerCredentialsRevoked"
 // server has not yet seen the new binding (its RBAC cache follows a watch:
 // milliseconds).
 const accessRetry = time.Second
+
+// accessSettle is how long a reconcile asks the tenant's authorizer again
+// for a customer binding it has just applied.
+const accessSettle = 3 * time.Second
 
 // reconcileCustomerAccess keeps customer credentials of the current
 // generation, and only those, authorized inside the tenant. When the
@@ -71,9 +76,17 @@ func (r *Reconciler) reconcileCustomerAccess(ctx context.Context, s *scope) (ctr
 	if !revoking {
 		return ctrl.Result{}, nil
 	}
-	allowed, err := customerAuthorized(ctx, t.c, gen)
-	if err != nil {
-		return ctrl.Result{}, fmt.Errorf("ask the tenant whether %s is authorized: %w", kubeconfig.CustomerGroup(gen), err)
+	// The tenant's authorizer learns of the binding from its own watch,
+	// usually within milliseconds: ask again for a moment before
+	// reporting a wait (and coming back in accessRetry).
+	var allowed bool
+	askErr := wait.PollUntilContextTimeout(ctx, 100*time.Millisecond, accessSettle, true, func(ctx context.Context) (bool, error) {
+		var err error
+		allowed, err = customerAuthorized(ctx, t.c, gen)
+		return allowed, err
+	})
+	if askErr != nil && !wait.Interrupted(askErr) {
+		return ctrl.Result{}, fmt.Errorf("ask the tenant whether %s is authorized: %w", kubeconfig.CustomerGroup(gen), askErr)
 	}
 	if !allowed {
 		s.fail(kv1.ConditionAddonsReady, kv1.ReasonWaiting,
