@@ -84,7 +84,6 @@ func newTunnelServerCommand() *cobra.Command {
 	f.StringVar(&agentAddress, "agent-address", ":8132", "address agents connect to (TLS, agent client certificates required)")
 	f.StringVar(&clientAddress, "client-address", "", "address platform components (the tenant's load balancers) connect to (TLS, client certificates of the --agent-ca-file CA with common name "+tunnel.ClientCommonName+"; empty disables)")
 	f.StringVar(&socket, "socket", "/run/kubinception/tunnel/tunnel.sock", "Unix socket the API server sends its CONNECT requests to")
-	f.StringVar(&cfg.EgressConfigFile, "egress-config-file", "", "write kube-apiserver's egress selector configuration (cluster egress to --socket) here once serving")
 	f.StringVar(&httpAddress, "http-address", ":8133", "address serving /healthz and /metrics over HTTP (empty disables)")
 	f.StringVar(&certFile, "tls-cert-file", "", "serving certificate agents check (PEM)")
 	f.StringVar(&keyFile, "tls-key-file", "", "key of --tls-cert-file")

@@ -339,8 +339,8 @@ const tunnelSocket = TunnelDir + "/tunnel.sock"
 // configuration (cluster egress to the tunnel server's socket). The
 // operator writes it, not the tunnel server, so the API server need not
 // wait for the tunnel to start: it dials the socket on its first egress,
-// not at start. A Secret because the operator writes Secrets in tenant
-// namespaces already and nothing else there.
+// not at start. A Secret, not a ConfigMap: the operator's Role allows it
+// ConfigMaps only in the front door's namespace.
 func EgressSecret(p Params) *corev1.Secret {
 	return &corev1.Secret{
 		TypeMeta:   metav1.TypeMeta{APIVersion: "v1", Kind: "Secret"},

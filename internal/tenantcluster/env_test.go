@@ -303,13 +303,7 @@ func (e *env) ready(t *testing.T, tc *kv1.TenantCluster) (*kv1.TenantCluster, *t
 	e.setAvailable(t, tc)
 	e.mustReconcile(t, tc)
 	tenant := e.startTenantAPIServer(t, e.get(t, tc))
-	// Usually one reconcile; on a loaded machine the tenant's RBAC may
-	// not yet authorize the customer binding just applied, and the
-	// operator asks again (as its requeue would).
-	reconcileUntil(t, e, tc, "Ready", func() bool {
-		c := meta.FindStatusCondition(e.get(t, tc).Status.Conditions, kv1.ConditionReady)
-		return c != nil && c.Status == metav1.ConditionTrue
-	})
+	e.mustReconcile(t, tc)
 	got := e.get(t, tc)
 	wantCondition(t, got, kv1.ConditionReady, metav1.ConditionTrue, kv1.ReasonReady)
 	return got, tenant

@@ -10,8 +10,6 @@ import (
 	"net"
 	"net/http"
 	"net/url"
-	"os"
-	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -36,10 +34,6 @@ type ServerConfig struct {
 	// ClientTLS serves platform clients (Listeners.Clients): client
 	// certificates with common name ClientCommonName are required.
 	ClientTLS *tls.Config
-	// EgressConfigFile, when set, is where the server writes the API
-	// server's egress selector configuration naming its socket, once the
-	// socket listens.
-	EgressConfigFile string
 	// WaitForAgent bounds how long a connection waits for an agent of
 	// its node to connect (10 seconds when zero).
 	WaitForAgent time.Duration
@@ -154,20 +148,12 @@ func (s *Server) Serve(ctx context.Context, l Listeners) error {
 			case <-s.ready:
 				_, _ = io.WriteString(w, "ok")
 			default:
-				http.Error(w, "the egress selector configuration is not written yet", http.StatusServiceUnavailable)
+				http.Error(w, "not serving yet", http.StatusServiceUnavailable)
 			}
 		})
 		httpSrv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 		servers = append(servers, httpSrv)
 		go func() { errc <- httpSrv.Serve(l.HTTP) }()
-	}
-	if s.cfg.EgressConfigFile != "" {
-		if err := writeFileAtomic(s.cfg.EgressConfigFile, EgressSelectorConfiguration(l.Socket.Addr().String())); err != nil {
-			for _, srv := range servers {
-				_ = srv.Close()
-			}
-			return fmt.Errorf("write the egress selector configuration: %w", err)
-		}
 	}
 	close(s.ready)
 	s.cfg.Logger.Info("tunnel server serving", "id", s.cfg.ID, "servers", s.cfg.Count, "agents", l.Agents.Addr().String(), "socket", l.Socket.Addr().String())
@@ -204,17 +190,6 @@ egressSelections:
     transport:
       uds:
         udsName: ` + strconv.Quote(socket) + "\n")
-}
-
-func writeFileAtomic(path string, data []byte) error {
-	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-		return err
-	}
-	tmp := path + ".tmp"
-	if err := os.WriteFile(tmp, data, 0o644); err != nil {
-		return err
-	}
-	return os.Rename(tmp, path)
 }
 
 // handleAgent takes an agent's request to switch protocols and makes the

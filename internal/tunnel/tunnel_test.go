@@ -12,7 +12,6 @@ import (
 	"math/big"
 	"net"
 	"net/http"
-	"os"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -70,7 +69,6 @@ type testServer struct {
 	agentAddr  string
 	clientAddr string
 	socket     string
-	egress     string
 	stop       func()
 }
 
@@ -81,9 +79,8 @@ func startServer(t testing.TB, p *testPKI, id string, count int, agentAddr strin
 	}
 	s, err := NewServer(ServerConfig{
 		ID: id, Count: count, WaitForAgent: 2 * time.Second, Logger: testLogger(t),
-		AgentTLS:         &tls.Config{Certificates: []tls.Certificate{tlsCert(t, p.server)}, ClientCAs: p.pool(), ClientAuth: tls.RequireAndVerifyClientCert},
-		ClientTLS:        &tls.Config{Certificates: []tls.Certificate{tlsCert(t, p.server)}, ClientCAs: p.pool(), ClientAuth: tls.RequireAndVerifyClientCert},
-		EgressConfigFile: filepath.Join(t.TempDir(), "egress", "egress-selector.yaml"),
+		AgentTLS:  &tls.Config{Certificates: []tls.Certificate{tlsCert(t, p.server)}, ClientCAs: p.pool(), ClientAuth: tls.RequireAndVerifyClientCert},
+		ClientTLS: &tls.Config{Certificates: []tls.Certificate{tlsCert(t, p.server)}, ClientCAs: p.pool(), ClientAuth: tls.RequireAndVerifyClientCert},
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -123,7 +120,7 @@ func startServer(t testing.TB, p *testPKI, id string, count int, agentAddr strin
 		})
 	}
 	t.Cleanup(stop)
-	return &testServer{Server: s, agentAddr: agents.Addr().String(), clientAddr: clients.Addr().String(), socket: socket, egress: s.cfg.EgressConfigFile, stop: stop}
+	return &testServer{Server: s, agentAddr: agents.Addr().String(), clientAddr: clients.Addr().String(), socket: socket, stop: stop}
 }
 
 type testAgent struct {
@@ -292,10 +289,7 @@ func TestTunnelCarriesConnectionsToNodes(t *testing.T) {
 		t.Errorf("with node-a's agent gone: %q, want %q", got, "a:again")
 	}
 
-	data, err := os.ReadFile(s.egress)
-	if err != nil {
-		t.Fatal(err)
-	}
+	data := EgressSelectorConfiguration(s.socket)
 	for _, want := range []string{"kind: EgressSelectorConfiguration", "- name: cluster", "proxyProtocol: HTTPConnect", "udsName: \"" + s.socket + "\""} {
 		if !strings.Contains(string(data), want) {
 			t.Errorf("egress selector configuration lacks %q:\n%s", want, data)
