@@ -274,6 +274,13 @@ func APIServerArgs(p Params) []string {
 	args := []string{
 		"--advertise-address=" + p.AdvertiseAddress,
 		"--secure-port=" + strconv.Itoa(int(p.Port)),
+		// The operator writes the kubernetes Service's endpoint, the same
+		// for every replica (tenantbootstrap.Objects).
+		"--endpoint-reconciler-type=none",
+		// No identity Lease: it is renewed every 10 seconds (an idle
+		// tenant's other datastore writes) and serves only alpha
+		// features (storage versions, peer proxy) a tenant does not run.
+		"--feature-gates=APIServerIdentity=false",
 		"--etcd-servers=" + strings.Join(p.EtcdEndpoints, ","),
 		"--etcd-cafile=" + pkiPath(FileDatastoreCA),
 		"--etcd-certfile=" + pkiPath(FileDatastoreClient),

@@ -5,9 +5,11 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
+	"net"
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -30,6 +32,11 @@ const (
 type Params struct {
 	// Endpoint is the API server URL nodes join.
 	Endpoint string
+	// APIServerAddress and APIServerPort are what every replica of the
+	// API server advertises (--advertise-address, --secure-port): the
+	// one endpoint of the kubernetes Service.
+	APIServerAddress string
+	APIServerPort    int32
 	// CAPEM is the tenant's cluster CA.
 	CAPEM             []byte
 	KubernetesVersion string
@@ -139,6 +146,11 @@ staticPodPath: /etc/kubernetes/manifests
 			Data: map[string]string{"kubelet": kubeletConfig}},
 	}
 	objs = append(objs, readConfigMap("kubeadm:nodes-kubeadm-config", "kubeadm-config")...)
+	endpoints, err := kubernetesEndpoints(p)
+	if err != nil {
+		return nil, err
+	}
+	objs = append(objs, endpoints...)
 	objs = append(objs, readConfigMap("kubeadm:kubelet-config", "kubelet-config")...)
 	if p.KubeProxy {
 		objs = append(objs, kubeProxy(p)...)
@@ -158,6 +170,40 @@ staticPodPath: /etc/kubernetes/manifests
 	}
 	rollOnCABundle(objs, p.CAPEM)
 	return objs, nil
+}
+
+// kubernetesEndpoints are the Endpoints and the EndpointSlice of the
+// kubernetes Service in default, through which pods reach the API server.
+// The operator writes them, not the API servers (which run with
+// --endpoint-reconciler-type=none): every replica advertises the same
+// address and port, so the one endpoint never changes and needs no
+// refresh. The API servers' own reconciler renewed a lease on that
+// address every 10 seconds (18 of an idle tenant's 26 datastore writes a
+// minute), and a replica stopping removed the address every other
+// replica still serves. The Endpoints are marked not to be mirrored, as
+// the API server marks them: the slice is written beside them.
+func kubernetesEndpoints(p Params) ([]client.Object, error) {
+	ip := net.ParseIP(p.APIServerAddress)
+	if ip == nil || p.APIServerPort <= 0 {
+		return nil, fmt.Errorf("the kubernetes Service's endpoint needs the API server's advertised address and port, have %q and %d", p.APIServerAddress, p.APIServerPort)
+	}
+	family := discoveryv1.AddressTypeIPv4
+	if ip.To4() == nil {
+		family = discoveryv1.AddressTypeIPv6
+	}
+	name, port, protocol, ready := "https", p.APIServerPort, corev1.ProtocolTCP, true
+	endpoints := &corev1.Endpoints{TypeMeta: tm("v1", "Endpoints"), ObjectMeta: meta("kubernetes", metav1.NamespaceDefault, "bootstrap"),
+		Subsets: []corev1.EndpointSubset{{
+			Addresses: []corev1.EndpointAddress{{IP: p.APIServerAddress}},
+			Ports:     []corev1.EndpointPort{{Name: name, Port: port, Protocol: protocol}},
+		}}}
+	endpoints.Labels[discoveryv1.LabelSkipMirror] = "true"
+	slice := &discoveryv1.EndpointSlice{TypeMeta: tm("discovery.k8s.io/v1", "EndpointSlice"), ObjectMeta: meta("kubernetes", metav1.NamespaceDefault, "bootstrap"),
+		AddressType: family,
+		Endpoints:   []discoveryv1.Endpoint{{Addresses: []string{p.APIServerAddress}, Conditions: discoveryv1.EndpointConditions{Ready: &ready}}},
+		Ports:       []discoveryv1.EndpointPort{{Name: &name, Port: &port, Protocol: &protocol}}}
+	slice.Labels[discoveryv1.LabelServiceName] = "kubernetes"
+	return []client.Object{endpoints, slice}, nil
 }
 
 // AnnotationCABundle, on the pod templates of the addons, is a hash of

@@ -16,6 +16,7 @@ import (
 	certv1 "k8s.io/api/certificates/v1"
 	corev1 "k8s.io/api/core/v1"
 	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -24,6 +25,7 @@ import (
 	"k8s.io/client-go/rest"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	crlog "sigs.k8s.io/controller-runtime/pkg/log"
 
 	kv1 "kubinception.dev/kubinception/api/v1alpha1"
 	cp "kubinception.dev/kubinception/internal/controlplane"
@@ -82,6 +84,10 @@ func (r *Reconciler) tenantClient(s *scope) (tenantClient, error) {
 		Timeout: 15 * time.Second,
 		QPS:     50, Burst: 100,
 		Dial: r.dialControlPlane(s.tc.Namespace, s.tc.Name, net.JoinHostPort(s.exposure.serviceIP, strconv.Itoa(cp.DefaultPort))),
+		// Each warning once per tenant, not at every apply: the API
+		// server warns of the v1 Endpoints the bootstrap keeps (for the
+		// kubernetes Service, which conformance requires) at each one.
+		WarningHandlerWithContext: crlog.NewKubeAPIWarningLogger(crlog.KubeAPIWarningLoggerOptions{Deduplicate: true}),
 		TLSClientConfig: rest.TLSClientConfig{
 			CAData:   s.pki[cp.FileCA],
 			CertData: s.pki[fileAdminClient+".crt"],
@@ -207,6 +213,7 @@ func (r *Reconciler) reconcileBootstrap(ctx context.Context, s *scope) (ctrl.Res
 	p.Version = tc.Status.Version
 	objs, err := tenantbootstrap.Objects(tenantbootstrap.Params{
 		Endpoint: tc.Status.Endpoint, CAPEM: s.pki[cp.FileCA], KubernetesVersion: tc.Status.Version,
+		APIServerAddress: p.AdvertiseAddress, APIServerPort: p.Port,
 		ServiceCIDR: tc.Spec.Network.ServiceCIDR, PodCIDR: tc.Spec.Network.PodCIDR, ClusterDomain: tc.Spec.Network.ClusterDomain,
 		DNSServiceIP:   tc.Spec.Network.DNSServiceIP,
 		KubeProxyImage: p.Images().Component("kube-proxy"),
@@ -237,6 +244,8 @@ func (r *Reconciler) reconcileBootstrap(ctx context.Context, s *scope) (ctrl.Res
 			return res, err
 		}
 		r.markAddons(tc.UID, t.key, hash, s.now)
+	} else if err := keepKubernetesEndpoints(ctx, t.c, objs); err != nil {
+		return ctrl.Result{}, err
 	}
 	r.watchServingCSRs(tc, t)
 	approved, err := approveServingCSRs(ctx, t.clientset, csrTenantNames(s, p))
@@ -311,6 +320,46 @@ func (r *Reconciler) applyAddons(ctx context.Context, s *scope, t tenantClient, 
 		}
 	}
 	return ctrl.Result{}, nil
+}
+
+// keepKubernetesEndpoints writes the kubernetes Service's Endpoints and
+// EndpointSlice again when the Endpoints differ from what the bootstrap
+// renders. Between two applies of the addons, something may erase them:
+// an API server of an earlier release, stopping during the rollout away
+// from it, removes its address as it leaves, and a tenant admin may
+// delete them. Read at every pass (one GET a minute when idle), since
+// pods reach the API server through them.
+func keepKubernetesEndpoints(ctx context.Context, c client.Client, objs []client.Object) error {
+	var want *corev1.Endpoints
+	var write []client.Object
+	for _, o := range objs {
+		if o.GetNamespace() != metav1.NamespaceDefault || o.GetName() != "kubernetes" {
+			continue
+		}
+		write = append(write, o)
+		if e, ok := o.(*corev1.Endpoints); ok {
+			want = e
+		}
+	}
+	if want == nil {
+		return nil
+	}
+	cur := &corev1.Endpoints{}
+	err := c.Get(ctx, client.ObjectKeyFromObject(want), cur)
+	if err == nil && equality.Semantic.DeepEqual(cur.Subsets, want.Subsets) {
+		return nil
+	}
+	if err != nil && !apierrors.IsNotFound(err) {
+		return fmt.Errorf("read the kubernetes Service's Endpoints: %w", err)
+	}
+	for _, o := range write {
+		//nolint:staticcheck // typed objects with server-side apply
+		if err := c.Patch(ctx, o, client.Apply, client.ForceOwnership, objects.FieldOwner); err != nil {
+			return fmt.Errorf("write the kubernetes Service's %s again: %w", o.GetObjectKind().GroupVersionKind().Kind, err)
+		}
+	}
+	ctrl.LoggerFrom(ctx).Info("the kubernetes Service's endpoints had changed inside the tenant; written again", "had", cur.Subsets)
+	return nil
 }
 
 // crdRetry is how soon a custom resource is applied again after its CRD:

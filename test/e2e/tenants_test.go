@@ -14,7 +14,10 @@ import (
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -115,6 +118,7 @@ func testTwoTenants(t *testing.T) {
 			t.Fatalf("no kube-system namespace in %s", kc)
 		}
 	}
+	checkKubernetesEndpoints(t, a, ka)
 	mustTkube(t, ka, "create", "namespace", "only-in-alpha")
 	mustTkube(t, ka, "-n", "only-in-alpha", "create", "secret", "generic", "alpha-secret", "--from-literal=k=alpha-value")
 	if out, err := tkube(t, kb, "get", "namespace", "only-in-alpha"); err == nil || !strings.Contains(out, "NotFound") {
@@ -126,6 +130,67 @@ func testTwoTenants(t *testing.T) {
 	if out := mustTkube(t, ka, "-n", "only-in-alpha", "get", "secret", "alpha-secret", "-o", "jsonpath={.data.k}"); out == "" {
 		t.Fatal("alpha's own secret has no data")
 	}
+}
+
+// checkKubernetesEndpoints checks, inside a tenant, that the kubernetes
+// Service's Endpoints and its one EndpointSlice name the address and port
+// the API server advertises, as the conformance test "should have
+// Endpoints and EndpointSlices pointing to API Server" requires. The
+// operator writes them; the API servers do not.
+func checkKubernetesEndpoints(t *testing.T, tc *kv1.TenantCluster, kubeconfig string) {
+	t.Helper()
+	rc, err := clientcmd.BuildConfigFromFlags("", kubeconfig)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rc.WarningHandler = rest.NoWarnings{} // v1 Endpoints are deprecated, and still what conformance reads
+	cs, err := kubernetes.NewForConfig(rc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var advertised, port string
+	if pid := apiserverPID(t, tc); pid != 0 {
+		for _, a := range hostproc.Read(pid).Args {
+			if v, ok := strings.CutPrefix(a, "--advertise-address="); ok {
+				advertised = v
+			}
+			if v, ok := strings.CutPrefix(a, "--secure-port="); ok {
+				port = v
+			}
+		}
+	}
+	if advertised == "" || port == "" {
+		t.Fatalf("%s: no API server process with --advertise-address and --secure-port", tc.Name)
+	}
+	ctx := t.Context()
+	eps, err := cs.CoreV1().Endpoints("default").Get(ctx, "kubernetes", metav1.GetOptions{})
+	if err != nil {
+		t.Fatalf("%s: the kubernetes Service's Endpoints: %v", tc.Name, err)
+	}
+	sls, err := cs.DiscoveryV1().EndpointSlices("default").List(ctx, metav1.ListOptions{LabelSelector: "kubernetes.io/service-name=kubernetes"})
+	if err != nil {
+		t.Fatalf("%s: the kubernetes Service's EndpointSlices: %v", tc.Name, err)
+	}
+	var got []string
+	for _, s := range eps.Subsets {
+		for _, a := range s.Addresses {
+			for _, p := range s.Ports {
+				got = append(got, fmt.Sprintf("Endpoints %s:%d", a.IP, p.Port))
+			}
+		}
+	}
+	for _, sl := range sls.Items {
+		for _, e := range sl.Endpoints {
+			for _, p := range sl.Ports {
+				got = append(got, fmt.Sprintf("EndpointSlice %s %s:%d", sl.Name, strings.Join(e.Addresses, ","), *p.Port))
+			}
+		}
+	}
+	want := []string{"Endpoints " + advertised + ":" + port, "EndpointSlice kubernetes " + advertised + ":" + port}
+	if !slices.Equal(got, want) {
+		t.Fatalf("%s: the kubernetes Service's endpoints are %q, want %q (what the API server advertises)", tc.Name, got, want)
+	}
+	t.Logf("%s: kubernetes Service endpoints %q", tc.Name, got)
 }
 
 // apiserverPID finds the API server process of a tenant, or returns 0.
