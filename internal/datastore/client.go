@@ -131,6 +131,17 @@ func Health(ctx context.Context, cli *clientv3.Client) ([]MemberHealth, error) {
 	return out, nil
 }
 
+// Answering says whether the datastore answers a linearizable read, as
+// etcdctl's endpoint health asks it: a quorum of members is up and
+// reachable. A refusal of the read still counts as an answer.
+func Answering(ctx context.Context, cli *clientv3.Client) error {
+	_, err := cli.Get(ctx, "health")
+	if err == nil || errors.Is(err, rpctypes.ErrPermissionDenied) {
+		return nil
+	}
+	return err
+}
+
 // ClientCache keeps one client per datastore and credential set, so the
 // many tenants of a datastore share a connection. A changed credential
 // (new endpoints or certificate) replaces the client.

@@ -3,6 +3,7 @@ package datastore_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -120,5 +121,33 @@ func TestTenancyForRejectsNonUIDs(t *testing.T) {
 		if _, err := datastore.TenancyFor(id); err == nil {
 			t.Errorf("datastore.TenancyFor(%q) accepted", id)
 		}
+	}
+}
+
+// Answering: a datastore that answers, as root and as a tenant whose role
+// does not cover the key read, answers; an address nobody serves does
+// not, within the caller's deadline.
+func TestAnswering(t *testing.T) {
+	e := startEtcd(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	tn, _ := datastore.TenancyFor("aaaaaaaa-0000-0000-0000-000000000003")
+	if err := datastore.EnsureTenancy(ctx, e.root, tn); err != nil {
+		t.Fatal(err)
+	}
+	for name, cli := range map[string]*clientv3.Client{"root": e.root, "a tenant": e.tenantClient(t, tn)} {
+		if err := datastore.Answering(ctx, cli); err != nil {
+			t.Errorf("%s: the running datastore does not answer: %v", name, err)
+		}
+	}
+	nobody, err := clientv3.New(clientv3.Config{Endpoints: []string{fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t))}, DialTimeout: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nobody.Close()
+	short, cancelShort := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancelShort()
+	if err := datastore.Answering(short, nobody); err == nil {
+		t.Fatal("an address nobody serves answers")
 	}
 }

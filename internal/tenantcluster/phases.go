@@ -29,6 +29,10 @@ import (
 	"kubinception.dev/kubinception/internal/pki"
 )
 
+// datastoreProbeTimeout bounds the read that tells an unreachable
+// datastore before a deletion: a quorum answers it in milliseconds.
+const datastoreProbeTimeout = 5 * time.Second
+
 // Waits between checks of things that do not send events.
 const (
 	datastoreRetry        = 10 * time.Second
@@ -610,9 +614,17 @@ func (r *Reconciler) reconcileDelete(ctx context.Context, s *scope) (ctrl.Result
 		s.succeed(kv1.ConditionDeleting, kv1.ReasonDeletingData, "cannot delete the tenant's keys yet: "+why)
 		return res, err
 	}
-	ectx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	defer cancel()
-	if err := datastore.DeleteTenancy(ectx, s.etcd.cli, s.tenancy); err != nil {
+	// A datastore that does not answer at once is reported unreachable
+	// at once, rather than after the deletion's own deadline.
+	pctx, cancelProbe := context.WithTimeout(ctx, datastoreProbeTimeout)
+	err = datastore.Answering(pctx, s.etcd.cli)
+	cancelProbe()
+	if err == nil {
+		ectx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		err = datastore.DeleteTenancy(ectx, s.etcd.cli, s.tenancy)
+		cancel()
+	}
+	if err != nil {
 		msg := fmt.Sprintf("cannot reach Datastore %q to delete keys under %s and user %s: %v; deletion resumes when it is back",
 			s.etcd.name, s.tenancy.Prefix, s.tenancy.User, err)
 		s.fail(kv1.ConditionDatastoreReady, kv1.ReasonDatastoreUnreachable, msg)

@@ -13,8 +13,10 @@ import (
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
+	appsv1 "k8s.io/api/apps/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
@@ -393,6 +395,20 @@ func testDeleteUnreachableDatastore(t *testing.T) {
 		t.Fatalf("delete cluster %s:\n%s", name, r)
 	}
 	c := adminClient(t)
+	// How a control plane drains is not what this test is about: with its
+	// datastore gone, an API server holds its requests for the whole
+	// grace period (75 s). Once the operator has deleted the control
+	// plane, its pods are given a second.
+	eventually(t, time.Minute, "the operator to delete "+name+"'s control plane", func(ctx context.Context) error {
+		dep := &appsv1.Deployment{}
+		err := c.Get(ctx, types.NamespacedName{Namespace: "default", Name: controlplane.DeploymentName(name)}, dep)
+		if err == nil && dep.DeletionTimestamp.IsZero() {
+			return fmt.Errorf("deployment %s not deleted yet", dep.Name)
+		}
+		return client.IgnoreNotFound(err)
+	})
+	mustKube(t, "-n", "default", "delete", "pods", "-l", labels.SelectorFromSet(controlplane.Labels(name)).String(), "--grace-period=1", "--wait=false")
+	took("the delete command, up to the control plane's deletion")
 	eventually(t, 3*time.Minute, name+" to say the datastore is unreachable", func(ctx context.Context) error {
 		tc, err := getTenant(ctx, c, name)
 		if err != nil {
@@ -404,7 +420,7 @@ func testDeleteUnreachableDatastore(t *testing.T) {
 		}
 		return nil
 	})
-	took("the delete command and the unreachable condition")
+	took("the control plane's pods stopping and the unreachable condition")
 	restore()
 	eventually(t, 4*time.Minute, name+"'s deletion to finish once the datastore is back", func(ctx context.Context) error {
 		tc, err := getTenant(ctx, c, name)
