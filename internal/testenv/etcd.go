@@ -1,6 +1,7 @@
 package testenv
 
 import (
+	"bytes"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
@@ -63,10 +64,43 @@ func StartEtcd(tb testing.TB, extraArgs ...string) *Etcd {
 	if err := d.Save("server", server); err != nil {
 		tb.Fatal(err)
 	}
+	// A port FreePort found free may be taken (by a client connection's
+	// local port, on a busy machine) before etcd binds it: etcd then exits
+	// at once, and is started again on other ports.
+	for attempt := 1; ; attempt++ {
+		e, proc := startEtcdOn(tb, bin, dir, ca, extraArgs)
+		root := e.Client(tb, "root")
+		err := wait.PollUntilContextTimeout(context.Background(), 100*time.Millisecond, 60*time.Second, true, func(ctx context.Context) (bool, error) {
+			select {
+			case <-proc.Exited:
+				return false, fmt.Errorf("etcd exited: %v", proc.Cmd.ProcessState)
+			default:
+			}
+			sctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+			defer cancel()
+			_, err := root.Status(sctx, e.Endpoint)
+			return err == nil, nil
+		})
+		if err == nil {
+			return e
+		}
+		log, _ := os.ReadFile(proc.LogPath)
+		if attempt < 3 && bytes.Contains(log, []byte("address already in use")) {
+			tb.Logf("etcd could not listen (attempt %d), starting it on other ports: %s", attempt, bytes.TrimSpace(log))
+			continue
+		}
+		tb.Fatalf("etcd did not answer within 60s: %v\n%s", err, log)
+	}
+}
+
+// startEtcdOn starts etcd with free ports and a data directory of its own
+// under dir.
+func startEtcdOn(tb testing.TB, bin, dir string, ca *pki.KeyPair, extraArgs []string) (*Etcd, *Process) {
+	tb.Helper()
 	client, peer := FreePort(tb), FreePort(tb)
 	e := &Etcd{Endpoint: fmt.Sprintf("https://127.0.0.1:%d", client), CA: ca, Dir: dir}
 	args := append([]string{
-		"--name=test", "--data-dir=" + filepath.Join(dir, "data"),
+		"--name=test", "--data-dir=" + filepath.Join(dir, fmt.Sprintf("data-%d", client)),
 		"--listen-client-urls=" + e.Endpoint, "--advertise-client-urls=" + e.Endpoint,
 		fmt.Sprintf("--listen-peer-urls=http://127.0.0.1:%d", peer),
 		fmt.Sprintf("--initial-advertise-peer-urls=http://127.0.0.1:%d", peer),
@@ -75,20 +109,8 @@ func StartEtcd(tb testing.TB, extraArgs ...string) *Etcd {
 		"--cert-file=" + filepath.Join(dir, "server.crt"), "--key-file=" + filepath.Join(dir, "server.key"),
 		"--log-level=error",
 	}, extraArgs...)
-	logPath := filepath.Join(dir, "etcd.log")
-	StartProcess(tb, exec.Command(bin, args...), "etcd", logPath)
-	root := e.Client(tb, "root")
-	err = wait.PollUntilContextTimeout(context.Background(), 100*time.Millisecond, 60*time.Second, true, func(ctx context.Context) (bool, error) {
-		sctx, cancel := context.WithTimeout(ctx, 2*time.Second)
-		defer cancel()
-		_, err := root.Status(sctx, e.Endpoint)
-		return err == nil, nil
-	})
-	if err != nil {
-		log, _ := os.ReadFile(logPath)
-		tb.Fatalf("etcd did not answer within 60s: %v\n%s", err, log)
-	}
-	return e
+	logPath := filepath.Join(dir, fmt.Sprintf("etcd-%d.log", client))
+	return e, StartProcess(tb, exec.Command(bin, args...), "etcd", logPath)
 }
 
 // ClientCert issues a client certificate whose common name is user (the
