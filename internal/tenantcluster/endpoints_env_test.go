@@ -2,7 +2,6 @@ package tenantcluster_test
 
 import (
 	"context"
-	"fmt"
 	"slices"
 	"strings"
 	"testing"
@@ -12,6 +11,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 
 	cp "kubinception.dev/kubinception/internal/controlplane"
+	"kubinception.dev/kubinception/internal/testenv"
 )
 
 // TestKubernetesServiceEndpoints runs against the tenant's real API
@@ -54,28 +54,9 @@ func TestKubernetesServiceEndpoints(t *testing.T) {
 
 	endpoints := func() []string {
 		t.Helper()
-		var got []string
-		eps, err := tenant.Client.CoreV1().Endpoints("default").Get(ctx, "kubernetes", metav1.GetOptions{})
+		got, err := testenv.KubernetesServiceEndpoints(ctx, tenant.Client)
 		if err != nil {
 			return []string{err.Error()}
-		}
-		for _, s := range eps.Subsets {
-			for _, a := range s.Addresses {
-				for _, p := range s.Ports {
-					got = append(got, fmt.Sprintf("Endpoints %s:%d", a.IP, p.Port))
-				}
-			}
-		}
-		sls, err := tenant.Client.DiscoveryV1().EndpointSlices("default").List(ctx, metav1.ListOptions{LabelSelector: "kubernetes.io/service-name=kubernetes"})
-		if err != nil {
-			return append(got, err.Error())
-		}
-		for _, sl := range sls.Items {
-			for _, ep := range sl.Endpoints {
-				for _, p := range sl.Ports {
-					got = append(got, fmt.Sprintf("EndpointSlice %s %s:%d", sl.Name, strings.Join(ep.Addresses, ","), *p.Port))
-				}
-			}
 		}
 		return got
 	}

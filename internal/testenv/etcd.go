@@ -15,7 +15,6 @@ import (
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
-	"k8s.io/apimachinery/pkg/util/wait"
 
 	"kubinception.dev/kubinception/internal/pki"
 )
@@ -70,16 +69,11 @@ func StartEtcd(tb testing.TB, extraArgs ...string) *Etcd {
 	for attempt := 1; ; attempt++ {
 		e, proc := startEtcdOn(tb, bin, dir, ca, extraArgs)
 		root := e.Client(tb, "root")
-		err := wait.PollUntilContextTimeout(context.Background(), 100*time.Millisecond, 60*time.Second, true, func(ctx context.Context) (bool, error) {
-			select {
-			case <-proc.Exited:
-				return false, fmt.Errorf("etcd exited: %v", proc.Cmd.ProcessState)
-			default:
-			}
+		err := proc.WaitAnswering(100*time.Millisecond, 60*time.Second, func(ctx context.Context) error {
 			sctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 			defer cancel()
 			_, err := root.Status(sctx, e.Endpoint)
-			return err == nil, nil
+			return err
 		})
 		if err == nil {
 			return e

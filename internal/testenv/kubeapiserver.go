@@ -10,7 +10,6 @@ import (
 	"testing"
 	"time"
 
-	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 
@@ -100,20 +99,14 @@ func StartKubeAPIServer(tb testing.TB, o KubeAPIServerOptions) *KubeAPIServer {
 	if err != nil {
 		tb.Fatal(err)
 	}
-	var last error
-	err = wait.PollUntilContextTimeout(context.Background(), 500*time.Millisecond, kubeAPIServerStartTimeout, true, func(ctx context.Context) (bool, error) {
-		select {
-		case <-proc.Exited:
-			return false, fmt.Errorf("kube-apiserver exited: %v", proc.Cmd.ProcessState)
-		default:
-		}
+	err = proc.WaitAnswering(500*time.Millisecond, kubeAPIServerStartTimeout, func(ctx context.Context) error {
 		rctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 		defer cancel()
-		_, last = cs.Discovery().RESTClient().Get().AbsPath("/readyz").DoRaw(rctx)
-		return last == nil, nil
+		_, err := cs.Discovery().RESTClient().Get().AbsPath("/readyz").DoRaw(rctx)
+		return err
 	})
 	if err != nil {
-		tb.Fatalf("kube-apiserver did not become ready within %v: %v (last answer: %v)\n%s", kubeAPIServerStartTimeout, err, last, fileTail(proc.LogPath, 16<<10))
+		tb.Fatalf("kube-apiserver did not become ready within %v: %v\n%s", kubeAPIServerStartTimeout, err, fileTail(proc.LogPath, 16<<10))
 	}
 	return &KubeAPIServer{Config: cfg, Client: cs, Dir: dir}
 }

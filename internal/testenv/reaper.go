@@ -1,6 +1,7 @@
 package testenv
 
 import (
+	"context"
 	"fmt"
 	"os"
 	"os/exec"
@@ -13,6 +14,7 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+	"k8s.io/apimachinery/pkg/util/wait"
 )
 
 // envtest starts kube-apiserver and etcd in process groups of their own,
@@ -100,6 +102,26 @@ type Process struct {
 	Exited <-chan struct{}
 	// LogPath holds its standard output and error.
 	LogPath string
+}
+
+// WaitAnswering asks answers every interval until it returns nil, and
+// gives up after timeout or at once when the process exits, returning
+// why with the last answer's error.
+func (p *Process) WaitAnswering(interval, timeout time.Duration, answers func(context.Context) error) error {
+	var last error
+	err := wait.PollUntilContextTimeout(context.Background(), interval, timeout, true, func(ctx context.Context) (bool, error) {
+		select {
+		case <-p.Exited:
+			return false, fmt.Errorf("%s exited: %v", filepath.Base(p.Cmd.Path), p.Cmd.ProcessState)
+		default:
+		}
+		last = answers(ctx)
+		return last == nil, nil
+	})
+	if err != nil {
+		return fmt.Errorf("%w (last answer: %v)", err, last)
+	}
+	return nil
 }
 
 // StartProcess starts cmd with its output in logPath, dying with the test

@@ -15,7 +15,6 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 	appsv1 "k8s.io/api/apps/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/kubernetes"
@@ -30,6 +29,7 @@ import (
 	"kubinception.dev/kubinception/internal/local/admincluster"
 	"kubinception.dev/kubinception/internal/local/hostproc"
 	"kubinception.dev/kubinception/internal/scheme"
+	"kubinception.dev/kubinception/internal/testenv"
 )
 
 // TestTenantClusters runs the operator on the admin cluster and checks
@@ -164,29 +164,9 @@ func checkKubernetesEndpoints(t *testing.T, tc *kv1.TenantCluster, kubeconfig st
 	if advertised == "" || port == "" {
 		t.Fatalf("%s: no API server process with --advertise-address and --secure-port", tc.Name)
 	}
-	ctx := t.Context()
-	eps, err := cs.CoreV1().Endpoints("default").Get(ctx, "kubernetes", metav1.GetOptions{})
+	got, err := testenv.KubernetesServiceEndpoints(t.Context(), cs)
 	if err != nil {
-		t.Fatalf("%s: the kubernetes Service's Endpoints: %v", tc.Name, err)
-	}
-	sls, err := cs.DiscoveryV1().EndpointSlices("default").List(ctx, metav1.ListOptions{LabelSelector: "kubernetes.io/service-name=kubernetes"})
-	if err != nil {
-		t.Fatalf("%s: the kubernetes Service's EndpointSlices: %v", tc.Name, err)
-	}
-	var got []string
-	for _, s := range eps.Subsets {
-		for _, a := range s.Addresses {
-			for _, p := range s.Ports {
-				got = append(got, fmt.Sprintf("Endpoints %s:%d", a.IP, p.Port))
-			}
-		}
-	}
-	for _, sl := range sls.Items {
-		for _, e := range sl.Endpoints {
-			for _, p := range sl.Ports {
-				got = append(got, fmt.Sprintf("EndpointSlice %s %s:%d", sl.Name, strings.Join(e.Addresses, ","), *p.Port))
-			}
-		}
+		t.Fatalf("%s: %v", tc.Name, err)
 	}
 	want := []string{"Endpoints " + advertised + ":" + port, "EndpointSlice kubernetes " + advertised + ":" + port}
 	if !slices.Equal(got, want) {
