@@ -18,7 +18,6 @@ import (
 
 	"kubinception.dev/kubinception/bench/internal/benchkit"
 	"kubinception.dev/kubinception/internal/datastore"
-	"kubinception.dev/kubinception/internal/gateway"
 	"kubinception.dev/kubinception/internal/pki"
 	"kubinception.dev/kubinception/internal/testenv"
 )
@@ -90,16 +89,17 @@ func medians(rs []loadResult) (float64, time.Duration, time.Duration) {
 
 // benchAPIServer runs two kube-apiservers on the same datastore, one
 // straight on it under a tenant's prefix with the root credential (as
-// tenant API servers did before the gateway), one through an in-process
-// gateway with a tenant certificate, and puts the same client load on
-// each in turn.
-func benchAPIServer(t *testing.T, e *env) apiserverResult {
+// tenant API servers did before the gateway), one through a gateway
+// with a tenant certificate, and puts the same client load on each in
+// turn. The gateway is `kubinception gateway` in a process of its own, as
+// it runs in the admin cluster: in the benchmark's process it would share
+// the garbage collector and the processors' run queues with the client
+// workers that make the load.
+func benchAPIServer(t *testing.T, e *env, bin string) apiserverResult {
 	// No request or byte rate here: this part measures the hop, and a
 	// busy API server would otherwise meet its tenant's rate limit (the
 	// noisy-neighbour part measures the limits).
-	g := e.StartGateway(t, func(c *gateway.Config) {
-		c.Policy = gateway.StaticPolicy{Default: gateway.Limits{QuotaBytes: gateway.DefaultConfig().Policy.(gateway.StaticPolicy).Default.QuotaBytes}}
-	})
+	g := startGatewayProcess(t, e, bin, "--default-request-rate=0", "--default-byte-rate=0")
 	through := tenantID(1, 1)
 	direct, err := datastore.TenancyFor(tenantID(1, 2))
 	if err != nil {
@@ -122,7 +122,7 @@ func benchAPIServer(t *testing.T, e *env) apiserverResult {
 	})
 	t.Log("starting kube-apiserver through the gateway")
 	gatewayAPI := testenv.StartKubeAPIServer(t, testenv.KubeAPIServerOptions{
-		EtcdEndpoint: "https://" + g.Addr(),
+		EtcdEndpoint: "https://" + g.addr,
 		EtcdCAFile:   e.File("tenant-ca.crt"),
 		EtcdCertFile: e.File("apiserver-tenant.crt"),
 		EtcdKeyFile:  e.File("apiserver-tenant.key"),
@@ -136,7 +136,7 @@ func benchAPIServer(t *testing.T, e *env) apiserverResult {
 		}
 	}
 	throttledMetric := fmt.Sprintf("kubinception_gateway_throttled_seconds_total{tenant=%q}", through)
-	throttled0, err := scrape(ctx, g.HTTPAddr(), throttledMetric)
+	throttled0, err := scrape(ctx, g.httpAddr, throttledMetric)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -159,21 +159,21 @@ func benchAPIServer(t *testing.T, e *env) apiserverResult {
 			}
 		}
 	}
-	throttled1, err := scrape(ctx, g.HTTPAddr(), throttledMetric)
+	throttled1, err := scrape(ctx, g.httpAddr, throttledMetric)
 	if err != nil {
 		t.Fatal(err)
 	}
 	res.throttled = throttled1 - throttled0
 	requests := func(method string) float64 {
 		t.Helper()
-		v, err := scrape(ctx, g.HTTPAddr(), fmt.Sprintf("kubinception_gateway_requests_total{method=%q,tenant=%q}", method, through))
+		v, err := scrape(ctx, g.httpAddr, fmt.Sprintf("kubinception_gateway_requests_total{method=%q,tenant=%q}", method, through))
 		if err != nil {
 			t.Fatal(err)
 		}
 		return v
 	}
 	res.watchStreams, res.watches = requests("Watch"), requests("WatchCreate")
-	_, port, err := net.SplitHostPort(g.Addr())
+	_, port, err := net.SplitHostPort(g.addr)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -32,7 +32,7 @@ func TestGatewayBenchmark(t *testing.T) {
 	start := time.Now()
 	load0 := benchkit.LoadAverage()
 	var bin string
-	if parts[partTenants] {
+	if parts[partTenants] || parts[partAPIServer] {
 		t.Log("building kubinception")
 		bin = buildKubinception(t, t.TempDir())
 	}
@@ -47,7 +47,7 @@ func TestGatewayBenchmark(t *testing.T) {
 		part, name string
 		run        func(t *testing.T)
 	}{
-		{partAPIServer, "kube-apiserver through the gateway and straight", func(t *testing.T) { api = benchAPIServer(t, e) }},
+		{partAPIServer, "kube-apiserver through the gateway and straight", func(t *testing.T) { api = benchAPIServer(t, e, bin) }},
 		{partNeighbour, "noisy neighbour", func(t *testing.T) { neighbour = benchNeighbour(t, e) }},
 		{partTenants, "idle tenants, minimal", func(t *testing.T) { idle = append(idle, benchIdleTenants(t, e, bin, minimalShape, 3)) }},
 		{partTenants, "idle tenants, shaped like the kube-apiserver", func(t *testing.T) {
@@ -212,7 +212,8 @@ hop; a busy API server would otherwise meet its tenant's rate limit, which
 the noisy-neighbour part measures); its in-flight slots and fair queue are
 the defaults. Two kube-apiservers on the datastore at once. *direct*:
 %s and the datastore's root certificate. *gateway*: --etcd-servers=<the
-gateway, in the benchmark's process>, the default --etcd-prefix=/registry
+gateway: `+"`kubinception gateway`"+` in a process of its own with
+--default-request-rate=0 --default-byte-rate=0>, the default --etcd-prefix=/registry
 and a tenant certificate (the gateway maps its keys under /tenants/<uid>).
 The same load on each in turn: %d client-go workers (no client-side rate
 limit), each creating, getting, updating and deleting %d ConfigMaps of %d

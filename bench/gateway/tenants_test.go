@@ -263,9 +263,10 @@ type gatewayProcess struct {
 	addr, httpAddr, logPath string
 }
 
-// startGatewayProcess runs `kubinception gateway` with its default limits
-// until the test ends and waits until it is ready.
-func startGatewayProcess(t *testing.T, e *env, bin string) *gatewayProcess {
+// startGatewayProcess runs `kubinception gateway` with its default limits,
+// or those of the extra flags, until the test ends and waits until it is
+// ready.
+func startGatewayProcess(t *testing.T, e *env, bin string, extra ...string) *gatewayProcess {
 	t.Helper()
 	gp := &gatewayProcess{
 		addr:     fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t)),
@@ -279,6 +280,7 @@ func startGatewayProcess(t *testing.T, e *env, bin string) *gatewayProcess {
 		"--datastore-endpoints="+e.Etcd.Endpoint, "--datastore-ca-file="+e.File("datastore-ca.crt"),
 		"--datastore-cert-file="+e.File("root.crt"), "--datastore-key-file="+e.File("root.key"),
 	)
+	cmd.Args = append(cmd.Args, extra...)
 	cmd.Env = append(os.Environ(), "GODEBUG=gctrace=1")
 	proc := testenv.StartProcess(t, cmd, "gateway", gp.logPath)
 	err := wait.PollUntilContextTimeout(context.Background(), 100*time.Millisecond, 2*time.Minute, true, func(ctx context.Context) (bool, error) {
