@@ -21,6 +21,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"slices"
+	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -37,8 +38,10 @@ import (
 	cp "kubinception.dev/kubinception/internal/controlplane"
 	"kubinception.dev/kubinception/internal/datastore"
 	"kubinception.dev/kubinception/internal/install"
+	"kubinception.dev/kubinception/internal/kubeconfig"
 	"kubinception.dev/kubinception/internal/local/admincluster"
 	"kubinception.dev/kubinception/internal/local/components"
+	"kubinception.dev/kubinception/internal/local/hostproc"
 	"kubinception.dev/kubinception/internal/pki"
 )
 
@@ -90,10 +93,12 @@ func run(root string, runs, many int, idle, window time.Duration, out string, ke
 	var floors, readies []time.Duration
 	var seq []*milestones
 	for i := 0; i < runs; i++ {
-		f, err := b.bareAPIServer(cfg, tmp)
+		fl, err := b.startBare(cfg, tmp, false)
+		fl.stop()
 		if err != nil {
 			return fmt.Errorf("bare kube-apiserver: %w", err)
 		}
+		f := fl.ready
 		floors = append(floors, f)
 		name := fmt.Sprintf("seq-%d", i)
 		tr := b.track([]string{name})
@@ -118,6 +123,11 @@ func run(root string, runs, many int, idle, window time.Duration, out string, ke
 		return err
 	}
 	b.logf("no tenant: machine busy %.0f mCPU", idle0.machine)
+	floorIdle, err := b.idleFloor(cfg, tmp, idle, window)
+	if err != nil {
+		return fmt.Errorf("idle floor: %w", err)
+	}
+	b.logf("bare control plane idle: %.1f mCPU, %.0f MiB resident", floorIdle.total(), mibF(floorIdle.rss))
 	names := make([]string, many)
 	for i := range names {
 		names[i] = fmt.Sprintf("many-%d", i)
@@ -179,7 +189,7 @@ Per-run times (tenant / floor): %s
 		many, manyTime.Round(100*time.Millisecond),
 		many, mib(benchkit.Median(tenantMem)), mib(slices.Min(tenantMem)), mib(benchkit.Worst(tenantMem)),
 		many, mib(opMem0), mib(opMemN), mib((opMemN-opMem0)/int64(many)), pairs(readies, floors),
-		details(seq, manyM, many, opCPU1-opCPU0, loadBefore, idle0, idleN)+memoryTable(contMem))
+		details(seq, manyM, many, opCPU1-opCPU0, loadBefore, idle0, idleN)+floorIdle.section(idleN, idle0, benchkit.Median(tenantMem))+memoryTable(contMem))
 	return benchkit.WriteReport(out, report)
 }
 
@@ -234,74 +244,97 @@ func (b *bench) deleteAll() error {
 	return nil
 }
 
-// bareAPIServer starts kube-apiserver directly with a fresh tenancy in the
-// datastore and returns the time to /readyz ok.
-func (b *bench) bareAPIServer(cfg admincluster.Config, tmp string) (time.Duration, error) {
+// bare is a tenant's control plane as bare processes on the machine (no
+// pod, no probe, no operator) against the same datastore with a tenancy of
+// its own: the floor a tenant's control plane is measured against.
+type bare struct {
+	// ready is the time from the kube-apiserver's start to /readyz ok.
+	ready time.Duration
+	// pids of kube-apiserver and, when started, kube-controller-manager
+	// and kube-scheduler.
+	pids map[string]int
+	undo []func()
+}
+
+// stop ends the processes and deletes the tenancy.
+func (f *bare) stop() {
+	for i := len(f.undo) - 1; i >= 0; i-- {
+		f.undo[i]()
+	}
+	f.undo = nil
+}
+
+// startBare starts kube-apiserver directly with a fresh tenancy in the
+// datastore and waits for /readyz; with controllers, then also
+// kube-controller-manager and kube-scheduler with the flags a tenant's
+// pod gives them (controlplane.ControllerManagerArgs and SchedulerArgs,
+// one replica), each with its own identity.
+func (b *bench) startBare(cfg admincluster.Config, tmp string, controllers bool) (f *bare, err error) {
+	f = &bare{pids: map[string]int{}}
+	defer func() {
+		if err != nil {
+			f.stop()
+		}
+	}()
 	cl := &admincluster.Cluster{Config: cfg}
 	creds, err := cl.DatastoreCredentials()
 	if err != nil {
-		return 0, err
+		return f, err
 	}
 	root, err := datastore.Connect(creds)
 	if err != nil {
-		return 0, err
+		return f, err
 	}
-	defer root.Close()
+	f.undo = append(f.undo, func() { root.Close() })
 	id := uuid()
 	tn, _ := datastore.TenancyFor(id)
 	if err := datastore.EnsureTenancy(b.ctx, root, tn); err != nil {
-		return 0, err
+		return f, err
 	}
-	defer datastore.DeleteTenancy(b.ctx, root, tn)
+	f.undo = append(f.undo, func() { _ = datastore.DeleteTenancy(b.ctx, root, tn) })
 
 	dir := filepath.Join(tmp, "floor-"+id)
 	d := pki.Dir{Path: dir}
 	caKey, err := os.ReadFile(filepath.Join(cfg.Root, "pki", "datastore", "ca.key"))
 	if err != nil {
-		return 0, err
+		return f, err
 	}
 	dsCA, err := pki.ParseKeyPair(creds.CAPEM, caKey)
 	if err != nil {
-		return 0, err
+		return f, err
 	}
 	ca, err := d.CA("ca", "floor")
 	if err != nil {
-		return 0, err
+		return f, err
 	}
 	if _, err := d.Leaf("serving", ca, pki.Spec{CommonName: "kube-apiserver", IPs: []net.IP{net.ParseIP("127.0.0.1")}, Server: true}); err != nil {
-		return 0, err
+		return f, err
 	}
 	if _, err := d.Leaf("etcd", dsCA, pki.Spec{CommonName: tn.User, Client: true}); err != nil {
-		return 0, err
+		return f, err
 	}
 	if err := os.WriteFile(filepath.Join(dir, "etcd-ca.crt"), creds.CAPEM, 0o644); err != nil {
-		return 0, err
+		return f, err
 	}
 	if err := d.SigningKey("sa"); err != nil {
-		return 0, err
+		return f, err
 	}
-	l, _ := net.Listen("tcp", "127.0.0.1:0")
-	port := l.Addr().(*net.TCPAddr).Port
-	l.Close()
 	bins, err := (&components.Builder{CacheDir: components.DefaultCacheDir()}).Lookup(cfg.KubernetesVersion)
 	if err != nil {
-		return 0, err
+		return f, err
 	}
-	cmd := exec.Command(bins.Component("kube-apiserver"),
+	port := freePort()
+	apiserver, err := f.start(dir, "kube-apiserver", exec.Command(bins.Component("kube-apiserver"),
 		"--bind-address=127.0.0.1", "--advertise-address=127.0.0.1", "--secure-port="+strconv.Itoa(port),
 		"--etcd-servers="+strings.Join(creds.Endpoints, ","), "--etcd-prefix="+tn.Prefix, "--etcd-compaction-interval=0",
 		"--etcd-cafile="+filepath.Join(dir, "etcd-ca.crt"), "--etcd-certfile="+filepath.Join(dir, "etcd.crt"), "--etcd-keyfile="+filepath.Join(dir, "etcd.key"),
 		"--client-ca-file="+filepath.Join(dir, "ca.crt"), "--tls-cert-file="+filepath.Join(dir, "serving.crt"), "--tls-private-key-file="+filepath.Join(dir, "serving.key"),
 		"--service-account-issuer=https://kubernetes.default.svc.cluster.local", "--service-account-key-file="+filepath.Join(dir, "sa.pub"),
 		"--service-account-signing-key-file="+filepath.Join(dir, "sa.key"), "--service-cluster-ip-range=10.96.0.0/16",
-		"--authorization-mode=Node,RBAC", "--profiling=false")
-	logf, _ := os.Create(filepath.Join(dir, "apiserver.log"))
-	cmd.Stdout, cmd.Stderr = logf, logf
-	start := time.Now()
-	if err := cmd.Start(); err != nil {
-		return 0, err
+		"--authorization-mode=Node,RBAC", "--profiling=false"))
+	if err != nil {
+		return f, err
 	}
-	defer func() { _ = cmd.Process.Kill(); _ = cmd.Wait() }()
 	hc := &http.Client{Timeout: 2 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}}
 	url := fmt.Sprintf("https://127.0.0.1:%d/readyz", port)
 	err = wait.PollUntilContextTimeout(b.ctx, 20*time.Millisecond, 2*time.Minute, true, func(ctx context.Context) (bool, error) {
@@ -312,10 +345,82 @@ func (b *bench) bareAPIServer(cfg admincluster.Config, tmp string) (time.Duratio
 		resp.Body.Close()
 		return resp.StatusCode == http.StatusOK, nil
 	})
-	if err == nil {
-		return time.Since(start), nil
+	if err != nil {
+		return f, fmt.Errorf("bare kube-apiserver not ready in 2 minutes (log %s)", filepath.Join(dir, "kube-apiserver.log"))
 	}
-	return 0, fmt.Errorf("bare kube-apiserver not ready in 2 minutes (log %s)", filepath.Join(dir, "apiserver.log"))
+	f.ready = time.Since(apiserver)
+	if !controllers {
+		return f, nil
+	}
+
+	// The tenant's flags name files under the pod's PKI mount: here
+	// they are in dir, under the same names.
+	if err := os.WriteFile(filepath.Join(dir, cp.FileCASigning), ca.CertPEM, 0o644); err != nil {
+		return f, err
+	}
+	if err := os.WriteFile(filepath.Join(dir, cp.FileFrontProxyCA), ca.CertPEM, 0o644); err != nil {
+		return f, err
+	}
+	p := cp.Params{Replicas: 1, ServiceCIDR: "10.96.0.0/16", PodCIDR: "10.244.0.0/16"}
+	for _, c := range []struct {
+		component, kubeconfig, user string
+		args                        []string
+	}{
+		{"kube-controller-manager", cp.FileControllerManager, "system:kube-controller-manager", cp.ControllerManagerArgs(p)},
+		{"kube-scheduler", cp.FileScheduler, "system:kube-scheduler", cp.SchedulerArgs(p)},
+	} {
+		kp, err := ca.Issue(pki.Spec{CommonName: c.user, Client: true}, time.Now())
+		if err != nil {
+			return f, err
+		}
+		kc, err := kubeconfig.Render(kubeconfig.Config{ClusterName: "floor", Server: fmt.Sprintf("https://127.0.0.1:%d", port),
+			CAPEM: ca.CertPEM, UserName: c.user, CertPEM: kp.CertPEM, KeyPEM: kp.KeyPEM})
+		if err != nil {
+			return f, err
+		}
+		if err := os.WriteFile(filepath.Join(dir, c.kubeconfig), kc, 0o600); err != nil {
+			return f, err
+		}
+		args := make([]string, 0, len(c.args)+1)
+		for _, a := range c.args {
+			args = append(args, strings.ReplaceAll(a, cp.PKIMountPath, dir))
+		}
+		// The admin cluster's own controller manager and scheduler hold
+		// the default ports on this host.
+		args = append(args, "--secure-port="+strconv.Itoa(freePort()))
+		if _, err := f.start(dir, c.component, exec.Command(bins.Component(c.component), args...)); err != nil {
+			return f, err
+		}
+	}
+	return f, nil
+}
+
+// start runs one of the floor's processes with its log in dir, stopped
+// by f.stop.
+func (f *bare) start(dir, name string, cmd *exec.Cmd) (time.Time, error) {
+	logf, err := os.Create(filepath.Join(dir, name+".log"))
+	if err != nil {
+		return time.Time{}, err
+	}
+	cmd.Stdout, cmd.Stderr = logf, logf
+	start := time.Now()
+	if err := cmd.Start(); err != nil {
+		logf.Close()
+		return start, fmt.Errorf("%s: %w", name, err)
+	}
+	f.pids[name] = cmd.Process.Pid
+	f.undo = append(f.undo, func() { _ = cmd.Process.Kill(); _ = cmd.Wait(); logf.Close() })
+	return start, nil
+}
+
+// freePort is a loopback port free when asked.
+func freePort() int {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
 }
 
 // tenantMemory is the working set of a tenant's control-plane pod, read
@@ -385,3 +490,72 @@ func uuid() string {
 	_, _ = rand.Read(b)
 	return fmt.Sprintf("%x-%x-%x-%x-%x", b[0:4], b[4:6], b[6:8], b[8:10], b[10:16])
 }
+
+// floorIdle is what a bare control plane (startBare with controllers)
+// costs idle: each process's CPU over the window and their resident
+// memory together at its end.
+type floorIdle struct {
+	mcpu map[string]float64
+	rss  int64
+}
+
+func (f floorIdle) total() float64 {
+	var t float64
+	for _, v := range f.mcpu {
+		t += v
+	}
+	return t
+}
+
+// idleFloor starts a bare control plane, lets it idle as long as the
+// tenants do before theirs is measured, and measures it over window.
+func (b *bench) idleFloor(cfg admincluster.Config, tmp string, idle, window time.Duration) (floorIdle, error) {
+	out := floorIdle{mcpu: map[string]float64{}}
+	f, err := b.startBare(cfg, tmp, true)
+	defer f.stop()
+	if err != nil {
+		return out, err
+	}
+	time.Sleep(idle)
+	cpu0 := map[string]time.Duration{}
+	for name, pid := range f.pids {
+		if cpu0[name], err = benchkit.CPUTime(pid); err != nil {
+			return out, fmt.Errorf("%s exited: %w", name, err)
+		}
+	}
+	start := time.Now()
+	time.Sleep(window)
+	el := time.Since(start)
+	for name, pid := range f.pids {
+		cpu1, err := benchkit.CPUTime(pid)
+		if err != nil {
+			return out, fmt.Errorf("%s exited: %w", name, err)
+		}
+		out.mcpu[name] = float64(cpu1-cpu0[name]) / float64(el) * 1000
+		out.rss += hostproc.RSS(pid)
+	}
+	return out, nil
+}
+
+// section compares idle tenants with the bare control plane.
+func (f floorIdle) section(idleN, idle0 idleCPU, podMem int64) string {
+	var sb strings.Builder
+	sb.WriteString("\n## Idle floor: a bare control plane\n\nThe same three upstream processes with a tenant's flags, started directly on the machine (no pod, no probe, no operator, no gateway) against the datastore with a tenancy of their own, idle as long as the tenants were before theirs was measured, then measured over the same window with no tenant present. Memory is not compared: the floor's is the processes' resident set, which counts the pages of their binaries each process maps, while a pod's working set counts only what its memory cgroup was charged.\n\n| what | floor | tenant | ratio |\n|---|---|---|---|\n")
+	names := make([]string, 0, len(f.mcpu))
+	for n := range f.mcpu {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	for _, n := range names {
+		fmt.Fprintf(&sb, "| %s, mCPU | %.1f | %.1f | %.2f |\n", n, f.mcpu[n], idleN.perContainer[n], idleN.perContainer[n]/f.mcpu[n])
+	}
+	fmt.Fprintf(&sb, "| control plane, mCPU | %.1f | %.1f (pod) | %.2f |\n", f.total(), idleN.perTenantPod, idleN.perTenantPod/f.total())
+	if idleN.tenants > 0 {
+		perTenant := (idleN.machine - idle0.machine) / float64(idleN.tenants)
+		fmt.Fprintf(&sb, "| whole machine per tenant, mCPU | %.1f (the processes alone) | %.1f | %.2f |\n", f.total(), perTenant, perTenant/f.total())
+	}
+	fmt.Fprintf(&sb, "| memory, MiB | %.0f resident | %.0f working set | |\n", mibF(f.rss), mibF(podMem))
+	return sb.String()
+}
+
+func mibF(b int64) float64 { return float64(b) / (1 << 20) }
