@@ -15,13 +15,13 @@ import (
 	"crypto/tls"
 	"flag"
 	"fmt"
+	"maps"
 	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"slices"
-	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -541,12 +541,7 @@ func (b *bench) idleFloor(cfg admincluster.Config, tmp string, idle, window time
 func (f floorIdle) section(idleN, idle0 idleCPU, podMem int64) string {
 	var sb strings.Builder
 	sb.WriteString("\n## Idle floor: a bare control plane\n\nThe same three upstream processes with a tenant's flags, started directly on the machine (no pod, no probe, no operator, no gateway) against the datastore with a tenancy of their own, idle as long as the tenants were before theirs was measured, then measured over the same window with no tenant present. Memory is not compared: the floor's is the processes' resident set, which counts the pages of their binaries each process maps, while a pod's working set counts only what its memory cgroup was charged.\n\n| what | floor | tenant | ratio |\n|---|---|---|---|\n")
-	names := make([]string, 0, len(f.mcpu))
-	for n := range f.mcpu {
-		names = append(names, n)
-	}
-	sort.Strings(names)
-	for _, n := range names {
+	for _, n := range slices.Sorted(maps.Keys(f.mcpu)) {
 		fmt.Fprintf(&sb, "| %s, mCPU | %.1f | %.1f | %.2f |\n", n, f.mcpu[n], idleN.perContainer[n], idleN.perContainer[n]/f.mcpu[n])
 	}
 	fmt.Fprintf(&sb, "| control plane, mCPU | %.1f | %.1f (pod) | %.2f |\n", f.total(), idleN.perTenantPod, idleN.perTenantPod/f.total())

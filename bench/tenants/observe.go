@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -331,12 +332,7 @@ func (i idleCPU) table() string {
 	var sb strings.Builder
 	fmt.Fprintf(&sb, "Window %s, %d tenant control planes; machine busy %.0f mCPU.\n\n", i.window.Round(time.Second), i.tenants, i.machine)
 	sb.WriteString("| what | mCPU |\n|---|---|\n")
-	names := make([]string, 0, len(i.perContainer))
-	for n := range i.perContainer {
-		names = append(names, n)
-	}
-	sort.Strings(names)
-	for _, n := range names {
+	for _, n := range slices.Sorted(maps.Keys(i.perContainer)) {
 		fmt.Fprintf(&sb, "| tenant container %s (median) | %.1f |\n", n, i.perContainer[n])
 	}
 	fmt.Fprintf(&sb, "| tenant control-plane pod (median) | %.1f |\n", i.perTenantPod)
