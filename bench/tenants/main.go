@@ -3,8 +3,10 @@
 // its admin kubeconfig) over sequential runs, beside the floor — a bare
 // kube-apiserver started directly on the same machine against the same
 // datastore, in the same run — and the time for many tenants created at
-// once; then the memory of idle tenant control planes and of the operator
-// per tenant. It writes a Markdown report (bench/results/tenants.md).
+// once; then the CPU and memory of idle tenant control planes and of the
+// operator per tenant, beside the idle floor — kube-apiserver,
+// kube-controller-manager and kube-scheduler started directly with a
+// tenant's flags, idle as long and measured as long. It writes a Markdown report (bench/results/tenants.md).
 //
 // Run as root from the repository: go run ./bench/tenants
 package main
