@@ -2,8 +2,12 @@ package gateway_test
 
 import (
 	"context"
+	"crypto/x509"
 	"fmt"
 	"net"
+	"os/exec"
+	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -45,15 +49,23 @@ func (r loadResult) throughput() float64 {
 
 func (r loadResult) p(q float64) time.Duration { return benchkit.Percentile(r.latencies, q) }
 
-// apiserverResult compares the two kube-apiservers over the measured
+// The three kube-apiservers of the part, by the path to the datastore.
+const (
+	pathDirect  = "direct"
+	pathGateway = "gateway"
+	pathProxy   = "grpc-proxy"
+)
+
+// apiserverResult compares the three kube-apiservers over the measured
 // rounds.
 type apiserverResult struct {
-	direct, gateway []loadResult
+	direct, gateway, proxy []loadResult
 	// throttled is the time the gateway held the tenant's requests for
 	// its rate limits and fair queue during the measured rounds.
 	throttled float64
-	// directPrefix is the direct server's --etcd-prefix.
-	directPrefix string
+	// directPrefix is the direct server's --etcd-prefix, proxyNamespace
+	// the etcd grpc-proxy's --namespace.
+	directPrefix, proxyNamespace string
 	// connections, watchStreams and watches are the connections the
 	// kube-apiserver held to the gateway at the end, and the watch
 	// streams and watches it had opened through it: the shape of the
@@ -62,15 +74,15 @@ type apiserverResult struct {
 	watchStreams, watches float64
 }
 
-// roundRatios are gateway / direct of each round's throughput, p50 and
-// p99: the two ran one after the other, so each ratio cancels the
+// roundRatios are of / to of each round's throughput, p50 and p99: the
+// paths of a round ran one after the other, so each ratio cancels the
 // machine's slower drifts.
-func (a apiserverResult) roundRatios() (tput []float64, p50, p99 []float64) {
-	for i := range a.direct {
-		d, g := a.direct[i], a.gateway[i]
-		tput = append(tput, g.throughput()/d.throughput())
-		p50 = append(p50, benchkit.Ratio(g.p(50), d.p(50)))
-		p99 = append(p99, benchkit.Ratio(g.p(99), d.p(99)))
+func roundRatios(of, to []loadResult) (tput []float64, p50, p99 []float64) {
+	for i := range to {
+		o, d := of[i], to[i]
+		tput = append(tput, o.throughput()/d.throughput())
+		p50 = append(p50, benchkit.Ratio(o.p(50), d.p(50)))
+		p99 = append(p99, benchkit.Ratio(o.p(99), d.p(99)))
 	}
 	return tput, p50, p99
 }
@@ -87,24 +99,47 @@ func medians(rs []loadResult) (float64, time.Duration, time.Duration) {
 	return benchkit.Median(tput), benchkit.Median(p50), benchkit.Median(p99)
 }
 
-// benchAPIServer runs two kube-apiservers on the same datastore, one
-// straight on it under a tenant's prefix with the root credential (as
-// tenant API servers did before the gateway), one through a gateway
-// with a tenant certificate, and puts the same client load on each in
-// turn. The gateway is `kubinception gateway` in a process of its own, as
-// it runs in the admin cluster: in the benchmark's process it would share
-// the garbage collector and the processors' run queues with the client
-// workers that make the load.
+// benchAPIServer runs three kube-apiservers on the same datastore and
+// puts the same client load on each in turn:
+//
+//   - direct: straight on the datastore with the root credential, as
+//     tenant API servers ran before the gateway;
+//   - gateway: through `kubinception gateway` with a tenant certificate.
+//     The gateway runs in a process of its own, as in the admin cluster:
+//     in the benchmark's process it would share the garbage collector and
+//     the processors' run queues with the client workers that make the
+//     load;
+//   - grpc-proxy: through etcd's own gRPC proxy (`etcd grpc-proxy start
+//     --namespace`), the upstream hop that puts a key prefix in front of
+//     etcd. It has no per-tenant identity, quota, usage or fairness; it
+//     stands for what any gRPC hop between a kube-apiserver and etcd costs
+//     on this machine, measured in the same run.
+//
+// The direct and proxied servers keep their keys outside the tenants'
+// prefix, so the gateway's usage watch sees only its own tenant's writes.
+//
+// The datastore's authentication is off for this part: the gRPC proxy
+// passes on only a client's user name and password, not a certificate's
+// identity, and refuses a backend certificate with a common name, so with
+// authentication on its kube-apiserver would be refused. All three paths
+// meet the same datastore without permission checks.
 func benchAPIServer(t *testing.T, e *env, bin string) apiserverResult {
+	ctx := context.Background()
+	if _, err := e.Root.AuthDisable(ctx); err != nil {
+		t.Fatalf("turn the datastore's authentication off: %v", err)
+	}
+	t.Cleanup(func() {
+		if err := datastore.EnableAuth(context.Background(), e.Root, "root-password"); err != nil {
+			t.Errorf("turn the datastore's authentication on again: %v", err)
+		}
+	})
 	// No request or byte rate here: this part measures the hop, and a
 	// busy API server would otherwise meet its tenant's rate limit (the
 	// noisy-neighbour part measures the limits).
 	g := startGatewayProcess(t, e, bin, "--default-request-rate=0", "--default-byte-rate=0")
 	through := tenantID(1, 1)
-	direct, err := datastore.TenancyFor(tenantID(1, 2))
-	if err != nil {
-		t.Fatal(err)
-	}
+	res := apiserverResult{directPrefix: "/bench/direct", proxyNamespace: "/bench/grpc-proxy"}
+	proxy := startGRPCProxy(t, e, res.proxyNamespace)
 	kp, err := e.TenantCert(through)
 	if err != nil {
 		t.Fatal(err)
@@ -118,7 +153,7 @@ func benchAPIServer(t *testing.T, e *env, bin string) apiserverResult {
 		EtcdCAFile:   e.File("datastore-ca.crt"),
 		EtcdCertFile: e.File("root.crt"),
 		EtcdKeyFile:  e.File("root.key"),
-		Args:         []string{"--etcd-prefix=" + direct.Prefix},
+		Args:         []string{"--etcd-prefix=" + res.directPrefix},
 	})
 	t.Log("starting kube-apiserver through the gateway")
 	gatewayAPI := testenv.StartKubeAPIServer(t, testenv.KubeAPIServerOptions{
@@ -127,10 +162,22 @@ func benchAPIServer(t *testing.T, e *env, bin string) apiserverResult {
 		EtcdCertFile: e.File("apiserver-tenant.crt"),
 		EtcdKeyFile:  e.File("apiserver-tenant.key"),
 	})
-	servers := map[string]kubernetes.Interface{"direct": unlimitedClient(t, directAPI.Config), "gateway": unlimitedClient(t, gatewayAPI.Config)}
+	t.Log("starting kube-apiserver through etcd's gRPC proxy")
+	proxyAPI := testenv.StartKubeAPIServer(t, testenv.KubeAPIServerOptions{
+		EtcdEndpoint: "https://" + proxy.addr,
+		EtcdCAFile:   proxy.caFile,
+		EtcdCertFile: proxy.certFile,
+		EtcdKeyFile:  proxy.keyFile,
+	})
+	servers := map[string]kubernetes.Interface{
+		pathDirect:  unlimitedClient(t, directAPI.Config),
+		pathGateway: unlimitedClient(t, gatewayAPI.Config),
+		pathProxy:   unlimitedClient(t, proxyAPI.Config),
+	}
+	results := map[string]*[]loadResult{pathDirect: &res.direct, pathGateway: &res.gateway, pathProxy: &res.proxy}
+	paths := []string{pathDirect, pathGateway, pathProxy}
 
-	ctx := context.Background()
-	for _, path := range []string{"direct", "gateway"} {
+	for _, path := range paths {
 		if _, err := configMapLoad(ctx, servers[path], "warmup", apiWorkers, apiIterations/2); err != nil {
 			t.Fatalf("warm-up on %s: %v", path, err)
 		}
@@ -140,23 +187,16 @@ func benchAPIServer(t *testing.T, e *env, bin string) apiserverResult {
 	if err != nil {
 		t.Fatal(err)
 	}
-	res := apiserverResult{directPrefix: direct.Prefix}
 	for round := range apiRounds {
-		order := []string{"direct", "gateway"}
-		if round%2 == 1 {
-			order = []string{"gateway", "direct"}
-		}
+		// Each path goes first, second and last in turn.
+		order := append(slices.Clone(paths[round%len(paths):]), paths[:round%len(paths)]...)
 		for _, path := range order {
 			r, err := configMapLoad(ctx, servers[path], fmt.Sprintf("r%d", round), apiWorkers, apiIterations)
 			if err != nil {
 				t.Fatalf("round %d on %s: %v", round, path, err)
 			}
-			t.Logf("round %d %-7s %6.0f req/s  p50 %-8s p99 %s", round, path, r.throughput(), r.p(50).Round(10*time.Microsecond), r.p(99).Round(10*time.Microsecond))
-			if path == "direct" {
-				res.direct = append(res.direct, r)
-			} else {
-				res.gateway = append(res.gateway, r)
-			}
+			t.Logf("round %d %-10s %6.0f req/s  p50 %-8s p99 %s", round, path, r.throughput(), r.p(50).Round(10*time.Microsecond), r.p(99).Round(10*time.Microsecond))
+			*results[path] = append(*results[path], r)
 		}
 	}
 	throttled1, err := scrape(ctx, g.httpAddr, throttledMetric)
@@ -186,6 +226,74 @@ func benchAPIServer(t *testing.T, e *env, bin string) apiserverResult {
 	}
 	t.Logf("the kube-apiserver holds %d connections to the gateway and opened %.0f watches on %.0f watch streams through it", res.connections, res.watches, res.watchStreams)
 	return res
+}
+
+// grpcProxy is etcd's gRPC proxy in front of the datastore.
+type grpcProxy struct {
+	addr string
+	// caFile verifies the proxy's serving certificate; certFile and
+	// keyFile are a client certificate it accepts.
+	caFile, certFile, keyFile string
+}
+
+// startGRPCProxy starts etcd's gRPC proxy in front of the datastore, its
+// keys under namespace. On the datastore it has a client certificate of its
+// own with no common name (the proxy refuses one). It serves TLS with a CA
+// of its own: the proxy checks its health by dialing itself with its
+// serving certificate as a client certificate, verified by the CA that
+// verifies its clients, so one CA issues both.
+func startGRPCProxy(t *testing.T, e *env, namespace string) grpcProxy {
+	t.Helper()
+	dir := t.TempDir()
+	files := pki.Dir{Path: dir}
+	now := time.Now()
+	ca, err := pki.NewCA("bench-grpc-proxy-ca", now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	serving, err := ca.Issue(pki.Spec{CommonName: "grpc-proxy", IPs: []net.IP{net.IPv4(127, 0, 0, 1)}, Server: true, Client: true}, now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	client, err := ca.Issue(pki.Spec{CommonName: "kube-apiserver", Client: true}, now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, kp := range map[string]*pki.KeyPair{"ca": ca, "serving": serving, "client": client, "backend": e.Etcd.ClientCert(t, "")} {
+		if err := files.Save(name, kp); err != nil {
+			t.Fatal(err)
+		}
+	}
+	file := func(name string) string { return filepath.Join(dir, name) }
+	p := grpcProxy{addr: fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t)), caFile: file("ca.crt"), certFile: file("client.crt"), keyFile: file("client.key")}
+	cmd := exec.Command(testenv.FindBinaries(t).Etcd, "grpc-proxy", "start",
+		"--listen-addr="+p.addr, "--advertise-client-url="+p.addr, "--data-dir="+file("data"),
+		"--endpoints="+e.Etcd.Endpoint, "--cacert="+e.File("datastore-ca.crt"),
+		"--cert="+file("backend.crt"), "--key="+file("backend.key"),
+		"--cert-file="+file("serving.crt"), "--key-file="+file("serving.key"), "--trusted-ca-file="+p.caFile,
+		"--namespace="+namespace,
+	)
+	proc := testenv.StartProcess(t, cmd, "etcd grpc-proxy", file("grpc-proxy.log"))
+	tc, err := e.ClientTLS(client)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool := x509.NewCertPool()
+	pool.AddCert(ca.Cert)
+	tc.RootCAs = pool
+	err = proc.WaitAnswering(100*time.Millisecond, time.Minute, func(ctx context.Context) error {
+		cli, err := testenv.DialGateway(p.addr, tc)
+		if err != nil {
+			return err
+		}
+		defer cli.Close()
+		_, err = cli.Get(ctx, "probe")
+		return err
+	})
+	if err != nil {
+		t.Fatalf("etcd grpc-proxy at %s: %v", p.addr, err)
+	}
+	return p
 }
 
 // unlimitedClient is a clientset without client-go's own rate limit, so
