@@ -166,11 +166,13 @@ func (r *Reconciler) dialControlPlane(namespace, name, serviceAddr string) func(
 	}
 }
 
-// readyAPIServer is the address of the API server of a ready,
-// not terminating control-plane pod ("" when there is none).
+// readyAPIServer is the address of a ready API server in a not
+// terminating control-plane pod ("" when there is none). The API server's
+// container is ready as soon as its startup probe passes, before the pod
+// is (the kubelet then starts the pod's other containers).
 func readyAPIServer(pods []corev1.Pod) string {
 	for _, p := range pods {
-		if p.Status.PodIP == "" || !p.DeletionTimestamp.IsZero() || !podReady(&p) {
+		if p.Status.PodIP == "" || !p.DeletionTimestamp.IsZero() || !apiServerContainerReady(&p) {
 			continue
 		}
 		for _, c := range append(append([]corev1.Container{}, p.Spec.InitContainers...), p.Spec.Containers...) {
@@ -185,6 +187,17 @@ func readyAPIServer(pods []corev1.Pod) string {
 		}
 	}
 	return ""
+}
+
+// apiServerContainerReady says whether the pod's kube-apiserver container
+// is ready.
+func apiServerContainerReady(p *corev1.Pod) bool {
+	for _, cs := range append(append([]corev1.ContainerStatus{}, p.Status.InitContainerStatuses...), p.Status.ContainerStatuses...) {
+		if cs.Name == "kube-apiserver" {
+			return cs.Ready
+		}
+	}
+	return false
 }
 
 // forgetTenant drops a deleted tenant's client.
@@ -208,11 +221,13 @@ func (r *Reconciler) reconcileBootstrap(ctx context.Context, s *scope) (ctrl.Res
 	}
 	p := r.params(s)
 	// The addons and the node configuration follow the version the
-	// control plane runs (this phase runs only once it has rolled), so
-	// kube-proxy is never newer than the API servers.
-	p.Version = tc.Status.Version
+	// control plane runs (this phase runs only once it has rolled, or on a
+	// first start once its API server is ready), so kube-proxy is never
+	// newer than the API servers.
+	version := s.runningVersion()
+	p.Version = version
 	objs, err := tenantbootstrap.Objects(tenantbootstrap.Params{
-		Endpoint: tc.Status.Endpoint, CAPEM: s.pki[cp.FileCA], KubernetesVersion: tc.Status.Version,
+		Endpoint: tc.Status.Endpoint, CAPEM: s.pki[cp.FileCA], KubernetesVersion: version,
 		APIServerAddress: p.AdvertiseAddress, APIServerPort: p.Port,
 		ServiceCIDR: tc.Spec.Network.ServiceCIDR, PodCIDR: tc.Spec.Network.PodCIDR, ClusterDomain: tc.Spec.Network.ClusterDomain,
 		DNSServiceIP:   tc.Spec.Network.DNSServiceIP,
@@ -265,7 +280,7 @@ func (r *Reconciler) reconcileBootstrap(ctx context.Context, s *scope) (ctrl.Res
 	if err != nil {
 		return ctrl.Result{}, fmt.Errorf("list nodes: %w", err)
 	}
-	skew, outside := kubeletSkew(tc.Status.Version, nodes.Items)
+	skew, outside := kubeletSkew(version, nodes.Items)
 	s.record(kv1.ConditionNodeVersionsSupported, skew)
 	nodesOutsideSkew.WithLabelValues(tc.Namespace, tc.Name).Set(float64(outside))
 	return ctrl.Result{}, nil

@@ -8,6 +8,8 @@ import (
 )
 
 func TestReadyAPIServer(t *testing.T) {
+	// ready is the API server container's; the pod itself is never
+	// ready here (its tunnel container is not).
 	pod := func(ip string, ready, terminating bool) corev1.Pod {
 		p := corev1.Pod{
 			Spec: corev1.PodSpec{
@@ -20,11 +22,9 @@ func TestReadyAPIServer(t *testing.T) {
 			},
 			Status: corev1.PodStatus{PodIP: ip},
 		}
-		status := corev1.ConditionFalse
-		if ready {
-			status = corev1.ConditionTrue
-		}
-		p.Status.Conditions = []corev1.PodCondition{{Type: corev1.PodReady, Status: status}}
+		p.Status.InitContainerStatuses = []corev1.ContainerStatus{{Name: "kube-apiserver", Ready: ready}}
+		p.Status.ContainerStatuses = []corev1.ContainerStatus{{Name: "tunnel", Ready: false}}
+		p.Status.Conditions = []corev1.PodCondition{{Type: corev1.PodReady, Status: corev1.ConditionFalse}}
 		if terminating {
 			now := metav1.Now()
 			p.DeletionTimestamp = &now
@@ -41,6 +41,7 @@ func TestReadyAPIServer(t *testing.T) {
 		{"ready without an address yet", []corev1.Pod{pod("", true, false)}, ""},
 		{"terminating is skipped for a ready one", []corev1.Pod{pod("10.0.0.1", true, true), pod("10.0.0.2", true, false)}, "10.0.0.2:31234"},
 		{"the API server's port, not the tunnel's", []corev1.Pod{pod("10.0.0.3", true, false)}, "10.0.0.3:31234"},
+		{"the API server ready before its pod (the other containers starting)", []corev1.Pod{pod("10.0.0.4", true, false)}, "10.0.0.4:31234"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			if got := readyAPIServer(tt.pods); got != tt.want {

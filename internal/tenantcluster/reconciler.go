@@ -255,6 +255,10 @@ type scope struct {
 	pkiHash string
 	// Set by the encryption phase.
 	encryption encryptionScope
+	// Set by the control-plane phase when a first start's API server is
+	// ready before its pod: the version it runs, which the phases after it
+	// use while status.version is still empty.
+	startingVersion string
 
 	// results are what the phases found, by condition type; the status
 	// function turns them into conditions.
@@ -272,6 +276,15 @@ type scope struct {
 type result struct {
 	ok              bool
 	reason, message string
+}
+
+// runningVersion is the version the control plane runs: status.version,
+// or on a first start whose API server is ready, the version it starts.
+func (s *scope) runningVersion() string {
+	if s.tc.Status.Version != "" {
+		return s.tc.Status.Version
+	}
+	return s.startingVersion
 }
 
 func newScope(tc *kv1.TenantCluster, now time.Time) *scope {
