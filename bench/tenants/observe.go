@@ -14,6 +14,7 @@ import (
 	"sync"
 	"time"
 
+	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -29,6 +30,11 @@ import (
 // admin cluster every 100 ms (metav1 timestamps only have seconds).
 type milestones struct {
 	podCreated, apiserverRunning, podReady, tenantReady time.Duration
+	// apiserverReady is the kube-apiserver container ready (its startup
+	// probe passed), addonsReady the TenantCluster's AddonsReady true,
+	// deploymentAvailable its control-plane Deployment's first available
+	// replica.
+	apiserverReady, addonsReady, deploymentAvailable time.Duration
 	// startCPU is the control-plane pod's CPU time when the tenant was
 	// first seen Ready: what its start cost.
 	startCPU time.Duration
@@ -81,6 +87,10 @@ func (t *tracker) poll() {
 	if err := t.b.c.List(ctx, &tcs, client.InNamespace("default")); err != nil {
 		return
 	}
+	var deps appsv1.DeploymentList
+	if err := t.b.c.List(ctx, &deps, client.InNamespace("default"), client.HasLabels{cp.LabelTenant}); err != nil {
+		return
+	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	set := func(d *time.Duration) {
@@ -98,11 +108,24 @@ func (t *tracker) poll() {
 			if cs.Name == "kube-apiserver" && cs.State.Running != nil {
 				set(&m.apiserverRunning)
 			}
+			if cs.Name == "kube-apiserver" && cs.Ready {
+				set(&m.apiserverReady)
+			}
 		}
 		for _, c := range p.Status.Conditions {
 			if c.Type == corev1.PodReady && c.Status == corev1.ConditionTrue {
 				set(&m.podReady)
 			}
+		}
+	}
+	for _, d := range deps.Items {
+		if m := t.m[d.Labels[cp.LabelTenant]]; m != nil && d.Status.AvailableReplicas > 0 {
+			set(&m.deploymentAvailable)
+		}
+	}
+	for _, tc := range tcs.Items {
+		if m := t.m[tc.Name]; m != nil && meta.IsStatusConditionTrue(tc.Status.Conditions, kv1.ConditionAddonsReady) {
+			set(&m.addonsReady)
 		}
 	}
 	for _, tc := range tcs.Items {
@@ -364,8 +387,8 @@ func (b *bench) operatorCPU() (time.Duration, error) {
 // details renders where the start-up time goes and what idle tenants cost.
 func details(seq []*milestones, many map[string]*milestones, n int, opCPU time.Duration, load string, idle0, idleN idleCPU) string {
 	var sb strings.Builder
-	sb.WriteString("\n## Where one tenant's start goes\n\nSeconds after create, first seen by polling every 100 ms: control-plane pod created, kube-apiserver container running, pod Ready, TenantCluster Ready; the pod's CPU time when Ready; restarts, probe failures (Unhealthy events), back-offs.\n\n")
-	sb.WriteString("| run | pod | apiserver running | pod Ready | tenant Ready | start CPU | restarts | probe failures | back-offs |\n|---|---|---|---|---|---|---|---|---|\n")
+	sb.WriteString("\n## Where one tenant's start goes\n\nSeconds after create, first seen by polling every 100 ms: control-plane pod created, kube-apiserver container running, its container ready (startup probe passed), the TenantCluster's AddonsReady (bootstrap and customer access done), pod Ready, the Deployment's first available replica, TenantCluster Ready; the pod's CPU time when Ready; restarts, probe failures (Unhealthy events), back-offs.\n\n")
+	sb.WriteString("| run | pod | apiserver running | apiserver ready | addons | pod Ready | Deployment available | tenant Ready | start CPU | restarts | probe failures | back-offs |\n|---|---|---|---|---|---|---|---|---|---|---|---|\n")
 	for i, m := range seq {
 		fmt.Fprintf(&sb, "| %d | %s |\n", i, m.row())
 	}
@@ -421,7 +444,7 @@ func details(seq []*milestones, many map[string]*milestones, n int, opCPU time.D
 
 func (m *milestones) row() string {
 	s := func(d time.Duration) string { return fmt.Sprintf("%.1fs", d.Seconds()) }
-	return strings.Join([]string{s(m.podCreated), s(m.apiserverRunning), s(m.podReady), s(m.tenantReady), s(m.startCPU),
+	return strings.Join([]string{s(m.podCreated), s(m.apiserverRunning), s(m.apiserverReady), s(m.addonsReady), s(m.podReady), s(m.deploymentAvailable), s(m.tenantReady), s(m.startCPU),
 		strconv.Itoa(m.restarts), strconv.Itoa(m.unhealthy), strconv.Itoa(m.backoff)}, " | ")
 }
 

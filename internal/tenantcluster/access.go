@@ -59,6 +59,7 @@ func (r *Reconciler) reconcileCustomerAccess(ctx context.Context, s *scope) (ctr
 		return ctrl.Result{}, err
 	}
 	revoking := !recorded || authorized != gen
+	start := time.Now()
 	var swept []string
 	if revoking {
 		if swept, err = sweepCustomerIdentities(ctx, t.c, gen); err != nil {
@@ -99,7 +100,7 @@ func (r *Reconciler) reconcileCustomerAccess(ctx context.Context, s *scope) (ctr
 	if err := r.Client.Patch(ctx, tc.DeepCopy(), client.RawPatch(types.MergePatchType, []byte(patch))); err != nil {
 		return ctrl.Result{}, fmt.Errorf("record customer generation %d: %w", gen, err)
 	}
-	log.Info("customer credentials authorized", "generation", gen, "group", kubeconfig.CustomerGroup(gen), "removedSubjects", swept)
+	log.Info("customer credentials authorized", "generation", gen, "group", kubeconfig.CustomerGroup(gen), "removedSubjects", swept, "took", time.Since(start).Round(time.Millisecond).String())
 	if recorded && gen > 1 {
 		msg := fmt.Sprintf("customer credentials of generations 1 to %d are authorized for nothing; %s is cluster-admin", gen-1, kubeconfig.CustomerGroup(gen))
 		if len(swept) > 0 {

@@ -12,6 +12,7 @@ import (
 	"sync"
 	"time"
 
+	"golang.org/x/sync/errgroup"
 	appsv1 "k8s.io/api/apps/v1"
 	certv1 "k8s.io/api/certificates/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -21,6 +22,7 @@ import (
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -255,9 +257,11 @@ func (r *Reconciler) reconcileBootstrap(ctx context.Context, s *scope) (ctrl.Res
 		return ctrl.Result{}, err
 	}
 	if !r.addonsApplied(tc.UID, hash, s.now) {
+		start := time.Now()
 		if res, err := r.applyAddons(ctx, s, t, objs, enabled); err != nil || !res.IsZero() {
 			return res, err
 		}
+		ctrl.LoggerFrom(ctx).Info("applied the node bootstrap and addons", "objects", len(objs), "took", time.Since(start).Round(time.Millisecond).String())
 		r.markAddons(tc.UID, t.key, hash, s.now)
 	} else if err := keepKubernetesEndpoints(ctx, t.c, objs); err != nil {
 		return ctrl.Result{}, err
@@ -303,27 +307,56 @@ func addonsHash(objs []client.Object, enabled map[string]bool) (string, error) {
 }
 
 // applyAddons applies the addons' objects inside the tenant and removes
-// the disabled addons.
+// the disabled addons. Objects go up to applyParallelism at a time: they
+// do not depend on one another at admission (their namespaces exist, RBAC
+// bindings may name roles not yet written, workloads wait for their
+// service accounts), and one after another a first start's sixty requests
+// were most of its bootstrap. Custom resources follow, in the same pass,
+// once the CRDs applied with them are established.
 func (r *Reconciler) applyAddons(ctx context.Context, s *scope, t tenantClient, objs []client.Object, enabled map[string]bool) (ctrl.Result, error) {
 	applied := appliedCRDs(ctx, t.c)
+	crdGroups := map[string]bool{}
 	for _, obj := range objs {
-		kind := obj.GetObjectKind().GroupVersionKind().Kind
 		if crd, ok := obj.(*apiextensionsv1.CustomResourceDefinition); ok {
-			if h := stampCRD(crd); h != "" && h == applied[crd.Name] {
-				continue
-			}
+			crdGroups[crd.Spec.Group] = true
 		}
-		//nolint:staticcheck // typed objects with server-side apply
-		if err := t.c.Patch(ctx, obj, client.Apply, client.ForceOwnership, objects.FieldOwner); err != nil {
+	}
+	// The CRDs to apply go first, so that the API server establishes them
+	// while the other objects are applied.
+	var crds, first, custom []client.Object
+	var newCRDs []string
+	for _, obj := range objs {
+		if crd, ok := obj.(*apiextensionsv1.CustomResourceDefinition); ok {
+			if h := stampCRD(crd); h == "" || h != applied[crd.Name] {
+				crds = append(crds, obj)
+				newCRDs = append(newCRDs, crd.Name)
+			}
+			continue
+		}
+		if crdGroups[obj.GetObjectKind().GroupVersionKind().Group] {
+			custom = append(custom, obj)
+		} else {
+			first = append(first, obj)
+		}
+	}
+	first = append(crds, first...)
+	if err := applyAll(ctx, t.c, first); err != nil {
+		s.fail(kv1.ConditionAddonsReady, kv1.ReasonTenantAPIUnreachable, err.Error()+"; retrying")
+		return ctrl.Result{RequeueAfter: endpointRetry}, nil
+	}
+	if len(custom) > 0 {
+		if err := waitEstablished(ctx, t.c, newCRDs); err != nil {
+			ctrl.LoggerFrom(ctx).V(1).Info("CustomResourceDefinitions not established yet", "error", err.Error())
+		}
+		if err := applyAll(ctx, t.c, custom); err != nil {
 			if meta.IsNoMatchError(err) {
-				// A custom resource right after its CRD: the API server
-				// serves the kind once the CRD is established.
+				// The API server serves a kind once its CRD is
+				// established and its discovery says so.
 				s.fail(kv1.ConditionAddonsReady, kv1.ReasonAddonsApplied,
-					fmt.Sprintf("waiting for the tenant to serve %s (its CustomResourceDefinition was just applied)", kind))
+					fmt.Sprintf("waiting for the tenant to serve the addons' custom resources (their CustomResourceDefinitions were just applied): %v", err))
 				return ctrl.Result{RequeueAfter: crdRetry}, nil
 			}
-			s.fail(kv1.ConditionAddonsReady, kv1.ReasonTenantAPIUnreachable,
-				fmt.Sprintf("cannot apply %s %s inside the tenant: %v; retrying", kind, obj.GetName(), err))
+			s.fail(kv1.ConditionAddonsReady, kv1.ReasonTenantAPIUnreachable, err.Error()+"; retrying")
 			return ctrl.Result{RequeueAfter: endpointRetry}, nil
 		}
 	}
@@ -335,6 +368,56 @@ func (r *Reconciler) applyAddons(ctx context.Context, s *scope, t tenantClient, 
 		}
 	}
 	return ctrl.Result{}, nil
+}
+
+// applyParallelism is how many objects the bootstrap applies inside a
+// tenant at a time.
+const applyParallelism = 8
+
+// applyAll server-side applies objs inside a tenant, applyParallelism at
+// a time, and returns the first failure, naming its object.
+func applyAll(ctx context.Context, c client.Client, objs []client.Object) error {
+	g, ctx := errgroup.WithContext(ctx)
+	g.SetLimit(applyParallelism)
+	for _, obj := range objs {
+		g.Go(func() error {
+			//nolint:staticcheck // typed objects with server-side apply
+			if err := c.Patch(ctx, obj, client.Apply, client.ForceOwnership, objects.FieldOwner); err != nil {
+				return fmt.Errorf("cannot apply %s %s inside the tenant: %w", obj.GetObjectKind().GroupVersionKind().Kind, obj.GetName(), err)
+			}
+			return nil
+		})
+	}
+	return g.Wait()
+}
+
+// crdEstablishTimeout bounds the wait for CRDs just applied to be
+// established: the API server establishes one well under a second.
+const crdEstablishTimeout = 10 * time.Second
+
+// waitEstablished waits until every CRD named is Established.
+func waitEstablished(ctx context.Context, c client.Client, names []string) error {
+	return wait.PollUntilContextTimeout(ctx, 50*time.Millisecond, crdEstablishTimeout, true, func(ctx context.Context) (bool, error) {
+		for _, name := range names {
+			crd := &apiextensionsv1.CustomResourceDefinition{}
+			if err := c.Get(ctx, client.ObjectKey{Name: name}, crd); err != nil {
+				return false, nil
+			}
+			if !crdEstablished(crd) {
+				return false, nil
+			}
+		}
+		return true, nil
+	})
+}
+
+func crdEstablished(crd *apiextensionsv1.CustomResourceDefinition) bool {
+	for _, c := range crd.Status.Conditions {
+		if c.Type == apiextensionsv1.Established {
+			return c.Status == apiextensionsv1.ConditionTrue
+		}
+	}
+	return false
 }
 
 // keepKubernetesEndpoints writes the kubernetes Service's Endpoints and
