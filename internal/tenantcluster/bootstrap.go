@@ -16,6 +16,7 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	certv1 "k8s.io/api/certificates/v1"
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apiextensions-apiserver/pkg/apihelpers"
 	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -403,21 +404,12 @@ func waitEstablished(ctx context.Context, c client.Client, names []string) error
 			if err := c.Get(ctx, client.ObjectKey{Name: name}, crd); err != nil {
 				return false, nil
 			}
-			if !crdEstablished(crd) {
+			if !apihelpers.IsCRDConditionTrue(crd, apiextensionsv1.Established) {
 				return false, nil
 			}
 		}
 		return true, nil
 	})
-}
-
-func crdEstablished(crd *apiextensionsv1.CustomResourceDefinition) bool {
-	for _, c := range crd.Status.Conditions {
-		if c.Type == apiextensionsv1.Established {
-			return c.Status == apiextensionsv1.ConditionTrue
-		}
-	}
-	return false
 }
 
 // keepKubernetesEndpoints writes the kubernetes Service's Endpoints and
