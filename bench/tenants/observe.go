@@ -124,13 +124,14 @@ func (t *tracker) poll() {
 		}
 	}
 	for _, tc := range tcs.Items {
-		if m := t.m[tc.Name]; m != nil && meta.IsStatusConditionTrue(tc.Status.Conditions, kv1.ConditionAddonsReady) {
+		m := t.m[tc.Name]
+		if m == nil {
+			continue
+		}
+		if meta.IsStatusConditionTrue(tc.Status.Conditions, kv1.ConditionAddonsReady) {
 			set(&m.addonsReady)
 		}
-	}
-	for _, tc := range tcs.Items {
-		m := t.m[tc.Name]
-		if m == nil || m.tenantReady != 0 || !meta.IsStatusConditionTrue(tc.Status.Conditions, kv1.ConditionReady) {
+		if m.tenantReady != 0 || !meta.IsStatusConditionTrue(tc.Status.Conditions, kv1.ConditionReady) {
 			continue
 		}
 		m.tenantReady = now

@@ -311,7 +311,7 @@ func addonsHash(objs []client.Object, enabled map[string]bool) (string, error) {
 // the disabled addons. Objects go up to applyParallelism at a time: they
 // do not depend on one another at admission (their namespaces exist, RBAC
 // bindings may name roles not yet written, workloads wait for their
-// service accounts), and one after another a first start's sixty requests
+// service accounts), and one after another a first start's 57 requests
 // were most of its bootstrap. Custom resources follow, in the same pass,
 // once the CRDs applied with them are established.
 func (r *Reconciler) applyAddons(ctx context.Context, s *scope, t tenantClient, objs []client.Object, enabled map[string]bool) (ctrl.Result, error) {
